@@ -1,0 +1,335 @@
+"""What an entity is: the Entity base, the handler decorators and the handler registry.
+
+An entity class is an attrs class deriving from :class:`Entity`; its attrs fields
+are its state. ``@signal`` methods decide and ``emit`` events, ``@applies`` methods
+(pure, one per event type, taken from the annotation) change the fields, ``@query``
+methods read. The decorators only attach a marker; each ``ActorSystem`` reads the
+markers into an :class:`EntitySpec` of its own, so there is no global registry.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import enum
+import inspect
+import random as _random
+import typing
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+
+import attrs
+
+from actors.errors import DefinitionError, InvalidArguments, SerializationError
+from persistence.codec import Codec, fingerprint
+
+if TYPE_CHECKING:
+    from actors.context import Invocation
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_MARK = "__actors_handler__"
+Kind = Literal["signal", "query", "applies"]
+
+
+def _mark(kind: Kind) -> Callable[[F], F]:
+    def decorate(fn: F) -> F:
+        if not inspect.isfunction(fn):
+            raise DefinitionError(f"@{kind} decorates a function (a method), not {fn!r}")
+        if getattr(fn, _MARK, kind) != kind:
+            raise DefinitionError(f"{fn.__qualname__} is already a @{getattr(fn, _MARK)} handler")
+        setattr(fn, _MARK, kind)
+        return fn
+
+    return decorate
+
+
+signal = _mark("signal")
+signal.__doc__ = """Mark a method as a signal handler: it validates, then ``self.emit``s events.
+
+May be ``def`` or ``async def``. Raise :class:`Rejected` to refuse. Its arguments
+must be annotated (they are stored as JSON); its return value is the ``ask`` result.
+"""
+query = _mark("query")
+query.__doc__ = """Mark a method as a query handler: read-only, answered from committed state."""
+applies = _mark("applies")
+applies.__doc__ = """Mark a method as the applier of one event type (from its annotation).
+
+Appliers are the only code that changes fields. They must be pure and synchronous:
+no I/O, no clock, no randomness; they run again on every replay.
+"""
+
+
+class Entity:
+    """Base class of entities. Subclass it with ``@attrs.define``; fields are state.
+
+    Every field needs a default: a new entity starts from ``cls()``. Inside a
+    handler, ``self.id``, ``self.emit``, ``self.now()`` and ``self.random()`` (and the
+    other context calls) are available. Set ``snapshot_every`` (events between
+    snapshots; 0 for never) and ``entity_name`` (stable stored name, default the
+    class name) as class variables.
+    """
+
+    __slots__ = ("_actors_ctx", "_actors_id")
+    snapshot_every: ClassVar[int] = 100
+    entity_name: ClassVar[str | None] = None
+
+    @property
+    def id(self) -> str:
+        """This entity's id."""
+        try:
+            return self._actors_id  # type: ignore[no-any-return]
+        except AttributeError:
+            raise RuntimeError("this entity is not run by an ActorSystem") from None
+
+    def _ctx(self, call: str) -> Invocation:
+        ctx: Invocation | None = getattr(self, "_actors_ctx", None)
+        if ctx is None:
+            raise RuntimeError(f"self.{call}() is only available inside a @signal handler")
+        return ctx
+
+    def emit(self, event: object) -> None:
+        """Record ``event``: applied to the fields at once, persisted at commit."""
+        self._ctx("emit").emit(self, event)
+
+    def now(self) -> dt.datetime:
+        """The time of this invocation (UTC): the same on every replay."""
+        return self._ctx("now").now
+
+    def random(self) -> _random.Random:
+        """A random generator seeded from the invocation id: the same on every replay."""
+        return self._ctx("random").rng
+
+
+# ---------------------------------------------------------------- specs
+
+_IMMUTABLE = (int, float, str, bool, bytes, type(None), dt.datetime, dt.date, dt.timedelta)
+
+
+def _is_immutable_type(tp: object) -> bool:
+    if tp in _IMMUTABLE:
+        return True
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return True
+    origin = typing.get_origin(tp)
+    if origin in (tuple, frozenset, typing.Union, type(int | None)):
+        return all(_is_immutable_type(a) for a in typing.get_args(tp) if a is not Ellipsis)
+    if origin is Literal:
+        return True
+    return False
+
+
+def _checker(tp: object, codec: Codec) -> Callable[[object], bool]:
+    """A cheap predicate telling whether a value fits annotation ``tp``."""
+    if tp in (Any, object, inspect.Parameter.empty):
+        return lambda v: True
+    if tp is int:
+        return lambda v: type(v) is int or (isinstance(v, int) and not isinstance(v, bool))
+    if tp is float:
+        return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    if isinstance(tp, type) and typing.get_origin(tp) is None:
+        return lambda v: isinstance(v, tp)
+    conv = codec.converter
+
+    def roundtrip(v: object) -> bool:
+        try:
+            conv.structure(conv.unstructure(v, unstructure_as=tp), tp)  # type: ignore[arg-type]
+        except Exception:
+            return False
+        return True
+
+    return roundtrip
+
+
+@attrs.frozen
+class HandlerSpec:
+    """A registered handler: how to bind, check, encode and call it."""
+
+    entity: str
+    name: str
+    kind: Kind
+    fn: Callable[..., Any]
+    is_async: bool
+    signature: inspect.Signature
+    params: tuple[tuple[str, object, Callable[[object], bool], bool], ...]
+    """(name, annotation, checker, keyword_only) per parameter after ``self``."""
+    returns: object
+
+    def bind(self, args: tuple[object, ...], kwargs: dict[str, object]) -> dict[str, object]:
+        """Bind call arguments to parameter names; InvalidArguments if they do not fit."""
+        try:
+            ba = self.signature.bind(None, *args, **kwargs)
+        except TypeError as e:
+            raise InvalidArguments(f"{self.entity}.{self.name}: {e}") from None
+        ba.apply_defaults()
+        values = dict(ba.arguments)
+        values.pop(next(iter(self.signature.parameters)))
+        for name, tp, check, _kw in self.params:
+            v = values[name]
+            if not check(v):
+                raise InvalidArguments(
+                    f"{self.entity}.{self.name}: argument {name!r} must be {_type_name(tp)}, "
+                    f"got {type(v).__name__} {v!r:.80}"
+                )
+        return values
+
+    def encode(self, codec: Codec, values: dict[str, object]) -> str:
+        """The JSON text of bound arguments."""
+        conv = codec.converter
+        try:
+            raw = {n: conv.unstructure(values[n], unstructure_as=tp) for n, tp, _c, _k in self.params}
+        except Exception as e:
+            raise SerializationError(f"{self.entity}.{self.name}: cannot encode arguments: {e}") from e
+        return codec.dumps(raw, what=f"arguments of {self.entity}.{self.name}")
+
+    def decode(self, codec: Codec, text: str) -> dict[str, object]:
+        """Bound arguments back from their JSON text."""
+        raw = codec.loads(text, dict[str, Any])
+        conv = codec.converter
+        try:
+            return {n: conv.structure(raw[n], tp) for n, tp, _c, _k in self.params}  # type: ignore[arg-type]
+        except Exception as e:
+            raise SerializationError(f"{self.entity}.{self.name}: cannot decode arguments: {e}") from e
+
+    def call(self, entity: object, values: dict[str, object]) -> Any:
+        """Call the handler on ``entity`` with bound ``values``."""
+        pos = [values[n] for n, _t, _c, kw in self.params if not kw]
+        kws = {n: values[n] for n, _t, _c, kw in self.params if kw}
+        return self.fn(entity, *pos, **kws)
+
+    def fingerprint(self, args_json: str) -> str:
+        """Digest of handler name and encoded arguments."""
+        return fingerprint(self.name, args_json)
+
+
+def _type_name(tp: object) -> str:
+    return tp.__name__ if isinstance(tp, type) else repr(tp).replace("typing.", "")
+
+
+@attrs.frozen
+class EntitySpec:
+    """Everything a system knows about one entity class."""
+
+    cls: type[Entity]
+    name: str
+    signals: dict[str, HandlerSpec]
+    queries: dict[str, HandlerSpec]
+    appliers: dict[type, Callable[[Any, Any], None]]
+    snapshot_every: int
+    schema: str
+    """Fingerprint of the state's fields: a snapshot of another schema is skipped."""
+    shallow_copy: bool
+    """All fields are immutable values, so a shallow copy is a full copy."""
+
+    def new(self, entity_id: str) -> Entity:
+        """A fresh instance in its initial state."""
+        e = self.cls()
+        object.__setattr__(e, "_actors_id", entity_id)
+        object.__setattr__(e, "_actors_ctx", None)
+        return e
+
+    def clone(self, e: Entity) -> Entity:
+        """An independent copy of an instance's state (for rollback and queries)."""
+        c = copy.copy(e) if self.shallow_copy else self._deep(e)
+        object.__setattr__(c, "_actors_ctx", None)
+        return c
+
+    def _deep(self, e: Entity) -> Entity:
+        c = object.__new__(type(e))
+        for a in attrs.fields(type(e)):
+            object.__setattr__(c, a.name, copy.deepcopy(getattr(e, a.name)))
+        object.__setattr__(c, "_actors_id", e._actors_id)  # type: ignore[attr-defined]
+        return c
+
+
+def build_spec(cls: object, codec: Codec) -> EntitySpec:
+    """Read an entity class's handlers; DefinitionError names what breaks the rules."""
+    if not isinstance(cls, type) or not issubclass(cls, Entity):
+        raise DefinitionError(f"{cls!r} is not a subclass of actors.Entity")
+    if not attrs.has(cls):
+        raise DefinitionError(f"{cls.__qualname__} must be an attrs class (@attrs.define)")
+    name = cls.__dict__.get("entity_name") or cls.__name__
+    if not isinstance(name, str) or not name or len(name) > 200:
+        raise DefinitionError(f"{cls.__qualname__}.entity_name must be a short non-empty string")
+    every = cls.snapshot_every
+    if not isinstance(every, int) or isinstance(every, bool) or every < 0:
+        raise DefinitionError(f"{cls.__qualname__}.snapshot_every must be an int >= 0, got {every!r}")
+    try:
+        cls()
+    except Exception as e:
+        raise DefinitionError(
+            f"{cls.__qualname__}() failed ({e}): every field of an entity needs a default"
+        ) from e
+    signals: dict[str, HandlerSpec] = {}
+    queries: dict[str, HandlerSpec] = {}
+    appliers: dict[type, Callable[[Any, Any], None]] = {}
+    seen: dict[str, Callable[..., Any]] = {}
+    for klass in reversed(cls.__mro__):
+        for attr, fn in vars(klass).items():
+            if getattr(fn, _MARK, None) is not None:
+                seen[attr] = fn
+            elif attr in seen:  # overridden without a decorator
+                del seen[attr]
+    for attr, fn in seen.items():
+        kind: Kind = getattr(fn, _MARK)
+        if kind == "applies":
+            event_cls = _applier_event(cls, fn)
+            if event_cls in appliers:
+                raise DefinitionError(
+                    f"{cls.__qualname__} has two @applies for {event_cls.__qualname__}"
+                )
+            codec.register_event(event_cls)
+            appliers[event_cls] = fn
+        else:
+            h = _handler(cls, name, attr, kind, fn, codec)
+            (signals if kind == "signal" else queries)[attr] = h
+    fields = attrs.fields(cls)
+    hints = typing.get_type_hints(cls)
+    schema = fingerprint(*(f"{a.name}:{hints.get(a.name, a.type)!r}" for a in fields))
+    shallow = all(_is_immutable_type(hints.get(a.name, a.type)) for a in fields)
+    return EntitySpec(cls, name, signals, queries, appliers, every, schema, shallow)
+
+
+def _hints(cls: type, fn: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn)
+    except Exception as e:
+        raise DefinitionError(f"{cls.__qualname__}.{fn.__name__}: cannot resolve annotations: {e}") from e
+
+
+def _applier_event(cls: type, fn: Callable[..., Any]) -> type:
+    where = f"{cls.__qualname__}.{fn.__name__}"
+    if inspect.iscoroutinefunction(fn):
+        raise DefinitionError(f"@applies {where} must be a plain def: appliers are pure")
+    params = list(inspect.signature(fn).parameters.values())
+    if len(params) != 2:
+        raise DefinitionError(f"@applies {where} must take (self, event), takes {len(params)} parameters")
+    tp = _hints(cls, fn).get(params[1].name)
+    if tp is None:
+        raise DefinitionError(f"@applies {where}: annotate the event parameter with its event class")
+    if not isinstance(tp, type) or not attrs.has(tp):
+        raise DefinitionError(f"@applies {where}: event type {tp!r} must be an attrs class")
+    return tp
+
+
+def _handler(
+    cls: type, entity: str, attr: str, kind: Kind, fn: Callable[..., Any], codec: Codec
+) -> HandlerSpec:
+    where = f"{cls.__qualname__}.{attr}"
+    sig = inspect.signature(fn)
+    hints = _hints(cls, fn)
+    ps = list(sig.parameters.values())
+    if not ps or ps[0].kind not in (ps[0].POSITIONAL_ONLY, ps[0].POSITIONAL_OR_KEYWORD):
+        raise DefinitionError(f"@{kind} {where} must be a method taking self first")
+    params = []
+    for p in ps[1:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise DefinitionError(f"@{kind} {where}: *args/**kwargs are not allowed (name each argument)")
+        tp = hints.get(p.name, inspect.Parameter.empty)
+        if kind == "signal" and tp is inspect.Parameter.empty:
+            raise DefinitionError(f"@signal {where}: annotate argument {p.name!r} (it is stored as JSON)")
+        params.append((p.name, tp, _checker(tp, codec), p.kind == p.KEYWORD_ONLY))
+    is_async = inspect.iscoroutinefunction(fn)
+    if kind == "query" and is_async:
+        raise DefinitionError(f"@query {where} must be a plain def: queries read state and return")
+    return HandlerSpec(entity, attr, kind, fn, is_async, sig, tuple(params), hints.get("return", Any))

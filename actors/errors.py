@@ -1,0 +1,110 @@
+"""The error hierarchy. Everything the framework raises derives from ActorsError::
+
+    ActorsError
+    ├── Rejected                 a handler's business refusal, returned to ask callers
+    ├── UnknownEntity            an entity type the system was not given  (LookupError)
+    ├── UnknownHandler           no @signal/@query of that name           (LookupError)
+    ├── InvalidArguments         wrong, missing or extra arguments; bad ids (TypeError)
+    ├── DefinitionError          an entity class that breaks the rules    (TypeError)
+    ├── SerializationError       a value that cannot be encoded/decoded   (TypeError)
+    ├── PayloadTooLarge          over the configured size limit           (ValueError)
+    ├── IdempotencyConflict      same key, different arguments
+    ├── HandlerFailed            crashed until its retries ran out: dead-lettered
+    ├── DeadlineExceeded         the call's timeout passed               (TimeoutError)
+    ├── NonDeterminismError      a re-run asked for other steps than its journal holds
+    ├── ActivityFailed           an activity failed for good; ``__cause__`` says why
+    ├── SystemClosed             the system is not running
+    └── StoreError               the store failed (I/O, disk full, unusable file)
+        ├── StoreLocked          another running system owns the store
+        ├── NotOurDatabase       not a database, or another application's
+        └── CorruptRecord        a record that cannot be read (names entity and seq)
+"""
+
+from __future__ import annotations
+
+from persistence.errors import (
+    ActorsError,
+    CorruptRecord,
+    NotOurDatabase,
+    PayloadTooLarge,
+    SerializationError,
+    StoreError,
+    StoreLocked,
+)
+
+__all__ = [
+    "ActivityFailed",
+    "ActorsError",
+    "CorruptRecord",
+    "DeadlineExceeded",
+    "DefinitionError",
+    "HandlerFailed",
+    "IdempotencyConflict",
+    "InvalidArguments",
+    "NonDeterminismError",
+    "NotOurDatabase",
+    "PayloadTooLarge",
+    "Rejected",
+    "SerializationError",
+    "StoreError",
+    "StoreLocked",
+    "SystemClosed",
+    "UnknownEntity",
+    "UnknownHandler",
+]
+
+
+class Rejected(ActorsError):
+    """A business refusal raised by a handler ("insufficient funds").
+
+    It is the handler's answer, not a crash: the signal counts as processed, nothing
+    it emitted is kept, and ``ask`` callers (also repeats of the same key) get it
+    raised. Subclass it for distinct refusals.
+    """
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnknownEntity(ActorsError, LookupError):
+    """The entity type was not registered with this ActorSystem."""
+
+
+class UnknownHandler(ActorsError, LookupError):
+    """No ``@signal`` or ``@query`` handler of that name on the entity type."""
+
+
+class InvalidArguments(ActorsError, TypeError):
+    """Arguments do not fit the handler (missing, extra, wrong type) or a bad id/option."""
+
+
+class DefinitionError(ActorsError, TypeError):
+    """An entity class breaks the rules (e.g. ``@applies`` without an event annotation)."""
+
+
+class IdempotencyConflict(ActorsError):
+    """An idempotency key was reused with different arguments or another handler."""
+
+
+class HandlerFailed(ActorsError):
+    """The handler crashed on every attempt; the signal was dead-lettered.
+
+    Also raised to ``ask`` callers of an actor stopped by its restart intensity.
+    """
+
+
+class DeadlineExceeded(ActorsError, TimeoutError):
+    """The deadline set with ``ref.options(timeout=...)`` passed before the answer."""
+
+
+class NonDeterminismError(ActorsError):
+    """A re-run of a handler asked for other steps than its journal recorded."""
+
+
+class ActivityFailed(ActorsError):
+    """An activity failed for good (non-retryable, or out of attempts); see ``__cause__``."""
+
+
+class SystemClosed(ActorsError):
+    """The ActorSystem is not running (not entered yet, or already closed)."""

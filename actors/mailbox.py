@@ -1,0 +1,428 @@
+"""The actor: one entity's mailbox and the loop that handles it.
+
+An actor exists while its entity is active. Its mailbox is a deque; a drain task
+is started when the first message arrives and ends when the mailbox is empty, so
+an idle actor costs no task. The loop is split into activation (snapshot + tail
+replay), handling (run the handler, roll back on failure), and commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import traceback
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from actors import outcome
+from actors.context import Invocation
+from actors.entity import Entity, EntitySpec, HandlerSpec
+from actors.errors import (
+    ActorsError,
+    CorruptRecord,
+    HandlerFailed,
+    IdempotencyConflict,
+    Rejected,
+    SerializationError,
+    SystemClosed,
+)
+from persistence.store import Commit, SaveSnapshot, SignalRecord, SnapshotRecord
+
+if TYPE_CHECKING:
+    from actors.system import ActorSystem
+
+_REPLAY_CHUNK = 2000
+
+
+class Reply:
+    """A one-shot slot for the answer to an ask."""
+
+    __slots__ = ("_done", "error", "value")
+
+    def __init__(self) -> None:
+        self._done = anyio.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def set(self, value: object) -> None:
+        """Answer with a value."""
+        if not self._done.is_set():
+            self.value = value
+            self._done.set()
+
+    def fail(self, error: BaseException) -> None:
+        """Answer with an error."""
+        if not self._done.is_set():
+            self.error = error
+            self._done.set()
+
+    async def wait(self) -> Any:
+        """The answer: the value, or the error raised."""
+        await self._done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class Envelope:
+    """A signal on its way through the mailbox."""
+
+    __slots__ = ("from_inbox", "handler", "keyed", "reply", "signal", "values")
+
+    def __init__(
+        self,
+        handler: HandlerSpec,
+        signal: SignalRecord,
+        *,
+        values: dict[str, object] | None,
+        keyed: bool,
+        reply: Reply | None,
+        from_inbox: bool,
+    ) -> None:
+        self.from_inbox = from_inbox
+        """The signal is in the inbox (a tell, a timer, a recovered or journaled ask)."""
+        self.handler = handler
+        self.signal = signal
+        self.values = values
+        self.keyed = keyed
+        self.reply = reply
+
+
+class Actor:
+    """One active entity: its state, its mailbox and its supervision record."""
+
+    def __init__(self, system: ActorSystem, spec: EntitySpec, entity_id: str) -> None:
+        self.system = system
+        self.spec = spec
+        self.id = entity_id
+        self.mailbox: deque[Envelope] = deque()
+        self.running = False
+        self.entity: Entity | None = None
+        self.view: Entity | None = None
+        """The committed state, which queries read."""
+        self.seq = 0
+        self.snap_seq = 0
+        self.backup: Entity | None = None
+        self.last_active = system.clock.now()
+        self.crashes: deque[dt.datetime] = deque()
+        self.stopped_until: dt.datetime | None = None
+        self._activating: anyio.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"<Actor {self.spec.name}/{self.id}>"
+
+    @property
+    def idle(self) -> bool:
+        """No message queued or running and not activating: safe to passivate."""
+        return not self.running and not self.mailbox and self._activating is None
+
+    # ------------------------------------------------------------ mailbox
+    def deliver(self, env: Envelope) -> None:
+        """Put a signal in the mailbox; starts the drain task if none runs."""
+        if self.stopped_until is not None:
+            if env.reply is not None:
+                env.reply.fail(self._stopped_error())
+            return  # an inbox signal stays in the inbox and resumes with the actor
+        self.system.busy_inc()
+        self.mailbox.append(env)
+        if not self.running:
+            self.running = True
+            self.system.spawn(self._drain)
+
+    async def _drain(self) -> None:
+        try:
+            while self.mailbox:
+                env = self.mailbox.popleft()
+                try:
+                    await self._handle(env)
+                except anyio.get_cancelled_exc_class():
+                    if env.reply is not None:
+                        env.reply.fail(SystemClosed("the actor system closed"))
+                    raise
+                finally:
+                    self.system.busy_dec()
+        finally:
+            self.running = False
+            self.last_active = self.system.clock.now()
+
+    def fail_pending(self, error: ActorsError) -> None:
+        """Fail every queued ask (used when the system closes or the actor stops)."""
+        while self.mailbox:
+            env = self.mailbox.popleft()
+            self.system.busy_dec()
+            if env.reply is not None:
+                env.reply.fail(error)
+
+    # ------------------------------------------------------------ activation
+    async def ensure_active(self) -> Entity:
+        """Load the entity (snapshot + tail of the log) unless it is loaded."""
+        while self.entity is None:
+            if self._activating is not None:
+                await self._activating.wait()
+                continue
+            self._activating = anyio.Event()
+            try:
+                self.entity = await self._load()
+                self.view = self.entity
+            finally:
+                self._activating.set()
+                self._activating = None
+        return self.entity
+
+    async def _load(self) -> Entity:
+        store, codec, spec = self.system.store, self.system.codec, self.spec
+        entity: Entity | None = None
+        seq = 0
+        for snap in await store.read_snapshots(spec.name, self.id):
+            entity = self._from_snapshot(snap)
+            if entity is not None:
+                seq = snap.seq
+                break
+        if entity is None:
+            entity = spec.new(self.id)
+        self.snap_seq = seq
+        where = f"{spec.name}/{self.id}"
+        while True:
+            events = await store.read_events(spec.name, self.id, after=seq, limit=_REPLAY_CHUNK)
+            for stored in events:
+                if stored.seq != seq + 1:
+                    raise CorruptRecord(f"event log of {where} jumps from {seq} to {stored.seq}")
+                event = codec.decode_event(where, stored)
+                spec.appliers[type(event)](entity, event)
+                seq = stored.seq
+            if len(events) < _REPLAY_CHUNK:
+                break
+        self.seq = seq
+        return entity
+
+    def _from_snapshot(self, snap: SnapshotRecord) -> Entity | None:
+        spec = self.spec
+        where = f"snapshot at seq {snap.seq} of {spec.name}/{self.id}"
+        if snap.schema != spec.schema:
+            self.system.log.warning("skipping %s: taken with another state schema", where)
+            return None
+        try:
+            entity = self.system.codec.loads(snap.state, spec.cls)
+        except SerializationError as e:
+            self.system.log.warning("skipping unreadable %s: %s", where, e)
+            return None
+        object.__setattr__(entity, "_actors_id", self.id)
+        object.__setattr__(entity, "_actors_ctx", None)
+        return entity  # type: ignore[no-any-return]
+
+    def deactivate(self) -> None:
+        """Drop the in-memory state; the next message rebuilds it from the store."""
+        self.entity = self.view = self.backup = None
+
+    # ------------------------------------------------------------ handling
+    def before_first_emit(self) -> None:
+        """Keep a copy of the committed state: queries read it, a failure restores it."""
+        assert self.entity is not None
+        self.backup = self.spec.clone(self.entity)
+        self.view = self.backup
+
+    def _rollback(self) -> None:
+        if self.backup is not None:
+            self.entity = self.view = self.backup
+            self.backup = None
+
+    async def _handle(self, env: Envelope) -> None:
+        try:
+            await self.ensure_active()
+            if env.keyed and await self._answer_repeat(env):
+                return
+        except ActorsError as e:
+            self.system.log.error("%r cannot handle %s: %s", self, env.signal.handler, e)
+            if env.reply is not None:
+                env.reply.fail(e)
+            return
+        attempt = 0
+        while True:
+            attempt += 1
+            done = await self._attempt(env, attempt)
+            if done or self.stopped_until is not None:
+                return
+
+    async def _answer_repeat(self, env: Envelope) -> bool:
+        s = env.signal
+        mark = await self.system.store.read_mark(s.entity_type, s.entity_id, s.signal_id)
+        if mark is None:
+            return False
+        if env.reply is not None:
+            if mark.fingerprint != s.fingerprint:
+                env.reply.fail(IdempotencyConflict(_conflict_text(s)))
+            else:
+                try:
+                    env.reply.set(outcome.decode(self.system.codec, mark.outcome, env.handler.returns))
+                except BaseException as e:
+                    env.reply.fail(e)
+        return True
+
+    async def _attempt(self, env: Envelope, attempt: int) -> bool:
+        """One run of the handler; True when the signal is finished with."""
+        entity = await self.ensure_active()
+        inv = Invocation(self, env.signal)
+        h = env.handler
+        object.__setattr__(entity, "_actors_ctx", inv)
+        try:
+            values = env.values if env.values is not None else h.decode(self.system.codec, env.signal.args)
+            result = h.call(entity, values)
+            if h.is_async:
+                result = await result
+            text = outcome.encode_ok(self.system.codec, result, h.returns, f"result of {h.name}")
+        except Rejected as r:
+            self._rollback()
+            inv.events.clear()
+            await self._commit(env, inv, outcome.encode_error("rejected", r), r, None)
+            return True
+        except Exception as e:
+            return await self._crashed(env, inv, e, attempt)
+        finally:
+            object.__setattr__(entity, "_actors_ctx", None)
+        await self._commit(env, inv, text, None, result)
+        return True
+
+    async def _commit(
+        self, env: Envelope, inv: Invocation, text: str, rejected: Rejected | None, result: object
+    ) -> None:
+        system = self.system
+        s = env.signal
+        needed = env.keyed or inv.events or env.from_inbox
+        if needed:
+            commit = Commit(
+                s.entity_type,
+                s.entity_id,
+                s,
+                text,
+                self.seq + 1,
+                tuple(inv.events),
+                recorded_at=system.clock.now().timestamp(),
+                mark=env.keyed,
+                from_inbox=env.from_inbox,
+            )
+            try:
+                await system.committer.submit(commit)
+            except ActorsError as e:
+                self._rollback()
+                self.deactivate()  # rebuild from what is really stored
+                if env.reply is not None:
+                    env.reply.fail(e)
+                return
+        self.seq += len(inv.events)
+        self.backup = None
+        self.view = self.entity
+        if env.reply is not None:
+            if rejected is not None:
+                env.reply.fail(rejected)
+            else:
+                env.reply.set(result)
+        self._maybe_snapshot()
+
+    def _maybe_snapshot(self) -> None:
+        every = self.spec.snapshot_every
+        if not every or self.seq - self.snap_seq < every or self.entity is None:
+            return
+        system = self.system
+        try:
+            state = system.codec.dumps(self.entity, self.spec.cls, what="snapshot")
+        except ActorsError as e:
+            system.log.warning("no snapshot of %r: %s", self, e)
+            return
+        snap = SnapshotRecord(
+            self.spec.name, self.id, self.seq, self.spec.schema, state, system.clock.now().timestamp()
+        )
+        self.snap_seq = self.seq
+        system.committer.submit_nowait(SaveSnapshot(snap))
+
+    # ------------------------------------------------------------ supervision
+    async def _crashed(self, env: Envelope, inv: Invocation, error: Exception, attempt: int) -> bool:
+        system, policy = self.system, self.system.supervision
+        self._rollback()
+        self.deactivate()
+        now = system.clock.now()
+        self.crashes.append(now)
+        while self.crashes and self.crashes[0] <= now - policy.within:
+            self.crashes.popleft()
+        where = f"{self.spec.name}/{self.id}.{env.handler.name}"
+        if len(self.crashes) > policy.max_restarts:
+            self._stop(env, len(self.crashes))
+            return True
+        if attempt >= policy.max_attempts:
+            await self._dead_letter(env, error, attempt)
+            return True
+        delay = policy.backoff(attempt)
+        system.log.warning(
+            "%s crashed (attempt %d of %d): %r; retrying in %.3fs",
+            where, attempt, policy.max_attempts, error, delay.total_seconds(),
+        )
+        async with system.parked():
+            await system.clock.sleep_until(system.clock.now() + delay)
+        return False
+
+    async def _dead_letter(self, env: Envelope, error: Exception, attempts: int) -> None:
+        system = self.system
+        s = env.signal
+        where = f"{self.spec.name}/{self.id}.{env.handler.name}"
+        tb = "".join(traceback.format_exception(error))
+        failure = HandlerFailed(f"{where} failed {attempts} times, dead-lettered: {error!r}")
+        failure.__cause__ = error
+        system.log.error("%s; signal %s moved to dead letters", failure, s.signal_id)
+        commit = Commit(
+            s.entity_type,
+            s.entity_id,
+            s,
+            outcome.encode_error("failed", failure),
+            self.seq + 1,
+            (),
+            recorded_at=system.clock.now().timestamp(),
+            dead_letter=(repr(error)[:2000], tb[-20000:], attempts),
+            mark=True,
+            from_inbox=env.from_inbox,
+        )
+        try:
+            await system.committer.submit(commit)
+        except ActorsError as e:
+            if env.reply is not None:
+                env.reply.fail(e)
+            return
+        if env.reply is not None:
+            env.reply.fail(failure)
+
+    def _stop(self, env: Envelope, crashes: int) -> None:
+        system, policy = self.system, self.system.supervision
+        self.stopped_until = system.clock.now() + policy.within
+        system.log.error(
+            "%s/%s stopped: %d crashes within %s exceed its restart intensity (max %d); "
+            "its asks fail, its inbox keeps its signals, it resumes at %s",
+            self.spec.name, self.id, crashes, policy.within, policy.max_restarts,
+            self.stopped_until.isoformat(),
+        )
+        if env.reply is not None:
+            env.reply.fail(self._stopped_error())
+        self.fail_pending(self._stopped_error())
+        system.spawn(self._resume_later)
+
+    def _stopped_error(self) -> HandlerFailed:
+        return HandlerFailed(
+            f"{self.spec.name}/{self.id} is stopped by its restart intensity until "
+            f"{self.stopped_until.isoformat() if self.stopped_until else '?'}"
+        )
+
+    async def _resume_later(self) -> None:
+        system = self.system
+        assert self.stopped_until is not None
+        async with system.parked():
+            await system.clock.sleep_until(self.stopped_until)
+        self.stopped_until = None
+        self.crashes.clear()
+        system.log.info("%s/%s resumes after its cool-down", self.spec.name, self.id)
+        await system.resume_inbox(self)
+
+
+def _conflict_text(s: SignalRecord) -> str:
+    return (
+        f"idempotency key {s.signal_id!r} of {s.entity_type}/{s.entity_id} was already used "
+        f"with other arguments or another handler (now: {s.handler})"
+    )
+

@@ -1,0 +1,140 @@
+"""EntityRef: how callers reach an entity. ``tell`` / ``ask`` / ``query``.
+
+The handler is passed as the method itself (``Account.deposit``: mypy and pyright
+then check the arguments and the result type) or by name (``"deposit"``, for
+dynamic callers such as the CLI).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+
+from actors.entity import Entity
+from actors.errors import InvalidArguments
+
+if TYPE_CHECKING:
+    from actors.entity import EntitySpec
+    from actors.system import ActorSystem
+
+E = TypeVar("E", bound=Entity)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+MAX_KEY_LENGTH = 256
+
+
+class EntityRef(Generic[E]):
+    """A handle on one entity (type and id); cheap to create, safe to share.
+
+    ``tell`` returns once the signal is durably accepted; ``ask`` returns the
+    handler's result once its events are committed; ``query`` reads committed state.
+    """
+
+    __slots__ = ("_key", "_spec", "_system", "_timeout", "id")
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        spec: EntitySpec,
+        entity_id: str,
+        *,
+        key: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self._system = system
+        self._spec = spec
+        self.id = entity_id
+        self._key = key
+        self._timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"EntityRef({self._spec.name}, {self.id!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EntityRef):
+            return NotImplemented
+        return (self._system, self._spec.name, self.id) == (other._system, other._spec.name, other.id)
+
+    def __hash__(self) -> int:
+        return hash((self._spec.name, self.id))
+
+    @property
+    def entity_type(self) -> str:
+        """The stable name of the entity type."""
+        return self._spec.name
+
+    def options(
+        self, *, key: str | None = None, timeout: dt.timedelta | float | None = None
+    ) -> EntityRef[E]:
+        """This ref with an idempotency ``key`` and/or a ``timeout`` for its calls.
+
+        A repeat of a call with the same key returns the first outcome; the same key
+        with other arguments raises ``IdempotencyConflict``. ``timeout`` (seconds or
+        timedelta, wall clock) bounds how long a call waits; past it the call raises
+        ``DeadlineExceeded`` (a signal already accepted still runs).
+        """
+        if key is not None and (not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH):
+            raise InvalidArguments(
+                f"key must be a non-empty str of at most {MAX_KEY_LENGTH} characters, got {key!r:.80}"
+            )
+        secs: float | None
+        if timeout is None:
+            secs = None
+        elif isinstance(timeout, dt.timedelta):
+            secs = timeout.total_seconds()
+        elif isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+            secs = float(timeout)
+        else:
+            raise InvalidArguments(f"timeout must be a timedelta or seconds, got {timeout!r}")
+        if secs is not None and not secs > 0:
+            raise InvalidArguments(f"timeout must be positive, got {timeout!r}")
+        return EntityRef(self._system, self._spec, self.id, key=key, timeout=secs)
+
+    # -- tell
+    @overload
+    async def tell(
+        self, handler: Callable[Concatenate[E, P], Awaitable[Any]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> None: ...
+    @overload
+    async def tell(
+        self, handler: Callable[Concatenate[E, P], Any], /, *args: P.args, **kwargs: P.kwargs
+    ) -> None: ...
+    @overload
+    async def tell(self, handler: str, /, *args: object, **kwargs: object) -> None: ...
+    async def tell(self, handler: Any, /, *args: Any, **kwargs: Any) -> None:
+        """Send a signal; returns once it is durably accepted (on disk)."""
+        await self._system._tell(self._spec, self.id, handler, args, kwargs, self._key, self._timeout)
+
+    # -- ask
+    @overload
+    async def ask(  # type: ignore[overload-overlap]
+        self, handler: Callable[Concatenate[E, P], Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R: ...
+    @overload
+    async def ask(
+        self, handler: Callable[Concatenate[E, P], R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R: ...
+    @overload
+    async def ask(self, handler: str, /, *args: object, **kwargs: object) -> object: ...
+    async def ask(self, handler: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """Send a signal and wait for the handler's result, returned after its commit.
+
+        ``Rejected`` raised by the handler is raised here; a handler that crashed on
+        every attempt raises ``HandlerFailed``.
+        """
+        return await self._system._ask(
+            self._spec, self.id, handler, args, kwargs, self._key, self._timeout
+        )
+
+    # -- query
+    @overload
+    async def query(
+        self, handler: Callable[Concatenate[E, P], R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R: ...
+    @overload
+    async def query(self, handler: str, /, *args: object, **kwargs: object) -> object: ...
+    async def query(self, handler: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """Run a ``@query`` on the committed state; never waits behind a running handler."""
+        return await self._system._query(self._spec, self.id, handler, args, kwargs, self._timeout)

@@ -1,0 +1,468 @@
+"""ActorSystem: lifecycle, the entity registry, refs, routing and activation.
+
+The system owns a task group (every actor drain task, the group committer, the
+passivation sweeper), a codec and a store. Entering it opens the store and
+recovers: every signal still in the inbox is routed to its actor before the first
+new call is taken.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime as dt
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import anyio
+import attrs
+from anyio.abc import TaskGroup
+
+from actors.commit import GroupCommitter
+from actors.entity import Entity, EntitySpec, HandlerSpec, Kind, build_spec
+from actors.errors import (
+    DeadlineExceeded,
+    DefinitionError,
+    IdempotencyConflict,
+    InvalidArguments,
+    SystemClosed,
+    UnknownEntity,
+    UnknownHandler,
+)
+from actors.mailbox import Actor, Envelope, Reply, _conflict_text
+from actors.ref import EntityRef
+from actors.supervisor import SupervisorPolicy
+from actors.timers import Clock, SystemClock
+from persistence.codec import Codec
+from persistence.store import Accept, Accepted, DeadLetter, Duplicate, Requeue, SignalRecord, Store
+
+E = TypeVar("E", bound=Entity)
+T = TypeVar("T")
+
+_IMMUTABLE_RESULTS = (int, float, str, bool, bytes, type(None), dt.datetime, dt.date, dt.timedelta)
+_INBOX_CHUNK = 1000
+
+
+@attrs.frozen
+class SystemStatistics:
+    """A snapshot of the system's counters."""
+
+    active_actors: int
+    """Actors in memory (activated and not passivated)."""
+    commit_batches: int
+    """Store transactions written by the group committer."""
+    commit_writes: int
+    """Writes carried by those transactions (writes / batches = mean batch size)."""
+    pending_writes: int
+    """Writes waiting for the next transaction."""
+
+
+def generated_id() -> str:
+    """A fresh signal id for a call without an idempotency key."""
+    return "g:" + uuid.uuid4().hex
+
+
+def keyed_id(key: str) -> str:
+    """The stored signal id of a caller's idempotency key."""
+    return "k:" + key
+
+
+def is_keyed(signal_id: str) -> bool:
+    """Whether a stored signal id can repeat (anything but a generated id)."""
+    return not signal_id.startswith("g:")
+
+
+class ActorSystem:
+    """Runs entities as durable actors on a store. Use as ``async with``.
+
+    ``entities`` lists the entity classes this system runs. ``passivate_after``
+    (default 5 minutes; ``None`` never) drops idle actors from memory; they are
+    rebuilt on their next message. ``clock`` (default the wall clock) drives
+    backoff, passivation and timers; tests pass ``actors.testing.VirtualClock``.
+    ``max_payload`` bounds any encoded arguments, event, result or snapshot.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        entities: Sequence[type[Entity]],
+        *,
+        passivate_after: dt.timedelta | None = dt.timedelta(minutes=5),
+        clock: Clock | None = None,
+        supervision: SupervisorPolicy | None = None,
+        max_payload: int = 2 * 1024 * 1024,
+        max_batch: int = 2000,
+        max_id_length: int = 256,
+    ) -> None:
+        if not isinstance(store, Store):
+            raise InvalidArguments(f"store must implement persistence.Store, got {store!r:.80}")
+        if isinstance(entities, (str, bytes)) or not isinstance(entities, Sequence):
+            raise InvalidArguments(f"entities must be a list of Entity classes, got {entities!r:.80}")
+        if passivate_after is not None and (
+            not isinstance(passivate_after, dt.timedelta) or passivate_after <= dt.timedelta(0)
+        ):
+            raise InvalidArguments(
+                f"passivate_after must be a positive timedelta or None, got {passivate_after!r}"
+            )
+        if clock is not None and not isinstance(clock, Clock):
+            raise InvalidArguments(f"clock must implement actors.Clock, got {clock!r:.80}")
+        if supervision is not None and not isinstance(supervision, SupervisorPolicy):
+            raise InvalidArguments(f"supervision must be a SupervisorPolicy, got {supervision!r:.80}")
+        for name, v, low in (("max_batch", max_batch, 1), ("max_id_length", max_id_length, 1)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise InvalidArguments(f"{name} must be an int >= {low}, got {v!r}")
+        try:
+            self.codec = Codec(max_payload=max_payload)
+        except ValueError as e:
+            raise InvalidArguments(str(e)) from None
+        self.store = store
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.supervision = supervision or SupervisorPolicy()
+        self.passivate_after = passivate_after
+        self.max_id_length = max_id_length
+        self.log = logging.getLogger("actors")
+        self._specs: dict[str, EntitySpec] = {}
+        self._by_cls: dict[type, EntitySpec] = {}
+        self._by_fn: dict[Any, HandlerSpec] = {}
+        for cls in entities:
+            self._register(cls)
+        if not self._specs:
+            raise InvalidArguments("entities is empty: name at least one Entity class")
+        self.committer = GroupCommitter(self, store, max_batch=max_batch)
+        self._actors: dict[tuple[str, str], Actor] = {}
+        self._state = "new"
+        self._tg: TaskGroup | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._busy = 0
+        self._idle: anyio.Event | None = None
+        self._activated = anyio.Event()
+
+    def _register(self, cls: type[Entity]) -> None:
+        spec = build_spec(cls, self.codec)
+        if spec.name in self._specs:
+            raise DefinitionError(
+                f"two entity classes are named {spec.name!r}: set entity_name on one of them"
+            )
+        self._specs[spec.name] = spec
+        self._by_cls[cls] = spec
+        for h in (*spec.signals.values(), *spec.queries.values()):
+            self._by_fn[h.fn] = h
+
+    # ------------------------------------------------------------ lifecycle
+    async def __aenter__(self) -> Self:
+        if self._state != "new":
+            raise SystemClosed(f"an ActorSystem can be entered once (it is {self._state})")
+        self._state = "starting"
+        stack = contextlib.AsyncExitStack()
+        try:
+            await stack.enter_async_context(self.store)
+            self._tg = await stack.enter_async_context(anyio.create_task_group())
+            self._tg.start_soon(self.committer.run)
+            attach = getattr(self.clock, "attach", None)
+            if attach is not None:
+                attach(self)
+                stack.callback(self.clock.detach, self)  # type: ignore[attr-defined]
+            await self._recover()
+            if self.passivate_after is not None:
+                self._tg.start_soon(self._sweep)
+        except BaseException:
+            self._state = "closed"
+            if self._tg is not None:
+                self._tg.cancel_scope.cancel()
+            await stack.aclose()
+            raise
+        self._stack = stack
+        self._state = "running"
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop: queued asks fail with SystemClosed; accepted tells stay in the inbox."""
+        if self._state != "running":
+            return
+        self._state = "closing"
+        closed = SystemClosed("the actor system closed")
+        for actor in list(self._actors.values()):
+            actor.fail_pending(closed)
+        assert self._tg is not None and self._stack is not None
+        self._tg.cancel_scope.cancel()
+        try:
+            await self._stack.aclose()
+        finally:
+            self._state = "closed"
+            self._actors.clear()
+
+    def _check_running(self) -> None:
+        if self._state != "running":
+            raise SystemClosed(f"the actor system is {self._state}, not running")
+
+    @property
+    def running(self) -> bool:
+        """Whether the system takes calls."""
+        return self._state == "running"
+
+    # ------------------------------------------------------------ task and busy tracking
+    def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None:
+        """Start a task owned by the system."""
+        if self._tg is None or self._state not in ("starting", "running"):
+            return
+        self._tg.start_soon(fn)
+
+    def busy_inc(self) -> None:
+        """Count one unit of runnable work (a queued message, a pending write)."""
+        self._busy += 1
+
+    def busy_dec(self) -> None:
+        """Uncount one unit of work; wakes ``wait_idle`` at zero."""
+        self._busy -= 1
+        if self._busy <= 0 and self._idle is not None:
+            self._idle.set()
+
+    @contextlib.asynccontextmanager
+    async def parked(self) -> AsyncIterator[None]:
+        """Mark the current work as waiting on the clock (not busy) inside the block."""
+        self.busy_dec()
+        try:
+            yield
+        finally:
+            self.busy_inc()
+
+    async def wait_idle(self) -> None:
+        """Wait until no message, write or handler is in progress (for virtual clocks)."""
+        while self._busy > 0:
+            self._idle = anyio.Event()
+            await self._idle.wait()
+        self._idle = None
+
+    @property
+    def busy(self) -> int:
+        """Units of runnable work in progress."""
+        return self._busy
+
+    # ------------------------------------------------------------ registry and refs
+    def spec_of(self, entity: type[Entity] | str) -> EntitySpec:
+        """The spec of a registered entity class or name; UnknownEntity otherwise."""
+        spec = self._specs.get(entity) if isinstance(entity, str) else self._by_cls.get(entity)  # type: ignore[arg-type,call-overload]
+        if spec is None:
+            name = entity if isinstance(entity, str) else getattr(entity, "__qualname__", repr(entity))
+            raise UnknownEntity(
+                f"unknown entity type {name!r:.100}; this system runs: {', '.join(sorted(self._specs))}"
+            )
+        return spec
+
+    def ref(self, entity: type[E] | str, entity_id: str) -> EntityRef[E]:
+        """A ref to entity ``entity_id`` of a registered type (class or its name)."""
+        spec = self.spec_of(entity)
+        self._check_id(entity_id)
+        return EntityRef(self, spec, entity_id)
+
+    def _check_id(self, entity_id: object) -> None:
+        if not isinstance(entity_id, str):
+            raise InvalidArguments(f"entity id must be a str, got {type(entity_id).__name__}")
+        if not entity_id or len(entity_id) > self.max_id_length or "\x00" in entity_id:
+            raise InvalidArguments(
+                f"entity id must be 1 to {self.max_id_length} characters without NUL, "
+                f"got {entity_id!r:.80}"
+            )
+
+    def _actor(self, spec: EntitySpec, entity_id: str) -> Actor:
+        key = (spec.name, entity_id)
+        actor = self._actors.get(key)
+        if actor is None:
+            actor = Actor(self, spec, entity_id)
+            self._actors[key] = actor
+            if not self._activated.is_set():
+                self._activated.set()
+        return actor
+
+    def _resolve(self, spec: EntitySpec, handler: object, kind: Kind) -> HandlerSpec:
+        if isinstance(handler, str):
+            table = spec.signals if kind == "signal" else spec.queries
+            h = table.get(handler)
+            if h is None:
+                other = spec.queries if kind == "signal" else spec.signals
+                hint = f" (it is a @{'query' if kind == 'signal' else 'signal'})" if handler in other else ""
+                raise UnknownHandler(
+                    f"{spec.name} has no @{kind} named {handler!r:.100}{hint}; "
+                    f"it has: {', '.join(sorted(table)) or 'none'}"
+                )
+            return h
+        h = self._by_fn.get(handler) if callable(handler) else None
+        if h is None or h.entity != spec.name:
+            raise UnknownHandler(f"{handler!r:.100} is not a handler of {spec.name}")
+        if h.kind != kind:
+            raise UnknownHandler(f"{spec.name}.{h.name} is a @{h.kind}, not a @{kind}")
+        return h
+
+    def _signal(
+        self, spec: EntitySpec, entity_id: str, handler: object, args: tuple[object, ...],
+        kwargs: dict[str, object], key: str | None,
+    ) -> tuple[HandlerSpec, dict[str, object], SignalRecord]:
+        self._check_running()
+        h = self._resolve(spec, handler, "signal")
+        values = h.bind(args, kwargs)
+        text = h.encode(self.codec, values)
+        sid = keyed_id(key) if key is not None else generated_id()
+        rec = SignalRecord(
+            spec.name, entity_id, sid, h.name, text, h.fingerprint(text), self.clock.now().timestamp()
+        )
+        return h, values, rec
+
+    # ------------------------------------------------------------ calls
+    async def _tell(
+        self, spec: EntitySpec, entity_id: str, handler: object, args: tuple[object, ...],
+        kwargs: dict[str, object], key: str | None, timeout: float | None,
+    ) -> None:
+        h, values, rec = self._signal(spec, entity_id, handler, args, kwargs, key)
+
+        def route(result: object) -> None:
+            if isinstance(result, Accepted) and self._state == "running":
+                env = Envelope(h, rec, values=values, keyed=key is not None, reply=None, from_inbox=True)
+                self._actor(spec, entity_id).deliver(env)
+
+        write = Accept(rec, check_duplicate=key is not None)
+        result = await self._deadline(self.committer.submit(write, route), timeout)
+        if isinstance(result, Duplicate) and result.fingerprint != rec.fingerprint:
+            raise IdempotencyConflict(_conflict_text(rec))
+
+    async def _ask(
+        self, spec: EntitySpec, entity_id: str, handler: object, args: tuple[object, ...],
+        kwargs: dict[str, object], key: str | None, timeout: float | None,
+    ) -> Any:
+        h, values, rec = self._signal(spec, entity_id, handler, args, kwargs, key)
+        reply = Reply()
+        env = Envelope(h, rec, values=values, keyed=key is not None, reply=reply, from_inbox=False)
+        self._actor(spec, entity_id).deliver(env)
+        return await self._deadline(reply.wait(), timeout)
+
+    async def _query(
+        self, spec: EntitySpec, entity_id: str, handler: object, args: tuple[object, ...],
+        kwargs: dict[str, object], timeout: float | None,
+    ) -> Any:
+        self._check_running()
+        h = self._resolve(spec, handler, "query")
+        values = h.bind(args, kwargs)
+        actor = self._actor(spec, entity_id)
+        if actor.view is None:
+            await self._deadline(actor.ensure_active(), timeout)
+        view = actor.view
+        assert view is not None
+        result = h.call(view, values)
+        return result if type(result) in _IMMUTABLE_RESULTS else copy.deepcopy(result)
+
+    async def _deadline(self, aw: Awaitable[T], timeout: float | None) -> T:
+        if timeout is None:
+            return await aw
+        try:
+            with anyio.fail_after(timeout):
+                return await aw
+        except TimeoutError:
+            raise DeadlineExceeded(f"no answer within {timeout:g}s") from None
+
+    # ------------------------------------------------------------ recovery and passivation
+    async def _recover(self) -> None:
+        after = 0
+        count = 0
+        while True:
+            entries = await self.store.read_inbox(after=after, limit=_INBOX_CHUNK)
+            for entry in entries:
+                after = entry.position
+                count += self._route_stored(entry.signal)
+            if len(entries) < _INBOX_CHUNK:
+                break
+        if count:
+            self.log.info("recovered %d pending signals from the inbox", count)
+
+    def _route_stored(self, s: SignalRecord, only: Actor | None = None) -> int:
+        spec = self._specs.get(s.entity_type)
+        h = spec.signals.get(s.handler) if spec is not None else None
+        if spec is None or h is None:
+            self.log.warning(
+                "inbox signal %s for %s/%s.%s names an unknown entity type or handler; left in place",
+                s.signal_id, s.entity_type, s.entity_id, s.handler,
+            )
+            return 0
+        actor = self._actor(spec, s.entity_id)
+        if only is not None and actor is not only:
+            return 0
+        actor.deliver(Envelope(h, s, values=None, keyed=is_keyed(s.signal_id), reply=None, from_inbox=True))
+        return 1
+
+    async def resume_inbox(self, actor: Actor) -> None:
+        """Route an actor's pending inbox signals to it again (after a cool-down)."""
+        after = 0
+        while True:
+            entries = await self.store.read_inbox(after=after, limit=_INBOX_CHUNK)
+            for entry in entries:
+                after = entry.position
+                if (entry.signal.entity_type, entry.signal.entity_id) == (actor.spec.name, actor.id):
+                    self._route_stored(entry.signal, actor)
+            if len(entries) < _INBOX_CHUNK:
+                return
+
+    async def _sweep(self) -> None:
+        assert self.passivate_after is not None
+        after = self.passivate_after
+        while True:
+            if not self._actors:
+                self._activated = anyio.Event()
+                await self._activated.wait()
+            idle = [a.last_active for a in self._actors.values() if a.idle]
+            wake = (min(idle) if idle else self.clock.now()) + after
+            async with self.parked():
+                await self.clock.sleep_until(wake)
+            self.passivate_idle(older_than=after)
+
+    def passivate_idle(self, *, older_than: dt.timedelta = dt.timedelta(0)) -> int:
+        """Drop idle actors not used for ``older_than``; returns how many were dropped."""
+        now = self.clock.now()
+        drop = [
+            k for k, a in self._actors.items()
+            if a.idle and a.stopped_until is None and a.last_active + older_than <= now
+        ]
+        for k in drop:
+            del self._actors[k]
+        return len(drop)
+
+    def is_active(self, entity: type[Entity] | str, entity_id: str) -> bool:
+        """Whether the entity is in memory now."""
+        return (self.spec_of(entity).name, entity_id) in self._actors
+
+    # ------------------------------------------------------------ dead letters
+    async def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
+        """Signals whose handlers kept crashing, oldest first."""
+        self._check_running()
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise InvalidArguments(f"limit must be an int >= 1, got {limit!r}")
+        return await self.store.read_dead_letters(limit=limit)
+
+    async def retry_dead_letter(self, dead_letter_id: int) -> None:
+        """Put a dead letter back in its entity's inbox and deliver it again."""
+        self._check_running()
+        if not isinstance(dead_letter_id, int) or isinstance(dead_letter_id, bool):
+            raise InvalidArguments(f"dead_letter_id must be an int, got {dead_letter_id!r}")
+        found = [d for d in await self.store.read_dead_letters(limit=1_000_000) if d.id == dead_letter_id]
+        if not found:
+            raise InvalidArguments(f"no dead letter with id {dead_letter_id}")
+        signal = found[0].signal
+
+        def route(_: object) -> None:
+            self._route_stored(signal)
+
+        await self.committer.submit(Requeue(dead_letter_id), route)
+
+    # ------------------------------------------------------------ introspection
+    def statistics(self) -> SystemStatistics:
+        """Counters of the running system."""
+        c = self.committer
+        return SystemStatistics(len(self._actors), c.batches, c.writes, c.pending)
