@@ -51,9 +51,7 @@ class Invocation:
         actor = self.actor
         applier = actor.spec.appliers.get(type(event))
         if applier is None:
-            raise DefinitionError(
-                f"{actor.spec.name} has no @applies method for {type(event).__qualname__}"
-            )
+            raise DefinitionError(f"{actor.spec.name} has no @applies method for {type(event).__qualname__}")
         new = actor.system.codec.encode_event(event)
         if not self.events:
             actor.before_first_emit()

@@ -16,7 +16,7 @@ import inspect
 import random as _random
 import typing
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
 
 import attrs
 
@@ -78,7 +78,7 @@ class Entity:
     def id(self) -> str:
         """This entity's id."""
         try:
-            return self._actors_id  # type: ignore[no-any-return]
+            return self._actors_id  # type: ignore[attr-defined,no-any-return]
         except AttributeError:
             raise RuntimeError("this entity is not run by an ActorSystem") from None
 
@@ -114,9 +114,7 @@ def _is_immutable_type(tp: object) -> bool:
     origin = typing.get_origin(tp)
     if origin in (tuple, frozenset, typing.Union, type(int | None)):
         return all(_is_immutable_type(a) for a in typing.get_args(tp) if a is not Ellipsis)
-    if origin is Literal:
-        return True
-    return False
+    return origin is Literal
 
 
 def _checker(tp: object, codec: Codec) -> Callable[[object], bool]:
@@ -236,7 +234,7 @@ class EntitySpec:
 
     def _deep(self, e: Entity) -> Entity:
         c = object.__new__(type(e))
-        for a in attrs.fields(type(e)):
+        for a in attrs.fields(cast(Any, type(e))):
             object.__setattr__(c, a.name, copy.deepcopy(getattr(e, a.name)))
         object.__setattr__(c, "_actors_id", e._actors_id)  # type: ignore[attr-defined]
         return c
@@ -246,7 +244,7 @@ def build_spec(cls: object, codec: Codec) -> EntitySpec:
     """Read an entity class's handlers; DefinitionError names what breaks the rules."""
     if not isinstance(cls, type) or not issubclass(cls, Entity):
         raise DefinitionError(f"{cls!r} is not a subclass of actors.Entity")
-    if not attrs.has(cls):
+    if not attrs.has(cast(type, cls)):
         raise DefinitionError(f"{cls.__qualname__} must be an attrs class (@attrs.define)")
     name = cls.__dict__.get("entity_name") or cls.__name__
     if not isinstance(name, str) or not name or len(name) > 200:
@@ -275,15 +273,13 @@ def build_spec(cls: object, codec: Codec) -> EntitySpec:
         if kind == "applies":
             event_cls = _applier_event(cls, fn)
             if event_cls in appliers:
-                raise DefinitionError(
-                    f"{cls.__qualname__} has two @applies for {event_cls.__qualname__}"
-                )
+                raise DefinitionError(f"{cls.__qualname__} has two @applies for {event_cls.__qualname__}")
             codec.register_event(event_cls)
             appliers[event_cls] = fn
         else:
             h = _handler(cls, name, attr, kind, fn, codec)
             (signals if kind == "signal" else queries)[attr] = h
-    fields = attrs.fields(cls)
+    fields = attrs.fields(cast(Any, cls))
     hints = typing.get_type_hints(cls)
     schema = fingerprint(*(f"{a.name}:{hints.get(a.name, a.type)!r}" for a in fields))
     shallow = all(_is_immutable_type(hints.get(a.name, a.type)) for a in fields)

@@ -1,23 +1,23 @@
 """The error hierarchy. Everything the framework raises derives from ActorsError::
 
-    ActorsError
-    ├── Rejected                 a handler's business refusal, returned to ask callers
-    ├── UnknownEntity            an entity type the system was not given  (LookupError)
-    ├── UnknownHandler           no @signal/@query of that name           (LookupError)
-    ├── InvalidArguments         wrong, missing or extra arguments; bad ids (TypeError)
-    ├── DefinitionError          an entity class that breaks the rules    (TypeError)
-    ├── SerializationError       a value that cannot be encoded/decoded   (TypeError)
-    ├── PayloadTooLarge          over the configured size limit           (ValueError)
-    ├── IdempotencyConflict      same key, different arguments
-    ├── HandlerFailed            crashed until its retries ran out: dead-lettered
-    ├── DeadlineExceeded         the call's timeout passed               (TimeoutError)
-    ├── NonDeterminismError      a re-run asked for other steps than its journal holds
-    ├── ActivityFailed           an activity failed for good; ``__cause__`` says why
-    ├── SystemClosed             the system is not running
-    └── StoreError               the store failed (I/O, disk full, unusable file)
-        ├── StoreLocked          another running system owns the store
-        ├── NotOurDatabase       not a database, or another application's
-        └── CorruptRecord        a record that cannot be read (names entity and seq)
+ActorsError
+├── Rejected                 a handler's business refusal, returned to ask callers
+├── UnknownEntity            an entity type the system was not given  (LookupError)
+├── UnknownHandler           no @signal/@query of that name           (LookupError)
+├── InvalidArguments         wrong, missing or extra arguments; bad ids (TypeError)
+├── DefinitionError          an entity class that breaks the rules    (TypeError)
+├── SerializationError       a value that cannot be encoded/decoded   (TypeError)
+├── PayloadTooLarge          over the configured size limit           (ValueError)
+├── IdempotencyConflict      same key, different arguments
+├── HandlerFailed            crashed until its retries ran out: dead-lettered
+├── DeadlineExceeded         the call's timeout passed               (TimeoutError)
+├── NonDeterminismError      a re-run asked for other steps than its journal holds
+├── ActivityFailed           an activity failed for good; ``__cause__`` says why
+├── SystemClosed             the system is not running
+└── StoreError               the store failed (I/O, disk full, unusable file)
+    ├── StoreLocked          another running system owns the store
+    ├── NotOurDatabase       not a database, or another application's
+    └── CorruptRecord        a record that cannot be read (names entity and seq)
 """
 
 from __future__ import annotations

@@ -330,7 +330,12 @@ class Actor:
             system.log.warning("no snapshot of %r: %s", self, e)
             return
         snap = SnapshotRecord(
-            self.spec.name, self.id, self.seq, self.spec.schema, state, system.clock.now().timestamp()
+            self.spec.name,
+            self.id,
+            self.seq,
+            self.spec.schema,
+            state,
+            system.clock.now().timestamp(),
         )
         self.snap_seq = self.seq
         system.committer.submit_nowait(SaveSnapshot(snap))
@@ -354,7 +359,11 @@ class Actor:
         delay = policy.backoff(attempt)
         system.log.warning(
             "%s crashed (attempt %d of %d): %r; retrying in %.3fs",
-            where, attempt, policy.max_attempts, error, delay.total_seconds(),
+            where,
+            attempt,
+            policy.max_attempts,
+            error,
+            delay.total_seconds(),
         )
         async with system.parked():
             await system.clock.sleep_until(system.clock.now() + delay)
@@ -395,7 +404,11 @@ class Actor:
         system.log.error(
             "%s/%s stopped: %d crashes within %s exceed its restart intensity (max %d); "
             "its asks fail, its inbox keeps its signals, it resumes at %s",
-            self.spec.name, self.id, crashes, policy.within, policy.max_restarts,
+            self.spec.name,
+            self.id,
+            crashes,
+            policy.within,
+            policy.max_restarts,
             self.stopped_until.isoformat(),
         )
         if env.reply is not None:
@@ -425,4 +438,3 @@ def _conflict_text(s: SignalRecord) -> str:
         f"idempotency key {s.signal_id!r} of {s.entity_type}/{s.entity_id} was already used "
         f"with other arguments or another handler (now: {s.handler})"
     )
-

@@ -55,7 +55,11 @@ class EntityRef(Generic[E]):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, EntityRef):
             return NotImplemented
-        return (self._system, self._spec.name, self.id) == (other._system, other._spec.name, other.id)
+        return (self._system, self._spec.name, self.id) == (
+            other._system,
+            other._spec.name,
+            other.id,
+        )
 
     def __hash__(self) -> int:
         return hash((self._spec.name, self.id))
@@ -65,9 +69,7 @@ class EntityRef(Generic[E]):
         """The stable name of the entity type."""
         return self._spec.name
 
-    def options(
-        self, *, key: str | None = None, timeout: dt.timedelta | float | None = None
-    ) -> EntityRef[E]:
+    def options(self, *, key: str | None = None, timeout: dt.timedelta | float | None = None) -> EntityRef[E]:
         """This ref with an idempotency ``key`` and/or a ``timeout`` for its calls.
 
         A repeat of a call with the same key returns the first outcome; the same key
@@ -95,7 +97,11 @@ class EntityRef(Generic[E]):
     # -- tell
     @overload
     async def tell(
-        self, handler: Callable[Concatenate[E, P], Awaitable[Any]], /, *args: P.args, **kwargs: P.kwargs
+        self,
+        handler: Callable[Concatenate[E, P], Awaitable[Any]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
     ) -> None: ...
     @overload
     async def tell(
@@ -109,8 +115,12 @@ class EntityRef(Generic[E]):
 
     # -- ask
     @overload
-    async def ask(  # type: ignore[overload-overlap]
-        self, handler: Callable[Concatenate[E, P], Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    async def ask(
+        self,
+        handler: Callable[Concatenate[E, P], Awaitable[R]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
     ) -> R: ...
     @overload
     async def ask(
@@ -124,9 +134,7 @@ class EntityRef(Generic[E]):
         ``Rejected`` raised by the handler is raised here; a handler that crashed on
         every attempt raises ``HandlerFailed``.
         """
-        return await self._system._ask(
-            self._spec, self.id, handler, args, kwargs, self._key, self._timeout
-        )
+        return await self._system._ask(self._spec, self.id, handler, args, kwargs, self._key, self._timeout)
 
     # -- query
     @overload

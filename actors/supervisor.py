@@ -11,13 +11,14 @@ and it resumes after a cool-down of ``within``.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import attrs
 
 from actors.errors import InvalidArguments
 
 
-def _positive_td(name: str) -> attrs._ValidatorType[dt.timedelta]:  # type: ignore[name-defined]
+def _positive_td(name: str) -> Callable[[object, attrs.Attribute[dt.timedelta], dt.timedelta], None]:
     def check(inst: object, attr: attrs.Attribute[dt.timedelta], value: dt.timedelta) -> None:
         if not isinstance(value, dt.timedelta) or value <= dt.timedelta(0):
             raise InvalidArguments(f"{name} must be a positive timedelta, got {value!r}")
@@ -25,7 +26,7 @@ def _positive_td(name: str) -> attrs._ValidatorType[dt.timedelta]:  # type: igno
     return check
 
 
-def _int_at_least(name: str, low: int) -> attrs._ValidatorType[int]:  # type: ignore[name-defined]
+def _int_at_least(name: str, low: int) -> Callable[[object, attrs.Attribute[int], int], None]:
     def check(inst: object, attr: attrs.Attribute[int], value: int) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise InvalidArguments(f"{name} must be an int >= {low}, got {value!r}")
@@ -51,9 +52,7 @@ class SupervisorPolicy:
     """Upper bound of one wait."""
     max_restarts: int = attrs.field(default=10, validator=_int_at_least("max_restarts", 1))
     """Crashes allowed within ``within`` before the actor is stopped."""
-    within: dt.timedelta = attrs.field(
-        default=dt.timedelta(minutes=1), validator=_positive_td("within")
-    )
+    within: dt.timedelta = attrs.field(default=dt.timedelta(minutes=1), validator=_positive_td("within"))
     """The restart-intensity window, and the stopped actor's cool-down."""
 
     @backoff_coefficient.validator

@@ -13,7 +13,7 @@ import copy
 import datetime as dt
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -194,7 +194,8 @@ class ActorSystem:
         closed = SystemClosed("the actor system closed")
         for actor in list(self._actors.values()):
             actor.fail_pending(closed)
-        assert self._tg is not None and self._stack is not None
+        assert self._tg is not None
+        assert self._stack is not None
         self._tg.cancel_scope.cancel()
         try:
             await self._stack.aclose()
@@ -212,7 +213,7 @@ class ActorSystem:
         return self._state == "running"
 
     # ------------------------------------------------------------ task and busy tracking
-    def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None:
+    def spawn(self, fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         """Start a task owned by the system."""
         if self._tg is None or self._state not in ("starting", "running"):
             return
@@ -252,7 +253,7 @@ class ActorSystem:
     # ------------------------------------------------------------ registry and refs
     def spec_of(self, entity: type[Entity] | str) -> EntitySpec:
         """The spec of a registered entity class or name; UnknownEntity otherwise."""
-        spec = self._specs.get(entity) if isinstance(entity, str) else self._by_cls.get(entity)  # type: ignore[arg-type,call-overload]
+        spec = self._specs.get(entity) if isinstance(entity, str) else self._by_cls.get(entity)
         if spec is None:
             name = entity if isinstance(entity, str) else getattr(entity, "__qualname__", repr(entity))
             raise UnknownEntity(
@@ -271,8 +272,7 @@ class ActorSystem:
             raise InvalidArguments(f"entity id must be a str, got {type(entity_id).__name__}")
         if not entity_id or len(entity_id) > self.max_id_length or "\x00" in entity_id:
             raise InvalidArguments(
-                f"entity id must be 1 to {self.max_id_length} characters without NUL, "
-                f"got {entity_id!r:.80}"
+                f"entity id must be 1 to {self.max_id_length} characters without NUL, got {entity_id!r:.80}"
             )
 
     def _actor(self, spec: EntitySpec, entity_id: str) -> Actor:
@@ -305,8 +305,13 @@ class ActorSystem:
         return h
 
     def _signal(
-        self, spec: EntitySpec, entity_id: str, handler: object, args: tuple[object, ...],
-        kwargs: dict[str, object], key: str | None,
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        key: str | None,
     ) -> tuple[HandlerSpec, dict[str, object], SignalRecord]:
         self._check_running()
         h = self._resolve(spec, handler, "signal")
@@ -314,14 +319,26 @@ class ActorSystem:
         text = h.encode(self.codec, values)
         sid = keyed_id(key) if key is not None else generated_id()
         rec = SignalRecord(
-            spec.name, entity_id, sid, h.name, text, h.fingerprint(text), self.clock.now().timestamp()
+            spec.name,
+            entity_id,
+            sid,
+            h.name,
+            text,
+            h.fingerprint(text),
+            self.clock.now().timestamp(),
         )
         return h, values, rec
 
     # ------------------------------------------------------------ calls
     async def _tell(
-        self, spec: EntitySpec, entity_id: str, handler: object, args: tuple[object, ...],
-        kwargs: dict[str, object], key: str | None, timeout: float | None,
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        key: str | None,
+        timeout: float | None,
     ) -> None:
         h, values, rec = self._signal(spec, entity_id, handler, args, kwargs, key)
 
@@ -336,8 +353,14 @@ class ActorSystem:
             raise IdempotencyConflict(_conflict_text(rec))
 
     async def _ask(
-        self, spec: EntitySpec, entity_id: str, handler: object, args: tuple[object, ...],
-        kwargs: dict[str, object], key: str | None, timeout: float | None,
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        key: str | None,
+        timeout: float | None,
     ) -> Any:
         h, values, rec = self._signal(spec, entity_id, handler, args, kwargs, key)
         reply = Reply()
@@ -346,8 +369,13 @@ class ActorSystem:
         return await self._deadline(reply.wait(), timeout)
 
     async def _query(
-        self, spec: EntitySpec, entity_id: str, handler: object, args: tuple[object, ...],
-        kwargs: dict[str, object], timeout: float | None,
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        timeout: float | None,
     ) -> Any:
         self._check_running()
         h = self._resolve(spec, handler, "query")
@@ -389,7 +417,10 @@ class ActorSystem:
         if spec is None or h is None:
             self.log.warning(
                 "inbox signal %s for %s/%s.%s names an unknown entity type or handler; left in place",
-                s.signal_id, s.entity_type, s.entity_id, s.handler,
+                s.signal_id,
+                s.entity_type,
+                s.entity_id,
+                s.handler,
             )
             return 0
         actor = self._actor(spec, s.entity_id)
@@ -405,7 +436,10 @@ class ActorSystem:
             entries = await self.store.read_inbox(after=after, limit=_INBOX_CHUNK)
             for entry in entries:
                 after = entry.position
-                if (entry.signal.entity_type, entry.signal.entity_id) == (actor.spec.name, actor.id):
+                if (entry.signal.entity_type, entry.signal.entity_id) == (
+                    actor.spec.name,
+                    actor.id,
+                ):
                     self._route_stored(entry.signal, actor)
             if len(entries) < _INBOX_CHUNK:
                 return
@@ -427,7 +461,8 @@ class ActorSystem:
         """Drop idle actors not used for ``older_than``; returns how many were dropped."""
         now = self.clock.now()
         drop = [
-            k for k, a in self._actors.items()
+            k
+            for k, a in self._actors.items()
             if a.idle and a.stopped_until is None and a.last_active + older_than <= now
         ]
         for k in drop:

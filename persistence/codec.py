@@ -61,8 +61,7 @@ def event_type(
     for v, fn in ups.items():
         if not isinstance(v, int) or not 1 <= v < version or not callable(fn):
             raise ValueError(
-                f"upcasters of {name!r} must map versions 1..{version - 1} to functions, "
-                f"got {v!r}: {fn!r}"
+                f"upcasters of {name!r} must map versions 1..{version - 1} to functions, got {v!r}: {fn!r}"
             )
 
     def mark(cls: type[T]) -> type[T]:
@@ -113,8 +112,7 @@ class Codec:
         known = self._by_name.get(info.name)
         if known is not None and known[0] is not cls:
             raise TypeError(
-                f"event name {info.name!r} is used by both {known[0].__qualname__} "
-                f"and {cls.__qualname__}"
+                f"event name {info.name!r} is used by both {known[0].__qualname__} and {cls.__qualname__}"
             )
         self._by_name[info.name] = (cls, info)
         self._by_type[cls] = info
@@ -141,8 +139,7 @@ class Codec:
         """Raise PayloadTooLarge when ``text`` is over the limit."""
         if len(text) > self.max_payload // 4 and len(text.encode()) > self.max_payload:
             raise PayloadTooLarge(
-                f"{what} is {len(text.encode())} bytes encoded, over the limit of "
-                f"{self.max_payload} bytes"
+                f"{what} is {len(text.encode())} bytes encoded, over the limit of {self.max_payload} bytes"
             )
 
     def loads(self, text: str, as_type: type[T] | Any) -> Any:

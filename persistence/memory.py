@@ -247,9 +247,7 @@ class MemoryStore:
         self._check()
         return len(self._d.events.get((entity_type, entity_id), []))
 
-    async def read_mark(
-        self, entity_type: str, entity_id: str, signal_id: str
-    ) -> ProcessedMark | None:
+    async def read_mark(self, entity_type: str, entity_id: str, signal_id: str) -> ProcessedMark | None:
         """The processed mark of a signal, if it was processed."""
         self._check()
         return self._d.marks.get((entity_type, entity_id, signal_id))
@@ -257,18 +255,14 @@ class MemoryStore:
     async def read_inbox(self, *, after: int, limit: int) -> list[InboxEntry]:
         """Pending signals with ``position > after``, in acceptance order."""
         self._check()
-        return sorted((e for p, e in self._d.inbox.items() if p > after), key=lambda e: e.position)[
-            :limit
-        ]
+        return sorted((e for p, e in self._d.inbox.items() if p > after), key=lambda e: e.position)[:limit]
 
     async def read_dead_letters(self, *, limit: int) -> list[DeadLetter]:
         """Dead letters, oldest first."""
         self._check()
         return [self._d.dead[k] for k in sorted(self._d.dead)][:limit]
 
-    async def read_timers(
-        self, *, limit: int, after_due: float = float("-inf")
-    ) -> list[TimerRecord]:
+    async def read_timers(self, *, limit: int, after_due: float = float("-inf")) -> list[TimerRecord]:
         """Timers in due order."""
         self._check()
         ts = sorted(
@@ -277,9 +271,7 @@ class MemoryStore:
         )
         return ts[:limit]
 
-    async def read_journal(
-        self, entity_type: str, entity_id: str, invocation_id: str
-    ) -> list[JournalEntry]:
+    async def read_journal(self, entity_type: str, entity_id: str, invocation_id: str) -> list[JournalEntry]:
         """The recorded steps of one invocation, in step order."""
         self._check()
         steps = self._d.journal.get((entity_type, entity_id, invocation_id), {})

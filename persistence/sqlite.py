@@ -100,7 +100,15 @@ Synchronous = Literal["NORMAL", "FULL"]
 
 
 def _sig_row(s: SignalRecord) -> tuple[str, str, str, str, str, str, float]:
-    return (s.entity_type, s.entity_id, s.signal_id, s.handler, s.args, s.fingerprint, s.accepted_at)
+    return (
+        s.entity_type,
+        s.entity_id,
+        s.signal_id,
+        s.handler,
+        s.args,
+        s.fingerprint,
+        s.accepted_at,
+    )
 
 
 def _sig(row: Sequence[object]) -> SignalRecord:
@@ -260,7 +268,7 @@ class SqliteStore:
                         f"{self.path} is a SQLite database of another application "
                         f"(tables: {', '.join(sorted(tables)[:5])})"
                     )
-                meta = dict(await db.execute_fetchall("SELECT key, value FROM actors_meta"))
+                meta = {r[0]: r[1] for r in await db.execute_fetchall("SELECT key, value FROM actors_meta")}
                 if meta.get("application") != APPLICATION:
                     raise NotOurDatabase(f"{self.path} belongs to {meta.get('application')!r}")
                 version = int(meta.get("schema_version", "0"))
@@ -274,8 +282,7 @@ class SqliteStore:
                 for stmt in _statements(MIGRATIONS[v]):
                     await db.execute(stmt)
                 await db.execute(
-                    "INSERT OR REPLACE INTO actors_meta VALUES ('application', ?), "
-                    "('schema_version', ?)",
+                    "INSERT OR REPLACE INTO actors_meta VALUES ('application', ?), ('schema_version', ?)",
                     (APPLICATION, str(v)),
                 )
                 await db.execute("COMMIT")
@@ -347,8 +354,16 @@ class SqliteStore:
             e = w.entry
             await db.execute(
                 "INSERT OR REPLACE INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (e.entity_type, e.entity_id, e.invocation_id, e.step, e.kind, e.name, e.result,
-                 e.recorded_at),
+                (
+                    e.entity_type,
+                    e.entity_id,
+                    e.invocation_id,
+                    e.step,
+                    e.kind,
+                    e.name,
+                    e.result,
+                    e.recorded_at,
+                ),
             )
             if w.inbox is not None:
                 await self._accept(db, [(w.inbox, True)])
@@ -400,8 +415,15 @@ class SqliteStore:
 
     async def _commit(self, db: aiosqlite.Connection, run: Sequence[Commit]) -> list[Committed]:
         events = [
-            (c.entity_type, c.entity_id, c.first_seq + i, e.type_name, e.version, e.data,
-             c.recorded_at)
+            (
+                c.entity_type,
+                c.entity_id,
+                c.first_seq + i,
+                e.type_name,
+                e.version,
+                e.data,
+                c.recorded_at,
+            )
             for c in run
             for i, e in enumerate(c.events)
         ]
@@ -409,12 +431,16 @@ class SqliteStore:
             try:
                 await db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", events)
             except sqlite3.IntegrityError as e:
-                raise StoreError(
-                    f"sequence conflict while appending events (a second writer?): {e}"
-                ) from e
+                raise StoreError(f"sequence conflict while appending events (a second writer?): {e}") from e
         marks = [
-            (c.entity_type, c.entity_id, c.signal.signal_id, c.signal.fingerprint, c.outcome,
-             c.recorded_at)
+            (
+                c.entity_type,
+                c.entity_id,
+                c.signal.signal_id,
+                c.signal.fingerprint,
+                c.outcome,
+                c.recorded_at,
+            )
             for c in run
             if c.mark
         ]
@@ -450,8 +476,10 @@ class SqliteStore:
         if c.set_timers:
             await db.executemany(
                 "INSERT OR REPLACE INTO timers VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(t.entity_type, t.entity_id, t.key, t.handler, t.args, t.due_at, t.every)
-                 for t in c.set_timers],
+                [
+                    (t.entity_type, t.entity_id, t.key, t.handler, t.args, t.due_at, t.every)
+                    for t in c.set_timers
+                ],
             )
         if c.cancel_timers:
             await db.executemany(
@@ -481,9 +509,7 @@ class SqliteStore:
             )
 
     async def _requeue(self, db: aiosqlite.Connection, dl_id: int) -> None:
-        rows = await db.execute_fetchall(
-            f"SELECT {_SIG_COLS} FROM dead_letters WHERE id = ?", (dl_id,)
-        )
+        rows = await db.execute_fetchall(f"SELECT {_SIG_COLS} FROM dead_letters WHERE id = ?", (dl_id,))
         if not rows:
             raise StoreError(f"no dead letter with id {dl_id}")
         s = _sig(next(iter(rows)))
@@ -554,9 +580,7 @@ class SqliteStore:
             return int(r[0] or 0)
         return 0
 
-    async def read_mark(
-        self, entity_type: str, entity_id: str, signal_id: str
-    ) -> ProcessedMark | None:
+    async def read_mark(self, entity_type: str, entity_id: str, signal_id: str) -> ProcessedMark | None:
         """The processed mark of a signal, if it was processed."""
         rows = await self._read(
             "SELECT signal_id, fingerprint, outcome, processed_at FROM processed "
@@ -584,9 +608,7 @@ class SqliteStore:
         )
         return [DeadLetter(r[0], _sig(r[1:8]), r[8], r[9], r[10], r[11]) for r in rows]
 
-    async def read_timers(
-        self, *, limit: int, after_due: float = float("-inf")
-    ) -> list[TimerRecord]:
+    async def read_timers(self, *, limit: int, after_due: float = float("-inf")) -> list[TimerRecord]:
         """Timers in due order."""
         rows = await self._read(
             "SELECT entity_type, entity_id, key, handler, args, due_at, every FROM timers "
@@ -595,9 +617,7 @@ class SqliteStore:
         )
         return [TimerRecord(*r) for r in rows]
 
-    async def read_journal(
-        self, entity_type: str, entity_id: str, invocation_id: str
-    ) -> list[JournalEntry]:
+    async def read_journal(self, entity_type: str, entity_id: str, invocation_id: str) -> list[JournalEntry]:
         """The recorded steps of one invocation, in step order."""
         rows = await self._read(
             "SELECT entity_type, entity_id, invocation_id, step, kind, name, result, recorded_at "

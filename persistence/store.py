@@ -286,9 +286,7 @@ class Store(Protocol):
         """The sequence of the entity's newest event (0 when it has none)."""
         ...
 
-    async def read_mark(
-        self, entity_type: str, entity_id: str, signal_id: str
-    ) -> ProcessedMark | None:
+    async def read_mark(self, entity_type: str, entity_id: str, signal_id: str) -> ProcessedMark | None:
         """The processed mark of a signal, if it was processed."""
         ...
 
@@ -304,9 +302,7 @@ class Store(Protocol):
         """Timers in due order."""
         ...
 
-    async def read_journal(
-        self, entity_type: str, entity_id: str, invocation_id: str
-    ) -> list[JournalEntry]:
+    async def read_journal(self, entity_type: str, entity_id: str, invocation_id: str) -> list[JournalEntry]:
         """The recorded steps of one invocation, in step order."""
         ...
 
