@@ -1,5 +1,7 @@
 """Durable entity workflows: event-sourced actors with a mailbox, snapshots and a supervisor."""
 
+from actors.activities import ActivityContext as ActivityContext
+from actors.activities import RetryPolicy as RetryPolicy
 from actors.entity import Entity as Entity
 from actors.entity import applies as applies
 from actors.entity import query as query
@@ -31,6 +33,7 @@ from actors.timers import SystemClock as SystemClock
 from persistence.codec import event_type as event_type
 
 __all__ = [
+    "ActivityContext",
     "ActivityFailed",
     "ActorSystem",
     "ActorsError",
@@ -47,6 +50,7 @@ __all__ = [
     "NotOurDatabase",
     "PayloadTooLarge",
     "Rejected",
+    "RetryPolicy",
     "SerializationError",
     "StoreError",
     "StoreLocked",

@@ -15,8 +15,8 @@ import enum
 import inspect
 import random as _random
 import typing
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast, overload
 
 import attrs
 
@@ -24,9 +24,11 @@ from actors.errors import DefinitionError, InvalidArguments, SerializationError
 from persistence.codec import Codec, fingerprint
 
 if TYPE_CHECKING:
+    from actors.activities import RetryPolicy
     from actors.context import Invocation
 
 F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
 
 _MARK = "__actors_handler__"
 Kind = Literal["signal", "query", "applies"]
@@ -99,6 +101,70 @@ class Entity:
     def random(self) -> _random.Random:
         """A random generator seeded from the invocation id: the same on every replay."""
         return self._ctx("random").rng
+
+    def schedule(
+        self,
+        handler: Callable[..., Any] | str,
+        /,
+        *args: object,
+        after: dt.timedelta | None = None,
+        at: dt.datetime | None = None,
+        every: dt.timedelta | None = None,
+        key: str | None = None,
+        **kwargs: object,
+    ) -> str:
+        """Deliver signal ``handler(*args)`` to this entity later; returns the timer key.
+
+        Give ``after`` (from ``self.now()``) or ``at``; ``every`` repeats (missed ticks
+        are coalesced into one firing). Scheduling a key again replaces that timer.
+        Committed with the invocation: a failed handler schedules nothing.
+        """
+        return self._ctx("schedule").schedule(handler, args, kwargs, after=after, at=at, every=every, key=key)
+
+    def cancel(self, key: str) -> None:
+        """Cancel this entity's timer ``key`` (committed with the invocation)."""
+        self._ctx("cancel").cancel(key)
+
+    @overload
+    async def run(
+        self,
+        fn: Callable[..., Awaitable[R]],
+        /,
+        *args: object,
+        retry: RetryPolicy | None = None,
+        timeout: dt.timedelta | None = None,
+        heartbeat_timeout: dt.timedelta | None = None,
+    ) -> R: ...
+    @overload
+    async def run(
+        self,
+        fn: Callable[..., R],
+        /,
+        *args: object,
+        retry: RetryPolicy | None = None,
+        timeout: dt.timedelta | None = None,
+        heartbeat_timeout: dt.timedelta | None = None,
+    ) -> R: ...
+    async def run(
+        self,
+        fn: Callable[..., Any],
+        /,
+        *args: object,
+        retry: RetryPolicy | None = None,
+        timeout: dt.timedelta | None = None,
+        heartbeat_timeout: dt.timedelta | None = None,
+    ) -> Any:
+        """Run activity ``fn(*args)`` (an external side effect) with retries; journaled.
+
+        The result is recorded before this returns, so a re-run after a crash gets it
+        without calling ``fn`` again. Raises ``ActivityFailed`` when the activity fails
+        for good (non-retryable error, or out of attempts).
+        """
+        from actors.activities import run_activity
+
+        return await run_activity(
+            self._ctx("run"), fn, args, retry=retry, timeout=timeout, heartbeat_timeout=heartbeat_timeout
+        )
 
 
 # ---------------------------------------------------------------- specs

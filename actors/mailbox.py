@@ -262,7 +262,7 @@ class Actor:
     async def _attempt(self, env: Envelope, attempt: int) -> bool:
         """One run of the handler; True when the signal is finished with."""
         entity = await self.ensure_active()
-        inv = Invocation(self, env.signal)
+        inv = Invocation(self, env, attempt)
         h = env.handler
         object.__setattr__(entity, "_actors_ctx", inv)
         try:
@@ -274,6 +274,8 @@ class Actor:
         except Rejected as r:
             self._rollback()
             inv.events.clear()
+            inv.timers.clear()
+            inv.cancels.clear()
             await self._commit(env, inv, outcome.encode_error("rejected", r), r, None)
             return True
         except Exception as e:
@@ -288,8 +290,7 @@ class Actor:
     ) -> None:
         system = self.system
         s = env.signal
-        needed = env.keyed or inv.events or env.from_inbox
-        if needed:
+        if env.keyed or env.from_inbox or inv.dirty:
             commit = Commit(
                 s.entity_type,
                 s.entity_id,
@@ -298,6 +299,9 @@ class Actor:
                 self.seq + 1,
                 tuple(inv.events),
                 recorded_at=system.clock.now().timestamp(),
+                set_timers=tuple(inv.timers.values()),
+                cancel_timers=tuple(inv.cancels),
+                has_journal=inv.has_journal,
                 mark=env.keyed,
                 from_inbox=env.from_inbox,
             )
@@ -312,6 +316,8 @@ class Actor:
         self.seq += len(inv.events)
         self.backup = None
         self.view = self.entity
+        if inv.timers or inv.cancels:
+            system.timers.on_commit(self.spec.name, self.id, inv.timers.values(), inv.cancels)
         if env.reply is not None:
             if rejected is not None:
                 env.reply.fail(rejected)
@@ -386,6 +392,7 @@ class Actor:
             (),
             recorded_at=system.clock.now().timestamp(),
             dead_letter=(repr(error)[:2000], tb[-20000:], attempts),
+            has_journal=True,
             mark=True,
             from_inbox=env.from_inbox,
         )

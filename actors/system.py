@@ -35,7 +35,7 @@ from actors.errors import (
 from actors.mailbox import Actor, Envelope, Reply, _conflict_text
 from actors.ref import EntityRef
 from actors.supervisor import SupervisorPolicy
-from actors.timers import Clock, SystemClock
+from actors.timers import Clock, SystemClock, TimerService
 from persistence.codec import Codec
 from persistence.store import Accept, Accepted, DeadLetter, Duplicate, Requeue, SignalRecord, Store
 
@@ -132,6 +132,7 @@ class ActorSystem:
         if not self._specs:
             raise InvalidArguments("entities is empty: name at least one Entity class")
         self.committer = GroupCommitter(self, store, max_batch=max_batch)
+        self.timers = TimerService(self)
         self._actors: dict[tuple[str, str], Actor] = {}
         self._state = "new"
         self._tg: TaskGroup | None = None
@@ -166,6 +167,8 @@ class ActorSystem:
                 attach(self)
                 stack.callback(self.clock.detach, self)  # type: ignore[attr-defined]
             await self._recover()
+            await self.timers.load()
+            self._tg.start_soon(self.timers.run)
             if self.passivate_after is not None:
                 self._tg.start_soon(self._sweep)
         except BaseException:
@@ -285,7 +288,8 @@ class ActorSystem:
                 self._activated.set()
         return actor
 
-    def _resolve(self, spec: EntitySpec, handler: object, kind: Kind) -> HandlerSpec:
+    def resolve(self, spec: EntitySpec, handler: object, kind: Kind) -> HandlerSpec:
+        """The handler of ``spec`` given as function or name; UnknownHandler otherwise."""
         if isinstance(handler, str):
             table = spec.signals if kind == "signal" else spec.queries
             h = table.get(handler)
@@ -314,7 +318,7 @@ class ActorSystem:
         key: str | None,
     ) -> tuple[HandlerSpec, dict[str, object], SignalRecord]:
         self._check_running()
-        h = self._resolve(spec, handler, "signal")
+        h = self.resolve(spec, handler, "signal")
         values = h.bind(args, kwargs)
         text = h.encode(self.codec, values)
         sid = keyed_id(key) if key is not None else generated_id()
@@ -378,7 +382,7 @@ class ActorSystem:
         timeout: float | None,
     ) -> Any:
         self._check_running()
-        h = self._resolve(spec, handler, "query")
+        h = self.resolve(spec, handler, "query")
         values = h.bind(args, kwargs)
         actor = self._actor(spec, entity_id)
         if actor.view is None:
@@ -428,6 +432,15 @@ class ActorSystem:
             return 0
         actor.deliver(Envelope(h, s, values=None, keyed=is_keyed(s.signal_id), reply=None, from_inbox=True))
         return 1
+
+    def route_accepted(self, s: SignalRecord) -> Callable[[object], None]:
+        """A committer ``after`` hook routing ``s`` to its actor once it is in the inbox."""
+
+        def route(result: object) -> None:
+            if isinstance(result, Accepted) and self._state == "running":
+                self._route_stored(s)
+
+        return route
 
     async def resume_inbox(self, actor: Actor) -> None:
         """Route an actor's pending inbox signals to it again (after a cool-down)."""

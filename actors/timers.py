@@ -1,4 +1,4 @@
-"""The clock: a protocol injected into the system, and the real wall clock.
+"""The clock (a protocol injected into the system, and the real wall clock) and durable timers.
 
 Every wait the runtime does on time (retry backoff, passivation, durable timers)
 goes through the system's clock, so a test can swap in
@@ -8,9 +8,20 @@ goes through the system's clock, so a test can swap in
 from __future__ import annotations
 
 import datetime as dt
-from typing import Protocol, runtime_checkable
+import heapq
+import itertools
+import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import anyio
+import attrs
+
+from persistence.codec import fingerprint
+from persistence.store import FireTimer, SignalRecord, TimerRecord
+
+if TYPE_CHECKING:
+    from actors.system import ActorSystem
 
 UTC = dt.UTC
 
@@ -53,3 +64,100 @@ def to_timestamp(t: dt.datetime) -> float:
 def from_timestamp(ts: float) -> dt.datetime:
     """Aware UTC datetime of Unix seconds."""
     return dt.datetime.fromtimestamp(ts, UTC)
+
+
+class TimerService:
+    """Fires durable timers when due: one task per system, on the system's clock.
+
+    All timers are loaded at start (so those that fell due while the system was down
+    fire at once, in due order); commits add, replace and cancel them. Firing turns a
+    timer into an inbox signal in one transaction (``FireTimer``), so a timer fires
+    once even across a crash. A recurring timer's missed ticks are coalesced: it
+    fires once for all of them and is rescheduled to its next tick after now.
+    """
+
+    def __init__(self, system: ActorSystem) -> None:
+        self._system = system
+        self._current: dict[tuple[str, str, str], TimerRecord] = {}
+        self._heap: list[tuple[float, int, TimerRecord]] = []
+        self._seq = itertools.count()
+        self._scope: anyio.CancelScope | None = None
+        self._waiting_until: float | None = None
+        self.fired = 0
+
+    def __len__(self) -> int:
+        return len(self._current)
+
+    async def load(self) -> None:
+        """Read every stored timer."""
+        for t in await self._system.store.read_timers(limit=2**62):
+            self._put(t)
+
+    def _put(self, t: TimerRecord) -> None:
+        self._current[(t.entity_type, t.entity_id, t.key)] = t
+        heapq.heappush(self._heap, (t.due_at, next(self._seq), t))
+        if self._scope is not None and (self._waiting_until is None or t.due_at < self._waiting_until):
+            self._scope.cancel()
+
+    def on_commit(
+        self, entity_type: str, entity_id: str, set_timers: Iterable[TimerRecord], cancels: Iterable[str]
+    ) -> None:
+        """Take the timer changes of a committed invocation."""
+        for k in cancels:
+            self._current.pop((entity_type, entity_id, k), None)
+        for t in set_timers:
+            self._put(t)
+
+    def pending(self, entity_type: str, entity_id: str) -> list[TimerRecord]:
+        """The entity's scheduled timers, in due order."""
+        ts = [t for (et, ei, _k), t in self._current.items() if (et, ei) == (entity_type, entity_id)]
+        return sorted(ts, key=lambda t: t.due_at)
+
+    async def run(self) -> None:
+        """Fire timers as they fall due, until cancelled."""
+        clock = self._system.clock
+        while True:
+            self._fire_due()
+            nxt = self._peek()
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                self._waiting_until = nxt.due_at if nxt is not None else None
+                if nxt is None:
+                    await anyio.sleep_forever()
+                else:
+                    await clock.sleep_until(from_timestamp(nxt.due_at))
+            self._scope = None
+
+    def _peek(self) -> TimerRecord | None:
+        while self._heap:
+            t = self._heap[0][2]
+            if self._current.get((t.entity_type, t.entity_id, t.key)) is t:
+                return t
+            heapq.heappop(self._heap)
+        return None
+
+    def _fire_due(self) -> None:
+        now = self._system.clock.now().timestamp()
+        while (t := self._peek()) is not None and t.due_at <= now:
+            heapq.heappop(self._heap)
+            k = (t.entity_type, t.entity_id, t.key)
+            next_due = None
+            if t.every:
+                missed = math.floor((now - t.due_at) / t.every) + 1
+                next_due = t.due_at + missed * t.every
+                self._put(attrs.evolve(t, due_at=next_due))
+            else:
+                del self._current[k]
+            self.fired += 1
+            signal = SignalRecord(
+                t.entity_type,
+                t.entity_id,
+                f"t:{t.key}@{t.due_at!r}",
+                t.handler,
+                t.args,
+                fingerprint(t.handler, t.args),
+                t.due_at,
+            )
+            self._system.committer.submit_nowait(
+                FireTimer(t, signal, next_due), self._system.route_accepted(signal)
+            )

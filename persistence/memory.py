@@ -135,7 +135,7 @@ class MemoryStore:
             if w.inbox is not None:
                 self._accept(w.inbox, True)
         elif isinstance(w, FireTimer):
-            self._fire(w)
+            return self._fire(w)
         elif isinstance(w, TakeOutbox):
             self._pop(self._d.outbox, w.outbox_id)
             return self._accept(w.accept.signal, w.accept.check_duplicate)
@@ -216,17 +216,18 @@ class MemoryStore:
         self._pop(self._d.marks, _sig_key(dl.signal))
         self._accept(dl.signal, False)
 
-    def _fire(self, w: FireTimer) -> None:
+    def _fire(self, w: FireTimer) -> Accepted | Duplicate | None:
         t = w.timer
         tkey = (t.entity_type, t.entity_id, t.key)
         current = self._d.timers.get(tkey)
         if current != t:
-            return  # replaced or cancelled meanwhile: nothing to fire
-        self._accept(w.signal, True)
+            return None  # replaced or cancelled meanwhile: nothing to fire
+        result = self._accept(w.signal, True)
         if w.next_due is None:
             self._pop(self._d.timers, tkey)
         else:
             self._set(self._d.timers, tkey, attrs.evolve(t, due_at=w.next_due))
+        return result
 
     # ------------------------------------------------------------ reads
     async def read_snapshots(self, entity_type: str, entity_id: str) -> list[SnapshotRecord]:

@@ -369,8 +369,7 @@ class SqliteStore:
                 await self._accept(db, [(w.inbox, True)])
             return None
         if isinstance(w, FireTimer):
-            await self._fire(db, w)
-            return None
+            return await self._fire(db, w)
         if isinstance(w, TakeOutbox):
             await db.execute("DELETE FROM outbox WHERE id = ?", (w.outbox_id,))
             return (await self._accept(db, [(w.accept.signal, w.accept.check_duplicate)]))[0]
@@ -455,17 +454,20 @@ class SqliteStore:
                 "DELETE FROM inbox WHERE entity_type = ? AND entity_id = ? AND signal_id = ?",
                 taken,
             )
+        journals = [(c.entity_type, c.entity_id, c.signal.signal_id) for c in run if c.has_journal]
+        if journals:
+            await db.executemany(
+                "DELETE FROM journal WHERE entity_type = ? AND entity_id = ? AND invocation_id = ?",
+                journals,
+            )
+        plain = Committed()
         results = []
         for c in run:
-            results.append(await self._commit_extras(db, c))
+            extras = c.dead_letter is not None or c.set_timers or c.cancel_timers or c.outbox
+            results.append(await self._commit_extras(db, c) if extras else plain)
         return results
 
     async def _commit_extras(self, db: aiosqlite.Connection, c: Commit) -> Committed:
-        if c.has_journal:
-            await db.execute(
-                "DELETE FROM journal WHERE entity_type = ? AND entity_id = ? AND invocation_id = ?",
-                (c.entity_type, c.entity_id, c.signal.signal_id),
-            )
         if c.dead_letter is not None:
             err, tb, attempts = c.dead_letter
             await db.execute(
@@ -520,7 +522,7 @@ class SqliteStore:
         )
         await self._accept(db, [(s, False)])
 
-    async def _fire(self, db: aiosqlite.Connection, w: FireTimer) -> None:
+    async def _fire(self, db: aiosqlite.Connection, w: FireTimer) -> Accepted | Duplicate | None:
         t = w.timer
         rows = list(
             await db.execute_fetchall(
@@ -530,8 +532,8 @@ class SqliteStore:
             )
         )
         if not rows or tuple(rows[0]) != (t.handler, t.args, t.due_at, t.every):
-            return  # replaced or cancelled meanwhile
-        await self._accept(db, [(w.signal, True)])
+            return None  # replaced or cancelled meanwhile
+        result = (await self._accept(db, [(w.signal, True)]))[0]
         if w.next_due is None:
             await db.execute(
                 "DELETE FROM timers WHERE entity_type = ? AND entity_id = ? AND key = ?",
@@ -542,6 +544,7 @@ class SqliteStore:
                 "UPDATE timers SET due_at = ? WHERE entity_type = ? AND entity_id = ? AND key = ?",
                 (w.next_due, t.entity_type, t.entity_id, t.key),
             )
+        return result
 
     # ------------------------------------------------------------ reads
     async def _read(self, sql: str, params: Sequence[object]) -> Iterable[sqlite3.Row]:

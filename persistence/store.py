@@ -217,7 +217,11 @@ class Journal:
 
 @attrs.frozen
 class FireTimer:
-    """Turn a due timer into an inbox signal; reschedule it when ``next_due`` is set."""
+    """Turn a due timer into an inbox signal; reschedule it when ``next_due`` is set.
+
+    Returns the Accept result, or ``None`` when the stored timer is no longer this
+    one (replaced or cancelled meanwhile): then nothing happens.
+    """
 
     timer: TimerRecord
     signal: SignalRecord
