@@ -10,6 +10,7 @@ from actors.errors import ActivityFailed as ActivityFailed
 from actors.errors import ActorsError as ActorsError
 from actors.errors import CorruptRecord as CorruptRecord
 from actors.errors import DeadlineExceeded as DeadlineExceeded
+from actors.errors import DeadlockError as DeadlockError
 from actors.errors import DefinitionError as DefinitionError
 from actors.errors import HandlerFailed as HandlerFailed
 from actors.errors import IdempotencyConflict as IdempotencyConflict
@@ -40,6 +41,7 @@ __all__ = [
     "Clock",
     "CorruptRecord",
     "DeadlineExceeded",
+    "DeadlockError",
     "DefinitionError",
     "Entity",
     "EntityRef",

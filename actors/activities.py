@@ -146,7 +146,8 @@ async def run_activity(
             raise InvalidArguments(f"{label} must be a positive timedelta, got {v!r}")
     policy = retry or RetryPolicy()
     name = _name_of(fn)
-    step, recorded = await inv.journal_step("activity", name)
+    step = inv.reserve_step()
+    recorded = await inv.recorded(step, "activity", name)
     system = inv.actor.system
     codec = system.codec
     returns = _returns(fn)
@@ -164,7 +165,7 @@ async def run_activity(
     clock = system.clock
     while True:
         if next_at is not None:
-            async with system.parked():
+            async with inv.parked():
                 await clock.sleep_until(dt.datetime.fromtimestamp(next_at, dt.UTC))
         attempt += 1
         beats = _Beats(clock.now)
@@ -239,7 +240,7 @@ async def _attempt(
     is_async = inspect.iscoroutinefunction(fn)
     async with contextlib.AsyncExitStack() as stack:
         if is_async:
-            await stack.enter_async_context(system.parked())
+            await stack.enter_async_context(inv.parked())
         async with anyio.create_task_group() as tg:
             tg.start_soon(body)
             if timeout is not None or heartbeat_timeout is not None:

@@ -7,19 +7,38 @@ commit writes them with the processed mark in one transaction.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import random
-from typing import TYPE_CHECKING
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
-from actors.errors import DefinitionError, InvalidArguments
+from actors import outcome
+from actors.errors import DefinitionError, InvalidArguments, Rejected
 from actors.timers import from_timestamp
 from persistence.store import Journal, JournalEntry, NewEvent, SignalRecord, TimerRecord
 
 if TYPE_CHECKING:
-    from actors.entity import Entity
+    from actors.entity import Entity, EntitySpec
     from actors.mailbox import Actor, Envelope
 
 MAX_TIMER_KEY = 256
+
+
+def generated_id() -> str:
+    """A fresh signal id for a call without an idempotency key."""
+    return "g:" + uuid.uuid4().hex
+
+
+def keyed_id(key: str) -> str:
+    """The stored signal id of a caller's idempotency key."""
+    return "k:" + key
+
+
+def is_keyed(signal_id: str) -> bool:
+    """Whether a stored signal id can repeat (anything but a generated id)."""
+    return not signal_id.startswith("g:")
 
 
 class Invocation:
@@ -36,6 +55,8 @@ class Invocation:
         "has_journal",
         "journal",
         "journal_loaded",
+        "outbox",
+        "parks",
         "signal",
         "step",
         "timers",
@@ -53,6 +74,8 @@ class Invocation:
         self.journal: dict[int, JournalEntry] = {}
         self.journal_loaded = False
         self.has_journal = attempt > 1
+        self.outbox: list[SignalRecord] = []
+        self.parks = 0
         self._now: dt.datetime | None = None
         self._rng: random.Random | None = None
 
@@ -73,7 +96,27 @@ class Invocation:
     @property
     def dirty(self) -> bool:
         """Whether committing this invocation writes more than the processed mark."""
-        return bool(self.events or self.timers or self.cancels or self.has_journal)
+        return bool(self.events or self.timers or self.cancels or self.has_journal or self.outbox)
+
+    def drop_effects(self) -> None:
+        """Forget events, timers and outbox messages (the handler refused)."""
+        self.events.clear()
+        self.timers.clear()
+        self.cancels.clear()
+        self.outbox.clear()
+
+    @contextlib.asynccontextmanager
+    async def parked(self) -> AsyncIterator[None]:
+        """Count this invocation as waiting (not busy) while any of its branches waits."""
+        self.parks += 1
+        if self.parks == 1:
+            self.actor.system.busy_dec()
+        try:
+            yield
+        finally:
+            self.parks -= 1
+            if self.parks == 0:
+                self.actor.system.busy_inc()
 
     # ------------------------------------------------------------ events
     def emit(self, entity: Entity, event: object) -> None:
@@ -144,22 +187,27 @@ class Invocation:
         self.cancels.add(key)
 
     # ------------------------------------------------------------ journal
-    async def journal_step(self, kind: str, name: str) -> tuple[int, JournalEntry | None]:
-        """Number the next step; return what the journal recorded for it, if anything."""
+    def reserve_step(self) -> int:
+        """Number the next journaled step. Called before any await, so concurrent
+        branches started in order get their numbers in order on every run."""
+        self.step += 1
+        return self.step
+
+    async def recorded(self, step: int, kind: str, name: str) -> JournalEntry | None:
+        """What the journal holds for ``step`` (NonDeterminismError if another step)."""
         from actors.activities import check_step
 
-        self.step += 1
         if not self.journal_loaded:
             self.journal_loaded = True
             if self.has_journal or self.env.from_inbox:
                 s = self.signal
                 entries = await self.actor.system.store.read_journal(s.entity_type, s.entity_id, s.signal_id)
-                self.journal = {e.step: e for e in entries}
+                self.journal.update({e.step: e for e in entries})
                 self.has_journal = self.has_journal or bool(entries)
-        recorded = self.journal.get(self.step)
-        if recorded is not None:
-            check_step(self, self.step, recorded, kind, name)
-        return self.step, recorded
+        entry = self.journal.get(step)
+        if entry is not None:
+            check_step(self, step, entry, kind, name)
+        return entry
 
     async def journal_write(self, step: int, kind: str, name: str, result: str) -> None:
         """Record a step durably now; the first one also puts a direct ask in the inbox."""
@@ -169,7 +217,79 @@ class Invocation:
             s.entity_type, s.entity_id, s.signal_id, step, kind, name, result, system.clock.now().timestamp()
         )
         inbox = None if self.env.from_inbox else s
-        await system.committer.submit(Journal(entry, inbox))
         self.env.from_inbox = True
-        self.journal[step] = entry
         self.has_journal = True
+        await system.committer.submit(Journal(entry, inbox))
+        self.journal[step] = entry
+
+    # ------------------------------------------------------------ other entities
+    def _source(self) -> str:
+        s = self.signal
+        return f"{s.entity_type}/{s.entity_id}/{s.signal_id}"
+
+    def outbox_tell(
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        key: str | None,
+    ) -> None:
+        """Queue a signal in the outbox; sent after (and only if) this invocation commits."""
+        system = self.actor.system
+        h = system.resolve(spec, handler, "signal")
+        values = h.bind(args, kwargs)
+        text = h.encode(system.codec, values)
+        sid = keyed_id(key) if key is not None else f"o:{self._source()}/{len(self.outbox)}"
+        self.outbox.append(
+            SignalRecord(spec.name, entity_id, sid, h.name, text, h.fingerprint(text), self.now.timestamp())
+        )
+
+    async def ask(
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        key: str | None,
+    ) -> Any:
+        """A journaled ask to another entity (see ``EntityRef.ask``)."""
+        step = self.reserve_step()
+        system = self.actor.system
+        h = system.resolve(spec, handler, "signal")
+        values = h.bind(args, kwargs)
+        text = h.encode(system.codec, values)
+        name = f"{spec.name}/{entity_id}.{h.name}"
+        entry = await self.recorded(step, "ask", name)
+        if entry is not None:
+            return outcome.decode(system.codec, entry.result, h.returns)
+        me = (self.actor.spec.name, self.actor.id)
+        target = (spec.name, entity_id)
+        if target == me:
+            raise InvalidArguments(
+                f"{me[0]}/{me[1]} asks itself ({h.name}): it would wait for its own mailbox; "
+                "use self.ref(...).tell or call the logic directly"
+            )
+        system.check_cycle(me, target)
+        sid = keyed_id(key) if key is not None else f"a:{self._source()}/{step}"
+        rec = SignalRecord(
+            spec.name, entity_id, sid, h.name, text, h.fingerprint(text), system.clock.now().timestamp()
+        )
+        from actors.mailbox import Envelope, Reply
+
+        reply = Reply()
+        system.actor(spec, entity_id).deliver(
+            Envelope(h, rec, values=values, keyed=True, reply=reply, from_inbox=False)
+        )
+        try:
+            with system.waiting(me, target):
+                async with self.parked():
+                    value = await reply.wait()
+        except Rejected as r:
+            await self.journal_write(step, "ask", name, outcome.encode_error("rejected", r))
+            raise
+        stored = outcome.encode_ok(system.codec, value, h.returns, f"answer of {name}")
+        await self.journal_write(step, "ask", name, stored)
+        return outcome.decode(system.codec, stored, h.returns)

@@ -26,9 +26,12 @@ from persistence.codec import Codec, fingerprint
 if TYPE_CHECKING:
     from actors.activities import RetryPolicy
     from actors.context import Invocation
+    from actors.ref import EntityRef
+    from actors.saga import Saga
 
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
+E2 = TypeVar("E2", bound="Entity")
 
 _MARK = "__actors_handler__"
 Kind = Literal["signal", "query", "applies"]
@@ -124,6 +127,39 @@ class Entity:
     def cancel(self, key: str) -> None:
         """Cancel this entity's timer ``key`` (committed with the invocation)."""
         self._ctx("cancel").cancel(key)
+
+    def ref(self, entity: type[E2] | str, entity_id: str) -> EntityRef[E2]:
+        """A ref to another entity, bound to this invocation.
+
+        Its ``tell`` goes through the outbox (sent only if this invocation commits);
+        its ``ask`` is journaled (a re-run gets the recorded answer).
+        """
+        from actors.ref import EntityRef
+
+        inv = self._ctx("ref")
+        system = inv.actor.system
+        spec = system.spec_of(entity)
+        system.check_id(entity_id)
+        return EntityRef(system, spec, entity_id, inv=inv)
+
+    def saga(self) -> Saga:
+        """A compensation scope: ``async with self.saga() as saga: saga.compensate(...)``."""
+        from actors.saga import Saga
+
+        return Saga(self._ctx("saga"))
+
+    async def gather(
+        self, *steps: Awaitable[Any], limit: int | None = None, return_exceptions: bool = False
+    ) -> list[Any]:
+        """Run journaled steps concurrently (at most ``limit`` at once); results in order.
+
+        Pass un-awaited ``self.run(...)`` / ``self.ref(...).ask(...)`` calls. All
+        branches finish; then the first failure (in argument order) is raised, or
+        with ``return_exceptions=True`` failures are returned in their places.
+        """
+        from actors.saga import gather
+
+        return await gather(self._ctx("gather"), steps, limit=limit, return_exceptions=return_exceptions)
 
     @overload
     async def run(

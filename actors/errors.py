@@ -37,6 +37,7 @@ __all__ = [
     "ActorsError",
     "CorruptRecord",
     "DeadlineExceeded",
+    "DeadlockError",
     "DefinitionError",
     "HandlerFailed",
     "IdempotencyConflict",
@@ -100,6 +101,10 @@ class DeadlineExceeded(ActorsError, TimeoutError):
 
 class NonDeterminismError(ActorsError):
     """A re-run of a handler asked for other steps than its journal recorded."""
+
+
+class DeadlockError(ActorsError):
+    """An ask from a handler would close a cycle of waiting entities (named in the text)."""
 
 
 class ActivityFailed(ActorsError):

@@ -21,13 +21,15 @@ from actors.entity import Entity, EntitySpec, HandlerSpec
 from actors.errors import (
     ActorsError,
     CorruptRecord,
+    DeadlockError,
     HandlerFailed,
     IdempotencyConflict,
+    NonDeterminismError,
     Rejected,
     SerializationError,
     SystemClosed,
 )
-from persistence.store import Commit, SaveSnapshot, SignalRecord, SnapshotRecord
+from persistence.store import Commit, Committed, SaveSnapshot, SignalRecord, SnapshotRecord
 
 if TYPE_CHECKING:
     from actors.system import ActorSystem
@@ -273,9 +275,7 @@ class Actor:
             text = outcome.encode_ok(self.system.codec, result, h.returns, f"result of {h.name}")
         except Rejected as r:
             self._rollback()
-            inv.events.clear()
-            inv.timers.clear()
-            inv.cancels.clear()
+            inv.drop_effects()
             await self._commit(env, inv, outcome.encode_error("rejected", r), r, None)
             return True
         except Exception as e:
@@ -290,6 +290,7 @@ class Actor:
     ) -> None:
         system = self.system
         s = env.signal
+        done: object = None
         if env.keyed or env.from_inbox or inv.dirty:
             commit = Commit(
                 s.entity_type,
@@ -301,12 +302,13 @@ class Actor:
                 recorded_at=system.clock.now().timestamp(),
                 set_timers=tuple(inv.timers.values()),
                 cancel_timers=tuple(inv.cancels),
+                outbox=tuple(inv.outbox),
                 has_journal=inv.has_journal,
                 mark=env.keyed,
                 from_inbox=env.from_inbox,
             )
             try:
-                await system.committer.submit(commit)
+                done = await system.committer.submit(commit)
             except ActorsError as e:
                 self._rollback()
                 self.deactivate()  # rebuild from what is really stored
@@ -318,6 +320,8 @@ class Actor:
         self.view = self.entity
         if inv.timers or inv.cancels:
             system.timers.on_commit(self.spec.name, self.id, inv.timers.values(), inv.cancels)
+        if inv.outbox and isinstance(done, Committed):
+            system.deliver_outbox(done.outbox_ids, inv.outbox)
         if env.reply is not None:
             if rejected is not None:
                 env.reply.fail(rejected)
@@ -359,7 +363,8 @@ class Actor:
         if len(self.crashes) > policy.max_restarts:
             self._stop(env, len(self.crashes))
             return True
-        if attempt >= policy.max_attempts:
+        if attempt >= policy.max_attempts or isinstance(error, (DeadlockError, NonDeterminismError)):
+            # a cycle or a diverging re-run is a bug in the code: retrying cannot help
             await self._dead_letter(env, error, attempt)
             return True
         delay = policy.backoff(attempt)

@@ -15,6 +15,7 @@ from actors.entity import Entity
 from actors.errors import InvalidArguments
 
 if TYPE_CHECKING:
+    from actors.context import Invocation
     from actors.entity import EntitySpec
     from actors.system import ActorSystem
 
@@ -32,7 +33,7 @@ class EntityRef(Generic[E]):
     handler's result once its events are committed; ``query`` reads committed state.
     """
 
-    __slots__ = ("_key", "_spec", "_system", "_timeout", "id")
+    __slots__ = ("_inv", "_key", "_spec", "_system", "_timeout", "id")
 
     def __init__(
         self,
@@ -42,7 +43,9 @@ class EntityRef(Generic[E]):
         *,
         key: str | None = None,
         timeout: float | None = None,
+        inv: Invocation | None = None,
     ) -> None:
+        self._inv = inv
         self._system = system
         self._spec = spec
         self.id = entity_id
@@ -92,7 +95,7 @@ class EntityRef(Generic[E]):
             raise InvalidArguments(f"timeout must be a timedelta or seconds, got {timeout!r}")
         if secs is not None and not secs > 0:
             raise InvalidArguments(f"timeout must be positive, got {timeout!r}")
-        return EntityRef(self._system, self._spec, self.id, key=key, timeout=secs)
+        return EntityRef(self._system, self._spec, self.id, key=key, timeout=secs, inv=self._inv)
 
     # -- tell
     @overload
@@ -110,7 +113,14 @@ class EntityRef(Generic[E]):
     @overload
     async def tell(self, handler: str, /, *args: object, **kwargs: object) -> None: ...
     async def tell(self, handler: Any, /, *args: Any, **kwargs: Any) -> None:
-        """Send a signal; returns once it is durably accepted (on disk)."""
+        """Send a signal; returns once it is durably accepted (on disk).
+
+        Inside a handler (a ref from ``self.ref``) the signal goes to the outbox: it is
+        sent only if the invocation commits, and delivered at least once after it.
+        """
+        if self._inv is not None:
+            self._inv.outbox_tell(self._spec, self.id, handler, args, kwargs, self._key)
+            return
         await self._system._tell(self._spec, self.id, handler, args, kwargs, self._key, self._timeout)
 
     # -- ask
@@ -132,8 +142,12 @@ class EntityRef(Generic[E]):
         """Send a signal and wait for the handler's result, returned after its commit.
 
         ``Rejected`` raised by the handler is raised here; a handler that crashed on
-        every attempt raises ``HandlerFailed``.
+        every attempt raises ``HandlerFailed``. Inside a handler the answer is
+        journaled: a re-run after a crash gets the recorded answer, and the callee
+        sees the call once. An ask that would close a cycle raises ``DeadlockError``.
         """
+        if self._inv is not None:
+            return await self._inv.ask(self._spec, self.id, handler, args, kwargs, self._key)
         return await self._system._ask(self._spec, self.id, handler, args, kwargs, self._key, self._timeout)
 
     # -- query

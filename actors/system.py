@@ -12,8 +12,7 @@ import contextlib
 import copy
 import datetime as dt
 import logging
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -22,9 +21,11 @@ import attrs
 from anyio.abc import TaskGroup
 
 from actors.commit import GroupCommitter
+from actors.context import generated_id, is_keyed, keyed_id
 from actors.entity import Entity, EntitySpec, HandlerSpec, Kind, build_spec
 from actors.errors import (
     DeadlineExceeded,
+    DeadlockError,
     DefinitionError,
     IdempotencyConflict,
     InvalidArguments,
@@ -37,7 +38,16 @@ from actors.ref import EntityRef
 from actors.supervisor import SupervisorPolicy
 from actors.timers import Clock, SystemClock, TimerService
 from persistence.codec import Codec
-from persistence.store import Accept, Accepted, DeadLetter, Duplicate, Requeue, SignalRecord, Store
+from persistence.store import (
+    Accept,
+    Accepted,
+    DeadLetter,
+    Duplicate,
+    Requeue,
+    SignalRecord,
+    Store,
+    TakeOutbox,
+)
 
 E = TypeVar("E", bound=Entity)
 T = TypeVar("T")
@@ -58,21 +68,6 @@ class SystemStatistics:
     """Writes carried by those transactions (writes / batches = mean batch size)."""
     pending_writes: int
     """Writes waiting for the next transaction."""
-
-
-def generated_id() -> str:
-    """A fresh signal id for a call without an idempotency key."""
-    return "g:" + uuid.uuid4().hex
-
-
-def keyed_id(key: str) -> str:
-    """The stored signal id of a caller's idempotency key."""
-    return "k:" + key
-
-
-def is_keyed(signal_id: str) -> bool:
-    """Whether a stored signal id can repeat (anything but a generated id)."""
-    return not signal_id.startswith("g:")
 
 
 class ActorSystem:
@@ -140,6 +135,7 @@ class ActorSystem:
         self._busy = 0
         self._idle: anyio.Event | None = None
         self._activated = anyio.Event()
+        self._waits: dict[tuple[str, str], dict[tuple[str, str], int]] = {}
 
     def _register(self, cls: type[Entity]) -> None:
         spec = build_spec(cls, self.codec)
@@ -167,6 +163,7 @@ class ActorSystem:
                 attach(self)
                 stack.callback(self.clock.detach, self)  # type: ignore[attr-defined]
             await self._recover()
+            await self._recover_outbox()
             await self.timers.load()
             self._tg.start_soon(self.timers.run)
             if self.passivate_after is not None:
@@ -267,10 +264,11 @@ class ActorSystem:
     def ref(self, entity: type[E] | str, entity_id: str) -> EntityRef[E]:
         """A ref to entity ``entity_id`` of a registered type (class or its name)."""
         spec = self.spec_of(entity)
-        self._check_id(entity_id)
+        self.check_id(entity_id)
         return EntityRef(self, spec, entity_id)
 
-    def _check_id(self, entity_id: object) -> None:
+    def check_id(self, entity_id: object) -> None:
+        """Raise InvalidArguments unless ``entity_id`` is a usable entity id."""
         if not isinstance(entity_id, str):
             raise InvalidArguments(f"entity id must be a str, got {type(entity_id).__name__}")
         if not entity_id or len(entity_id) > self.max_id_length or "\x00" in entity_id:
@@ -278,7 +276,8 @@ class ActorSystem:
                 f"entity id must be 1 to {self.max_id_length} characters without NUL, got {entity_id!r:.80}"
             )
 
-    def _actor(self, spec: EntitySpec, entity_id: str) -> Actor:
+    def actor(self, spec: EntitySpec, entity_id: str) -> Actor:
+        """The actor of an entity, created (not yet loaded) if it is not in memory."""
         key = (spec.name, entity_id)
         actor = self._actors.get(key)
         if actor is None:
@@ -333,6 +332,57 @@ class ActorSystem:
         )
         return h, values, rec
 
+    # ------------------------------------------------------------ entity-to-entity
+    def check_cycle(self, source: tuple[str, str], target: tuple[str, str]) -> None:
+        """Raise DeadlockError if ``target`` already waits (transitively) on ``source``."""
+        path = self._path(target, source, set())
+        if path is not None:
+            names = " -> ".join(f"{t}/{i}" for t, i in [source, *path])
+            raise DeadlockError(f"ask cycle: {names}; every entity in it would wait forever")
+
+    def _path(
+        self, at: tuple[str, str], goal: tuple[str, str], seen: set[tuple[str, str]]
+    ) -> list[tuple[str, str]] | None:
+        if at == goal:
+            return [at]
+        if at in seen:
+            return None
+        seen.add(at)
+        for nxt in self._waits.get(at, {}):
+            rest = self._path(nxt, goal, seen)
+            if rest is not None:
+                return [at, *rest]
+        return None
+
+    @contextlib.contextmanager
+    def waiting(self, source: tuple[str, str], target: tuple[str, str]) -> Iterator[None]:
+        """Record that ``source``'s handler waits on ``target`` (for cycle detection)."""
+        edges = self._waits.setdefault(source, {})
+        edges[target] = edges.get(target, 0) + 1
+        try:
+            yield
+        finally:
+            edges[target] -= 1
+            if not edges[target]:
+                del edges[target]
+            if not edges:
+                del self._waits[source]
+
+    def deliver_outbox(self, ids: Sequence[int], signals: Sequence[SignalRecord]) -> None:
+        """Move committed outbox messages to their targets' inboxes (at least once)."""
+        for oid, s in zip(ids, signals, strict=True):
+            self.committer.submit_nowait(TakeOutbox(oid, Accept(s)), self.route_accepted(s))
+
+    async def _recover_outbox(self) -> None:
+        after = 0
+        while True:
+            entries = await self.store.read_outbox(after=after, limit=_INBOX_CHUNK)
+            for e in entries:
+                after = e.id
+                self.deliver_outbox([e.id], [e.signal])
+            if len(entries) < _INBOX_CHUNK:
+                return
+
     # ------------------------------------------------------------ calls
     async def _tell(
         self,
@@ -349,7 +399,7 @@ class ActorSystem:
         def route(result: object) -> None:
             if isinstance(result, Accepted) and self._state == "running":
                 env = Envelope(h, rec, values=values, keyed=key is not None, reply=None, from_inbox=True)
-                self._actor(spec, entity_id).deliver(env)
+                self.actor(spec, entity_id).deliver(env)
 
         write = Accept(rec, check_duplicate=key is not None)
         result = await self._deadline(self.committer.submit(write, route), timeout)
@@ -369,7 +419,7 @@ class ActorSystem:
         h, values, rec = self._signal(spec, entity_id, handler, args, kwargs, key)
         reply = Reply()
         env = Envelope(h, rec, values=values, keyed=key is not None, reply=reply, from_inbox=False)
-        self._actor(spec, entity_id).deliver(env)
+        self.actor(spec, entity_id).deliver(env)
         return await self._deadline(reply.wait(), timeout)
 
     async def _query(
@@ -384,7 +434,7 @@ class ActorSystem:
         self._check_running()
         h = self.resolve(spec, handler, "query")
         values = h.bind(args, kwargs)
-        actor = self._actor(spec, entity_id)
+        actor = self.actor(spec, entity_id)
         if actor.view is None:
             await self._deadline(actor.ensure_active(), timeout)
         view = actor.view
@@ -427,7 +477,7 @@ class ActorSystem:
                 s.handler,
             )
             return 0
-        actor = self._actor(spec, s.entity_id)
+        actor = self.actor(spec, s.entity_id)
         if only is not None and actor is not only:
             return 0
         actor.deliver(Envelope(h, s, values=None, keyed=is_keyed(s.signal_id), reply=None, from_inbox=True))

@@ -1,0 +1,127 @@
+"""Sagas (compensation) and fan-out/fan-in for handlers.
+
+``async with self.saga() as saga:`` then ``saga.compensate(fn, *args)`` before each
+step registers its undo. If an exception leaves the block, the compensations run
+in reverse order and the exception propagates. Each compensation is a journaled
+step: an activity function (retried until it succeeds, so it must be idempotent),
+or a ref's ``ask`` bound method (a journaled ask). A crash, even kill -9, in the
+middle of compensating resumes after recovery: the re-run replays the recorded
+steps and goes on with the rest.
+
+``await self.gather(*steps, limit=n)`` runs journaled steps (``self.run(...)``,
+``self.ref(...).ask(...)``) concurrently, at most ``limit`` at a time, and returns
+their results in argument order. Every branch runs to its end; then the first
+failure in argument order is raised (or, with ``return_exceptions=True``, failures
+are returned in place). A re-run replays finished branches from the journal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable, Coroutine
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+
+from actors.activities import RetryPolicy, run_activity
+from actors.errors import InvalidArguments, Rejected
+
+if TYPE_CHECKING:
+    from actors.context import Invocation
+
+T = TypeVar("T")
+
+COMPENSATION_RETRY = RetryPolicy(
+    initial_interval=dt.timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=dt.timedelta(minutes=5),
+    maximum_attempts=2**31,
+)
+"""Compensating activities are retried until they succeed."""
+
+
+class Saga:
+    """Registered compensations of one block; run in reverse if the block fails."""
+
+    def __init__(self, inv: Invocation) -> None:
+        self._inv = inv
+        self._undo: list[tuple[Callable[..., Any], tuple[object, ...]]] = []
+
+    def compensate(self, fn: Callable[..., Any], /, *args: object) -> None:
+        """Register the undo of the next step: an activity function or a ref's ``ask``."""
+        if not callable(fn):
+            raise InvalidArguments(f"compensate() takes a function, got {fn!r:.80}")
+        self._undo.append((fn, args))
+
+    async def __aenter__(self) -> Saga:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None or not isinstance(exc, Exception):
+            return  # success, or cancellation: nothing to undo now
+        inv = self._inv
+        log = inv.actor.system.log
+        log.info("%r: saga failed (%r); running %d compensations", inv.actor, exc, len(self._undo))
+        for fn, args in reversed(self._undo):
+            if _is_ref_call(fn):
+                try:
+                    await fn(*args)
+                except Rejected as r:
+                    log.error("%r: compensation %s was refused: %s", inv.actor, _name(fn), r)
+            else:
+                await run_activity(
+                    inv, fn, args, retry=COMPENSATION_RETRY, timeout=None, heartbeat_timeout=None
+                )
+
+
+def _is_ref_call(fn: Callable[..., Any]) -> bool:
+    from actors.ref import EntityRef
+
+    return isinstance(getattr(fn, "__self__", None), EntityRef)
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", repr(fn))
+
+
+async def gather(
+    inv: Invocation,
+    steps: tuple[Awaitable[Any], ...],
+    *,
+    limit: int | None,
+    return_exceptions: bool,
+) -> list[Any]:
+    """Run ``steps`` concurrently (see the module docstring)."""
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise InvalidArguments(f"limit must be an int >= 1 or None, got {limit!r}")
+    for st in steps:
+        if not isinstance(st, Coroutine):
+            raise InvalidArguments(
+                f"gather() takes un-awaited steps such as self.run(...) or ref.ask(...), got {st!r:.80}"
+            )
+    results: list[Any] = [None] * len(steps)
+    errors: list[BaseException | None] = [None] * len(steps)
+    limiter = anyio.CapacityLimiter(limit or max(len(steps), 1))
+
+    async def branch(i: int, step: Awaitable[Any]) -> None:
+        async with limiter:
+            try:
+                results[i] = await step
+            except Exception as e:
+                errors[i] = e
+
+    async with anyio.create_task_group() as tg:
+        for i, st in enumerate(steps):
+            tg.start_soon(branch, i, st)
+    if return_exceptions:
+        return [e if e is not None else r for r, e in zip(results, errors, strict=True)]
+    for e in errors:
+        if e is not None:
+            raise e
+    return results

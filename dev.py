@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Bootstrap and run: ``python3 dev.py demo`` or ``python3 dev.py test``.
+
+Needs only python3 (>= 3.11) and git. Creates ``.venv`` beside this file, installs
+the project with its dev extra into it (again whenever pyproject.toml changes),
+then runs the demo or the whole check: pytest, ruff and mypy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PY = VENV / "bin" / "python"
+
+
+def ensure_env(extras: str = "dev") -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"python >= 3.11 is needed, this is {sys.version.split()[0]}")
+    if not PY.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    stamp = VENV / ".installed"
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != want:
+        subprocess.run(
+            [str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             "-e", f".[{extras}]"],
+            cwd=ROOT, check=True,
+        )
+        stamp.write_text(want)
+
+
+def run(*cmd: str) -> int:
+    print("+", " ".join(cmd), flush=True)
+    return subprocess.run([str(PY), *cmd], cwd=ROOT).returncode
+
+
+def main() -> int:
+    what = sys.argv[1] if len(sys.argv) > 1 else "help"
+    rest = sys.argv[2:]
+    if what == "demo":
+        ensure_env()
+        return run("-m", "examples.bank", *rest)
+    if what == "test":
+        ensure_env()
+        os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+        codes = [
+            run("-m", "ruff", "check", "actors", "persistence", "examples", "tests", "bench"),
+            run("-m", "mypy"),
+            run("-m", "pytest", "-q", *rest),
+        ]
+        return next((c for c in codes if c), 0)
+    if what == "bench":
+        ensure_env("dev,bench")
+        return run("-m", "bench", *rest)
+    print(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
