@@ -27,6 +27,7 @@ from actors.errors import (
     NonDeterminismError,
     Rejected,
     SerializationError,
+    StoreError,
     SystemClosed,
 )
 from persistence.store import Commit, Committed, SaveSnapshot, SignalRecord, SnapshotRecord
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from actors.system import ActorSystem
 
 _REPLAY_CHUNK = 2000
+_DONE, _CRASHED, _STORE = object(), object(), object()
 
 
 class Reply:
@@ -142,6 +144,11 @@ class Actor:
                     if env.reply is not None:
                         env.reply.fail(SystemClosed("the actor system closed"))
                     raise
+                except Exception as e:  # a bug in the runtime: keep the system alive, say so
+                    self.system.log.exception("%r: internal error handling %s", self, env.signal.handler)
+                    self.deactivate()
+                    if env.reply is not None:
+                        env.reply.fail(e)
                 finally:
                     self.system.busy_dec()
         finally:
@@ -230,21 +237,39 @@ class Actor:
             self.backup = None
 
     async def _handle(self, env: Envelope) -> None:
-        try:
-            await self.ensure_active()
-            if env.keyed and await self._answer_repeat(env):
-                return
-        except ActorsError as e:
-            self.system.log.error("%r cannot handle %s: %s", self, env.signal.handler, e)
-            if env.reply is not None:
-                env.reply.fail(e)
-            return
-        attempt = 0
+        store_failures = 0
+        attempt = runs = 1
         while True:
-            attempt += 1
-            done = await self._attempt(env, attempt)
-            if done or self.stopped_until is not None:
+            try:
+                await self.ensure_active()
+                if runs == 1 and env.keyed and await self._answer_repeat(env):
+                    return
+                step = await self._attempt(env, attempt, runs)
+            except StoreError as e:
+                if not env.from_inbox or isinstance(e, CorruptRecord):
+                    self.system.log.error("%r cannot handle %s: %s", self, env.signal.handler, e)
+                    if env.reply is not None:
+                        env.reply.fail(e)
+                    return
+                step = _STORE
+            if step is _DONE or self.stopped_until is not None:
                 return
+            runs += 1
+            if step is _CRASHED:
+                attempt += 1
+                continue
+            # the store failed; the signal is safe in the inbox: back off, then run it again
+            store_failures += 1
+            delay = self.system.supervision.backoff(store_failures)
+            self.system.log.warning(
+                "%r: store failed while handling %s; retry %d in %.3fs",
+                self,
+                env.signal.handler,
+                store_failures,
+                delay.total_seconds(),
+            )
+            async with self.system.parked():
+                await self.system.clock.sleep_until(self.system.clock.now() + delay)
 
     async def _answer_repeat(self, env: Envelope) -> bool:
         s = env.signal
@@ -261,10 +286,10 @@ class Actor:
                     env.reply.fail(e)
         return True
 
-    async def _attempt(self, env: Envelope, attempt: int) -> bool:
-        """One run of the handler; True when the signal is finished with."""
+    async def _attempt(self, env: Envelope, attempt: int, runs: int) -> object:
+        """One run of the handler: _DONE, _CRASHED (retry it) or _STORE (store failed)."""
         entity = await self.ensure_active()
-        inv = Invocation(self, env, attempt)
+        inv = Invocation(self, env, runs)
         h = env.handler
         object.__setattr__(entity, "_actors_ctx", inv)
         try:
@@ -276,18 +301,16 @@ class Actor:
         except Rejected as r:
             self._rollback()
             inv.drop_effects()
-            await self._commit(env, inv, outcome.encode_error("rejected", r), r, None)
-            return True
+            return await self._commit(env, inv, outcome.encode_error("rejected", r), r, None)
         except Exception as e:
             return await self._crashed(env, inv, e, attempt)
         finally:
             object.__setattr__(entity, "_actors_ctx", None)
-        await self._commit(env, inv, text, None, result)
-        return True
+        return await self._commit(env, inv, text, None, result)
 
     async def _commit(
         self, env: Envelope, inv: Invocation, text: str, rejected: Rejected | None, result: object
-    ) -> None:
+    ) -> object:
         system = self.system
         s = env.signal
         done: object = None
@@ -309,12 +332,14 @@ class Actor:
             )
             try:
                 done = await system.committer.submit(commit)
-            except ActorsError as e:
+            except StoreError as e:
                 self._rollback()
                 self.deactivate()  # rebuild from what is really stored
+                if env.from_inbox:
+                    return _STORE  # not acknowledged; safe in the inbox: run it again
                 if env.reply is not None:
                     env.reply.fail(e)
-                return
+                return _DONE
         self.seq += len(inv.events)
         self.backup = None
         self.view = self.entity
@@ -328,6 +353,7 @@ class Actor:
             else:
                 env.reply.set(result)
         self._maybe_snapshot()
+        return _DONE
 
     def _maybe_snapshot(self) -> None:
         every = self.spec.snapshot_every
@@ -351,7 +377,7 @@ class Actor:
         system.committer.submit_nowait(SaveSnapshot(snap))
 
     # ------------------------------------------------------------ supervision
-    async def _crashed(self, env: Envelope, inv: Invocation, error: Exception, attempt: int) -> bool:
+    async def _crashed(self, env: Envelope, inv: Invocation, error: Exception, attempt: int) -> object:
         system, policy = self.system, self.system.supervision
         self._rollback()
         self.deactivate()
@@ -362,11 +388,10 @@ class Actor:
         where = f"{self.spec.name}/{self.id}.{env.handler.name}"
         if len(self.crashes) > policy.max_restarts:
             self._stop(env, len(self.crashes))
-            return True
+            return _DONE
         if attempt >= policy.max_attempts or isinstance(error, (DeadlockError, NonDeterminismError)):
             # a cycle or a diverging re-run is a bug in the code: retrying cannot help
-            await self._dead_letter(env, error, attempt)
-            return True
+            return await self._dead_letter(env, error, attempt)
         delay = policy.backoff(attempt)
         system.log.warning(
             "%s crashed (attempt %d of %d): %r; retrying in %.3fs",
@@ -378,9 +403,9 @@ class Actor:
         )
         async with system.parked():
             await system.clock.sleep_until(system.clock.now() + delay)
-        return False
+        return _CRASHED
 
-    async def _dead_letter(self, env: Envelope, error: Exception, attempts: int) -> None:
+    async def _dead_letter(self, env: Envelope, error: Exception, attempts: int) -> object:
         system = self.system
         s = env.signal
         where = f"{self.spec.name}/{self.id}.{env.handler.name}"
@@ -403,12 +428,15 @@ class Actor:
         )
         try:
             await system.committer.submit(commit)
-        except ActorsError as e:
+        except StoreError as e:
+            if env.from_inbox:
+                return _STORE
             if env.reply is not None:
                 env.reply.fail(e)
-            return
+            return _DONE
         if env.reply is not None:
             env.reply.fail(failure)
+        return _DONE
 
     def _stop(self, env: Envelope, crashes: int) -> None:
         system, policy = self.system, self.system.supervision
@@ -437,12 +465,16 @@ class Actor:
     async def _resume_later(self) -> None:
         system = self.system
         assert self.stopped_until is not None
-        async with system.parked():
-            await system.clock.sleep_until(self.stopped_until)
-        self.stopped_until = None
-        self.crashes.clear()
-        system.log.info("%s/%s resumes after its cool-down", self.spec.name, self.id)
-        await system.resume_inbox(self)
+        # a task of its own, not counted busy while it waits (so not parked()); busy while it resumes
+        await system.clock.sleep_until(self.stopped_until)
+        system.busy_inc()
+        try:
+            self.stopped_until = None
+            self.crashes.clear()
+            system.log.info("%s/%s resumes after its cool-down", self.spec.name, self.id)
+            await system.resume_inbox(self)
+        finally:
+            system.busy_dec()
 
 
 def _conflict_text(s: SignalRecord) -> str:
