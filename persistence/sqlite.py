@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Literal, Self
 
 import aiosqlite
+import anyio
 
 from persistence.errors import NotOurDatabase, StoreError, StoreLocked
 from persistence.store import (
@@ -186,10 +187,12 @@ class SqliteStore:
         await self._close()
 
     async def _close(self) -> None:
-        for conn in (self._r, self._w):
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await conn.close()
+        # Shielded: a cancelled owner must still close the connections and drop the lock.
+        with anyio.CancelScope(shield=True):
+            for conn in (self._r, self._w):
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
         self._r = self._w = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
