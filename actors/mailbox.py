@@ -276,6 +276,8 @@ class Actor:
         mark = await self.system.store.read_mark(s.entity_type, s.entity_id, s.signal_id)
         if mark is None:
             return False
+        if env.from_inbox:  # a repeat that reached the inbox (tell vs. a running ask): take it out
+            await self._drop_repeat(env, mark.outcome, mark.fingerprint != s.fingerprint)
         if env.reply is not None:
             if mark.fingerprint != s.fingerprint:
                 env.reply.fail(IdempotencyConflict(_conflict_text(s)))
@@ -285,6 +287,25 @@ class Actor:
                 except BaseException as e:
                     env.reply.fail(e)
         return True
+
+    async def _drop_repeat(self, env: Envelope, first_outcome: str, conflict: bool) -> None:
+        s, system = env.signal, self.system
+        if conflict:
+            system.log.warning("dropping inbox signal %s of %r: %s", s.signal_id, self, _conflict_text(s))
+        drop = Commit(
+            s.entity_type,
+            s.entity_id,
+            s,
+            first_outcome,
+            self.seq + 1,
+            recorded_at=system.clock.now().timestamp(),
+            mark=False,
+            from_inbox=True,
+        )
+        try:
+            await system.committer.submit(drop)
+        except StoreError as e:  # it stays in the inbox and is answered by its mark next time
+            system.log.warning("could not drop repeated signal %s of %r: %s", s.signal_id, self, e)
 
     async def _attempt(self, env: Envelope, attempt: int, runs: int) -> object:
         """One run of the handler: _DONE, _CRASHED (retry it) or _STORE (store failed)."""
