@@ -128,10 +128,12 @@ class Actor:
             if env.reply is not None:
                 env.reply.fail(self._stopped_error())
             return  # an inbox signal stays in the inbox and resumes with the actor
-        self.system.busy_inc()
         self.mailbox.append(env)
         if not self.running:
             self.running = True
+            # one unit of busy work per running drain, not per queued signal: signals queued
+            # behind a handler parked on the clock are not runnable (VirtualClock.advance)
+            self.system.busy_inc()
             self.system.spawn(self._drain)
 
     async def _drain(self) -> None:
@@ -149,17 +151,15 @@ class Actor:
                     self.deactivate()
                     if env.reply is not None:
                         env.reply.fail(e)
-                finally:
-                    self.system.busy_dec()
         finally:
             self.running = False
             self.last_active = self.system.clock.now()
+            self.system.busy_dec()
 
     def fail_pending(self, error: ActorsError) -> None:
         """Fail every queued ask (used when the system closes or the actor stops)."""
         while self.mailbox:
             env = self.mailbox.popleft()
-            self.system.busy_dec()
             if env.reply is not None:
                 env.reply.fail(error)
 
