@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -26,9 +27,13 @@ if TYPE_CHECKING:
 MAX_TIMER_KEY = 256
 
 
+_BOOT = uuid.uuid4().hex[:16]
+_counter = itertools.count()
+
+
 def generated_id() -> str:
-    """A fresh signal id for a call without an idempotency key."""
-    return "g:" + uuid.uuid4().hex
+    """A fresh signal id for a call without an idempotency key (unique across processes)."""
+    return f"g:{_BOOT}{next(_counter):x}"
 
 
 def keyed_id(key: str) -> str:

@@ -13,6 +13,7 @@ import copy
 import datetime as dt
 import enum
 import inspect
+import json
 import random as _random
 import typing
 from collections.abc import Awaitable, Callable
@@ -254,16 +255,24 @@ class HandlerSpec:
     params: tuple[tuple[str, object, Callable[[object], bool], bool], ...]
     """(name, annotation, checker, keyword_only) per parameter after ``self``."""
     returns: object
+    positional: tuple[str, ...] = ()
+    """Names of the parameters when all are positional-or-keyword without defaults
+    (the fast binding path); empty when the signature needs ``inspect`` to bind."""
+    plain_json: bool = False
+    """Every parameter is an int, float, str or bool: encode without cattrs."""
 
     def bind(self, args: tuple[object, ...], kwargs: dict[str, object]) -> dict[str, object]:
         """Bind call arguments to parameter names; InvalidArguments if they do not fit."""
-        try:
-            ba = self.signature.bind(None, *args, **kwargs)
-        except TypeError as e:
-            raise InvalidArguments(f"{self.entity}.{self.name}: {e}") from None
-        ba.apply_defaults()
-        values = dict(ba.arguments)
-        values.pop(next(iter(self.signature.parameters)))
+        if not kwargs and self.positional and len(args) == len(self.positional):
+            values = dict(zip(self.positional, args, strict=True))
+        else:
+            try:
+                ba = self.signature.bind(None, *args, **kwargs)
+            except TypeError as e:
+                raise InvalidArguments(f"{self.entity}.{self.name}: {e}") from None
+            ba.apply_defaults()
+            values = dict(ba.arguments)
+            values.pop(next(iter(self.signature.parameters)))
         for name, tp, check, _kw in self.params:
             v = values[name]
             if not check(v):
@@ -275,6 +284,13 @@ class HandlerSpec:
 
     def encode(self, codec: Codec, values: dict[str, object]) -> str:
         """The JSON text of bound arguments."""
+        if self.plain_json:
+            try:
+                text = _plain_dumps(values)
+            except ValueError as e:  # NaN or infinity
+                raise SerializationError(f"{self.entity}.{self.name}: cannot encode arguments: {e}") from e
+            codec.check_size(text, f"arguments of {self.entity}.{self.name}")
+            return text
         conv = codec.converter
         try:
             raw = {n: conv.unstructure(values[n], unstructure_as=tp) for n, tp, _c, _k in self.params}
@@ -300,6 +316,9 @@ class HandlerSpec:
     def fingerprint(self, args_json: str) -> str:
         """Digest of handler name and encoded arguments."""
         return fingerprint(self.name, args_json)
+
+
+_plain_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 def _type_name(tp: object) -> str:
@@ -430,4 +449,17 @@ def _handler(
     is_async = inspect.iscoroutinefunction(fn)
     if kind == "query" and is_async:
         raise DefinitionError(f"@query {where} must be a plain def: queries read state and return")
-    return HandlerSpec(entity, attr, kind, fn, is_async, sig, tuple(params), hints.get("return", Any))
+    simple = all(p.kind == p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in ps[1:])
+    plain = all(tp in (int, float, str, bool) for _n, tp, _c, _k in params)
+    return HandlerSpec(
+        entity,
+        attr,
+        kind,
+        fn,
+        is_async,
+        sig,
+        tuple(params),
+        hints.get("return", Any),
+        positional=tuple(p.name for p in ps[1:]) if simple else (),
+        plain_json=plain,
+    )

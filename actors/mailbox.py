@@ -318,7 +318,9 @@ class Actor:
             result = h.call(entity, values)
             if h.is_async:
                 result = await result
-            text = outcome.encode_ok(self.system.codec, result, h.returns, f"result of {h.name}")
+            # the stored outcome is what a repeat of a keyed signal returns; nothing reads
+            # it for a generated id, so it is not encoded then
+            text = outcome.encode_ok(self.system.codec, result, h.returns, h.name) if env.keyed else ""
         except Rejected as r:
             self._rollback()
             inv.drop_effects()

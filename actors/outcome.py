@@ -15,9 +15,16 @@ from actors.errors import HandlerFailed, Rejected
 from persistence.codec import Codec
 
 
+_PLAIN = (int, str, float, bool, type(None))
+
+
 def encode_ok(codec: Codec, value: object, as_type: object, what: str) -> str:
     """Stored form of a successful result."""
-    return codec.dumps({"ok": codec.converter.unstructure(value, unstructure_as=as_type)}, what=what)
+    if type(value) in _PLAIN and value == value and value not in (float("inf"), float("-inf")):
+        return '{"ok":' + json.dumps(value, ensure_ascii=False) + "}"
+    return codec.dumps(
+        {"ok": codec.converter.unstructure(value, unstructure_as=as_type)}, what=f"result of {what}"
+    )
 
 
 def encode_error(kind: str, exc: BaseException) -> str:
