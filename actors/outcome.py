@@ -14,7 +14,6 @@ from typing import Any
 from actors.errors import HandlerFailed, Rejected
 from persistence.codec import Codec
 
-
 _PLAIN = (int, str, float, bool, type(None))
 
 
