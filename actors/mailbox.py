@@ -111,6 +111,8 @@ class Actor:
         self.last_active = system.clock.now()
         self.crashes: deque[dt.datetime] = deque()
         self.stopped_until: dt.datetime | None = None
+        self.held: list[Envelope] = []
+        """Inbox signals that came while stopped; delivered in order when it resumes."""
         self._activating: anyio.Event | None = None
 
     def __repr__(self) -> str:
@@ -127,7 +129,9 @@ class Actor:
         if self.stopped_until is not None:
             if env.reply is not None:
                 env.reply.fail(self._stopped_error())
-            return  # an inbox signal stays in the inbox and resumes with the actor
+            if env.from_inbox:  # it stays in the inbox (for a restart) and resumes with the actor
+                self.held.append(env)
+            return
         self.mailbox.append(env)
         if not self.running:
             self.running = True
@@ -474,9 +478,10 @@ class Actor:
             policy.max_restarts,
             self.stopped_until.isoformat(),
         )
-        if env.reply is not None:
-            env.reply.fail(self._stopped_error())
-        self.fail_pending(self._stopped_error())
+        queued = [env, *self.mailbox]
+        self.mailbox.clear()
+        for e in queued:
+            self.deliver(e)  # stopped now: asks fail, inbox signals are held
         system.spawn(self._resume_later)
 
     def _stopped_error(self) -> HandlerFailed:
@@ -495,7 +500,11 @@ class Actor:
             self.stopped_until = None
             self.crashes.clear()
             system.log.info("%s/%s resumes after its cool-down", self.spec.name, self.id)
-            await system.resume_inbox(self)
+            # the held signals, not a re-read of the inbox: a tell accepted during such a
+            # read would be routed twice (live and from the read)
+            held, self.held = self.held, []
+            for env in held:
+                self.deliver(env)
         finally:
             system.busy_dec()
 
