@@ -96,6 +96,8 @@ def make_counter(probe: Probe, *, name: str = "Counter", every: int = 100) -> ty
             self.emit(Added(amount))
             probe.emitted.set()
             await probe.gate.wait()
+            if amount < 0:
+                raise NotNow(f"not now: {amount}")
             return self.total
 
         @signal
