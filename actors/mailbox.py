@@ -114,6 +114,8 @@ class Actor:
         self.held: list[Envelope] = []
         """Inbox signals that came while stopped; delivered in order when it resumes."""
         self._activating: anyio.Event | None = None
+        self.asking: dict[str, str] = {}
+        """Keyed asks not yet handled (they are not in the inbox): id -> fingerprint."""
 
     def __repr__(self) -> str:
         return f"<Actor {self.spec.name}/{self.id}>"
@@ -132,6 +134,8 @@ class Actor:
             if env.from_inbox:  # it stays in the inbox (for a restart) and resumes with the actor
                 self.held.append(env)
             return
+        if env.keyed and not env.from_inbox:
+            self.asking.setdefault(env.signal.signal_id, env.signal.fingerprint)
         self.mailbox.append(env)
         if not self.running:
             self.running = True
@@ -155,6 +159,9 @@ class Actor:
                     self.deactivate()
                     if env.reply is not None:
                         env.reply.fail(e)
+                finally:
+                    if self.asking:
+                        self.asking.pop(env.signal.signal_id, None)
         finally:
             self.running = False
             self.last_active = self.system.clock.now()

@@ -395,6 +395,11 @@ class ActorSystem:
         timeout: float | None,
     ) -> None:
         h, values, rec = self._signal(spec, entity_id, handler, args, kwargs, key)
+        if key is not None:
+            running = self._actors.get((spec.name, entity_id))
+            asked = running.asking.get(rec.signal_id) if running is not None else None
+            if asked is not None and asked != rec.fingerprint:
+                raise IdempotencyConflict(_conflict_text(rec))
 
         def route(result: object) -> None:
             if isinstance(result, Accepted) and self._state == "running":

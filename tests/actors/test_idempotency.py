@@ -155,11 +155,6 @@ async def test_a_key_is_per_entity(store_factory: StoreFactory) -> None:
         assert await b.options(key="k").ask(Account.deposit, 2) == 2  # not a conflict, not a repeat
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a keyed ask is not in the inbox while it runs, so a tell with the same key and "
-    "other arguments is accepted meanwhile and then silently dropped as a repeat",
-)
 async def test_a_conflicting_tell_while_the_keyed_ask_runs_is_refused(
     store_factory: StoreFactory,
 ) -> None:
