@@ -223,13 +223,13 @@ class Actor:
             self.system.log.warning("skipping %s: taken with another state schema", where)
             return None
         try:
-            entity = self.system.codec.loads(snap.state, spec.cls)
+            entity = self.system.codec.loads_state(snap.state, spec.cls)
         except SerializationError as e:
             self.system.log.warning("skipping unreadable %s: %s", where, e)
             return None
         object.__setattr__(entity, "_actors_id", self.id)
         object.__setattr__(entity, "_actors_ctx", None)
-        return entity  # type: ignore[no-any-return]
+        return entity
 
     def deactivate(self) -> None:
         """Drop the in-memory state; the next message rebuilds it from the store."""

@@ -149,6 +149,23 @@ class Codec:
         except Exception as e:
             raise SerializationError(f"cannot decode {as_type!r}: {e}") from e
 
+    def loads_state(self, text: str, cls: type[T]) -> T:
+        """Decode a whole attrs instance: a JSON object holding every field.
+
+        cattrs fills a missing field with its default and reads any non-object as
+        "all missing", so a damaged state would decode silently to defaults.
+        """
+        try:
+            raw = _loads(text)
+        except ValueError as e:
+            raise SerializationError(f"cannot decode {cls.__qualname__}: {e}") from e
+        names = {a.name for a in attrs.fields(cls)}  # type: ignore[arg-type]
+        if not isinstance(raw, dict) or not names <= raw.keys():
+            raise SerializationError(
+                f"cannot decode {cls.__qualname__}: not a JSON object with the fields {sorted(names)}"
+            )
+        return self.loads(text, cls)  # type: ignore[no-any-return]
+
     # -- events
     def encode_event(self, event: object) -> NewEvent:
         """Encode an event of a registered type."""
