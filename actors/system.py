@@ -92,7 +92,7 @@ class ActorSystem:
         max_batch: int = 2000,
         max_id_length: int = 256,
     ) -> None:
-        if not isinstance(store, Store):
+        if isinstance(store, type) or not isinstance(store, Store):  # a class passes the Protocol check
             raise InvalidArguments(f"store must implement persistence.Store, got {store!r:.80}")
         if isinstance(entities, (str, bytes)) or not isinstance(entities, Sequence):
             raise InvalidArguments(f"entities must be a list of Entity classes, got {entities!r:.80}")
@@ -102,7 +102,7 @@ class ActorSystem:
             raise InvalidArguments(
                 f"passivate_after must be a positive timedelta or None, got {passivate_after!r}"
             )
-        if clock is not None and not isinstance(clock, Clock):
+        if clock is not None and (isinstance(clock, type) or not isinstance(clock, Clock)):
             raise InvalidArguments(f"clock must implement actors.Clock, got {clock!r:.80}")
         if supervision is not None and not isinstance(supervision, SupervisorPolicy):
             raise InvalidArguments(f"supervision must be a SupervisorPolicy, got {supervision!r:.80}")
