@@ -1,0 +1,76 @@
+"""Smoke test of ``python -m bench``: tiny sizes, checks the JSON's shape, never timings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.common import latency_metrics, median_metrics, percentile
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_percentiles_and_medians() -> None:
+    values = list(range(1, 1001))
+    assert percentile(values, 50) == 500
+    assert percentile(values, 99) == 990
+    assert percentile(values, 99.9) == 999
+    lat = latency_metrics([1_000_000] * 10)
+    assert lat == {"p50_ms": 1.0, "p99_ms": 1.0, "p999_ms": 1.0}
+    assert median_metrics([{"a": 1.0}, {"a": 5.0}, {"a": 2.0, "b": 4.0}]) == {"a": 2.0, "b": 4.0}
+
+
+@pytest.mark.slow
+def test_bench_smoke_writes_json(tmp_path: Path) -> None:
+    out_json, out_md = tmp_path / "latest.json", tmp_path / "latest.md"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "W1/ours/NORMAL/c64",
+            "W7",
+            "--smoke",
+            "--reps",
+            "1",
+            "--json",
+            str(out_json),
+            "--markdown",
+            str(out_md),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(out_json.read_text())
+    assert set(doc) >= {"meta", "cases", "rows"}
+    assert {"command", "mode", "reps", "commit", "python"} <= set(doc["meta"])
+    assert doc["meta"]["mode"] == "smoke"
+    assert [c["id"] for c in doc["cases"]] == ["W1/ours/NORMAL/c64", "W7/ours"]
+    for case in doc["cases"]:
+        result = case["result"]
+        assert result["status"] == "ok", result
+        assert len(result["runs"]) == 1
+        assert result["peak_rss_mb"] > 0
+        assert result["median"]["ops_per_s"] > 0
+        for k in ("p50_ms", "p99_ms", "p999_ms"):
+            assert result["median"][k] > 0
+    w1 = doc["cases"][0]["result"]["median"]
+    assert w1["mean_batch"] >= 1
+    assert doc["cases"][1]["result"]["median"]["ops_per_s_c64"] > 0
+    rows = doc["rows"]
+    assert len(rows) == 3
+    for row in rows:
+        assert {"workload", "case", "system", "label", "metric", "unit", "value"} <= set(row)
+        assert row["status"] == "ok"
+        assert row["value"] > 0
+    md = out_md.read_text()
+    assert "## W1" in md
+    assert "## W7" in md
