@@ -12,8 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 
 USES = """\
@@ -77,10 +75,9 @@ def marked_lines(text: str) -> tuple[set[int], set[int]]:
     return wrong, right
 
 
-def test_mypy_reports_exactly_the_wrong_uses(tmp_path: Path, pytestconfig: pytest.Config) -> None:
+def test_mypy_reports_exactly_the_wrong_uses(tmp_path: Path) -> None:
     module = tmp_path / "uses.py"
     module.write_text(USES)
-    cache = pytestconfig.cache.mkdir("mypy") if pytestconfig.cache else tmp_path / "cache"
     result = subprocess.run(
         [
             sys.executable,
@@ -90,7 +87,7 @@ def test_mypy_reports_exactly_the_wrong_uses(tmp_path: Path, pytestconfig: pytes
             "--no-error-summary",
             "--show-error-codes",
             "--cache-dir",
-            str(cache),
+            str(tmp_path / "mypy-cache"),
             str(module),
         ],
         cwd=ROOT,
