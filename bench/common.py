@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import resource
 import shutil
@@ -24,7 +25,8 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     """The ``q``-th percentile (0..100) of already sorted values (nearest rank)."""
     if not sorted_values:
         return float("nan")
-    k = max(0, min(len(sorted_values) - 1, round(q / 100 * len(sorted_values) + 0.5) - 1))
+    rank = math.ceil(round(q * len(sorted_values) / 100, 9))  # round: no float fuzz
+    k = max(0, min(len(sorted_values) - 1, rank - 1))
     return float(sorted_values[k])
 
 

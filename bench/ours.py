@@ -126,8 +126,8 @@ async def _w2(p: Params) -> Metrics:
             await _activate(refs)
             want = [n // accounts + (1 if i < n % accounts else 0) for i in range(accounts)]
 
-            async def call(i: int) -> object:
-                return await refs[i % accounts].tell(Account.deposit, 1)
+            async def call(i: int) -> None:
+                await refs[i % accounts].tell(Account.deposit, 1)
 
             start = time.perf_counter()
             accept_secs, lat = await _closed_loop(n, inflight, call)
@@ -314,8 +314,8 @@ async def _w5_child(path: Path, entities: int, inflight: int) -> None:
     async with ActorSystem(store, entities=[StalledAccount]) as system:
         refs = [system.ref(StalledAccount, f"acc-{i}") for i in range(entities)]
 
-        async def call(i: int) -> object:
-            return await refs[i].tell(StalledAccount.deposit, 1)
+        async def call(i: int) -> None:
+            await refs[i].tell(StalledAccount.deposit, 1)
 
         await _closed_loop(entities, inflight, call)
         print("ready", flush=True)

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bench.common import Metrics, Params, Skip, latency_metrics, scratch_dir
 
@@ -116,7 +116,7 @@ def pykka_ask(p: Params) -> Metrics:
         raise Skip(f"pykka is not installed ({e}); pip install -e '.[bench]'") from e
     accounts, n, inflight = int(p["accounts"]), int(p["ops"]), int(p["inflight"])
 
-    class AccountActor(pykka.ThreadingActor):  # type: ignore[misc]
+    class AccountActor(pykka.ThreadingActor):
         def __init__(self) -> None:
             super().__init__()
             self.balance = 0
@@ -141,7 +141,7 @@ def pykka_ask(p: Params) -> Metrics:
             fut.get()
             lat.append(time.perf_counter_ns() - t0)
         secs = time.perf_counter() - start
-        total = sum(r.ask(0) for r in refs)
+        total = sum(int(cast(int, r.ask(0))) for r in refs)
     finally:
         pykka.ActorRegistry.stop_all()
     if total != n:
@@ -164,15 +164,15 @@ def _es_classes() -> tuple[type[Any], type[Any]]:
         except ImportError as e:
             raise Skip(f"eventsourcing is not installed ({e}); pip install -e '.[bench]'") from e
 
-        class Account(Aggregate):  # type: ignore[misc]
+        class Account(Aggregate):
             def __init__(self) -> None:
                 self.balance = 0
 
-            @event("Deposited")  # type: ignore[untyped-decorator]
+            @event("Deposited")
             def deposit(self, amount: int) -> None:
                 self.balance += amount
 
-        class Bank(Application):  # type: ignore[misc]
+        class Bank(Application[Any]):
             pass
 
         _ES_CLASSES.append((Bank, Account))
@@ -318,14 +318,13 @@ def dbos_deposit(p: Params) -> Metrics:
                     "name": f"bench-{uuid.uuid4().hex[:8]}",
                     "system_database_url": f"sqlite:///{d / 'dbos-sys.db'}",
                     "log_level": "WARNING",
-                    "run_admin_server": False,
                 }
             )
             db = SQLAlchemyDatasource.create(f"sqlite:///{d / 'dbos-app.db'}")
         except Exception as e:
             raise Skip(f"DBOS cannot start on SQLite here: {type(e).__name__}: {e}") from e
 
-        @db.transaction  # type: ignore[untyped-decorator]
+        @db.transaction
         def apply(acc: str, amount: int) -> int:
             s = db.sql_session()
             s.execute(
@@ -339,7 +338,7 @@ def dbos_deposit(p: Params) -> Metrics:
                 s.execute(sa.text("SELECT balance FROM accounts WHERE id = :a"), {"a": acc}).scalar_one()
             )
 
-        @DBOS.workflow()  # type: ignore[untyped-decorator]
+        @DBOS.workflow()
         def deposit(acc: str, amount: int) -> int:
             return int(apply(acc, amount))
 
