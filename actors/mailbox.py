@@ -116,6 +116,8 @@ class Actor:
         self._activating: anyio.Event | None = None
         self.asking: dict[str, str] = {}
         """Keyed asks not yet handled (they are not in the inbox): id -> fingerprint."""
+        self.telling: dict[str, str] = {}
+        """Keyed tells from being accepted until handled: id -> fingerprint."""
 
     def __repr__(self) -> str:
         return f"<Actor {self.spec.name}/{self.id}>"
@@ -123,7 +125,7 @@ class Actor:
     @property
     def idle(self) -> bool:
         """No message queued or running and not activating: safe to passivate."""
-        return not self.running and not self.mailbox and self._activating is None
+        return not self.running and not self.mailbox and self._activating is None and not self.telling
 
     # ------------------------------------------------------------ mailbox
     def deliver(self, env: Envelope) -> None:
@@ -160,8 +162,7 @@ class Actor:
                     if env.reply is not None:
                         env.reply.fail(e)
                 finally:
-                    if self.asking:
-                        self.asking.pop(env.signal.signal_id, None)
+                    (self.telling if env.from_inbox else self.asking).pop(env.signal.signal_id, None)
         finally:
             self.running = False
             self.last_active = self.system.clock.now()
@@ -253,7 +254,7 @@ class Actor:
         while True:
             try:
                 await self.ensure_active()
-                if runs == 1 and env.keyed and await self._answer_repeat(env):
+                if runs == 1 and env.keyed and (self._tell_conflict(env) or await self._answer_repeat(env)):
                     return
                 step = await self._attempt(env, attempt, runs)
             except StoreError as e:
@@ -281,6 +282,15 @@ class Actor:
             )
             async with self.system.parked():
                 await self.system.clock.sleep_until(self.system.clock.now() + delay)
+
+    def _tell_conflict(self, env: Envelope) -> bool:
+        """A keyed ask whose key a tell with other arguments is using: refuse the ask."""
+        told = None if env.from_inbox else self.telling.get(env.signal.signal_id)
+        if told is None or told == env.signal.fingerprint:
+            return False
+        if env.reply is not None:
+            env.reply.fail(IdempotencyConflict(_conflict_text(env.signal)))
+        return True
 
     async def _answer_repeat(self, env: Envelope) -> bool:
         s = env.signal

@@ -146,7 +146,7 @@ class ActorSystem:
         self._specs[spec.name] = spec
         self._by_cls[cls] = spec
         for h in (*spec.signals.values(), *spec.queries.values()):
-            self._by_fn[h.fn] = h
+            self._by_fn[(spec.name, h.fn)] = h  # per entity: subclasses share inherited handlers
 
     # ------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Self:
@@ -300,8 +300,8 @@ class ActorSystem:
                     f"it has: {', '.join(sorted(table)) or 'none'}"
                 )
             return h
-        h = self._by_fn.get(handler) if callable(handler) else None
-        if h is None or h.entity != spec.name:
+        h = self._by_fn.get((spec.name, handler)) if callable(handler) else None
+        if h is None:
             raise UnknownHandler(f"{handler!r:.100} is not a handler of {spec.name}")
         if h.kind != kind:
             raise UnknownHandler(f"{spec.name}.{h.name} is a @{h.kind}, not a @{kind}")
@@ -395,20 +395,32 @@ class ActorSystem:
         timeout: float | None,
     ) -> None:
         h, values, rec = self._signal(spec, entity_id, handler, args, kwargs, key)
-        if key is not None:
-            running = self._actors.get((spec.name, entity_id))
-            asked = running.asking.get(rec.signal_id) if running is not None else None
-            if asked is not None and asked != rec.fingerprint:
+        sid, fp = rec.signal_id, rec.fingerprint
+        actor = self.actor(spec, entity_id) if key is not None else None
+        fresh = False
+        if actor is not None:  # a keyed call of the same key may be under way: compare
+            asked, told = actor.asking.get(sid), actor.telling.get(sid)
+            if (asked is not None and asked != fp) or (told is not None and told != fp):
                 raise IdempotencyConflict(_conflict_text(rec))
+            fresh = told is None
+            actor.telling.setdefault(sid, fp)
+        routed = False
 
         def route(result: object) -> None:
+            nonlocal routed
             if isinstance(result, Accepted) and self._state == "running":
+                routed = True
                 env = Envelope(h, rec, values=values, keyed=key is not None, reply=None, from_inbox=True)
                 self.actor(spec, entity_id).deliver(env)
 
-        write = Accept(rec, check_duplicate=key is not None)
-        result = await self._deadline(self.committer.submit(write, route), timeout)
-        if isinstance(result, Duplicate) and result.fingerprint != rec.fingerprint:
+        try:
+            result = await self._deadline(
+                self.committer.submit(Accept(rec, check_duplicate=key is not None), route), timeout
+            )
+        finally:
+            if actor is not None and fresh and not routed:
+                actor.telling.pop(sid, None)
+        if isinstance(result, Duplicate) and result.fingerprint != fp:
             raise IdempotencyConflict(_conflict_text(rec))
 
     async def _ask(

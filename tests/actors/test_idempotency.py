@@ -190,12 +190,6 @@ async def test_a_repeated_plain_rejection_stays_plain(store_factory: StoreFactor
             await ref.ask(Account.deposit, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a keyed ask checks only processed marks, not the inbox: a tell of the same key "
-    "accepted just before it (its write still in flight when the ask arrived) is dropped "
-    "as a repeat after the tell returned, and neither caller hears of the conflict",
-)
 async def test_a_tell_in_flight_when_a_conflicting_keyed_ask_arrives(store_factory: StoreFactory) -> None:
     counter = make_counter(Probe())
     store = store_factory()
