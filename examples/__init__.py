@@ -1,0 +1,1 @@
+"""Two example apps on the framework: ``examples.bank`` and ``examples.cart``."""

@@ -1,0 +1,172 @@
+"""The bank over HTTP: a Starlette (ASGI) app. Needs the ``http`` extra.
+
+``POST`` routes send signals (``ask``, or ``tell`` with ``Prefer: respond-async``;
+an ``Idempotency-Key`` header becomes the signal's key), ``GET`` routes run queries::
+
+    POST /accounts/{id}/open       {"owner": "alice", "overdraft_limit": 0}
+    POST /accounts/{id}/deposit    {"amount": 100, "reference": "salary"}
+    POST /accounts/{id}/withdraw   {"amount": 30}
+    POST /accounts/{id}/overdraft  {"limit": 500}
+    GET  /accounts/{id}            owner, balance, limit
+    GET  /accounts/{id}/statement?last=10
+    POST /transfers                {"id": "t-1", "from": "alice", "to": "bob", "amount": 25}
+    GET  /transfers/{id}           its status (completed, failed or reversed)
+
+Refusals are 4xx answers with ``{"error": ..., "message": ...}``; a transfer that
+failed or was reversed answers 409 with the reason and the transfer. Serve it with
+``uvicorn --factory examples.bank.http:create_app`` (database: ``$BANK_DB``, default
+``bank.db``), or hand ``create_app`` a running ``ActorSystem``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from actors import ActorSystem, EntityRef, Rejected, SystemClosed
+from examples.bank.model import (
+    ENTITIES,
+    Account,
+    AccountAlreadyOpen,
+    AccountNotOpen,
+    InsufficientFunds,
+    InvalidRequest,
+    Transfer,
+    TransferConflict,
+    TransferView,
+    UnknownTransfer,
+)
+from examples.web import (
+    Endpoint,
+    body,
+    endpoints,
+    int_field,
+    int_param,
+    ok,
+    send,
+    str_field,
+    wants_async,
+)
+from persistence import SqliteStore
+
+STATUSES: dict[type[Rejected], int] = {
+    InvalidRequest: 422,
+    AccountNotOpen: 404,
+    UnknownTransfer: 404,
+    AccountAlreadyOpen: 409,
+    InsufficientFunds: 409,
+    TransferConflict: 409,
+}
+"""The HTTP status of each refusal."""
+
+endpoint = endpoints(STATUSES)
+
+
+class BankAPI:
+    """The routes, over the system they send to."""
+
+    def __init__(self, system: ActorSystem | None) -> None:
+        self.system = system
+
+    def _system(self) -> ActorSystem:
+        if self.system is None:
+            raise SystemClosed("the bank is not running")
+        return self.system
+
+    def account(self, request: Request) -> EntityRef[Account]:
+        return self._system().ref(Account, request.path_params["id"])
+
+    async def open(self, request: Request) -> Response:
+        data = await body(request)
+        owner = str_field(data, "owner")
+        limit = int_field(data, "overdraft_limit", 0)
+        return await send(request, self.account(request), Account.open, owner, limit)
+
+    async def deposit(self, request: Request) -> Response:
+        data = await body(request)
+        amount, reference = int_field(data, "amount"), str_field(data, "reference", "")
+        return await send(request, self.account(request), Account.deposit, amount, reference, shape=_balance)
+
+    async def withdraw(self, request: Request) -> Response:
+        data = await body(request)
+        amount, reference = int_field(data, "amount"), str_field(data, "reference", "")
+        return await send(request, self.account(request), Account.withdraw, amount, reference, shape=_balance)
+
+    async def overdraft(self, request: Request) -> Response:
+        limit = int_field(await body(request), "limit")
+        return await send(request, self.account(request), Account.set_overdraft_limit, limit)
+
+    async def summary(self, request: Request) -> Response:
+        return ok(await self.account(request).query(Account.summary))
+
+    async def statement(self, request: Request) -> Response:
+        last = int_param(request, "last", 10)
+        return ok({"entries": await self.account(request).query(Account.statement, last)})
+
+    async def transfer(self, request: Request) -> Response:
+        data = await body(request)
+        tid = str_field(data, "id")
+        source, destination = str_field(data, "from"), str_field(data, "to")
+        amount = int_field(data, "amount")
+        ref = self._system().ref(Transfer, tid)
+        key = request.headers.get("idempotency-key") or f"transfer/{tid}"  # idempotent by its id
+        ref = ref.options(key=key)
+        if wants_async(request):
+            await ref.tell(Transfer.start, source, destination, amount)
+            return ok({"accepted": True}, 202, headers={"location": f"/transfers/{tid}"})
+        return _transfer_answer(await ref.ask(Transfer.start, source, destination, amount))
+
+    async def transfer_status(self, request: Request) -> Response:
+        return ok(await self._system().ref(Transfer, request.path_params["id"]).query(Transfer.view))
+
+    def routes(self) -> list[Route]:
+        """The app's routes; each answers errors as JSON (see ``examples.web.endpoints``)."""
+        table: list[tuple[str, str, Endpoint]] = [
+            ("POST", "/accounts/{id}/open", self.open),
+            ("POST", "/accounts/{id}/deposit", self.deposit),
+            ("POST", "/accounts/{id}/withdraw", self.withdraw),
+            ("POST", "/accounts/{id}/overdraft", self.overdraft),
+            ("GET", "/accounts/{id}", self.summary),
+            ("GET", "/accounts/{id}/statement", self.statement),
+            ("POST", "/transfers", self.transfer),
+            ("GET", "/transfers/{id}", self.transfer_status),
+        ]
+        return [Route(path, endpoint(fn), methods=[method]) for method, path, fn in table]
+
+
+def _balance(balance: int) -> dict[str, int]:
+    return {"balance": balance}
+
+
+def _transfer_answer(view: TransferView) -> Response:
+    """200 with the transfer when it completed; 409 with the reason when it failed or was reversed."""
+    if view.status == "completed":
+        return ok(view)
+    return ok({"error": f"transfer_{view.status}", "message": view.reason, "transfer": view}, 409)
+
+
+def create_app(system: ActorSystem | None = None, *, db: str | os.PathLike[str] | None = None) -> Starlette:
+    """The bank's ASGI app over ``system``; without one, it runs its own on SQLite file ``db``."""
+    api = BankAPI(system)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if system is not None:
+            yield
+            return
+        path = Path(db if db is not None else os.environ.get("BANK_DB", "bank.db"))
+        async with ActorSystem(SqliteStore(path), entities=ENTITIES) as own:
+            api.system = own
+            try:
+                yield
+            finally:
+                api.system = None
+
+    return Starlette(routes=api.routes(), lifespan=lifespan)
