@@ -251,11 +251,14 @@ class Actor:
     async def _handle(self, env: Envelope) -> None:
         store_failures = 0
         attempt = runs = 1
+        checked = not env.keyed  # a keyed signal may be a repeat: look for its mark first
         while True:
             try:
                 await self.ensure_active()
-                if runs == 1 and env.keyed and (self._tell_conflict(env) or await self._answer_repeat(env)):
-                    return
+                if not checked:
+                    if self._tell_conflict(env) or await self._answer_repeat(env):
+                        return
+                    checked = True
                 step = await self._attempt(env, attempt, runs)
             except StoreError as e:
                 if not env.from_inbox or isinstance(e, CorruptRecord):

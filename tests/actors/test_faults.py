@@ -15,6 +15,7 @@ from actors import ActorSystem, StoreError, SupervisorPolicy
 from actors.testing import VirtualClock
 from persistence import MemoryStore, SqliteStore, Store
 from persistence.faults import FaultyStore, commits_for
+from persistence.store import Accept, Commit, SignalRecord
 from tests.models import Account
 
 pytestmark = pytest.mark.anyio
@@ -161,3 +162,23 @@ async def test_no_ack_for_failed_commit_survives_restart_on_sqlite(tmp_path: Pat
     assert sqlite_events(path, "a") == acked
     async with ActorSystem(SqliteStore(path), [Account]) as system:
         assert await system.ref(Account, "a").query(Account.get_balance) == acked
+
+
+async def test_keyed_repeat_is_recognised_even_if_the_first_mark_lookup_fails(
+    inner: Callable[[], Store],
+) -> None:
+    # an inbox signal whose key is already processed (the race of a keyed ask and a keyed
+    # tell): its mark lookup fails once; the retry must look again, not run the handler
+    signal = SignalRecord("Account", "a", "k:dup", "deposit", '{"amount":5}', "fp", 0.0)
+    first = inner()
+    async with first:
+        await first.write([Accept(signal)])
+        await first.write([Commit("Account", "a", signal, '{"ok":5}', 1, from_inbox=False)])
+    clock = VirtualClock()
+    store = FaultyStore(inner())
+    store.fail("read_mark", "io")
+    async with ActorSystem(store, [Account], clock=clock, supervision=POLICY) as system:
+        await clock.advance(dt.timedelta(seconds=5))
+        assert store.calls["read_mark"] == 2
+        assert await system.ref(Account, "a").query(Account.get_balance) == 0
+        assert await store.read_inbox(after=0, limit=10) == []
