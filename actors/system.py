@@ -482,7 +482,7 @@ class ActorSystem:
         if count:
             self.log.info("recovered %d pending signals from the inbox", count)
 
-    def _route_stored(self, s: SignalRecord, only: Actor | None = None) -> int:
+    def _route_stored(self, s: SignalRecord) -> int:
         spec = self._specs.get(s.entity_type)
         h = spec.signals.get(s.handler) if spec is not None else None
         if spec is None or h is None:
@@ -494,35 +494,20 @@ class ActorSystem:
                 s.handler,
             )
             return 0
-        actor = self.actor(spec, s.entity_id)
-        if only is not None and actor is not only:
-            return 0
-        actor.deliver(Envelope(h, s, values=None, keyed=is_keyed(s.signal_id), reply=None, from_inbox=True))
+        self.actor(spec, s.entity_id).deliver(
+            Envelope(h, s, values=None, keyed=is_keyed(s.signal_id), reply=None, from_inbox=True)
+        )
         return 1
 
     def route_accepted(self, s: SignalRecord) -> Callable[[object], None]:
         """A committer ``after`` hook routing ``s`` to its actor once it is in the inbox."""
 
         def route(result: object) -> None:
-            if isinstance(result, Accepted) and self._state == "running":
+            # "starting" too: outbox messages recovered at start may be accepted before it ends
+            if isinstance(result, Accepted) and self._state in ("starting", "running"):
                 self._route_stored(s)
 
         return route
-
-    async def resume_inbox(self, actor: Actor) -> None:
-        """Route an actor's pending inbox signals to it again (after a cool-down)."""
-        after = 0
-        while True:
-            entries = await self.store.read_inbox(after=after, limit=_INBOX_CHUNK)
-            for entry in entries:
-                after = entry.position
-                if (entry.signal.entity_type, entry.signal.entity_id) == (
-                    actor.spec.name,
-                    actor.id,
-                ):
-                    self._route_stored(entry.signal, actor)
-            if len(entries) < _INBOX_CHUNK:
-                return
 
     async def _sweep(self) -> None:
         assert self.passivate_after is not None
