@@ -76,8 +76,11 @@ class RetryPolicy:
     def delay(self, attempt: int) -> dt.timedelta:
         """The wait after failed attempt number ``attempt`` (1-based)."""
         cap = self.maximum_interval or self.initial_interval * 100
-        secs = self.initial_interval.total_seconds() * self.backoff_coefficient ** (attempt - 1)
-        return min(dt.timedelta(seconds=secs), cap)
+        try:
+            secs = self.initial_interval.total_seconds() * self.backoff_coefficient ** (attempt - 1)
+        except OverflowError:  # a long run of retries (compensations retry without end)
+            return cap
+        return cap if secs >= cap.total_seconds() else dt.timedelta(seconds=secs)
 
 
 class ActivityContext:
@@ -122,9 +125,10 @@ def _name_of(fn: Callable[..., Any]) -> str:
 
 def _returns(fn: Callable[..., Any]) -> object:
     try:
-        return typing.get_type_hints(fn).get("return", Any)
+        tp = typing.get_type_hints(fn).get("return", Any)
     except Exception:
         return Any
+    return Any if tp is type(None) else tp  # ``-> None``: cattrs has no structure hook for NoneType
 
 
 async def run_activity(

@@ -15,6 +15,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from actors import outcome
 from actors.errors import DefinitionError, InvalidArguments, Rejected
 from actors.timers import from_timestamp
@@ -60,6 +62,7 @@ class Invocation:
         "has_journal",
         "journal",
         "journal_loaded",
+        "journal_lock",
         "outbox",
         "parks",
         "signal",
@@ -78,6 +81,7 @@ class Invocation:
         self.step = 0
         self.journal: dict[int, JournalEntry] = {}
         self.journal_loaded = False
+        self.journal_lock: anyio.Lock | None = None
         self.has_journal = attempt > 1
         self.outbox: list[SignalRecord] = []
         self.parks = 0
@@ -203,12 +207,20 @@ class Invocation:
         from actors.activities import check_step
 
         if not self.journal_loaded:
-            self.journal_loaded = True
-            if self.has_journal or self.env.from_inbox:
-                s = self.signal
-                entries = await self.actor.system.store.read_journal(s.entity_type, s.entity_id, s.signal_id)
-                self.journal.update({e.step: e for e in entries})
-                self.has_journal = self.has_journal or bool(entries)
+            if not (self.has_journal or self.env.from_inbox):
+                self.journal_loaded = True  # nothing can be stored yet
+            else:
+                # concurrent branches (gather) wait for the one read, not see an empty journal
+                if self.journal_lock is None:
+                    self.journal_lock = anyio.Lock()
+                async with self.journal_lock:
+                    if not self.journal_loaded:
+                        s = self.signal
+                        store = self.actor.system.store
+                        entries = await store.read_journal(s.entity_type, s.entity_id, s.signal_id)
+                        self.journal.update({e.step: e for e in entries})
+                        self.has_journal = self.has_journal or bool(entries)
+                        self.journal_loaded = True
         entry = self.journal.get(step)
         if entry is not None:
             check_step(self, step, entry, kind, name)

@@ -47,6 +47,8 @@ def decode(codec: Codec, text: str, as_type: object) -> Any:
     """Return the stored result, or raise the stored rejection or failure."""
     data = json.loads(text)
     if "ok" in data:
+        if as_type is type(None):  # ``-> None``: cattrs has no structure hook for NoneType
+            return None
         return codec.converter.structure(data["ok"], as_type)  # type: ignore[arg-type]
     if "rejected" in data:
         info = data["rejected"]

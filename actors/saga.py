@@ -98,13 +98,19 @@ async def gather(
     return_exceptions: bool,
 ) -> list[Any]:
     """Run ``steps`` concurrently (see the module docstring)."""
+    bad = None
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-        raise InvalidArguments(f"limit must be an int >= 1 or None, got {limit!r}")
+        bad = InvalidArguments(f"limit must be an int >= 1 or None, got {limit!r}")
     for st in steps:
-        if not isinstance(st, Coroutine):
-            raise InvalidArguments(
+        if bad is None and not isinstance(st, Coroutine):
+            bad = InvalidArguments(
                 f"gather() takes un-awaited steps such as self.run(...) or ref.ask(...), got {st!r:.80}"
             )
+    if bad is not None:
+        for st in steps:  # they will never run: close them (no "never awaited" warnings)
+            if isinstance(st, Coroutine):
+                st.close()
+        raise bad
     results: list[Any] = [None] * len(steps)
     errors: list[BaseException | None] = [None] * len(steps)
     limiter = anyio.CapacityLimiter(limit or max(len(steps), 1))

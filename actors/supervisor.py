@@ -62,5 +62,8 @@ class SupervisorPolicy:
 
     def backoff(self, attempt: int) -> dt.timedelta:
         """The wait before retry number ``attempt`` (1 for the first retry)."""
-        secs = self.initial_backoff.total_seconds() * self.backoff_coefficient ** (attempt - 1)
-        return min(dt.timedelta(seconds=secs), self.max_backoff)
+        try:
+            secs = self.initial_backoff.total_seconds() * self.backoff_coefficient ** (attempt - 1)
+        except OverflowError:
+            return self.max_backoff
+        return self.max_backoff if secs >= self.max_backoff.total_seconds() else dt.timedelta(seconds=secs)
