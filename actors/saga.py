@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from actors.activities import RetryPolicy, run_activity
-from actors.errors import InvalidArguments, Rejected
+from actors.errors import HandlerFailed, InvalidArguments, Rejected, StoreError
 
 if TYPE_CHECKING:
     from actors.context import Invocation
@@ -70,14 +70,33 @@ class Saga:
         log.info("%r: saga failed (%r); running %d compensations", inv.actor, exc, len(self._undo))
         for fn, args in reversed(self._undo):
             if _is_ref_call(fn):
-                try:
-                    await fn(*args)
-                except Rejected as r:
-                    log.error("%r: compensation %s was refused: %s", inv.actor, _name(fn), r)
+                await _compensate_by_ask(inv, fn, args)
             else:
                 await run_activity(
                     inv, fn, args, retry=COMPENSATION_RETRY, timeout=None, heartbeat_timeout=None
                 )
+
+
+async def _compensate_by_ask(inv: Invocation, fn: Callable[..., Any], args: tuple[object, ...]) -> None:
+    """Ask until the callee accepts. Each try is a new journaled step with its own id: a
+    call that crashed until dead-lettered left no trace, so asking again is safe."""
+    system = inv.actor.system
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            await fn(*args)
+            return
+        except Rejected as r:
+            system.log.error("%r: compensation %s was refused: %s", inv.actor, _name(fn), r)
+            return
+        except (HandlerFailed, StoreError) as e:
+            delay = COMPENSATION_RETRY.delay(attempt)
+            system.log.warning(
+                "%r: compensation %s failed (%s); retry %d in %s", inv.actor, _name(fn), e, attempt, delay
+            )
+            async with inv.parked():
+                await system.clock.sleep_until(system.clock.now() + delay)
 
 
 def _is_ref_call(fn: Callable[..., Any]) -> bool:

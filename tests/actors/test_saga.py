@@ -426,12 +426,6 @@ async def test_an_ask_compensation_is_replayed_not_repeated(store_factory: Store
         assert await system.ref("Desk", "d").query("get_undone") == ("hotel", "flight")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an ask compensation whose callee crashes (HandlerFailed) is not retried: the error "
-    "replaces the saga's, the handler is retried with the same ask id, which answers the recorded "
-    "failure again, and the compensations registered before it never run",
-)
 async def test_an_ask_compensation_is_retried_until_it_succeeds(store_factory: StoreFactory) -> None:
     probe = Probe(VirtualClock(), desk_crashes=4)  # more than the desk's 3 attempts per signal
     async with system_of(store_factory(), probe) as system:
