@@ -162,7 +162,11 @@ async def run_activity(
             return codec.converter.structure(data["ok"], returns)  # type: ignore[arg-type]
         if "failed" in data:
             f = data["failed"]
-            raise ActivityFailed(f"activity {name} (step {step}) failed: {f['message']} (from the journal)")
+            raise ActivityFailed(
+                f"activity {name} (step {step}) failed: {f['message']} (from the journal)",
+                activity=name,
+                cause_type=f.get("type", ""),
+            )
         attempt, details = data["retry"]["attempt"], data["retry"].get("details")
         next_at = data["retry"]["next_at"]
     key = f"{inv.signal.entity_type}/{inv.signal.entity_id}/{inv.signal.signal_id}/{step}"
@@ -182,8 +186,14 @@ async def run_activity(
             if last:
                 why = "non-retryable error" if isinstance(e, policy.non_retryable) else f"{attempt} attempts"
                 msg = f"{type(e).__name__}: {e}"
-                await inv.journal_write(step, "activity", name, json.dumps({"failed": {"message": msg}}))
-                raise ActivityFailed(f"activity {name} (step {step}) failed after {why}: {msg}") from e
+                cause = f"{type(e).__module__}.{type(e).__qualname__}"
+                failed = {"failed": {"message": msg, "type": cause}}
+                await inv.journal_write(step, "activity", name, json.dumps(failed))
+                raise ActivityFailed(
+                    f"activity {name} (step {step}) failed after {why}: {msg}",
+                    activity=name,
+                    cause_type=cause,
+                ) from e
             when = clock.now() + policy.delay(attempt)
             next_at = when.timestamp()
             system.log.info("activity %s attempt %d failed: %r; retry at %s", name, attempt, e, when)

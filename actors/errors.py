@@ -108,7 +108,17 @@ class DeadlockError(ActorsError):
 
 
 class ActivityFailed(ActorsError):
-    """An activity failed for good (non-retryable, or out of attempts); see ``__cause__``."""
+    """An activity failed for good (non-retryable, or out of attempts); see ``__cause__``.
+
+    ``cause_type`` names the last error's class (``module.QualName``) and ``activity``
+    the function: both are also set when the failure is replayed from the journal,
+    where ``__cause__`` is not available. Branch on ``cause_type``, not on the cause.
+    """
+
+    def __init__(self, message: str, *, activity: str = "", cause_type: str = "") -> None:
+        super().__init__(message)
+        self.activity = activity
+        self.cause_type = cause_type
 
 
 class SystemClosed(ActorsError):
