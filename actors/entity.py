@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
+T = TypeVar("T")
 E2 = TypeVar("E2", bound="Entity")
 
 _MARK = "__actors_handler__"
@@ -105,6 +106,14 @@ class Entity:
     def random(self) -> _random.Random:
         """A random generator seeded from the invocation id: the same on every replay."""
         return self._ctx("random").rng
+
+    def resource(self, kind: type[T]) -> T:
+        """The object of type ``kind`` given to ``ActorSystem(resources=...)``.
+
+        For what handlers need from outside (a payment gateway client, a mailer):
+        use it inside activities (``self.run``), never to decide state directly.
+        """
+        return self._ctx("resource").actor.system.resource(kind)
 
     def schedule(
         self,

@@ -12,7 +12,7 @@ import contextlib
 import copy
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -78,6 +78,8 @@ class ActorSystem:
     rebuilt on their next message. ``clock`` (default the wall clock) drives
     backoff, passivation and timers; tests pass ``actors.testing.VirtualClock``.
     ``max_payload`` bounds any encoded arguments, event, result or snapshot.
+    ``resources`` maps types to objects handlers reach with ``self.resource(T)``
+    (clients of the outside world, for activities).
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class ActorSystem:
         max_payload: int = 2 * 1024 * 1024,
         max_batch: int = 2000,
         max_id_length: int = 256,
+        resources: Mapping[type, object] | None = None,
     ) -> None:
         if isinstance(store, type) or not isinstance(store, Store):  # a class passes the Protocol check
             raise InvalidArguments(f"store must implement persistence.Store, got {store!r:.80}")
@@ -113,6 +116,12 @@ class ActorSystem:
             self.codec = Codec(max_payload=max_payload)
         except ValueError as e:
             raise InvalidArguments(str(e)) from None
+        if resources is not None and (
+            not isinstance(resources, Mapping)
+            or not all(isinstance(k, type) and isinstance(v, k) for k, v in resources.items())
+        ):
+            raise InvalidArguments(f"resources must map types to instances of them, got {resources!r:.100}")
+        self._resources: dict[type, object] = dict(resources or {})
         self.store = store
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.supervision = supervision or SupervisorPolicy()
@@ -266,6 +275,18 @@ class ActorSystem:
         spec = self.spec_of(entity)
         self.check_id(entity_id)
         return EntityRef(self, spec, entity_id)
+
+    def resource(self, kind: type[T]) -> T:
+        """The resource registered for ``kind`` (or a subclass of it); InvalidArguments if none."""
+        found = self._resources.get(kind)
+        if found is None:
+            found = next((v for k, v in self._resources.items() if issubclass(k, kind)), None)
+        if found is None:
+            have = ", ".join(sorted(k.__qualname__ for k in self._resources)) or "none"
+            raise InvalidArguments(
+                f"no resource of type {kind!r:.80} was given to the system (it has: {have})"
+            )
+        return found  # type: ignore[return-value]
 
     def check_id(self, entity_id: object) -> None:
         """Raise InvalidArguments unless ``entity_id`` is a usable entity id."""
