@@ -136,10 +136,17 @@ class Codec:
         return text
 
     def check_size(self, text: str, what: str) -> None:
-        """Raise PayloadTooLarge when ``text`` is over the limit."""
-        if len(text) > self.max_payload // 4 and len(text.encode()) > self.max_payload:
+        """Raise PayloadTooLarge when ``text`` is over the limit.
+
+        Raises SerializationError when ``text`` has no UTF-8 form (a lone surrogate).
+        """
+        try:
+            size = len(text) if text.isascii() else len(text.encode())
+        except UnicodeEncodeError as e:
+            raise SerializationError(f"{what} cannot be stored as UTF-8 text: {e}") from e
+        if size > self.max_payload:
             raise PayloadTooLarge(
-                f"{what} is {len(text.encode())} bytes encoded, over the limit of {self.max_payload} bytes"
+                f"{what} is {size} bytes encoded, over the limit of {self.max_payload} bytes"
             )
 
     def loads(self, text: str, as_type: type[T] | Any) -> Any:

@@ -152,6 +152,8 @@ class MemoryStore:
             pos = self._d.inbox_ids.get(key)
             if pos is not None:
                 return Duplicate(self._d.inbox[pos].signal.fingerprint, None)
+        if key in self._d.inbox_ids:  # unchecked, yet pending: the inbox is unique per id
+            raise StoreError(f"signal {s.signal_id} of {s.entity_type}/{s.entity_id} is already in the inbox")
         pos = self._next_id()
         self._set(self._d.inbox, pos, InboxEntry(pos, s))
         self._set(self._d.inbox_ids, key, pos)

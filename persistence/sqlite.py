@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import Literal, Self, TypeVar
 
 import aiosqlite
 import anyio
@@ -98,6 +98,7 @@ MIGRATIONS: dict[int, str] = {
 """Schema scripts by version; version N upgrades a database at N - 1."""
 
 Synchronous = Literal["NORMAL", "FULL"]
+_T = TypeVar("_T")
 
 
 def _sig_row(s: SignalRecord) -> tuple[str, str, str, str, str, str, float]:
@@ -159,6 +160,8 @@ class SqliteStore:
         self._w: aiosqlite.Connection | None = None
         self._r: aiosqlite.Connection | None = None
         self._lock_fd: int | None = None
+        self._write_lock = anyio.Lock()
+        """One transaction at a time on the writer connection."""
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r})"
@@ -243,10 +246,6 @@ class SqliteStore:
             raise translate(e, f"cannot open {self.path}") from e
         try:
             await conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-            if not query_only:
-                row = await (await conn.execute("PRAGMA journal_mode = WAL")).fetchone()
-                if row is None or str(row[0]).lower() != "wal":
-                    raise StoreError(f"{self.path}: cannot switch to WAL mode (got {row!r})")
             await conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             if query_only:
                 await conn.execute("PRAGMA query_only = 1")
@@ -274,12 +273,19 @@ class SqliteStore:
                 meta = {r[0]: r[1] for r in await db.execute_fetchall("SELECT key, value FROM actors_meta")}
                 if meta.get("application") != APPLICATION:
                     raise NotOurDatabase(f"{self.path} belongs to {meta.get('application')!r}")
-                version = int(meta.get("schema_version", "0"))
+                stored = str(meta.get("schema_version", ""))
+                if not stored.isdecimal():
+                    raise NotOurDatabase(f"{self.path} has no valid schema version ({stored!r})")
+                version = int(stored)
                 if version > SCHEMA_VERSION:
                     raise NotOurDatabase(
                         f"{self.path} has schema version {version}, newer than this "
                         f"code's {SCHEMA_VERSION}: upgrade the package"
                     )
+            # only now that the file is known to be ours (or empty) may it be changed
+            row = await (await db.execute("PRAGMA journal_mode = WAL")).fetchone()
+            if row is None or str(row[0]).lower() != "wal":
+                raise StoreError(f"{self.path}: cannot switch to WAL mode (got {row!r})")
             for v in range(version + 1, SCHEMA_VERSION + 1):
                 await db.execute("BEGIN IMMEDIATE")
                 for stmt in _statements(MIGRATIONS[v]):
@@ -312,7 +318,10 @@ class SqliteStore:
 
         Consecutive items of the same kind are applied together with ``executemany``.
         """
-        db = self._writer
+        async with self._write_lock:
+            return await self._write(self._writer, batch)
+
+    async def _write(self, db: aiosqlite.Connection, batch: Sequence[Write]) -> list[WriteResult]:
         try:
             await db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
@@ -402,9 +411,9 @@ class SqliteStore:
                 known[(row[0], row[1], row[2])] = Duplicate(row[3], mark)
         results: list[Accepted | Duplicate] = []
         rows = []
-        for s, _check in items:
+        for s, check in items:
             key = (s.entity_type, s.entity_id, s.signal_id)
-            dup = known.get(key)
+            dup = known.get(key) if check else None  # unchecked: the UNIQUE index decides
             if dup is not None:
                 results.append(dup)
                 continue
@@ -430,6 +439,7 @@ class SqliteStore:
             for i, e in enumerate(c.events)
         ]
         if events:
+            await self._check_seqs(db, run)
             try:
                 await db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", events)
             except sqlite3.IntegrityError as e:
@@ -469,6 +479,29 @@ class SqliteStore:
             extras = c.dead_letter is not None or c.set_timers or c.cancel_timers or c.outbox
             results.append(await self._commit_extras(db, c) if extras else plain)
         return results
+
+    async def _check_seqs(self, db: aiosqlite.Connection, run: Sequence[Commit]) -> None:
+        """The log is contiguous from 1: each commit appends right after the last event."""
+        keys = list(dict.fromkeys((c.entity_type, c.entity_id) for c in run if c.events))
+        nexts: dict[tuple[str, str], int] = {}
+        for chunk in _chunks(keys, 300):
+            values = ", ".join("(?, ?)" for _ in chunk)
+            for row in await db.execute_fetchall(
+                f"WITH k(t, i) AS (VALUES {values}) SELECT t, i, (SELECT max(seq) FROM events "
+                "WHERE entity_type = k.t AND entity_id = k.i) FROM k",
+                [x for k in chunk for x in k],
+            ):
+                nexts[(row[0], row[1])] = int(row[2] or 0) + 1
+        for c in run:
+            if not c.events:
+                continue
+            key = (c.entity_type, c.entity_id)
+            if c.first_seq != nexts[key]:
+                raise StoreError(
+                    f"sequence conflict on {c.entity_type}/{c.entity_id}: appending at "
+                    f"{c.first_seq}, log ends at {nexts[key] - 1} (a second writer?)"
+                )
+            nexts[key] += len(c.events)
 
     async def _commit_extras(self, db: aiosqlite.Connection, c: Commit) -> Committed:
         if c.dead_letter is not None:
@@ -654,6 +687,6 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
-def _chunks(items: Sequence[SignalRecord], n: int) -> Iterable[Sequence[SignalRecord]]:
+def _chunks(items: Sequence[_T], n: int) -> Iterable[Sequence[_T]]:
     for i in range(0, len(items), n):
         yield items[i : i + n]

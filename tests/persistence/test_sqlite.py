@@ -1,0 +1,419 @@
+"""What only the SQLite store does: its file, its schema, its lock and its pragmas.
+
+The behaviour shared with every store is in test_store_contract.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import sqlite3
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import anyio
+import pytest
+
+from persistence import NotOurDatabase, SqliteStore, StoreError, StoreLocked
+from persistence.sqlite import APPLICATION, SCHEMA_VERSION, translate
+from persistence.store import Accept, SignalRecord
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLES = {
+    "actors_meta",
+    "events",
+    "snapshots",
+    "inbox",
+    "processed",
+    "dead_letters",
+    "timers",
+    "journal",
+    "outbox",
+}
+
+
+def sig(signal_id: str) -> SignalRecord:
+    return SignalRecord("Account", "alice", signal_id, "deposit", '{"amount":1}', "fp", 1.0)
+
+
+# ---------------------------------------------------------------- file helpers (sync)
+
+
+def fingerprint_file(p: Path) -> tuple[bytes, int, int]:
+    st = p.stat()
+    return p.read_bytes(), st.st_mtime_ns, st.st_size
+
+
+def side_files(p: Path) -> list[str]:
+    """SQLite's companion files (WAL, shared memory, rollback journal) beside ``p``."""
+    return sorted(
+        f.name
+        for f in p.parent.iterdir()
+        if f.name in {f"{p.name}-wal", f"{p.name}-shm", f"{p.name}-journal"}
+    )
+
+
+def write_file(p: Path, data: bytes) -> None:
+    p.write_bytes(data)
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(f.name for f in folder.iterdir())
+
+
+def lock_owner(db: Path) -> dict[str, object]:
+    owner: dict[str, object] = json.loads(Path(f"{db}.lock").read_text())
+    return owner
+
+
+def query(p: Path, sql: str) -> list[tuple[object, ...]]:
+    con = sqlite3.connect(p)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def execute(p: Path, *statements: str) -> None:
+    con = sqlite3.connect(p, isolation_level=None)
+    try:
+        for s in statements:
+            con.execute(s)
+    finally:
+        con.close()
+
+
+def foreign_database(p: Path) -> None:
+    execute(
+        p,
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)",
+        "INSERT INTO users VALUES (1, 'ada')",
+    )
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "actors.db"
+
+
+async def open_and_close(p: Path) -> None:
+    async with SqliteStore(p):
+        pass
+
+
+# ---------------------------------------------------------------- not our database
+
+
+async def test_a_file_of_random_bytes_is_not_our_database(db: Path) -> None:
+    write_file(db, b"this is no database\n" + random.Random(7).randbytes(8192))
+    before = fingerprint_file(db)
+    with pytest.raises(NotOurDatabase, match="not a SQLite database"):
+        await open_and_close(db)
+    assert fingerprint_file(db) == before
+    assert side_files(db) == []
+    # the failed open released the lock: a second attempt says the same, not "locked"
+    with pytest.raises(NotOurDatabase):
+        await open_and_close(db)
+
+
+async def test_a_database_of_another_application_is_left_untouched(db: Path) -> None:
+    foreign_database(db)
+    before = fingerprint_file(db)
+    with pytest.raises(NotOurDatabase, match=r"another application \(tables: users\)"):
+        await open_and_close(db)
+    assert fingerprint_file(db) == before
+    assert side_files(db) == []
+    assert query(db, "PRAGMA journal_mode") == [("delete",)]
+    assert query(db, "SELECT name FROM sqlite_master WHERE type = 'table'") == [("users",)]
+    with pytest.raises(NotOurDatabase):
+        await open_and_close(db)
+
+
+async def test_a_meta_table_of_another_application_is_not_ours(db: Path) -> None:
+    execute(
+        db,
+        "CREATE TABLE actors_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "INSERT INTO actors_meta VALUES ('application', 'someone-else'), ('schema_version', '1')",
+    )
+    before = fingerprint_file(db)
+    with pytest.raises(NotOurDatabase, match="someone-else"):
+        await open_and_close(db)
+    assert fingerprint_file(db) == before
+
+
+async def test_a_newer_schema_version_is_refused_unchanged(db: Path) -> None:
+    async with SqliteStore(db) as store:
+        await store.write([Accept(sig("s1"))])
+    newer = SCHEMA_VERSION + 1
+    execute(db, f"UPDATE actors_meta SET value = '{newer}' WHERE key = 'schema_version'")
+    before = fingerprint_file(db)
+    with pytest.raises(NotOurDatabase, match=f"schema version {newer}, newer than"):
+        await open_and_close(db)
+    assert fingerprint_file(db) == before
+    assert side_files(db) == []
+    assert query(db, "SELECT signal_id FROM inbox") == [("s1",)]
+
+
+async def test_a_garbled_schema_version_is_not_ours(db: Path) -> None:
+    await open_and_close(db)
+    execute(db, "UPDATE actors_meta SET value = 'two' WHERE key = 'schema_version'")
+    with pytest.raises(NotOurDatabase, match="schema version"):
+        await open_and_close(db)
+
+
+# ---------------------------------------------------------------- unusable paths
+
+
+@pytest.fixture
+def unprivileged_access(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``os.access`` honour permission bits even when the tests run as root.
+
+    Root may write to a 0o444 file, so the kernel never says "read-only" to it. The
+    store asks ``os.access``; under root we answer as the kernel answers anyone else.
+    """
+    real = os.access
+
+    def access(path: str | os.PathLike[str], mode: int, **kw: bool) -> bool:
+        if mode & os.W_OK and os.path.exists(path) and not os.stat(path).st_mode & 0o222:
+            return False
+        return real(path, mode, **kw)
+
+    monkeypatch.setattr(os, "access", access)
+
+
+@pytest.mark.usefixtures("unprivileged_access")
+async def test_a_read_only_file_is_refused_unchanged(db: Path) -> None:
+    async with SqliteStore(db) as store:
+        await store.write([Accept(sig("s1"))])
+    os.chmod(db, 0o444)
+    try:
+        assert not os.access(db, os.W_OK)
+        before = fingerprint_file(db)
+        with pytest.raises(StoreError, match="read-only") as info:
+            await open_and_close(db)
+        assert str(db) in str(info.value)
+        assert type(info.value) is StoreError
+        assert fingerprint_file(db) == before
+    finally:
+        os.chmod(db, 0o644)
+    await open_and_close(db)  # and it opens again once writable
+
+
+@pytest.mark.usefixtures("unprivileged_access")
+async def test_a_read_only_folder_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    os.chmod(folder, 0o555)
+    try:
+        with pytest.raises(StoreError, match="read-only"):
+            await open_and_close(folder / "actors.db")
+        assert listing(folder) == []
+    finally:
+        os.chmod(folder, 0o755)
+
+
+async def test_a_directory_is_not_a_database_file(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="is a directory"):
+        await open_and_close(tmp_path)
+    assert listing(tmp_path) == []
+
+
+async def test_a_missing_folder_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="does not exist"):
+        await open_and_close(tmp_path / "nowhere" / "actors.db")
+    assert not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.parametrize("path", [123, None, b"actors.db", ["actors.db"]])
+def test_path_must_be_str_or_pathlike(path: object) -> None:
+    with pytest.raises(TypeError, match=r"str or os\.PathLike"):
+        SqliteStore(path)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("path", ["", ":memory:"])
+def test_path_must_name_a_file(path: str) -> None:
+    with pytest.raises(ValueError, match="file path"):
+        SqliteStore(path)
+
+
+@pytest.mark.parametrize("timeout", [-1, "5", None])
+def test_busy_timeout_is_validated(db: Path, timeout: object) -> None:
+    with pytest.raises(ValueError, match="busy_timeout"):
+        SqliteStore(db, busy_timeout=timeout)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- the lock
+
+
+async def test_a_second_store_in_this_process_is_locked_out(db: Path) -> None:
+    async with SqliteStore(db):
+        with pytest.raises(StoreLocked) as info:
+            await open_and_close(db)
+        owner = info.value.owner
+        assert owner["pid"] == os.getpid()
+        assert owner["host"] == socket.gethostname()
+        since = datetime.strptime(str(owner["since"]), "%Y-%m-%dT%H:%M:%S%z")
+        assert abs(since.timestamp() - datetime.now().timestamp()) < 3600
+        assert f"pid {os.getpid()}" in str(info.value)
+        assert socket.gethostname() in str(info.value)
+    # released on close
+    async with SqliteStore(db) as store:
+        assert await store.read_inbox(after=0, limit=10) == []
+
+
+CHILD = """
+import sys
+import anyio
+from persistence import SqliteStore
+from persistence.store import Accept, SignalRecord
+
+async def main() -> None:
+    async with SqliteStore(sys.argv[1]) as store:
+        s = SignalRecord("Account", "alice", "from-child", "deposit", "{}", "fp", 1.0)
+        await store.write([Accept(s)])
+        print("ready", flush=True)
+        sys.stdin.readline()
+
+anyio.run(main)
+"""
+
+
+async def read_until_ready(proc: anyio.abc.Process) -> None:
+    assert proc.stdout is not None
+    got = b""
+    with anyio.fail_after(60):
+        while b"ready\n" not in got:
+            try:
+                got += await proc.stdout.receive()
+            except anyio.EndOfStream:
+                assert proc.stderr is not None
+                err = b"".join([chunk async for chunk in proc.stderr])
+                pytest.fail(f"the child exited before taking the store: {err.decode()}")
+
+
+@pytest.mark.slow
+async def test_another_process_holds_the_lock_until_it_dies(db: Path) -> None:
+    """A store held by a live process is refused; once it is killed -9, it is taken over."""
+    async with await anyio.open_process([sys.executable, "-c", CHILD, str(db)], cwd=ROOT) as proc:
+        await read_until_ready(proc)
+        with pytest.raises(StoreLocked) as info:
+            await open_and_close(db)
+        assert info.value.owner["pid"] == proc.pid
+        assert info.value.owner["host"] == socket.gethostname()
+        assert f"pid {proc.pid}" in str(info.value)
+        proc.kill()
+        assert await proc.wait() == -signal.SIGKILL
+    # the kernel dropped the dead owner's lock: take over, with its acknowledged write
+    async with SqliteStore(db) as store:
+        assert [e.signal.signal_id for e in await store.read_inbox(after=0, limit=10)] == ["from-child"]
+        assert lock_owner(db)["pid"] == os.getpid()
+
+
+# ---------------------------------------------------------------- schema and pragmas
+
+
+async def test_the_store_runs_in_wal_mode(db: Path) -> None:
+    async with SqliteStore(db):
+        assert query(db, "PRAGMA journal_mode") == [("wal",)]
+    assert query(db, "PRAGMA journal_mode") == [("wal",)]
+
+
+async def test_a_new_database_gets_the_schema_and_its_version(db: Path) -> None:
+    await open_and_close(db)
+    tables = {r[0] for r in query(db, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables - {"sqlite_sequence"} == TABLES
+    meta = dict(query(db, "SELECT key, value FROM actors_meta"))
+    assert meta == {"application": APPLICATION, "schema_version": str(SCHEMA_VERSION)}
+    # reopening an up-to-date database changes nothing in the schema
+    await open_and_close(db)
+    assert dict(query(db, "SELECT key, value FROM actors_meta")) == meta
+
+
+async def test_an_empty_file_becomes_a_store(db: Path) -> None:
+    write_file(db, b"")
+    async with SqliteStore(db) as store:
+        assert await store.write([Accept(sig("s1"))]) is not None
+    assert query(db, "SELECT signal_id FROM inbox") == [("s1",)]
+
+
+async def test_the_events_table_is_keyed_on_type_id_and_seq(db: Path) -> None:
+    await open_and_close(db)
+    execute(db, "INSERT INTO events VALUES ('A', 'x', 1, 'E', 1, '{}', 0)")
+    with pytest.raises(sqlite3.IntegrityError):
+        execute(db, "INSERT INTO events VALUES ('A', 'x', 1, 'F', 1, '{}', 0)")
+    execute(db, "INSERT INTO events VALUES ('A', 'y', 1, 'E', 1, '{}', 0)")
+    execute(db, "INSERT INTO events VALUES ('B', 'x', 1, 'E', 1, '{}', 0)")
+    assert query(db, "SELECT count(*) FROM events") == [(3,)]
+
+
+@pytest.mark.parametrize(("option", "level"), [("NORMAL", 1), ("FULL", 2)])
+async def test_synchronous_is_applied_to_both_connections(db: Path, option: str, level: int) -> None:
+    store = SqliteStore(db, synchronous=option)  # type: ignore[arg-type]
+    assert store.synchronous == option
+    async with store:
+        # synchronous is per connection: only the store's own connections can tell
+        for conn in (store._w, store._r):
+            assert conn is not None
+            assert list(await conn.execute_fetchall("PRAGMA synchronous")) == [(level,)]
+
+
+@pytest.mark.parametrize("option", ["OFF", "normal", "EXTRA", 1, None])
+def test_synchronous_is_validated(db: Path, option: object) -> None:
+    with pytest.raises(ValueError, match="synchronous"):
+        SqliteStore(db, synchronous=option)  # type: ignore[arg-type]
+
+
+def test_default_options(db: Path) -> None:
+    store = SqliteStore(db)
+    assert store.synchronous == "NORMAL"
+    assert store.path == db
+    assert repr(store) == f"SqliteStore({str(db)!r})"
+
+
+# ---------------------------------------------------------------- driver errors
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "words"),
+    [
+        (sqlite3.DatabaseError("file is not a database"), NotOurDatabase, "not a SQLite database"),
+        (sqlite3.OperationalError("attempt to write a readonly database"), StoreError, "read-only"),
+        (sqlite3.OperationalError("database is locked"), StoreError, "locked by another"),
+        (sqlite3.OperationalError("database or disk is full"), StoreError, "disk is full"),
+        (sqlite3.IntegrityError("UNIQUE constraint failed: x"), StoreError, "IntegrityError"),
+    ],
+)
+def test_driver_errors_are_translated(error: sqlite3.Error, kind: type[StoreError], words: str) -> None:
+    translated = translate(error, "write")
+    assert type(translated) is kind
+    assert str(translated).startswith("write: ")
+    assert words in str(translated)
+    assert str(error) in str(translated)
+
+
+async def test_closing_under_cancellation_still_releases_the_file(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An owner cancelled while it closes (a torn-down task group) must not keep the lock."""
+    store = SqliteStore(db)
+    await store.__aenter__()
+    reader = store._r
+    assert reader is not None
+    close = reader.close
+
+    async def close_after_a_checkpoint() -> None:
+        await anyio.lowlevel.checkpoint()  # where a pending cancellation is delivered
+        await close()
+
+    monkeypatch.setattr(reader, "close", close_after_a_checkpoint)
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await store.__aexit__(None, None, None)
+    async with SqliteStore(db) as again:
+        assert await again.read_inbox(after=0, limit=10) == []
