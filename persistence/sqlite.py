@@ -17,7 +17,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self, TypeVar
@@ -157,7 +157,7 @@ class SqliteStore:
         self.path = p
         self.synchronous: Synchronous = synchronous
         self._busy_ms = int(busy_timeout * 1000)
-        self._w: aiosqlite.Connection | None = None
+        self._w: _Direct | None = None
         self._r: aiosqlite.Connection | None = None
         self._lock_fd: int | None = None
         self._write_lock = anyio.Lock()
@@ -173,8 +173,8 @@ class SqliteStore:
         self._check_file()
         self._take_lock()
         try:
-            self._w = await self._connect(query_only=False)
-            await self._migrate(self._w)
+            self._w = await anyio.to_thread.run_sync(self._connect_writer)
+            await anyio.to_thread.run_sync(_drive, self._migrate(self._w))
             self._r = await self._connect(query_only=True)
         except BaseException:
             await self._close()
@@ -195,7 +195,7 @@ class SqliteStore:
             for conn in (self._r, self._w):
                 if conn is not None:
                     with contextlib.suppress(Exception):
-                        await conn.close()
+                        await conn.close()  # _Direct.close is a plain call despite the await
         self._r = self._w = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
@@ -239,6 +239,19 @@ class SqliteStore:
         os.pwrite(fd, json.dumps(info).encode(), 0)
         self._lock_fd = fd
 
+    def _connect_writer(self) -> _Direct:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise translate(e, f"cannot open {self.path}") from e
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        except sqlite3.Error as e:
+            conn.close()
+            raise translate(e, f"cannot open {self.path}") from e
+        return _Direct(conn)
+
     async def _connect(self, *, query_only: bool) -> aiosqlite.Connection:
         try:
             conn = await aiosqlite.connect(self.path, isolation_level=None)
@@ -257,7 +270,7 @@ class SqliteStore:
             raise
         return conn
 
-    async def _migrate(self, db: aiosqlite.Connection) -> None:
+    async def _migrate(self, db: _Direct) -> None:
         try:
             rows = await db.execute_fetchall(
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
@@ -283,7 +296,8 @@ class SqliteStore:
                         f"code's {SCHEMA_VERSION}: upgrade the package"
                     )
             # only now that the file is known to be ours (or empty) may it be changed
-            row = await (await db.execute("PRAGMA journal_mode = WAL")).fetchone()
+            mode = list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
+            row = mode[0] if mode else None
             if row is None or str(row[0]).lower() != "wal":
                 raise StoreError(f"{self.path}: cannot switch to WAL mode (got {row!r})")
             for v in range(version + 1, SCHEMA_VERSION + 1):
@@ -302,7 +316,7 @@ class SqliteStore:
 
     # ------------------------------------------------------------ writes
     @property
-    def _writer(self) -> aiosqlite.Connection:
+    def _writer(self) -> _Direct:
         if self._w is None:
             raise StoreError(f"{self!r} is closed")
         return self._w
@@ -316,12 +330,14 @@ class SqliteStore:
     async def write(self, batch: Sequence[Write]) -> list[WriteResult]:
         """Apply ``batch`` in one transaction; one result per item, in order.
 
-        Consecutive items of the same kind are applied together with ``executemany``.
+        Consecutive items of the same kind are applied together with ``executemany``;
+        the whole batch runs in one call to a worker thread (one hop, not one per
+        statement), which is not abandoned on cancellation.
         """
         async with self._write_lock:
-            return await self._write(self._writer, batch)
+            return await anyio.to_thread.run_sync(_drive, self._write(self._writer, batch))
 
-    async def _write(self, db: aiosqlite.Connection, batch: Sequence[Write]) -> list[WriteResult]:
+    async def _write(self, db: _Direct, batch: Sequence[Write]) -> list[WriteResult]:
         try:
             await db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
@@ -344,7 +360,7 @@ class SqliteStore:
                 raise translate(e, "write") from e
             raise
 
-    async def _apply_run(self, db: aiosqlite.Connection, run: Sequence[Write]) -> list[WriteResult]:
+    async def _apply_run(self, db: _Direct, run: Sequence[Write]) -> list[WriteResult]:
         first = run[0]
         if isinstance(first, Accept):
             return list(await self._accept(db, [(w.signal, w.check_duplicate) for w in run]))  # type: ignore[union-attr]
@@ -358,7 +374,7 @@ class SqliteStore:
             out.append(await self._apply_one(db, w))
         return out
 
-    async def _apply_one(self, db: aiosqlite.Connection, w: Write) -> WriteResult:
+    async def _apply_one(self, db: _Direct, w: Write) -> WriteResult:
         if isinstance(w, Requeue):
             await self._requeue(db, w.dead_letter_id)
             return None
@@ -388,7 +404,7 @@ class SqliteStore:
         raise TypeError(f"unknown write {w!r}")
 
     async def _accept(
-        self, db: aiosqlite.Connection, items: Sequence[tuple[SignalRecord, bool]]
+        self, db: _Direct, items: Sequence[tuple[SignalRecord, bool]]
     ) -> list[Accepted | Duplicate]:
         known: dict[tuple[str, str, str], Duplicate] = {}
         checked = [s for s, check in items if check]
@@ -424,7 +440,7 @@ class SqliteStore:
             await db.executemany(f"INSERT INTO inbox ({_SIG_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         return results
 
-    async def _commit(self, db: aiosqlite.Connection, run: Sequence[Commit]) -> list[Committed]:
+    async def _commit(self, db: _Direct, run: Sequence[Commit]) -> list[Committed]:
         events = [
             (
                 c.entity_type,
@@ -480,7 +496,7 @@ class SqliteStore:
             results.append(await self._commit_extras(db, c) if extras else plain)
         return results
 
-    async def _check_seqs(self, db: aiosqlite.Connection, run: Sequence[Commit]) -> None:
+    async def _check_seqs(self, db: _Direct, run: Sequence[Commit]) -> None:
         """The log is contiguous from 1: each commit appends right after the last event."""
         keys = list(dict.fromkeys((c.entity_type, c.entity_id) for c in run if c.events))
         nexts: dict[tuple[str, str], int] = {}
@@ -503,7 +519,7 @@ class SqliteStore:
                 )
             nexts[key] += len(c.events)
 
-    async def _commit_extras(self, db: aiosqlite.Connection, c: Commit) -> Committed:
+    async def _commit_extras(self, db: _Direct, c: Commit) -> Committed:
         if c.dead_letter is not None:
             err, tb, attempts = c.dead_letter
             await db.execute(
@@ -532,7 +548,7 @@ class SqliteStore:
             ids.append(int(cur.lastrowid or 0))
         return Committed(tuple(ids))
 
-    async def _snapshots(self, db: aiosqlite.Connection, run: Sequence[SaveSnapshot]) -> None:
+    async def _snapshots(self, db: _Direct, run: Sequence[SaveSnapshot]) -> None:
         for w in run:
             s = w.snapshot
             await db.execute(
@@ -546,7 +562,7 @@ class SqliteStore:
                 (s.entity_type, s.entity_id, s.entity_type, s.entity_id, max(w.keep, 1)),
             )
 
-    async def _requeue(self, db: aiosqlite.Connection, dl_id: int) -> None:
+    async def _requeue(self, db: _Direct, dl_id: int) -> None:
         rows = await db.execute_fetchall(f"SELECT {_SIG_COLS} FROM dead_letters WHERE id = ?", (dl_id,))
         if not rows:
             raise StoreError(f"no dead letter with id {dl_id}")
@@ -558,7 +574,7 @@ class SqliteStore:
         )
         await self._accept(db, [(s, False)])
 
-    async def _fire(self, db: aiosqlite.Connection, w: FireTimer) -> Accepted | Duplicate | None:
+    async def _fire(self, db: _Direct, w: FireTimer) -> Accepted | Duplicate | None:
         t = w.timer
         rows = list(
             await db.execute_fetchall(
@@ -672,6 +688,39 @@ class SqliteStore:
             f"SELECT id, {_SIG_COLS} FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
         )
         return [OutboxEntry(r[0], _sig(r[1:])) for r in rows]
+
+
+class _Direct:
+    """A plain sqlite3 connection with the awaitable surface the write path uses.
+
+    Its methods never suspend, so a coroutine using only them runs to completion in
+    one ``send``: :func:`_drive` runs the write path that way inside a worker thread.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+        return self._conn.execute(sql, params)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> sqlite3.Cursor:
+        return self._conn.executemany(sql, rows)
+
+    async def execute_fetchall(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        return self._conn.execute(sql, params).fetchall()
+
+    async def close(self) -> None:
+        self._conn.close()
+
+
+def _drive(coro: Coroutine[object, None, _T]) -> _T:
+    """Run a coroutine that never suspends (see _Direct) to its result."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    coro.close()
+    raise RuntimeError("the SQLite write path suspended; it must only await _Direct calls")
 
 
 def _read_owner(fd: int) -> dict[str, object]:
