@@ -412,15 +412,17 @@ class SqliteStore:
             keys = [(s.entity_type, s.entity_id, s.signal_id) for s in chunk]
             values = ", ".join("(?, ?, ?)" for _ in keys)
             flat = [x for k in keys for x in k]
+            # the keys as the outer loop of a join: each is a primary-key search (a row-value
+            # IN (VALUES ...) of more than one key scans the whole table instead)
+            keyed = f"WITH k(t, i, s) AS (VALUES {values}) SELECT p.entity_type, p.entity_id, p.signal_id"
+            on = "ON p.entity_type = k.t AND p.entity_id = k.i AND p.signal_id = k.s"
             for row in await db.execute_fetchall(
-                "SELECT entity_type, entity_id, signal_id, fingerprint FROM inbox "
-                f"WHERE (entity_type, entity_id, signal_id) IN (VALUES {values})",
+                f"{keyed}, p.fingerprint FROM k JOIN inbox p {on}",
                 flat,
             ):
                 known[(row[0], row[1], row[2])] = Duplicate(row[3], None)
             for row in await db.execute_fetchall(
-                "SELECT entity_type, entity_id, signal_id, fingerprint, outcome, processed_at "
-                f"FROM processed WHERE (entity_type, entity_id, signal_id) IN (VALUES {values})",
+                f"{keyed}, p.fingerprint, p.outcome, p.processed_at FROM k JOIN processed p {on}",
                 flat,
             ):
                 mark = ProcessedMark(row[2], row[3], row[4], row[5])
