@@ -19,8 +19,14 @@ sqlite3:
 - every acknowledged transfer was applied exactly once: completed (one debit,
   one credit), compensated (one debit, one refund) or refused (nothing moved);
   no transfer, acknowledged or not, was applied twice or left half-done;
-- every audit timer fired exactly once, no recurring tick fired twice and the
-  recurring timer survived; no dead letters.
+- every finished transfer was booked in a ledger exactly once (an outbox tell);
+- every audit timer fired exactly once, no timer fired after it was cancelled,
+  no recurring tick fired twice and the recurring timer survived; no dead letters.
+
+The transfers also run a flaky activity (retried, journaled) and one in ten
+crashes once per process mid-saga (the supervisor re-runs it from its journal);
+one sender uses keyed asks, whose answers are checked against the log, and
+senders now and then repeat a tell they sent before.
 
 The exit code is 1 on any violation. The last line is a one-line summary.
 """
@@ -32,6 +38,7 @@ import contextlib
 import datetime as dt
 import itertools
 import json
+import logging
 import os
 import random
 import signal as signals
@@ -179,13 +186,24 @@ async def risk_check(transfer_id: str) -> str:
 RISK_RETRY = RetryPolicy(initial_interval=dt.timedelta(milliseconds=5), maximum_attempts=40)
 
 
+@event_type("torture.expired")
+@attrs.frozen
+class Expired:
+    pass
+
+
+EXPIRY = dt.timedelta(seconds=60)
+
+
 @attrs.define
 class Transfer(Entity):
     """One transfer: a saga of journaled asks, plus an audit timer that fires once.
 
     A flaky activity runs first (retried, journaled); one transfer in ten crashes
     once per process right after its debit (a bug that goes away): the supervisor
-    re-runs it and the re-run must take the debit from the journal.
+    re-runs it and the re-run must take the debit from the journal. When done, it
+    books itself in a ledger through the outbox. It also schedules an ``expire``
+    timer a minute out, which its audit cancels.
     """
 
     entity_name = "TortureTransfer"
@@ -200,6 +218,7 @@ class Transfer(Entity):
         self.emit(Requested(source, destination, amount))
         delay = dt.timedelta(milliseconds=self.random().randint(50, 300))
         self.schedule(Transfer.audit, after=delay, key="audit")
+        self.schedule(Transfer.expire, after=EXPIRY, key="expire")  # the audit cancels it
         await self.run(risk_check, self.id, retry=RISK_RETRY)
         src, dst = self.ref(Account, source), self.ref(Account, destination)
         debited = False
@@ -217,12 +236,21 @@ class Transfer(Entity):
             self.emit(Finished("compensated" if debited else "refused"))
         else:
             self.emit(Finished("completed"))
+        # through the outbox: sent once this invocation commits, at least once, deduplicated
+        ledger = self.ref(Ledger, f"ledger-{zlib.crc32(self.id.encode()) % 3}")
+        await ledger.tell(Ledger.book, self.id, self.status)
         return self.status
 
     @signal
     def audit(self) -> None:
         # emitted on every delivery, guarded by nothing: a double firing shows as two events
         self.emit(Audited(self.now().timestamp()))
+        self.cancel("expire")
+
+    @signal
+    def expire(self) -> None:
+        # fires only if the audit did not cancel it first (possible when both fell due while down)
+        self.emit(Expired())
 
     @query
     def get_status(self) -> str:
@@ -239,6 +267,34 @@ class Transfer(Entity):
     @applies
     def _audited(self, e: Audited) -> None:
         self.audits += 1
+
+    @applies
+    def _expired(self, e: Expired) -> None:
+        pass
+
+
+@event_type("torture.booked")
+@attrs.frozen
+class Booked:
+    transfer: str
+    outcome: str
+
+
+@attrs.define
+class Ledger(Entity):
+    """Where finished transfers are booked (by outbox tells): each exactly once."""
+
+    entity_name = "TortureLedger"
+    snapshot_every: ClassVar[int] = 5
+    entries: int = 0
+
+    @signal
+    def book(self, transfer: str, outcome: str) -> None:
+        self.emit(Booked(transfer, outcome))  # unguarded: a duplicate delivery shows
+
+    @applies
+    def _booked(self, e: Booked) -> None:
+        self.entries += 1
 
 
 @event_type("torture.ticked")
@@ -281,7 +337,7 @@ class Ticker(Entity):
         self.ticks += 1
 
 
-ENTITIES: list[type[Entity]] = [Account, Transfer, Ticker]
+ENTITIES: list[type[Entity]] = [Account, Transfer, Ledger, Ticker]
 
 
 def system_on(db: Path) -> ActorSystem:
@@ -378,6 +434,8 @@ def settled(db: Path, since: float) -> tuple[bool, str]:
             "AND type_name IN ('torture.requested', 'torture.finished', 'torture.audited')",
         )
     )
+    booked = _rows(db, "SELECT count(*) FROM events WHERE type_name = 'torture.booked'")[0][0]
+    pending["unbooked"] = kinds["torture.finished"] - booked
     pending["unfinished"] = kinds["torture.requested"] - kinds["torture.finished"]
     pending["unaudited"] = kinds["torture.requested"] - kinds["torture.audited"]
     ticks_since = _rows(
@@ -445,6 +503,9 @@ def check(db: Path, acks: dict[str, Ack], live: dict[str, int]) -> Report:
     requested: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
     finished: dict[str, list[str]] = defaultdict(list)
     audits: Counter[str] = Counter()
+    audited_at: dict[str, int] = {}
+    expired_at: dict[str, int] = {}
+    booked: dict[str, list[str]] = defaultdict(list)
     ticks: Counter[float] = Counter()
     last_seq: dict[tuple[str, str], int] = {}
     for etype, eid, seq, tname, data in rows:
@@ -471,6 +532,11 @@ def check(db: Path, acks: dict[str, Ack], live: dict[str, int]) -> Report:
                 finished[eid].append(d["outcome"])
             elif tname == "torture.audited":
                 audits[eid] += 1
+                audited_at.setdefault(eid, seq)
+            elif tname == "torture.expired":
+                expired_at[eid] = seq
+        elif etype == "TortureLedger" and tname == "torture.booked":
+            booked[d["transfer"]].append(d["outcome"])
         elif etype == "TortureTicker" and tname == "torture.ticked":
             ticks[d["due"]] += 1
 
@@ -514,11 +580,17 @@ def check(db: Path, acks: dict[str, Ack], live: dict[str, int]) -> Report:
             )
         if audits[tid] != 1:
             rep.bad(f"transfer {tid}: audit timer fired {audits[tid]} times")
+        if booked.get(tid) != [outcome]:
+            rep.bad(f"transfer {tid} {outcome}, booked in the ledger as {booked.get(tid)}")
+        if tid in expired_at and expired_at[tid] > audited_at.get(tid, 0):
+            rep.bad(f"transfer {tid}: its expire timer fired after the audit cancelled it")
     for tid in set(debits) | set(credits) | set(refunds):
         if tid not in requested:
             rep.bad(f"money moved for {tid}, which was never requested")
     for tid in set(audits) - set(requested):
         rep.bad(f"audit of {tid}, which was never requested")
+    for tid in set(booked) - set(requested):
+        rep.bad(f"ledger booking of {tid}, which was never requested")
 
     # timers and leftovers
     for due, n in ticks.items():
@@ -541,6 +613,8 @@ def check(db: Path, acks: dict[str, Ack], live: dict[str, int]) -> Report:
         "compensated": outcomes["compensated"],
         "refused": outcomes["refused"],
         "timers_fired": sum(audits.values()),
+        "expired": len(expired_at),
+        "booked": sum(len(b) for b in booked.values()),
         "ticks": sum(ticks.values()),
     }
     return rep
@@ -612,6 +686,7 @@ def run_generation(
 
 def parent(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    logging.getLogger("actors").setLevel(logging.ERROR)  # the injected crashes' retries are expected
     tmp = None
     if args.db:
         db = Path(args.db).resolve()
@@ -655,7 +730,8 @@ def parent(args: argparse.Namespace) -> int:
         f"torture: kills={args.kills} (mid-work {interrupted}) seed={args.seed} acked={s['acked']} "
         f"transfers={s['transfers']} "
         f"completed={s['completed']} compensated={s['compensated']} refused={s['refused']} "
-        f"timers_fired={s['timers_fired']} ticks={s['ticks']} elapsed={elapsed:.1f}s "
+        f"timers_fired={s['timers_fired']} expired={s['expired']} booked={s['booked']} ticks={s['ticks']} "
+        f"elapsed={elapsed:.1f}s "
         f"violations={len(violations)} {'OK' if not violations else 'FAILED'}",
         flush=True,
     )

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = re.compile(
     r"^torture: kills=20 \(mid-work (\d+)\) seed=1 acked=(\d+) transfers=(\d+) completed=(\d+) "
-    r"compensated=(\d+) refused=(\d+) timers_fired=(\d+) ticks=(\d+) elapsed=[\d.]+s violations=0 OK$",
+    r"compensated=(\d+) refused=(\d+) timers_fired=(\d+) expired=(\d+) booked=(\d+) ticks=(\d+) "
+    r"elapsed=[\d.]+s violations=0 OK$",
     re.MULTILINE,
 )
 
@@ -36,7 +37,9 @@ def test_twenty_sigkills_lose_nothing_and_apply_everything_once(tmp_path: Path) 
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-5000:]}"
     m = SUMMARY.search(proc.stdout)
     assert m is not None, proc.stdout
-    mid_work, acked, transfers, completed, compensated, refused, audits, ticks = map(int, m.groups())
+    mid_work, acked, transfers, completed, compensated, refused, audits, _expired, booked, ticks = map(
+        int, m.groups()
+    )
     assert mid_work >= 10  # the kills did land in the middle of work
     assert acked > 100
     assert transfers >= acked
@@ -44,6 +47,7 @@ def test_twenty_sigkills_lose_nothing_and_apply_everything_once(tmp_path: Path) 
     assert completed
     assert compensated
     assert audits == transfers
+    assert booked == transfers
     assert ticks > 0
 
 
