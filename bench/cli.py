@@ -275,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     md_path = args.markdown or (BENCH / "RESULTS.md" if everything else RESULTS / "latest.md")
 
     started = dt.datetime.now(dt.UTC)
+    machine = machine_meta()  # the code measured is the code at the start
     t0 = time.perf_counter()
     results: dict[str, dict[str, Any]] = {}
     for i, case in enumerate(cases, 1):
@@ -295,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
 
     command = " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)])
     meta = {
-        **machine_meta(),
+        **machine,
         "command": command.strip(),
         "mode": mode,
         "reps": reps,
