@@ -10,6 +10,7 @@ them in acceptance order.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -50,7 +51,7 @@ _RANK: dict[type, int] = {
 class _Slot:
     __slots__ = ("after", "done", "error", "result", "write")
 
-    def __init__(self, write: Write, after: After | None, done: anyio.Event | None) -> None:
+    def __init__(self, write: Write, after: After | None, done: asyncio.Future[None] | None) -> None:
         self.write = write
         self.after = after
         self.done = done
@@ -72,9 +73,10 @@ class GroupCommitter:
 
     async def submit(self, write: Write, after: After | None = None) -> WriteResult:
         """Write durably (batched with others); returns this write's own result."""
-        slot = _Slot(write, after, anyio.Event())
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        slot = _Slot(write, after, done)
         self._push(slot)
-        await slot.done.wait()  # type: ignore[union-attr]
+        await done  # a cancelled caller cancels only its own future; the write still goes out
         if slot.error is not None:
             raise slot.error
         return slot.result
@@ -124,8 +126,8 @@ class GroupCommitter:
                     except Exception as e:  # an after-hook bug must not lose other results
                         slot.error = e
         for slot in batch:
-            if slot.done is not None:
-                slot.done.set()
+            if slot.done is not None and not slot.done.done():
+                slot.done.set_result(None)
             self._system.busy_dec()
 
     @property

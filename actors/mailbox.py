@@ -8,6 +8,7 @@ replay), handling (run the handler, roll back on failure), and commit.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import traceback
 from collections import deque
@@ -40,33 +41,31 @@ _DONE, _CRASHED, _STORE = object(), object(), object()
 
 
 class Reply:
-    """A one-shot slot for the answer to an ask."""
+    """A one-shot slot for the answer to an ask.
 
-    __slots__ = ("_done", "error", "value")
+    A plain asyncio future: the runtime runs on asyncio only (aiosqlite needs it),
+    and one is much cheaper than an ``anyio.Event`` on this per-message path.
+    """
+
+    __slots__ = ("_fut",)
 
     def __init__(self) -> None:
-        self._done = anyio.Event()
-        self.value: Any = None
-        self.error: BaseException | None = None
+        self._fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
     def set(self, value: object) -> None:
         """Answer with a value."""
-        if not self._done.is_set():
-            self.value = value
-            self._done.set()
+        if not self._fut.done():
+            self._fut.set_result(value)
 
     def fail(self, error: BaseException) -> None:
         """Answer with an error."""
-        if not self._done.is_set():
-            self.error = error
-            self._done.set()
+        if not self._fut.done():
+            self._fut.set_exception(error)
+            self._fut.exception()  # retrieved: no "never retrieved" log if the caller left
 
     async def wait(self) -> Any:
         """The answer: the value, or the error raised."""
-        await self._done.wait()
-        if self.error is not None:
-            raise self.error
-        return self.value
+        return await self._fut
 
 
 class Envelope:
@@ -144,7 +143,7 @@ class Actor:
             # one unit of busy work per running drain, not per queued signal: signals queued
             # behind a handler parked on the clock are not runnable (VirtualClock.advance)
             self.system.busy_inc()
-            self.system.spawn(self._drain)
+            self.system.spawn_drain(self._drain())
 
     async def _drain(self) -> None:
         try:

@@ -8,6 +8,7 @@ new call is taken.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import datetime as dt
@@ -145,6 +146,7 @@ class ActorSystem:
         self._idle: anyio.Event | None = None
         self._activated = anyio.Event()
         self._waits: dict[tuple[str, str], dict[tuple[str, str], int]] = {}
+        self._drains: set[asyncio.Task[None]] = set()
 
     def _register(self, cls: type[Entity]) -> None:
         spec = build_spec(cls, self.codec)
@@ -179,6 +181,8 @@ class ActorSystem:
                 self._tg.start_soon(self._sweep)
         except BaseException:
             self._state = "closed"
+            for task in self._drains:
+                task.cancel()
             if self._tg is not None:
                 self._tg.cancel_scope.cancel()
             await stack.aclose()
@@ -205,6 +209,12 @@ class ActorSystem:
             actor.fail_pending(closed)
         assert self._tg is not None
         assert self._stack is not None
+        drains = list(self._drains)
+        for task in drains:
+            task.cancel()
+        if drains:
+            with anyio.CancelScope(shield=True):
+                await asyncio.gather(*drains, return_exceptions=True)
         self._tg.cancel_scope.cancel()
         try:
             await self._stack.aclose()
@@ -222,6 +232,20 @@ class ActorSystem:
         return self._state == "running"
 
     # ------------------------------------------------------------ task and busy tracking
+    def spawn_drain(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Start an actor's drain loop.
+
+        Drains are the one per-message-burst task, so they are created on the loop
+        directly (an anyio task-group spawn costs several times more); the system
+        still owns them: it keeps them in a set and cancels and awaits them on close.
+        """
+        if self._state not in ("starting", "running"):
+            coro.close()
+            return
+        task = asyncio.get_running_loop().create_task(coro)
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
+
     def spawn(self, fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         """Start a task owned by the system."""
         if self._tg is None or self._state not in ("starting", "running"):
