@@ -20,7 +20,7 @@ import anyio
 from actors import outcome
 from actors.errors import DefinitionError, InvalidArguments, Rejected
 from actors.timers import from_timestamp
-from persistence.store import Journal, JournalEntry, NewEvent, SignalRecord, TimerRecord
+from persistence.store import Accept, Journal, JournalEntry, NewEvent, SignalRecord, TimerRecord
 
 if TYPE_CHECKING:
     from actors.entity import Entity, EntitySpec
@@ -224,7 +224,25 @@ class Invocation:
         entry = self.journal.get(step)
         if entry is not None:
             check_step(self, step, entry, kind, name)
+        elif not self.env.from_inbox:
+            await self._make_resumable()
         return entry
+
+    async def _make_resumable(self) -> None:
+        """Put a direct ask in the inbox before its first step takes effect.
+
+        The step's effect (the callee's commit, the activity's side effect) comes
+        before its journal write; were the invocation durable only from that write,
+        a crash in between would lose it with the effect kept: a saga debited and
+        never resumed, neither credited nor compensated.
+        """
+        if self.journal_lock is None:
+            self.journal_lock = anyio.Lock()
+        async with self.journal_lock:  # once, even for concurrent branches (gather)
+            if not self.env.from_inbox:
+                s = self.signal
+                await self.actor.system.committer.submit(Accept(s, check_duplicate=is_keyed(s.signal_id)))
+                self.env.from_inbox = True
 
     async def journal_write(self, step: int, kind: str, name: str, result: str) -> None:
         """Record a step durably now; the first one also puts a direct ask in the inbox."""

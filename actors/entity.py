@@ -348,6 +348,8 @@ class EntitySpec:
     """Fingerprint of the state's fields: a snapshot of another schema is skipped."""
     shallow_copy: bool
     """All fields are immutable values, so a shallow copy is a full copy."""
+    field_names: tuple[str, ...] = ()
+    """The attrs fields (the state)."""
 
     def new(self, entity_id: str) -> Entity:
         """A fresh instance in its initial state."""
@@ -358,15 +360,16 @@ class EntitySpec:
 
     def clone(self, e: Entity) -> Entity:
         """An independent copy of an instance's state (for rollback and queries)."""
-        c = copy.copy(e) if self.shallow_copy else self._deep(e)
-        object.__setattr__(c, "_actors_ctx", None)
-        return c
-
-    def _deep(self, e: Entity) -> Entity:
         c = object.__new__(type(e))
-        for a in attrs.fields(cast(Any, type(e))):
-            object.__setattr__(c, a.name, copy.deepcopy(getattr(e, a.name)))
-        object.__setattr__(c, "_actors_id", e._actors_id)  # type: ignore[attr-defined]
+        put = object.__setattr__
+        if self.shallow_copy:
+            for name in self.field_names:
+                put(c, name, getattr(e, name))
+        else:
+            for name in self.field_names:
+                put(c, name, copy.deepcopy(getattr(e, name)))
+        put(c, "_actors_id", e._actors_id)  # type: ignore[attr-defined]
+        put(c, "_actors_ctx", None)
         return c
 
 
@@ -413,7 +416,9 @@ def build_spec(cls: object, codec: Codec) -> EntitySpec:
     hints = typing.get_type_hints(cls)
     schema = fingerprint(*(f"{a.name}:{hints.get(a.name, a.type)!r}" for a in fields))
     shallow = all(_is_immutable_type(hints.get(a.name, a.type)) for a in fields)
-    return EntitySpec(cls, name, signals, queries, appliers, every, schema, shallow)
+    return EntitySpec(
+        cls, name, signals, queries, appliers, every, schema, shallow, tuple(a.name for a in fields)
+    )
 
 
 def _hints(cls: type, fn: Callable[..., Any]) -> dict[str, Any]:

@@ -372,7 +372,7 @@ class ActorSystem:
             sid,
             h.name,
             text,
-            h.fingerprint(text),
+            h.fingerprint(text) if key is not None else "",  # a generated id never repeats
             self.clock.now().timestamp(),
         )
         return h, values, rec
@@ -482,6 +482,8 @@ class ActorSystem:
         reply = Reply()
         env = Envelope(h, rec, values=values, keyed=key is not None, reply=reply, from_inbox=False)
         self.actor(spec, entity_id).deliver(env)
+        if timeout is None:
+            return await reply.future
         return await self._deadline(reply.wait(), timeout)
 
     async def _query(
