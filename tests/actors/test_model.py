@@ -373,6 +373,56 @@ class AccountsMachine(RuleBasedStateMachine):
         self.flush()
 
     @rule(
+        groups=st.lists(
+            st.tuples(
+                ENTITY,
+                st.sampled_from(("k0", "k1", "k2")),
+                st.sampled_from(["deposit", "withdraw"]),
+                AMOUNT,
+                st.lists(st.sampled_from(["tell", "ask"]), min_size=1, max_size=3),
+            ),
+            min_size=1,
+            max_size=4,
+            unique_by=lambda g: g[0],
+        )
+    )
+    def concurrent_repeats(self, groups: list[tuple[Ent, str, str, int, list[str]]]) -> None:
+        """At once: on each of several entities, the same keyed call sent 1-3 times by tell or ask.
+
+        Whatever the interleaving, each call applies once, every ask answers its first
+        outcome and every tell is accepted (different entities do not interact).
+        """
+        plan: list[tuple[str, Ent, str, Call, Outcome]] = []
+        for ent, key, name, amount, kinds in groups:
+            call = self.make_call(ent, key, True, name, amount)  # a known key keeps its call
+            first = self.model.call("ask", ent, key, call)
+            for kind in kinds:
+                plan.append((kind, ent, key, call, ("accepted",) if kind == "tell" else first))
+
+        async def all_at_once() -> list[Outcome]:
+            results: list[Outcome] = [("missing",)] * len(plan)
+
+            async def one(i: int, kind: str, ent: Ent, key: str, call: Call) -> None:
+                ref = self.ref(ent, key)
+                try:
+                    if kind == "tell":
+                        await ref.tell(call[0], *call[1])
+                        results[i] = ("accepted",)
+                    else:
+                        results[i] = ("ok", await ref.ask(call[0], *call[1]))
+                except ActorsError as e:
+                    results[i] = outcome_of(e)
+
+            async with anyio.create_task_group() as tg:
+                for i, (kind, ent, key, call, _) in enumerate(plan):
+                    tg.start_soon(one, i, kind, ent, key, call)
+            return results
+
+        got = self.call(all_at_once)
+        assert got == [p[4] for p in plan], plan
+        self.flush()
+
+    @rule(
         ent=ENTITY,
         key=KEY,
         repeat=st.booleans(),
