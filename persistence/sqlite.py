@@ -98,6 +98,8 @@ MIGRATIONS: dict[int, str] = {
 """Schema scripts by version; version N upgrades a database at N - 1."""
 
 Synchronous = Literal["NORMAL", "FULL"]
+_SEQ_CACHE = 200_000
+"""Entities whose last sequence the writer remembers (then it forgets them all)."""
 _T = TypeVar("_T")
 
 
@@ -161,6 +163,9 @@ class SqliteStore:
         self._r: aiosqlite.Connection | None = None
         self._lock_fd: int | None = None
         self._write_lock = anyio.Lock()
+        self._seqs: dict[tuple[str, str], int] = {}
+        """Last event seq per entity as committed (this store is the file's one owner)."""
+        self._pending_seqs: dict[tuple[str, str], int] = {}
         """One transaction at a time on the writer connection."""
 
     def __repr__(self) -> str:
@@ -338,6 +343,7 @@ class SqliteStore:
             return await anyio.to_thread.run_sync(_drive, self._write(self._writer, batch))
 
     async def _write(self, db: _Direct, batch: Sequence[Write]) -> list[WriteResult]:
+        self._pending_seqs = {}
         try:
             await db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
@@ -352,6 +358,9 @@ class SqliteStore:
                 results.extend(await self._apply_run(db, batch[i:j]))
                 i = j
             await db.execute("COMMIT")
+            if len(self._seqs) > _SEQ_CACHE:
+                self._seqs.clear()
+            self._seqs.update(self._pending_seqs)
             return results
         except BaseException as e:
             with contextlib.suppress(Exception):
@@ -502,7 +511,14 @@ class SqliteStore:
         """The log is contiguous from 1: each commit appends right after the last event."""
         keys = list(dict.fromkeys((c.entity_type, c.entity_id) for c in run if c.events))
         nexts: dict[tuple[str, str], int] = {}
-        for chunk in _chunks(keys, 300):
+        unknown = []
+        for k in keys:
+            last = self._pending_seqs.get(k, self._seqs.get(k))
+            if last is None:
+                unknown.append(k)
+            else:
+                nexts[k] = last + 1
+        for chunk in _chunks(unknown, 300):
             values = ", ".join("(?, ?)" for _ in chunk)
             for row in await db.execute_fetchall(
                 f"WITH k(t, i) AS (VALUES {values}) SELECT t, i, (SELECT max(seq) FROM events "
@@ -520,6 +536,7 @@ class SqliteStore:
                     f"{c.first_seq}, log ends at {nexts[key] - 1} (a second writer?)"
                 )
             nexts[key] += len(c.events)
+            self._pending_seqs[key] = nexts[key] - 1
 
     async def _commit_extras(self, db: _Direct, c: Commit) -> Committed:
         if c.dead_letter is not None:
