@@ -186,7 +186,8 @@ class Actor:
                     if env.reply is not None:
                         env.reply.fail(e)
                 finally:
-                    (self.telling if env.from_inbox else self.asking).pop(env.signal.signal_id, None)
+                    # by the caller's kind: a journaled ask is in the inbox too by now
+                    (self.asking if env.reply is not None else self.telling).pop(env.signal.signal_id, None)
         finally:
             self.running = False
             self.last_active = self.system.clock.now()
