@@ -39,22 +39,26 @@ async def _all_tasks_blocked() -> None:
     """Return once every other task waits on something.
 
     Like ``anyio.wait_all_tasks_blocked`` (and, like it, it reads asyncio's task
-    state), but it yields with ``sleep(0)`` first and backs off only when tasks stay
-    runnable, instead of sleeping 0.1 s of wall time every time one is.
+    state), but it also waits for the loop's queue of ready callbacks to drain, and
+    it yields with ``sleep(0)`` first and backs off only when work stays runnable,
+    instead of sleeping 0.1 s of wall time every time.
     """
     me = asyncio.current_task()
-    pause = 0.0
+    loop = asyncio.get_running_loop()
+    spins = 0
     while True:
-        runnable = False
-        for task in asyncio.all_tasks():
+        # a callback already queued (anyio delivers cancellation that way) is pending
+        # work that no task shows yet
+        runnable = bool(getattr(loop, "_ready", ()))
+        for task in () if runnable else asyncio.all_tasks():
             waiter = getattr(task, "_fut_waiter", None)
             if task is not me and (waiter is None or waiter.done()):
                 runnable = True
                 break
         if not runnable:
             return
-        await asyncio.sleep(pause)
-        pause = min(pause * 2 or 0.0005, 0.05) if pause or runnable else 0.0
+        spins += 1
+        await asyncio.sleep(0 if spins < 50 else min(0.0005 * 2 ** (spins - 50), 0.05))
 
 
 class VirtualClock:

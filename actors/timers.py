@@ -137,8 +137,11 @@ class TimerService:
         return None
 
     def _fire_due(self) -> None:
-        now = self._system.clock.now().timestamp()
-        while (t := self._peek()) is not None and t.due_at <= now:
+        # compare as the sleep did (datetimes, microseconds): a float due time can round
+        # below itself, and a timer whose sleep returned must count as due
+        now_dt = self._system.clock.now()
+        now = now_dt.timestamp()
+        while (t := self._peek()) is not None and from_timestamp(t.due_at) <= now_dt:
             heapq.heappop(self._heap)
             k = (t.entity_type, t.entity_id, t.key)
             next_due = None
