@@ -146,7 +146,7 @@ class TimerService:
             k = (t.entity_type, t.entity_id, t.key)
             next_due = None
             if t.every:
-                missed = math.floor((now - t.due_at) / t.every) + 1
+                missed = max(math.floor((now - t.due_at) / t.every) + 1, 1)  # now may round below
                 next_due = t.due_at + missed * t.every
                 self._put(attrs.evolve(t, due_at=next_due))
             else:

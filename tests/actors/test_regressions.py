@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -167,3 +168,44 @@ async def test_a_crash_right_after_the_first_step_of_a_direct_ask_resumes_it(
         assert await system.ref(Mover, "m").query(Mover.is_done)
         assert await system.ref(Pot, "from").query(Pot.get_amount) == -5
         assert await system.ref(Pot, "to").query(Pot.get_amount) == 5
+
+
+@attrs.define
+class Ticker(Entity):
+    """Counts the ticks of a recurring timer on a grid of floats."""
+
+    ticks: int = 0
+
+    @signal
+    def start(self) -> None:
+        self.schedule(Ticker.tick, every=dt.timedelta(seconds=0.1), key="tick")
+
+    @signal
+    def tick(self) -> None:
+        self.emit(Ticked())
+
+    @applies
+    def _ticked(self, e: Ticked) -> None:
+        self.ticks += 1
+
+    @query
+    def count(self) -> int:
+        return self.ticks
+
+
+@attrs.frozen
+class Ticked:
+    pass
+
+
+async def test_a_recurring_timer_on_a_float_grid_fires_on_every_tick() -> None:
+    # due times of a recurring timer are float sums; one that rounds below itself as a
+    # datetime used to look "not yet due" right after its sleep returned: a spin
+    clock = VirtualClock(dt.datetime(2026, 1, 1, 0, 0, 0, 123457, tzinfo=dt.UTC))
+    async with ActorSystem(MemoryStore(), [Ticker], clock=clock) as system:
+        t = system.ref(Ticker, "t")
+        await t.ask(Ticker.start)
+        with anyio.fail_after(10):
+            for _ in range(30):
+                await clock.advance(dt.timedelta(seconds=0.1))
+        assert await t.query(Ticker.count) == 30
