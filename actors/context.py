@@ -272,14 +272,11 @@ class Invocation:
         key: str | None,
     ) -> None:
         """Queue a signal in the outbox; sent after (and only if) this invocation commits."""
-        system = self.actor.system
-        h = system.resolve(spec, handler, "signal")
-        values = h.bind(args, kwargs)
-        text = h.encode(system.codec, values)
         sid = keyed_id(key) if key is not None else f"o:{self._source()}/{len(self.outbox)}"
-        self.outbox.append(
-            SignalRecord(spec.name, entity_id, sid, h.name, text, h.fingerprint(text), self.now.timestamp())
+        _h, _values, rec = self.actor.system.build_signal(
+            spec, entity_id, handler, args, kwargs, signal_id=sid, accepted_at=self.now.timestamp()
         )
+        self.outbox.append(rec)
 
     async def ask(
         self,
@@ -293,9 +290,10 @@ class Invocation:
         """A journaled ask to another entity (see ``EntityRef.ask``)."""
         step = self.reserve_step()
         system = self.actor.system
-        h = system.resolve(spec, handler, "signal")
-        values = h.bind(args, kwargs)
-        text = h.encode(system.codec, values)
+        sid = keyed_id(key) if key is not None else f"a:{self._source()}/{step}"
+        h, values, rec = system.build_signal(
+            spec, entity_id, handler, args, kwargs, signal_id=sid, accepted_at=system.clock.now().timestamp()
+        )
         name = f"{spec.name}/{entity_id}.{h.name}"
         entry = await self.recorded(step, "ask", name)
         if entry is not None:
@@ -308,10 +306,6 @@ class Invocation:
                 "use self.ref(...).tell or call the logic directly"
             )
         system.check_cycle(me, target)
-        sid = keyed_id(key) if key is not None else f"a:{self._source()}/{step}"
-        rec = SignalRecord(
-            spec.name, entity_id, sid, h.name, text, h.fingerprint(text), system.clock.now().timestamp()
-        )
         from actors.mailbox import Envelope, Reply
 
         reply = Reply()

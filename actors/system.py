@@ -352,6 +352,28 @@ class ActorSystem:
             raise UnknownHandler(f"{spec.name}.{h.name} is a @{h.kind}, not a @{kind}")
         return h
 
+    def build_signal(
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        *,
+        signal_id: str,
+        accepted_at: float,
+    ) -> tuple[HandlerSpec, dict[str, object], SignalRecord]:
+        """Resolve, bind, check and encode a signal call into its record.
+
+        Only ids that can repeat get a fingerprint (it tells a reused key from a repeat);
+        a generated id never repeats, so it is spared the digest.
+        """
+        h = self.resolve(spec, handler, "signal")
+        values = h.bind(args, kwargs)
+        text = h.encode(self.codec, values)
+        fp = h.fingerprint(text) if is_keyed(signal_id) else ""
+        return h, values, SignalRecord(spec.name, entity_id, signal_id, h.name, text, fp, accepted_at)
+
     def _signal(
         self,
         spec: EntitySpec,
@@ -362,20 +384,10 @@ class ActorSystem:
         key: str | None,
     ) -> tuple[HandlerSpec, dict[str, object], SignalRecord]:
         self._check_running()
-        h = self.resolve(spec, handler, "signal")
-        values = h.bind(args, kwargs)
-        text = h.encode(self.codec, values)
         sid = keyed_id(key) if key is not None else generated_id()
-        rec = SignalRecord(
-            spec.name,
-            entity_id,
-            sid,
-            h.name,
-            text,
-            h.fingerprint(text) if key is not None else "",  # a generated id never repeats
-            self.clock.now().timestamp(),
+        return self.build_signal(
+            spec, entity_id, handler, args, kwargs, signal_id=sid, accepted_at=self.clock.now().timestamp()
         )
-        return h, values, rec
 
     # ------------------------------------------------------------ entity-to-entity
     def check_cycle(self, source: tuple[str, str], target: tuple[str, str]) -> None:
