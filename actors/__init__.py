@@ -8,6 +8,7 @@ from actors.entity import query as query
 from actors.entity import signal as signal
 from actors.errors import ActivityFailed as ActivityFailed
 from actors.errors import ActorsError as ActorsError
+from actors.errors import CompensationFailed as CompensationFailed
 from actors.errors import CorruptRecord as CorruptRecord
 from actors.errors import DeadlineExceeded as DeadlineExceeded
 from actors.errors import DeadlockError as DeadlockError
@@ -39,6 +40,7 @@ __all__ = [
     "ActorSystem",
     "ActorsError",
     "Clock",
+    "CompensationFailed",
     "CorruptRecord",
     "DeadlineExceeded",
     "DeadlockError",

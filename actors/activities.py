@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from actors.errors import ActivityFailed, InvalidArguments, NonDeterminismError
+from actors.errors import (
+    ActivityFailed,
+    InvalidArguments,
+    NonDeterminismError,
+    PayloadTooLarge,
+    SerializationError,
+)
+from actors.ids import digest, safe_text
 from persistence.store import JournalEntry
 
 if TYPE_CHECKING:
@@ -169,14 +176,16 @@ async def run_activity(
             )
         attempt, details = data["retry"]["attempt"], data["retry"].get("details")
         next_at = data["retry"]["next_at"]
-    key = f"{inv.signal.entity_type}/{inv.signal.entity_id}/{inv.signal.signal_id}/{step}"
+    # injective in its parts (ids and keys may hold any character), and short enough
+    # for the outside world's idempotency-key fields
+    key = "act-" + digest(inv.signal.entity_type, inv.signal.entity_id, inv.signal.signal_id, step)
     clock = system.clock
     while True:
         if next_at is not None:
             async with inv.parked():
                 await clock.sleep_until(dt.datetime.fromtimestamp(next_at, dt.UTC))
         attempt += 1
-        beats = _Beats(clock.now)
+        beats = _Beats(clock.monotonic)
         actx = ActivityContext(attempt, key, details, beats.beat)
         try:
             result = await _attempt(inv, fn, args, actx, beats, timeout, heartbeat_timeout)
@@ -185,7 +194,7 @@ async def run_activity(
             last = attempt >= policy.maximum_attempts or isinstance(e, policy.non_retryable)
             if last:
                 why = "non-retryable error" if isinstance(e, policy.non_retryable) else f"{attempt} attempts"
-                msg = f"{type(e).__name__}: {e}"
+                msg = safe_text(f"{type(e).__name__}: {_message(e)}", 2000)
                 cause = f"{type(e).__module__}.{type(e).__qualname__}"
                 failed = {"failed": {"message": msg, "type": cause}}
                 await inv.journal_write(step, "activity", name, json.dumps(failed))
@@ -200,7 +209,21 @@ async def run_activity(
             state = {"retry": {"attempt": attempt, "next_at": next_at, "details": details}}
             await inv.journal_write(step, "activity", name, codec.dumps(state, what=f"activity {name} state"))
             continue
-        text = codec.dumps({"ok": result}, dict[str, returns], what=f"result of activity {name}")  # type: ignore[valid-type]
+        try:
+            text = codec.dumps({"ok": result}, dict[str, returns], what=f"result of activity {name}")  # type: ignore[valid-type]
+        except (SerializationError, PayloadTooLarge) as e:
+            # the side effect happened: record that the step is done (failed), so no re-run
+            # calls it again, and fail it for good (a bug in the code: no retry helps)
+            cause = f"{type(e).__module__}.{type(e).__qualname__}"
+            msg = safe_text(f"{type(e).__name__}: {e}", 2000)
+            await inv.journal_write(
+                step, "activity", name, json.dumps({"failed": {"message": msg, "type": cause}})
+            )
+            raise ActivityFailed(
+                f"activity {name} (step {step}) ran, but its result cannot be recorded: {msg}",
+                activity=name,
+                cause_type=cause,
+            ) from e
         await inv.journal_write(step, "activity", name, text)
         return codec.converter.structure(json.loads(text)["ok"], returns)  # type: ignore[arg-type]
 
@@ -218,7 +241,7 @@ async def _attempt(
     clock = system.clock
     call_args = (actx, *args) if _takes_context(fn) else args
     box: dict[str, Any] = {}
-    started = clock.now()
+    started = clock.monotonic()  # a wall clock stepping back must not stretch a timeout
 
     async def body() -> None:
         try:
@@ -233,18 +256,20 @@ async def _attempt(
         tg.cancel_scope.cancel()
 
     async def watchdog() -> None:
+        limit = timeout.total_seconds() if timeout is not None else None
+        beat_limit = heartbeat_timeout.total_seconds() if heartbeat_timeout is not None else None
         while True:
             limits = []
-            if timeout is not None:
-                limits.append(started + timeout)
-            if heartbeat_timeout is not None:
-                limits.append(beats.last() + heartbeat_timeout)
-            await clock.sleep_until(min(limits))
-            now = clock.now()
-            if timeout is not None and now >= started + timeout:
+            if limit is not None:
+                limits.append(started + limit)
+            if beat_limit is not None:
+                limits.append(beats.last() + beat_limit)
+            await clock.sleep(min(limits) - clock.monotonic())
+            now = clock.monotonic()
+            if limit is not None and now >= started + limit:
                 box["error"] = TimeoutError(f"attempt {actx.attempt} took longer than {timeout}")
                 break
-            if heartbeat_timeout is not None and now >= beats.last() + heartbeat_timeout:
+            if beat_limit is not None and now >= beats.last() + beat_limit:
                 box["error"] = TimeoutError(f"no heartbeat within {heartbeat_timeout}")
                 break
         tg.cancel_scope.cancel()
@@ -265,17 +290,24 @@ async def _attempt(
 
 
 class _Beats:
-    """The time of the last heartbeat of one attempt, on the system clock."""
+    """The time of the last heartbeat of one attempt, on the system's monotonic clock."""
 
-    def __init__(self, now: Callable[[], dt.datetime]) -> None:
+    def __init__(self, now: Callable[[], float]) -> None:
         self._now = now
         self._last = now()
 
     def beat(self) -> None:
         self._last = self._now()
 
-    def last(self) -> dt.datetime:
+    def last(self) -> float:
         return self._last
+
+
+def _message(e: BaseException) -> str:
+    try:
+        return str(e)
+    except BaseException as err:  # a user's __str__ may raise anything
+        return f"<str() failed: {type(err).__name__}>"
 
 
 def check_step(inv: Invocation, step: int, recorded: JournalEntry, kind: str, name: str) -> None:

@@ -6,17 +6,31 @@ batching: the busier the system, the larger the batch). Each caller gets its own
 result, or the batch's StoreError. An ``after`` callback runs in the committer,
 in submission order, before the caller wakes: routing accepted signals there keeps
 them in acceptance order.
+
+Two rules keep one write's trouble its own:
+
+- **Isolation.** A batch that fails on something other than the store's health
+  (an I/O error, a full disk, a lock) may have failed on one write's own data; it
+  is split in halves and each half written again, so only the offending write fails.
+- **Internal writes are retried until they commit.** A write nobody waits for (a
+  timer firing, an outbox delivery, a snapshot) that fails is queued again after a
+  backoff on the system's clock, until it commits or the system closes (then the
+  next start redoes it from what is stored).
+
+On close, the committer writes everything queued, answering each caller truthfully,
+then refuses new writes with ``SystemClosed``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
 
-from actors.errors import StoreError
+from actors.errors import StoreError, StoreLocked, SystemClosed
 from persistence.store import (
     Accept,
     Commit,
@@ -49,7 +63,7 @@ _RANK: dict[type, int] = {
 
 
 class _Slot:
-    __slots__ = ("after", "done", "error", "result", "write")
+    __slots__ = ("after", "done", "error", "result", "tries", "write")
 
     def __init__(self, write: Write, after: After | None, done: asyncio.Future[None] | None) -> None:
         self.write = write
@@ -57,6 +71,39 @@ class _Slot:
         self.done = done
         self.result: WriteResult = None
         self.error: BaseException | None = None
+        self.tries = 0
+
+
+def _environmental(error: BaseException) -> bool:
+    """Whether a failed write failed on the store's health, not on its batch's data."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, (OSError, sqlite3.OperationalError, ConnectionError, TimeoutError)):
+            return True
+        if isinstance(seen, StoreLocked) or (
+            type(seen).__module__.startswith("asyncpg") and type(seen).__name__ in _ASYNCPG_ENVIRONMENTAL
+        ):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+_ASYNCPG_ENVIRONMENTAL = frozenset(
+    {
+        # asyncpg's, by name: the runtime does not depend on a driver
+        "ConnectionDoesNotExistError",
+        "InterfaceError",
+        "PostgresConnectionError",
+        "QueryCanceledError",
+        "ReadOnlySQLTransactionError",
+        "DiskFullError",
+        "InsufficientResourcesError",
+        "CannotConnectNowError",
+        "AdminShutdownError",
+        "SerializationError",
+        "DeadlockDetectedError",
+    }
+)
 
 
 class GroupCommitter:
@@ -68,8 +115,12 @@ class GroupCommitter:
         self._max = max_batch
         self._queue: list[_Slot] = []
         self._wake = anyio.Event()
+        self._closing = False
+        self._closed = False
+        self._stopped = anyio.Event()
         self.batches = 0
         self.writes = 0
+        self.retries = 0
 
     async def submit(self, write: Write, after: After | None = None) -> WriteResult:
         """Write durably (batched with others); returns this write's own result."""
@@ -86,49 +137,99 @@ class GroupCommitter:
         self._push(_Slot(write, after, None))
 
     def _push(self, slot: _Slot) -> None:
+        if self._closed:
+            slot.error = SystemClosed("the actor system closed before this write")
+            if slot.done is not None and not slot.done.done():
+                slot.done.set_result(None)
+            return
         self._system.busy_inc()
         self._queue.append(slot)
         self._wake.set()
 
     async def run(self) -> None:
-        """Drain the queue until cancelled."""
-        while True:
-            if not self._queue:
-                self._wake = anyio.Event()
-                await self._wake.wait()
-            await self.flush_once()
+        """Drain the queue until cancelled, or until :meth:`close` and the queue is empty."""
+        try:
+            while True:
+                if not self._queue:
+                    if self._closing:
+                        return
+                    self._wake = anyio.Event()
+                    await self._wake.wait()
+                await self.flush_once()
+        finally:
+            self._closed = True
+            self._stopped.set()
+
+    async def close(self) -> None:
+        """Write everything queued, then refuse new writes (``SystemClosed``)."""
+        self._closing = True
+        self._wake.set()
+        await self._stopped.wait()
 
     async def flush_once(self) -> None:
         """Write one batch of what is queued."""
         batch, self._queue = self._queue[: self._max], self._queue[self._max :]
         if not batch:
             return
+        with anyio.CancelScope(shield=True):
+            await self._write(batch)
+        self.batches += 1
+        self.writes += len(batch)
+        for slot in batch:
+            if slot.error is not None and slot.done is None:
+                self._retry_later(slot)
+            elif slot.done is not None and not slot.done.done():
+                slot.done.set_result(None)
+            self._system.busy_dec()
+
+    async def _write(self, batch: Sequence[_Slot]) -> None:
+        """Write ``batch`` in one transaction; on a failure that may be one write's own
+        data, write each half again so the failure stays with the write it belongs to."""
         order = sorted(range(len(batch)), key=lambda i: _RANK[type(batch[i].write)])
         try:
-            with anyio.CancelScope(shield=True):
-                results = await self._store.write([batch[i].write for i in order])
+            results = await self._store.write([batch[i].write for i in order])
         except Exception as e:
             err = e if isinstance(e, StoreError) else StoreError(f"store write failed: {e!r}")
             if err is not e:
                 err.__cause__ = e
+            if len(batch) > 1 and not _environmental(err):
+                half = len(batch) // 2
+                await self._write(batch[:half])
+                await self._write(batch[half:])
+                return
             for slot in batch:
                 slot.error = err
             self._system.log.error("commit of %d writes failed: %s", len(batch), err)
-        else:
-            self.batches += 1
-            self.writes += len(batch)
-            for i, r in zip(order, results, strict=True):
-                slot = batch[i]
-                slot.result = r
-                if slot.after is not None:
-                    try:
-                        slot.after(r)
-                    except Exception as e:  # an after-hook bug must not lose other results
-                        slot.error = e
-        for slot in batch:
-            if slot.done is not None and not slot.done.done():
-                slot.done.set_result(None)
-            self._system.busy_dec()
+            return
+        for i, r in zip(order, results, strict=True):
+            slot = batch[i]
+            slot.result = r
+            slot.error = None
+            if slot.after is not None:
+                try:
+                    slot.after(r)
+                except Exception as e:  # an after-hook bug must not lose other results
+                    if slot.done is not None:
+                        slot.error = e  # the write itself committed: never retried
+                    self._system.log.exception("after-commit hook of %s failed", type(slot.write).__name__)
+
+    def _retry_later(self, slot: _Slot) -> None:
+        """Queue a failed write that nobody waits for again, after a backoff."""
+        if self._closing or self._closed:
+            return  # the next start redoes it from what is stored
+        slot.tries += 1
+        slot.error = None
+        self.retries += 1
+        delay = self._system.supervision.backoff(slot.tries).total_seconds()
+        self._system.log.warning(
+            "%s write failed; retry %d in %.3fs", type(slot.write).__name__, slot.tries, delay
+        )
+
+        async def again() -> None:
+            await self._system.clock.sleep(delay)  # not busy meanwhile: a virtual clock may move
+            self._push(slot)
+
+        self._system.spawn(again)
 
     @property
     def pending(self) -> int:

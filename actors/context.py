@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import itertools
 import random
-import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from actors import outcome
-from actors.errors import DefinitionError, InvalidArguments, Rejected
-from actors.timers import from_timestamp
+from actors.errors import DeadlineExceeded, DefinitionError, InvalidArguments, Rejected, SystemClosed
+from actors.ids import (
+    check_text,
+    derived_id,
+    generated_id,
+    internal_key_id,
+    is_keyed,
+    keyed_id,
+)
+from actors.timers import MAX_DUE, from_timestamp
 from persistence.store import Accept, Journal, JournalEntry, NewEvent, SignalRecord, TimerRecord
 
 if TYPE_CHECKING:
@@ -27,25 +33,10 @@ if TYPE_CHECKING:
     from actors.mailbox import Actor, Envelope
 
 MAX_TIMER_KEY = 256
+AUTO_TIMER_PREFIX = "auto:"
+"""Keys of timers scheduled without a key; a handler's own keys may not start so."""
 
-
-_BOOT = uuid.uuid4().hex[:16]
-_counter = itertools.count()
-
-
-def generated_id() -> str:
-    """A fresh signal id for a call without an idempotency key (unique across processes)."""
-    return f"g:{_BOOT}{next(_counter):x}"
-
-
-def keyed_id(key: str) -> str:
-    """The stored signal id of a caller's idempotency key."""
-    return "k:" + key
-
-
-def is_keyed(signal_id: str) -> bool:
-    """Whether a stored signal id can repeat (anything but a generated id)."""
-    return not signal_id.startswith("g:")
+__all__ = ["Invocation", "generated_id", "is_keyed", "keyed_id"]
 
 
 class Invocation:
@@ -55,6 +46,8 @@ class Invocation:
         "_now",
         "_rng",
         "actor",
+        "applied",
+        "applying",
         "attempt",
         "cancels",
         "env",
@@ -76,6 +69,10 @@ class Invocation:
         self.signal: SignalRecord = env.signal
         self.attempt = attempt
         self.events: list[NewEvent] = []
+        self.applied: list[object] = []
+        """The event objects of ``events`` (to check the state against them)."""
+        self.applying = False
+        """An ``@applies`` method is running: field writes are allowed."""
         self.timers: dict[str, TimerRecord] = {}
         self.cancels: set[str] = set()
         self.step = 0
@@ -110,6 +107,7 @@ class Invocation:
     def drop_effects(self) -> None:
         """Forget events, timers and outbox messages (the handler refused)."""
         self.events.clear()
+        self.applied.clear()
         self.timers.clear()
         self.cancels.clear()
         self.outbox.clear()
@@ -135,10 +133,15 @@ class Invocation:
         if applier is None:
             raise DefinitionError(f"{actor.spec.name} has no @applies method for {type(event).__qualname__}")
         new = actor.system.codec.encode_event(event)
-        if not self.events:
+        if actor.backup is None:
             actor.before_first_emit()
-        applier(entity, event)
+        self.applying = True
+        try:
+            applier(entity, event)
+        finally:
+            self.applying = False
         self.events.append(new)
+        self.applied.append(event)
 
     # ------------------------------------------------------------ timers
     def schedule(
@@ -168,20 +171,29 @@ class Invocation:
             raise InvalidArguments(f"every must be a positive timedelta, got {every!r}")
         if at is not None and (not isinstance(at, dt.datetime) or at.tzinfo is None):
             raise InvalidArguments(f"at must be a timezone-aware datetime, got {at!r}")
-        if key is not None and (not isinstance(key, str) or not key or len(key) > MAX_TIMER_KEY):
-            raise InvalidArguments(f"timer key must be a non-empty str up to {MAX_TIMER_KEY} chars")
+        if key is not None:
+            _check_timer_key(key)
         values = h.bind(args, kwargs)
         text = h.encode(system.codec, values)
-        due = at if at is not None else self.now + (after if after is not None else every)  # type: ignore[operator]
+        try:
+            due = at if at is not None else self.now + (after if after is not None else every)  # type: ignore[operator]
+            due_ts = due.timestamp()
+            ok = from_timestamp(due_ts) <= MAX_DUE
+        except (OverflowError, ValueError, OSError):
+            ok = False
+        if not ok:
+            raise InvalidArguments(f"timer due time is out of range (latest: {MAX_DUE.isoformat()})")
         if key is None:
-            key = f"auto:{self.signal.signal_id}:{len(self.timers) + len(self.cancels)}"
+            key = AUTO_TIMER_PREFIX + derived_id(
+                "", self.signal.signal_id, len(self.timers) + len(self.cancels)
+            )
         rec = TimerRecord(
             actor.spec.name,
             actor.id,
             key,
             h.name,
             text,
-            due.timestamp(),
+            due_ts,
             every.total_seconds() if every is not None else None,
         )
         self.cancels.discard(key)
@@ -190,8 +202,7 @@ class Invocation:
 
     def cancel(self, key: str) -> None:
         """Cancel the timer ``key`` of this entity (no error if there is none)."""
-        if not isinstance(key, str) or not key:
-            raise InvalidArguments(f"timer key must be a non-empty str, got {key!r:.80}")
+        _check_timer_key(key)
         self.timers.pop(key, None)
         self.cancels.add(key)
 
@@ -206,6 +217,7 @@ class Invocation:
         """What the journal holds for ``step`` (NonDeterminismError if another step)."""
         from actors.activities import check_step
 
+        self.check_open()
         if not self.journal_loaded:
             if not (self.has_journal or self.env.from_inbox):
                 self.journal_loaded = True  # nothing can be stored yet
@@ -257,10 +269,28 @@ class Invocation:
         await system.committer.submit(Journal(entry, inbox))
         self.journal[step] = entry
 
+    def check_open(self) -> None:
+        """Raise SystemClosed when the system is closing: this invocation is paused, and
+        what it would start now (a step, a message) must not begin."""
+        if not self.actor.system.running:
+            raise SystemClosed(
+                "the actor system is closing: this invocation is paused and resumes after the next start",
+                accepted=self.env.from_inbox,
+            )
+
+    def assert_async(self, call: str) -> None:
+        """Refuse a call that must be awaited from a plain ``def`` handler (it could not be)."""
+        h = self.env.handler
+        if not h.is_async:
+            raise DefinitionError(
+                f"{h.entity}.{h.name} is a plain def: {call} must be awaited, so the handler "
+                "must be an async def"
+            )
+
     # ------------------------------------------------------------ other entities
-    def _source(self) -> str:
+    def _key_id(self, key: str) -> str:
         s = self.signal
-        return f"{s.entity_type}/{s.entity_id}/{s.signal_id}"
+        return internal_key_id(s.entity_type, s.entity_id, key)
 
     def outbox_tell(
         self,
@@ -272,7 +302,11 @@ class Invocation:
         key: str | None,
     ) -> None:
         """Queue a signal in the outbox; sent after (and only if) this invocation commits."""
-        sid = keyed_id(key) if key is not None else f"o:{self._source()}/{len(self.outbox)}"
+        s = self.signal
+        if key is not None:
+            sid = self._key_id(key)
+        else:
+            sid = derived_id("o", s.entity_type, s.entity_id, s.signal_id, len(self.outbox))
         _h, _values, rec = self.actor.system.build_signal(
             spec, entity_id, handler, args, kwargs, signal_id=sid, accepted_at=self.now.timestamp()
         )
@@ -286,11 +320,20 @@ class Invocation:
         args: tuple[object, ...],
         kwargs: dict[str, object],
         key: str | None,
+        timeout: float | None = None,
     ) -> Any:
-        """A journaled ask to another entity (see ``EntityRef.ask``)."""
+        """A journaled ask to another entity (see ``EntityRef.ask``).
+
+        ``timeout`` (wall seconds) bounds the wait; past it ``DeadlineExceeded`` is
+        raised, and journaled, so a re-run takes the same branch.
+        """
         step = self.reserve_step()
         system = self.actor.system
-        sid = keyed_id(key) if key is not None else f"a:{self._source()}/{step}"
+        s = self.signal
+        if key is not None:
+            sid = self._key_id(key)
+        else:
+            sid = derived_id("a", s.entity_type, s.entity_id, s.signal_id, step)
         h, values, rec = system.build_signal(
             spec, entity_id, handler, args, kwargs, signal_id=sid, accepted_at=system.clock.now().timestamp()
         )
@@ -315,10 +358,27 @@ class Invocation:
         try:
             with system.waiting(me, target):
                 async with self.parked():
-                    value = await reply.wait()
+                    if timeout is None:
+                        value = await reply.wait()
+                    else:
+                        with anyio.move_on_after(timeout) as waited:
+                            value = await reply.wait()
+                        if waited.cancelled_caught:
+                            raise DeadlineExceeded(f"{name}: no answer within {timeout:g}s")
+        except DeadlineExceeded as d:
+            await self.journal_write(step, "ask", name, outcome.encode_error("deadline", d))
+            raise
         except Rejected as r:
             await self.journal_write(step, "ask", name, outcome.encode_error("rejected", r))
             raise
         stored = outcome.encode_ok(system.codec, value, h.returns, f"answer of {name}")
         await self.journal_write(step, "ask", name, stored)
         return outcome.decode(system.codec, stored, h.returns)
+
+
+def _check_timer_key(key: object) -> None:
+    text = check_text(key, "timer key", max_length=MAX_TIMER_KEY)
+    if text.startswith(AUTO_TIMER_PREFIX):
+        raise InvalidArguments(
+            f"timer keys starting with {AUTO_TIMER_PREFIX!r} are reserved, got {key!r:.80}"
+        )

@@ -16,7 +16,7 @@ import inspect
 import json
 import random as _random
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast, overload
 
 import attrs
@@ -67,6 +67,25 @@ no I/O, no clock, no randomness; they run again on every replay.
 """
 
 
+class _ReadOnly:
+    """The context of a ``@query``: no field may change, no context call is available."""
+
+    applying = False
+
+
+READ_ONLY: Any = _ReadOnly()
+
+
+def _guard_write(entity: object, name: str) -> None:
+    ctx = getattr(entity, "_actors_ctx", None)
+    if ctx is not None and not ctx.applying and not name.startswith("_actors"):
+        where = "a @query" if ctx is READ_ONLY else "a @signal handler"
+        raise DefinitionError(
+            f"{type(entity).__qualname__}.{name} was assigned in {where}: fields change only in "
+            "@applies methods (emit an event)"
+        )
+
+
 class Entity:
     """Base class of entities. Subclass it with ``@attrs.define``; fields are state.
 
@@ -74,12 +93,17 @@ class Entity:
     handler, ``self.id``, ``self.emit``, ``self.now()`` and ``self.random()`` (and the
     other context calls) are available. Set ``snapshot_every`` (events between
     snapshots; 0 for never) and ``entity_name`` (stable stored name, default the
-    class name) as class variables.
+    class name) as class variables. Fields change only in ``@applies`` methods:
+    assigning one in a handler or query raises ``DefinitionError``.
     """
 
     __slots__ = ("_actors_ctx", "_actors_id")
     snapshot_every: ClassVar[int] = 100
     entity_name: ClassVar[str | None] = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        _guard_write(self, name)
+        object.__setattr__(self, name, value)
 
     @property
     def id(self) -> str:
@@ -91,7 +115,7 @@ class Entity:
 
     def _ctx(self, call: str) -> Invocation:
         ctx: Invocation | None = getattr(self, "_actors_ctx", None)
-        if ctx is None:
+        if ctx is None or ctx is READ_ONLY:
             raise RuntimeError(f"self.{call}() is only available inside a @signal handler")
         return ctx
 
@@ -152,15 +176,20 @@ class Entity:
         system.check_id(entity_id)
         return EntityRef(system, spec, entity_id, inv=inv)
 
-    def saga(self) -> Saga:
-        """A compensation scope: ``async with self.saga() as saga: saga.compensate(...)``."""
+    def saga(self, *, retry: RetryPolicy | None = None) -> Saga:
+        """A compensation scope: ``async with self.saga() as saga: saga.compensate(...)``.
+
+        ``retry`` bounds how each compensation is retried (default: 20 attempts over
+        about an hour); one still failing then raises ``CompensationFailed`` and the
+        invocation is dead-lettered.
+        """
         from actors.saga import Saga
 
-        return Saga(self._ctx("saga"))
+        return Saga(self._ctx("saga"), retry)
 
-    async def gather(
+    def gather(
         self, *steps: Awaitable[Any], limit: int | None = None, return_exceptions: bool = False
-    ) -> list[Any]:
+    ) -> Coroutine[Any, Any, list[Any]]:
         """Run journaled steps concurrently (at most ``limit`` at once); results in order.
 
         Pass un-awaited ``self.run(...)`` / ``self.ref(...).ask(...)`` calls. All
@@ -169,10 +198,12 @@ class Entity:
         """
         from actors.saga import gather
 
-        return await gather(self._ctx("gather"), steps, limit=limit, return_exceptions=return_exceptions)
+        inv = self._ctx("gather")
+        inv.assert_async("self.gather(...)")
+        return gather(inv, steps, limit=limit, return_exceptions=return_exceptions)
 
     @overload
-    async def run(
+    def run(
         self,
         fn: Callable[..., Awaitable[R]],
         /,
@@ -180,9 +211,9 @@ class Entity:
         retry: RetryPolicy | None = None,
         timeout: dt.timedelta | None = None,
         heartbeat_timeout: dt.timedelta | None = None,
-    ) -> R: ...
+    ) -> Coroutine[Any, Any, R]: ...
     @overload
-    async def run(
+    def run(
         self,
         fn: Callable[..., R],
         /,
@@ -190,8 +221,8 @@ class Entity:
         retry: RetryPolicy | None = None,
         timeout: dt.timedelta | None = None,
         heartbeat_timeout: dt.timedelta | None = None,
-    ) -> R: ...
-    async def run(
+    ) -> Coroutine[Any, Any, R]: ...
+    def run(
         self,
         fn: Callable[..., Any],
         /,
@@ -199,23 +230,35 @@ class Entity:
         retry: RetryPolicy | None = None,
         timeout: dt.timedelta | None = None,
         heartbeat_timeout: dt.timedelta | None = None,
-    ) -> Any:
-        """Run activity ``fn(*args)`` (an external side effect) with retries; journaled.
+    ) -> Coroutine[Any, Any, Any]:
+        """Run activity ``fn(*args)`` (an external side effect) with retries; ``await`` it.
 
         The result is recorded before this returns, so a re-run after a crash gets it
         without calling ``fn`` again. Raises ``ActivityFailed`` when the activity fails
-        for good (non-retryable error, or out of attempts).
+        for good (non-retryable error, or out of attempts). Only an ``async def``
+        handler can await it: from a plain ``def`` this raises ``DefinitionError``.
         """
         from actors.activities import run_activity
 
-        return await run_activity(
-            self._ctx("run"), fn, args, retry=retry, timeout=timeout, heartbeat_timeout=heartbeat_timeout
-        )
+        inv = self._ctx("run")
+        inv.assert_async("self.run(...)")
+        return run_activity(inv, fn, args, retry=retry, timeout=timeout, heartbeat_timeout=heartbeat_timeout)
 
 
 # ---------------------------------------------------------------- specs
 
 _IMMUTABLE = (int, float, str, bool, bytes, type(None), dt.datetime, dt.date, dt.timedelta)
+IMMUTABLE_VALUES: frozenset[type] = frozenset(_IMMUTABLE)
+"""Types whose values may be shared without a copy (none of their parts can change)."""
+
+RESERVED_NAMES = frozenset(
+    {
+        "id", "emit", "now", "random", "resource", "schedule", "cancel", "ref", "saga",
+        "gather", "run", "wait_until", "sleep", "patched", "snapshot_every", "entity_name",
+    }
+)  # fmt: skip
+"""Names of Entity's own attributes (and of those the next versions add): no handler or
+field may take one, or it would shadow the context call."""
 
 
 def _is_immutable_type(tp: object) -> bool:
@@ -269,6 +312,8 @@ class HandlerSpec:
     (the fast binding path); empty when the signature needs ``inspect`` to bind."""
     plain_json: bool = False
     """Every parameter is an int, float, str or bool: encode without cattrs."""
+    immutable_args: bool = False
+    """Every parameter's type is immutable: bound values may be shared with the handler."""
 
     def bind(self, args: tuple[object, ...], kwargs: dict[str, object]) -> dict[str, object]:
         """Bind call arguments to parameter names; InvalidArguments if they do not fit."""
@@ -321,6 +366,15 @@ class HandlerSpec:
         pos = [values[n] for n, _t, _c, kw in self.params if not kw]
         kws = {n: values[n] for n, _t, _c, kw in self.params if kw}
         return self.fn(entity, *pos, **kws)
+
+    def call_query(self, entity: Entity, values: dict[str, object]) -> Any:
+        """Call a ``@query`` on ``entity``: any field write in it raises DefinitionError."""
+        before = getattr(entity, "_actors_ctx", None)
+        object.__setattr__(entity, "_actors_ctx", READ_ONLY)
+        try:
+            return self.call(entity, values)
+        finally:
+            object.__setattr__(entity, "_actors_ctx", before)
 
     def fingerprint(self, args_json: str) -> str:
         """Digest of handler name and encoded arguments."""
@@ -403,6 +457,10 @@ def build_spec(cls: object, codec: Codec) -> EntitySpec:
                 del seen[attr]
     for attr, fn in seen.items():
         kind: Kind = getattr(fn, _MARK)
+        if kind != "applies" and (attr in RESERVED_NAMES or attr.startswith("_actors")):
+            raise DefinitionError(
+                f"@{kind} {cls.__qualname__}.{attr} shadows Entity.{attr}: give the handler another name"
+            )
         if kind == "applies":
             event_cls = _applier_event(cls, fn)
             if event_cls in appliers:
@@ -413,12 +471,31 @@ def build_spec(cls: object, codec: Codec) -> EntitySpec:
             h = _handler(cls, name, attr, kind, fn, codec)
             (signals if kind == "signal" else queries)[attr] = h
     fields = attrs.fields(cast(Any, cls))
+    for a in fields:
+        if a.name in RESERVED_NAMES or a.name.startswith("_actors"):
+            raise DefinitionError(f"field {cls.__qualname__}.{a.name} shadows Entity.{a.name}: rename it")
+    _guard_setattr(cls)
     hints = typing.get_type_hints(cls)
     schema = fingerprint(*(f"{a.name}:{hints.get(a.name, a.type)!r}" for a in fields))
     shallow = all(_is_immutable_type(hints.get(a.name, a.type)) for a in fields)
     return EntitySpec(
         cls, name, signals, queries, appliers, every, schema, shallow, tuple(a.name for a in fields)
     )
+
+
+def _guard_setattr(cls: type) -> None:
+    """Make sure field writes of ``cls`` pass the guard, also when attrs made its own
+    ``__setattr__`` for the class (it does for fields with validators or converters)."""
+    own: Callable[[object, str, Any], None] = cls.__setattr__  # type: ignore[assignment]
+    if own is cast(object, Entity.__setattr__) or getattr(own, "_actors_guarded", False):
+        return
+
+    def __setattr__(self: object, name: str, value: Any) -> None:
+        _guard_write(self, name)
+        own(self, name, value)
+
+    __setattr__._actors_guarded = True  # type: ignore[attr-defined]
+    cls.__setattr__ = __setattr__  # type: ignore[method-assign,assignment]
 
 
 def _hints(cls: type, fn: Callable[..., Any]) -> dict[str, Any]:
@@ -465,6 +542,7 @@ def _handler(
         raise DefinitionError(f"@query {where} must be a plain def: queries read state and return")
     simple = all(p.kind == p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in ps[1:])
     plain = all(tp in (int, float, str, bool) for _n, tp, _c, _k in params)
+    immutable = all(_is_immutable_type(tp) for _n, tp, _c, _k in params)
     return HandlerSpec(
         entity,
         attr,
@@ -476,4 +554,5 @@ def _handler(
         hints.get("return", Any),
         positional=tuple(p.name for p in ps[1:]) if simple else (),
         plain_json=plain,
+        immutable_args=immutable,
     )

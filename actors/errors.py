@@ -13,7 +13,8 @@ ActorsError
 ├── DeadlineExceeded         the call's timeout passed               (TimeoutError)
 ├── NonDeterminismError      a re-run asked for other steps than its journal holds
 ├── ActivityFailed           an activity failed for good; ``__cause__`` says why
-├── SystemClosed             the system is not running
+├── CompensationFailed       a saga's compensation failed for good: dead-lettered
+├── SystemClosed             the system is not running (``accepted`` says if the call was)
 └── StoreError               the store failed (I/O, disk full, unusable file)
     ├── StoreLocked          another running system owns the store
     ├── NotOurDatabase       not a database, or another application's
@@ -35,6 +36,7 @@ from persistence.errors import (
 __all__ = [
     "ActivityFailed",
     "ActorsError",
+    "CompensationFailed",
     "CorruptRecord",
     "DeadlineExceeded",
     "DeadlockError",
@@ -121,5 +123,26 @@ class ActivityFailed(ActorsError):
         self.cause_type = cause_type
 
 
+class CompensationFailed(ActorsError):
+    """A saga's compensation failed on every attempt its retry policy allows.
+
+    The invocation cannot be undone by the framework: it is dead-lettered at once
+    (not retried) with this error, for a person to look at. ``compensation`` names it.
+    """
+
+    def __init__(self, message: str, *, compensation: str = "") -> None:
+        super().__init__(message)
+        self.compensation = compensation
+
+
 class SystemClosed(ActorsError):
-    """The ActorSystem is not running (not entered yet, or already closed)."""
+    """The ActorSystem is not running (not entered yet, closing, or closed).
+
+    ``accepted`` tells the caller what became of the call: False means nothing of it
+    was written (it is safe to send again); True means it is durably accepted and
+    runs to its end after the next start (send it again only with the same key).
+    """
+
+    def __init__(self, message: str = "the actor system closed", *, accepted: bool = False) -> None:
+        super().__init__(message)
+        self.accepted = accepted

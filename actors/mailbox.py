@@ -9,6 +9,7 @@ replay), handling (run the handler, roll back on failure), and commit.
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
 import traceback
 from collections import deque
@@ -18,19 +19,26 @@ import anyio
 
 from actors import outcome
 from actors.context import Invocation
-from actors.entity import Entity, EntitySpec, HandlerSpec
+from actors.entity import IMMUTABLE_VALUES, Entity, EntitySpec, HandlerSpec
 from actors.errors import (
     ActorsError,
+    CompensationFailed,
     CorruptRecord,
     DeadlockError,
+    DefinitionError,
     HandlerFailed,
     IdempotencyConflict,
+    InvalidArguments,
     NonDeterminismError,
+    PayloadTooLarge,
     Rejected,
     SerializationError,
     StoreError,
     SystemClosed,
+    UnknownEntity,
+    UnknownHandler,
 )
+from actors.ids import safe_repr, safe_text
 from persistence.store import Commit, Committed, SaveSnapshot, SignalRecord, SnapshotRecord
 
 if TYPE_CHECKING:
@@ -38,6 +46,28 @@ if TYPE_CHECKING:
 
 _REPLAY_CHUNK = 2000
 _DONE, _CRASHED, _STORE = object(), object(), object()
+
+CODE_BUGS: tuple[type[BaseException], ...] = (
+    DefinitionError,
+    SerializationError,
+    PayloadTooLarge,
+    InvalidArguments,
+    UnknownEntity,
+    UnknownHandler,
+    DeadlockError,
+    NonDeterminismError,
+    CompensationFailed,
+)
+"""Failures that are the code's, not the world's: the same input fails the same way,
+so they are dead-lettered at once, not retried, and do not count as restarts."""
+
+
+def _cancelled_by(scope: anyio.CancelScope | None, error: BaseException) -> bool:
+    """Whether ``error`` is the runtime's own cancellation (not a handler's helper task's)."""
+    if not isinstance(error, asyncio.CancelledError):
+        return False
+    task = asyncio.current_task()
+    return (scope is not None and scope.cancel_called) or (task is not None and task.cancelling() > 0)
 
 
 class Reply:
@@ -102,6 +132,7 @@ class Actor:
 
     __slots__ = (
         "_activating",
+        "_scope",
         "asking",
         "backup",
         "crashes",
@@ -133,11 +164,12 @@ class Actor:
         self.snap_seq = 0
         self.backup: Entity | None = None
         self.last_active = system.clock.now()
-        self.crashes: list[dt.datetime] = []  # a list, not a deque: 56 bytes when empty
+        self.crashes: list[float] = []  # monotonic seconds; a list, not a deque: 56 bytes when empty
         self.stopped_until: dt.datetime | None = None
         self.held: list[Envelope] = []
         """Inbox signals that came while stopped; delivered in order when it resumes."""
         self._activating: anyio.Event | None = None
+        self._scope: anyio.CancelScope | None = None
         self.asking: dict[str, str] = {}
         """Keyed asks not yet handled (they are not in the inbox): id -> fingerprint."""
         self.telling: dict[str, str] = {}
@@ -154,6 +186,10 @@ class Actor:
     # ------------------------------------------------------------ mailbox
     def deliver(self, env: Envelope) -> None:
         """Put a signal in the mailbox; starts the drain task if none runs."""
+        if self.system.closing:
+            if env.reply is not None:  # an inbox signal stays there and runs after the next start
+                env.reply.fail(_closed(env))
+            return
         if self.stopped_until is not None:
             if env.reply is not None:
                 env.reply.fail(self._stopped_error())
@@ -172,33 +208,50 @@ class Actor:
 
     async def _drain(self) -> None:
         try:
-            while self.mailbox:
-                env = self.mailbox.popleft()
-                try:
-                    await self._handle(env)
-                except anyio.get_cancelled_exc_class():
-                    if env.reply is not None:
-                        env.reply.fail(SystemClosed("the actor system closed"))
-                    raise
-                except Exception as e:  # a bug in the runtime: keep the system alive, say so
-                    self.system.log.exception("%r: internal error handling %s", self, env.signal.handler)
-                    self.deactivate()
-                    if env.reply is not None:
-                        env.reply.fail(e)
-                finally:
-                    # by the caller's kind: a journaled ask is in the inbox too by now
-                    (self.asking if env.reply is not None else self.telling).pop(env.signal.signal_id, None)
+            with anyio.CancelScope() as scope:  # cancelled by pause(): the system is closing
+                self._scope = scope
+                while self.mailbox:
+                    env = self.mailbox.popleft()
+                    try:
+                        await self._handle(env)
+                    except anyio.get_cancelled_exc_class():
+                        self._rollback()
+                        self.deactivate()
+                        if env.reply is not None:
+                            env.reply.fail(_closed(env))
+                        raise
+                    except Exception as e:  # a bug in the runtime: keep the system alive, say so
+                        self.system.log.exception("%r: internal error handling %s", self, env.signal.handler)
+                        self.deactivate()
+                        if env.reply is not None:
+                            env.reply.fail(e)
+                    finally:
+                        # by the caller's kind: a journaled ask is in the inbox too by now
+                        (self.asking if env.reply is not None else self.telling).pop(
+                            env.signal.signal_id, None
+                        )
         finally:
+            self._scope = None
             self.running = False
             self.last_active = self.system.clock.now()
             self.system.busy_dec()
 
-    def fail_pending(self, error: ActorsError) -> None:
-        """Fail every queued ask (used when the system closes or the actor stops)."""
+    def pause(self) -> None:
+        """Stop the running handler at its current await (the system is closing).
+
+        A pause, not an end: nothing of the running segment is committed (a commit
+        already under way finishes and is answered truthfully), and the invocation
+        resumes from the inbox and its journal after the next start.
+        """
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def fail_pending(self) -> None:
+        """Fail every queued ask with SystemClosed (the system is closing)."""
         while self.mailbox:
             env = self.mailbox.popleft()
             if env.reply is not None:
-                env.reply.fail(error)
+                env.reply.fail(_closed(env))
 
     # ------------------------------------------------------------ activation
     async def ensure_active(self) -> Entity:
@@ -309,7 +362,7 @@ class Actor:
                 delay.total_seconds(),
             )
             async with self.system.parked():
-                await self.system.clock.sleep_until(self.system.clock.now() + delay)
+                await self.system.clock.sleep(delay.total_seconds())
 
     def _tell_conflict(self, env: Envelope) -> bool:
         """A keyed ask whose key a tell with other arguments is using: refuse the ask."""
@@ -331,9 +384,12 @@ class Actor:
             if mark.fingerprint != s.fingerprint:
                 env.reply.fail(IdempotencyConflict(_conflict_text(s)))
             else:
+                where = f"the processed mark of signal {s.signal_id!r} of {s.entity_type}/{s.entity_id}"
                 try:
-                    env.reply.set(outcome.decode(self.system.codec, mark.outcome, env.handler.returns))
-                except BaseException as e:
+                    env.reply.set(
+                        outcome.decode(self.system.codec, mark.outcome, env.handler.returns, where=where)
+                    )
+                except Exception as e:
                     env.reply.fail(e)
         return True
 
@@ -352,33 +408,89 @@ class Actor:
             from_inbox=True,
         )
         try:
-            await system.committer.submit(drop)
+            with anyio.CancelScope(shield=True):
+                await system.committer.submit(drop)
         except StoreError as e:  # it stays in the inbox and is answered by its mark next time
             system.log.warning("could not drop repeated signal %s of %r: %s", s.signal_id, self, e)
 
     async def _attempt(self, env: Envelope, attempt: int, runs: int) -> object:
-        """One run of the handler: _DONE, _CRASHED (retry it) or _STORE (store failed)."""
+        """One run of the handler: _DONE, _CRASHED (retry it) or _STORE (store failed).
+
+        The handler runs on arguments decoded from what was stored (unless they are
+        immutable values), so neither its caller nor an earlier attempt can change
+        them; its result is encoded (checked and sized, as a repeat would return it)
+        and handed out as a copy, so no caller holds a piece of the live state.
+        """
         entity = await self.ensure_active()
         inv = Invocation(self, env, runs)
         h = env.handler
+        spec = self.spec
+        codec = self.system.codec
+        if not spec.shallow_copy and self.backup is None:
+            self.before_first_emit()  # in-place edits of mutable fields become detectable
         object.__setattr__(entity, "_actors_ctx", inv)
         try:
-            values = env.values if env.values is not None else h.decode(self.system.codec, env.signal.args)
+            values = (
+                env.values
+                if env.values is not None and h.immutable_args
+                else h.decode(codec, env.signal.args)
+            )
             result = h.call(entity, values)
             if h.is_async:
                 result = await result
-            # the stored outcome is what a repeat of a keyed signal returns; nothing reads
-            # it for a generated id, so it is not encoded then
-            text = outcome.encode_ok(self.system.codec, result, h.returns, h.name) if env.keyed else ""
+            if not spec.shallow_copy:
+                self._check_state(inv, entity)
+            text = outcome.encode_ok(codec, result, h.returns, f"{spec.name}.{h.name}")
+            if type(result) not in IMMUTABLE_VALUES:
+                result = copy.deepcopy(result)
         except Rejected as r:
+            if self.system.closing:
+                return self._paused(env)
             self._rollback()
             inv.drop_effects()
             return await self._commit(env, inv, outcome.encode_error("rejected", r), r, None)
         except Exception as e:
+            if self.system.closing:
+                return self._paused(env)
+            return await self._crashed(env, inv, e, attempt)
+        except BaseException as e:
+            if _cancelled_by(self._scope, e):
+                self._rollback()
+                self.deactivate()
+                raise
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                self._rollback()
+                self.deactivate()
+                if env.reply is not None:
+                    env.reply.fail(HandlerFailed(f"{spec.name}/{self.id}.{h.name} raised {safe_repr(e)}"))
+                raise
+            # any other BaseException (a custom one, a helper task's cancellation) is a crash
             return await self._crashed(env, inv, e, attempt)
         finally:
             object.__setattr__(entity, "_actors_ctx", None)
         return await self._commit(env, inv, text, None, result)
+
+    def _paused(self, env: Envelope) -> object:
+        """The system closed under a running handler: keep nothing, answer truthfully."""
+        self._rollback()
+        self.deactivate()
+        if env.reply is not None:
+            env.reply.fail(_closed(env))
+        return _DONE
+
+    def _check_state(self, inv: Invocation, entity: Entity) -> None:
+        """Refuse a handler that changed fields other than through its events."""
+        assert self.backup is not None
+        spec = self.spec
+        expected = spec.clone(self.backup)
+        for event in inv.applied:
+            spec.appliers[type(event)](expected, event)
+        changed = [f for f in spec.field_names if not _same(getattr(expected, f), getattr(entity, f))]
+        if changed:
+            raise DefinitionError(
+                f"{spec.name}.{inv.env.handler.name} changed {', '.join(changed)} without an event: "
+                "fields change only in @applies methods (emit an event)"
+            )
 
     async def _commit(
         self, env: Envelope, inv: Invocation, text: str, rejected: Rejected | None, result: object
@@ -403,7 +515,8 @@ class Actor:
                 from_inbox=env.from_inbox,
             )
             try:
-                done = await system.committer.submit(commit)
+                with anyio.CancelScope(shield=True):  # a commit under way is finished and answered
+                    done = await system.committer.submit(commit)
             except StoreError as e:
                 self._rollback()
                 self.deactivate()  # rebuild from what is really stored
@@ -449,40 +562,49 @@ class Actor:
         system.committer.submit_nowait(SaveSnapshot(snap))
 
     # ------------------------------------------------------------ supervision
-    async def _crashed(self, env: Envelope, inv: Invocation, error: Exception, attempt: int) -> object:
+    async def _crashed(self, env: Envelope, inv: Invocation, error: BaseException, attempt: int) -> object:
         system, policy = self.system, self.system.supervision
         self._rollback()
         self.deactivate()
-        now = system.clock.now()
+        if isinstance(error, CODE_BUGS):
+            # a bug in the code fails the same way every time: no retry, no restart counted
+            return await self._dead_letter(env, error, attempt, code_bug=True)
+        now = system.clock.monotonic()
         self.crashes.append(now)
-        while self.crashes and self.crashes[0] <= now - policy.within:
+        window = policy.within.total_seconds()
+        while self.crashes and self.crashes[0] <= now - window:
             del self.crashes[0]
         where = f"{self.spec.name}/{self.id}.{env.handler.name}"
         if len(self.crashes) > policy.max_restarts:
             self._stop(env, len(self.crashes))
             return _DONE
-        if attempt >= policy.max_attempts or isinstance(error, (DeadlockError, NonDeterminismError)):
-            # a cycle or a diverging re-run is a bug in the code: retrying cannot help
+        if attempt >= policy.max_attempts:
             return await self._dead_letter(env, error, attempt)
         delay = policy.backoff(attempt)
         system.log.warning(
-            "%s crashed (attempt %d of %d): %r; retrying in %.3fs",
+            "%s crashed (attempt %d of %d): %s; retrying in %.3fs",
             where,
             attempt,
             policy.max_attempts,
-            error,
+            safe_repr(error, 500),
             delay.total_seconds(),
         )
         async with system.parked():
-            await system.clock.sleep_until(system.clock.now() + delay)
+            await system.clock.sleep(delay.total_seconds())
         return _CRASHED
 
-    async def _dead_letter(self, env: Envelope, error: Exception, attempts: int) -> object:
+    async def _dead_letter(
+        self, env: Envelope, error: BaseException, attempts: int, *, code_bug: bool = False
+    ) -> object:
         system = self.system
         s = env.signal
         where = f"{self.spec.name}/{self.id}.{env.handler.name}"
-        tb = "".join(traceback.format_exception(error))
-        failure = HandlerFailed(f"{where} failed {attempts} times, dead-lettered: {error!r}")
+        try:
+            tb = "".join(traceback.format_exception(error))
+        except BaseException as e:  # a user's exception may break even this
+            tb = f"(no traceback: formatting it failed with {type(e).__name__})"
+        what = "failed with a bug in the code (not retried)" if code_bug else f"failed {attempts} times"
+        failure = HandlerFailed(f"{where} {what}, dead-lettered: {safe_repr(error, 500)}")
         failure.__cause__ = error
         system.log.error("%s; signal %s moved to dead letters", failure, s.signal_id)
         commit = Commit(
@@ -493,13 +615,14 @@ class Actor:
             self.seq + 1,
             (),
             recorded_at=system.clock.now().timestamp(),
-            dead_letter=(repr(error)[:2000], tb[-20000:], attempts),
+            dead_letter=(safe_repr(error, 2000), safe_text(tb[-20000:], 20000), attempts),
             has_journal=True,
             mark=True,
             from_inbox=env.from_inbox,
         )
         try:
-            await system.committer.submit(commit)
+            with anyio.CancelScope(shield=True):
+                await system.committer.submit(commit)
         except StoreError as e:
             if env.from_inbox:
                 return _STORE
@@ -512,7 +635,7 @@ class Actor:
 
     def _stop(self, env: Envelope, crashes: int) -> None:
         system, policy = self.system, self.system.supervision
-        self.stopped_until = system.clock.now() + policy.within
+        self.stopped_until = system.clock.now() + policy.within  # for people: when it resumes
         system.log.error(
             "%s/%s stopped: %d crashes within %s exceed its restart intensity (max %d); "
             "its asks fail, its inbox keeps its signals, it resumes at %s",
@@ -539,7 +662,7 @@ class Actor:
         system = self.system
         assert self.stopped_until is not None
         # a task of its own, not counted busy while it waits (so not parked()); busy while it resumes
-        await system.clock.sleep_until(self.stopped_until)
+        await system.clock.sleep(system.supervision.within.total_seconds())
         system.busy_inc()
         try:
             self.stopped_until = None
@@ -559,3 +682,17 @@ def _conflict_text(s: SignalRecord) -> str:
         f"idempotency key {s.signal_id!r} of {s.entity_type}/{s.entity_id} was already used "
         f"with other arguments or another handler (now: {s.handler})"
     )
+
+
+def _closed(env: Envelope) -> SystemClosed:
+    if env.from_inbox:
+        return SystemClosed(
+            "the actor system closed while this call ran: it is durably accepted and runs to its "
+            "end after the next start (send it again only with the same key)",
+            accepted=True,
+        )
+    return SystemClosed("the actor system closed before this call was done: nothing of it was kept")
+
+
+def _same(a: object, b: object) -> bool:
+    return a is b or a == b

@@ -1,9 +1,10 @@
 """How a handler's outcome is stored, so a repeated signal id returns it again.
 
-The stored form is JSON: ``{"ok": value}``, ``{"rejected": {"type", "message"}}`` or
-``{"failed": {"type", "message"}}``. A rejection is rebuilt as the same ``Rejected``
-subclass when one of that name is loaded (found among ``Rejected``'s subclasses,
-never imported), else as ``Rejected`` itself.
+The stored form is JSON: ``{"ok": value}``, ``{"rejected": {"type", "message"}}``,
+``{"failed": {"type", "message"}}`` or ``{"deadline": {...}}`` (a journaled ask that
+timed out). A rejection is rebuilt as the same ``Rejected`` subclass when one of
+that name is loaded (found among ``Rejected``'s subclasses, never imported), else as
+``Rejected`` itself.
 """
 
 from __future__ import annotations
@@ -11,26 +12,40 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from actors.errors import HandlerFailed, Rejected
+from actors.errors import CorruptRecord, DeadlineExceeded, HandlerFailed, Rejected
+from actors.ids import safe_text
 from persistence.codec import Codec
 
 _PLAIN = (int, str, float, bool, type(None))
 
 
 def encode_ok(codec: Codec, value: object, as_type: object, what: str) -> str:
-    """Stored form of a successful result."""
+    """Stored form of a successful result; SerializationError or PayloadTooLarge if it has none."""
     if type(value) in _PLAIN and value == value and value not in (float("inf"), float("-inf")):
-        return '{"ok":' + json.dumps(value, ensure_ascii=False) + "}"
+        text = '{"ok":' + json.dumps(value, ensure_ascii=False) + "}"
+        codec.check_size(text, f"result of {what}")
+        return text
     return codec.dumps(
         {"ok": codec.converter.unstructure(value, unstructure_as=as_type)}, what=f"result of {what}"
     )
 
 
+def error_message(exc: BaseException) -> str:
+    """The message of an exception, never failing (a user's ``__str__`` may raise)."""
+    message = getattr(exc, "message", None) if isinstance(exc, Rejected) else None
+    if not isinstance(message, str):
+        try:
+            message = str(exc)
+        except BaseException as e:  # a user's __str__ may raise anything
+            message = f"<str() of {type(exc).__qualname__} failed: {type(e).__name__}>"
+    return message
+
+
 def encode_error(kind: str, exc: BaseException) -> str:
-    """Stored form of a rejection (``kind="rejected"``) or a failure (``"failed"``)."""
+    """Stored form of a rejection (``kind="rejected"``), a failure (``"failed"``) or a
+    journaled ask's deadline (``"deadline"``)."""
     name = f"{type(exc).__module__}.{type(exc).__qualname__}"
-    message = exc.message if isinstance(exc, Rejected) else str(exc)
-    return json.dumps({kind: {"type": name, "message": message[:2000]}})
+    return json.dumps({kind: {"type": name, "message": safe_text(error_message(exc), 2000)}})
 
 
 def _rejected_class(name: str) -> type[Rejected]:
@@ -43,20 +58,40 @@ def _rejected_class(name: str) -> type[Rejected]:
     return Rejected
 
 
-def decode(codec: Codec, text: str, as_type: object) -> Any:
-    """Return the stored result, or raise the stored rejection or failure."""
-    data = json.loads(text)
-    if "ok" in data:
-        if as_type is type(None):  # ``-> None``: cattrs has no structure hook for NoneType
-            return None
-        return codec.converter.structure(data["ok"], as_type)  # type: ignore[arg-type]
-    if "rejected" in data:
-        info = data["rejected"]
-        cls = _rejected_class(info["type"])
-        try:
-            exc = cls(info["message"])
-        except Exception:
-            exc = Rejected(info["message"])
-        raise exc
-    info = data["failed"]
-    raise HandlerFailed(f"{info['message']} (first outcome of this signal id)")
+def _rejection(info: dict[str, Any]) -> Rejected:
+    cls = _rejected_class(str(info["type"]))
+    message = str(info["message"])
+    try:
+        exc = cls(message)
+    except Exception:
+        exc = Rejected(message)
+    if getattr(exc, "message", None) != message:  # a subclass whose __init__ takes other arguments
+        exc.message = message
+    return exc
+
+
+def decode(codec: Codec, text: str, as_type: object, *, where: str = "a stored outcome") -> Any:
+    """Return the stored result, or raise the stored rejection or failure.
+
+    A record that cannot be read raises ``CorruptRecord`` naming ``where``.
+    """
+    try:
+        data = json.loads(text)
+        kind = next(iter(data)) if isinstance(data, dict) and len(data) == 1 else None
+        if kind == "ok":
+            if as_type is type(None):  # ``-> None``: cattrs has no structure hook for NoneType
+                return None
+            return codec.converter.structure(data["ok"], as_type)  # type: ignore[arg-type]
+        info = data[kind] if kind in ("rejected", "failed", "deadline") else None
+        if not isinstance(info, dict):
+            raise ValueError(f"not an outcome: {text[:80]!r}")
+        error: Exception
+        if kind == "rejected":
+            error = _rejection(info)
+        elif kind == "deadline":
+            error = DeadlineExceeded(f"{info['message']} (recorded)")
+        else:
+            error = HandlerFailed(f"{info['message']} (first outcome of this signal id)")
+    except Exception as e:
+        raise CorruptRecord(f"{where} cannot be read: {e}") from e
+    raise error

@@ -8,11 +8,12 @@ dynamic callers such as the CLI).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from actors.entity import Entity
 from actors.errors import InvalidArguments
+from actors.ids import check_text
 
 if TYPE_CHECKING:
     from actors.context import Invocation
@@ -80,10 +81,8 @@ class EntityRef(Generic[E]):
         timedelta, wall clock) bounds how long a call waits; past it the call raises
         ``DeadlineExceeded`` (a signal already accepted still runs).
         """
-        if key is not None and (not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH):
-            raise InvalidArguments(
-                f"key must be a non-empty str of at most {MAX_KEY_LENGTH} characters, got {key!r:.80}"
-            )
+        if key is not None:
+            check_text(key, "key", max_length=MAX_KEY_LENGTH)
         secs: float | None
         if timeout is None:
             secs = None
@@ -99,56 +98,60 @@ class EntityRef(Generic[E]):
 
     # -- tell
     @overload
-    async def tell(
+    def tell(
         self,
         handler: Callable[Concatenate[E, P], Awaitable[Any]],
         /,
         *args: P.args,
         **kwargs: P.kwargs,
-    ) -> None: ...
+    ) -> Awaitable[None]: ...
     @overload
-    async def tell(
+    def tell(
         self, handler: Callable[Concatenate[E, P], Any], /, *args: P.args, **kwargs: P.kwargs
-    ) -> None: ...
+    ) -> Awaitable[None]: ...
     @overload
-    async def tell(self, handler: str, /, *args: object, **kwargs: object) -> None: ...
-    async def tell(self, handler: Any, /, *args: Any, **kwargs: Any) -> None:
-        """Send a signal; returns once it is durably accepted (on disk).
+    def tell(self, handler: str, /, *args: object, **kwargs: object) -> Awaitable[None]: ...
+    def tell(self, handler: Any, /, *args: Any, **kwargs: Any) -> Awaitable[None]:
+        """Send a signal; ``await`` it: it returns once the signal is durably accepted (on disk).
 
-        Inside a handler (a ref from ``self.ref``) the signal goes to the outbox: it is
+        Inside a handler (a ref from ``self.ref``) the signal goes to the outbox at the
+        call itself, so a plain ``def`` handler may call it without ``await``: it is
         sent only if the invocation commits, and delivered at least once after it.
         """
         if self._inv is not None:
             self._inv.outbox_tell(self._spec, self.id, handler, args, kwargs, self._key)
-            return
-        await self._system._tell(self._spec, self.id, handler, args, kwargs, self._key, self._timeout)
+            return _DONE
+        return self._system._tell(self._spec, self.id, handler, args, kwargs, self._key, self._timeout)
 
     # -- ask
     @overload
-    async def ask(
+    def ask(
         self,
         handler: Callable[Concatenate[E, P], Awaitable[R]],
         /,
         *args: P.args,
         **kwargs: P.kwargs,
-    ) -> R: ...
+    ) -> Coroutine[Any, Any, R]: ...
     @overload
-    async def ask(
+    def ask(
         self, handler: Callable[Concatenate[E, P], R], /, *args: P.args, **kwargs: P.kwargs
-    ) -> R: ...
+    ) -> Coroutine[Any, Any, R]: ...
     @overload
-    async def ask(self, handler: str, /, *args: object, **kwargs: object) -> object: ...
-    async def ask(self, handler: Any, /, *args: Any, **kwargs: Any) -> Any:
+    def ask(self, handler: str, /, *args: object, **kwargs: object) -> Coroutine[Any, Any, object]: ...
+    def ask(self, handler: Any, /, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
         """Send a signal and wait for the handler's result, returned after its commit.
 
         ``Rejected`` raised by the handler is raised here; a handler that crashed on
         every attempt raises ``HandlerFailed``. Inside a handler the answer is
         journaled: a re-run after a crash gets the recorded answer, and the callee
-        sees the call once. An ask that would close a cycle raises ``DeadlockError``.
+        sees the call once; the handler must be an ``async def`` (a plain ``def``
+        could not await it: ``DefinitionError`` at the call). An ask that would close
+        a cycle raises ``DeadlockError``.
         """
         if self._inv is not None:
-            return await self._inv.ask(self._spec, self.id, handler, args, kwargs, self._key)
-        return await self._system._ask(self._spec, self.id, handler, args, kwargs, self._key, self._timeout)
+            self._inv.assert_async(f"self.ref(...).ask({getattr(handler, '__name__', handler)!s:.60})")
+            return self._inv.ask(self._spec, self.id, handler, args, kwargs, self._key, self._timeout)
+        return self._system._ask(self._spec, self.id, handler, args, kwargs, self._key, self._timeout)
 
     # -- query
     @overload
@@ -160,3 +163,16 @@ class EntityRef(Generic[E]):
     async def query(self, handler: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Run a ``@query`` on the committed state; never waits behind a running handler."""
         return await self._system._query(self._spec, self.id, handler, args, kwargs, self._timeout)
+
+
+class _Done:
+    """An awaitable that is already done (the outbox ``tell`` of a bound ref)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield  # makes this a generator function: awaiting it returns None at once
+
+
+_DONE = _Done()

@@ -3,8 +3,11 @@
 ``async with self.saga() as saga:`` then ``saga.compensate(fn, *args)`` before each
 step registers its undo. If an exception leaves the block, the compensations run
 in reverse order and the exception propagates. Each compensation is a journaled
-step: an activity function (retried until it succeeds, so it must be idempotent),
-or a ref's ``ask`` bound method (a journaled ask). A crash, even kill -9, in the
+step: an activity function (retried with backoff, so it must be idempotent), or a
+ref's ``ask`` bound method (a journaled ask, asked again while it fails). Retries are
+bounded by the saga's ``retry`` policy (default: 20 attempts, about an hour): a
+compensation still failing then raises ``CompensationFailed``, and the invocation is
+dead-lettered for a person to look at instead of wedging its entity forever. A crash, even kill -9, in the
 middle of compensating resumes after recovery: the re-run replays the recorded
 steps and goes on with the rest.
 
@@ -25,7 +28,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from actors.activities import RetryPolicy, run_activity
-from actors.errors import HandlerFailed, InvalidArguments, Rejected, StoreError
+from actors.errors import (
+    ActivityFailed,
+    CompensationFailed,
+    HandlerFailed,
+    InvalidArguments,
+    Rejected,
+    StoreError,
+)
+from actors.ids import safe_repr
 
 if TYPE_CHECKING:
     from actors.context import Invocation
@@ -36,16 +47,19 @@ COMPENSATION_RETRY = RetryPolicy(
     initial_interval=dt.timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=dt.timedelta(minutes=5),
-    maximum_attempts=2**31,
+    maximum_attempts=20,
 )
-"""Compensating activities are retried until they succeed."""
+"""How compensations are retried by default: 20 attempts, 1 s doubling up to 5 minutes."""
 
 
 class Saga:
     """Registered compensations of one block; run in reverse if the block fails."""
 
-    def __init__(self, inv: Invocation) -> None:
+    def __init__(self, inv: Invocation, retry: RetryPolicy | None = None) -> None:
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise InvalidArguments(f"retry must be a RetryPolicy, got {retry!r:.80}")
         self._inv = inv
+        self._retry = retry or COMPENSATION_RETRY
         self._undo: list[tuple[Callable[..., Any], tuple[object, ...]]] = []
 
     def compensate(self, fn: Callable[..., Any], /, *args: object) -> None:
@@ -69,17 +83,25 @@ class Saga:
         log = inv.actor.system.log
         log.info("%r: saga failed (%r); running %d compensations", inv.actor, exc, len(self._undo))
         for fn, args in reversed(self._undo):
-            if _is_ref_call(fn):
-                await _compensate_by_ask(inv, fn, args)
-            else:
-                await run_activity(
-                    inv, fn, args, retry=COMPENSATION_RETRY, timeout=None, heartbeat_timeout=None
-                )
+            try:
+                if _is_ref_call(fn):
+                    await _compensate_by_ask(inv, fn, args, self._retry)
+                else:
+                    await run_activity(inv, fn, args, retry=self._retry, timeout=None, heartbeat_timeout=None)
+            except (ActivityFailed, HandlerFailed, StoreError) as e:
+                raise CompensationFailed(
+                    f"compensation {_name(fn)} failed for good ({safe_repr(e, 300)}) while undoing "
+                    f"{safe_repr(exc, 300)}",
+                    compensation=_name(fn),
+                ) from e
 
 
-async def _compensate_by_ask(inv: Invocation, fn: Callable[..., Any], args: tuple[object, ...]) -> None:
-    """Ask until the callee accepts. Each try is a new journaled step with its own id: a
-    call that crashed until dead-lettered left no trace, so asking again is safe."""
+async def _compensate_by_ask(
+    inv: Invocation, fn: Callable[..., Any], args: tuple[object, ...], policy: RetryPolicy
+) -> None:
+    """Ask until the callee accepts, at most ``policy.maximum_attempts`` times. Each try is
+    a new journaled step with its own id: a call that crashed until dead-lettered left no
+    trace, so asking again is safe."""
     system = inv.actor.system
     attempt = 0
     while True:
@@ -91,7 +113,9 @@ async def _compensate_by_ask(inv: Invocation, fn: Callable[..., Any], args: tupl
             system.log.error("%r: compensation %s was refused: %s", inv.actor, _name(fn), r)
             return
         except (HandlerFailed, StoreError) as e:
-            delay = COMPENSATION_RETRY.delay(attempt)
+            if attempt >= policy.maximum_attempts:
+                raise
+            delay = policy.delay(attempt)
             system.log.warning(
                 "%r: compensation %s failed (%s); retry %d in %s", inv.actor, _name(fn), e, attempt, delay
             )

@@ -22,7 +22,6 @@ import attrs
 from anyio.abc import TaskGroup
 
 from actors.commit import GroupCommitter
-from actors.context import generated_id, is_keyed, keyed_id
 from actors.entity import Entity, EntitySpec, HandlerSpec, Kind, build_spec
 from actors.errors import (
     DeadlineExceeded,
@@ -34,6 +33,7 @@ from actors.errors import (
     UnknownEntity,
     UnknownHandler,
 )
+from actors.ids import check_text, generated_id, is_keyed, keyed_id
 from actors.mailbox import Actor, Envelope, Reply, _conflict_text
 from actors.ref import EntityRef
 from actors.supervisor import SupervisorPolicy
@@ -80,7 +80,9 @@ class ActorSystem:
     backoff, passivation and timers; tests pass ``actors.testing.VirtualClock``.
     ``max_payload`` bounds any encoded arguments, event, result or snapshot.
     ``resources`` maps types to objects handlers reach with ``self.resource(T)``
-    (clients of the outside world, for activities).
+    (clients of the outside world, for activities). ``recover=False`` starts without
+    resuming the inbox, due timers and the outbox (for tools that make one call and
+    exit, like the ``actors`` command): that pending work waits for a system that does.
     """
 
     def __init__(
@@ -95,6 +97,7 @@ class ActorSystem:
         max_batch: int = 2000,
         max_id_length: int = 256,
         resources: Mapping[type, object] | None = None,
+        recover: bool = True,
     ) -> None:
         if isinstance(store, type) or not isinstance(store, Store):  # a class passes the Protocol check
             raise InvalidArguments(f"store must implement persistence.Store, got {store!r:.80}")
@@ -123,6 +126,7 @@ class ActorSystem:
         ):
             raise InvalidArguments(f"resources must map types to instances of them, got {resources!r:.100}")
         self._resources: dict[type, object] = dict(resources or {})
+        self._recover_at_start = bool(recover)
         self.store = store
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.supervision = supervision or SupervisorPolicy()
@@ -173,9 +177,10 @@ class ActorSystem:
             if attach is not None:
                 attach(self)
                 stack.callback(self.clock.detach, self)  # type: ignore[attr-defined]
-            await self._recover()
-            await self._recover_outbox()
-            await self.timers.load()
+            if self._recover_at_start:
+                await self._recover()
+                await self._recover_outbox()
+                await self.timers.load()
             self._tg.start_soon(self.timers.run)
             if self.passivate_after is not None:
                 self._tg.start_soon(self._sweep)
@@ -200,23 +205,32 @@ class ActorSystem:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop: queued asks fail with SystemClosed; accepted tells stay in the inbox."""
+        """Stop, answering every caller truthfully; never hangs on a handler.
+
+        New calls get ``SystemClosed(accepted=False)``. Queued asks that had not
+        started get the same (nothing of them was written). Running handlers are
+        paused at their current await: a commit already under way finishes and its
+        caller gets the real answer; otherwise nothing of the running segment is kept,
+        and an ask gets ``SystemClosed`` whose ``accepted`` says whether the call is in
+        the inbox (it then runs to its end after the next start). Context calls made
+        while closing (a ``finally`` that asks) raise ``SystemClosed`` at once. Then
+        every queued write is written and the store is closed.
+        """
         if self._state != "running":
             return
         self._state = "closing"
-        closed = SystemClosed("the actor system closed")
-        for actor in list(self._actors.values()):
-            actor.fail_pending(closed)
         assert self._tg is not None
         assert self._stack is not None
-        drains = list(self._drains)
-        for task in drains:
-            task.cancel()
-        if drains:
-            with anyio.CancelScope(shield=True):
-                await asyncio.gather(*drains, return_exceptions=True)
-        self._tg.cancel_scope.cancel()
         try:
+            with anyio.CancelScope(shield=True):
+                for actor in list(self._actors.values()):
+                    actor.fail_pending()
+                    actor.pause()
+                drains = list(self._drains)
+                if drains:
+                    await asyncio.gather(*drains, return_exceptions=True)
+                await self.committer.close()
+            self._tg.cancel_scope.cancel()
             await self._stack.aclose()
         finally:
             self._state = "closed"
@@ -230,6 +244,15 @@ class ActorSystem:
     def running(self) -> bool:
         """Whether the system takes calls."""
         return self._state == "running"
+
+    @property
+    def closing(self) -> bool:
+        """Whether the system is closing or closed (handlers are being paused)."""
+        return self._state in ("closing", "closed")
+
+    def runs_type(self, name: str) -> bool:
+        """Whether this system runs the entity type stored as ``name``."""
+        return name in self._specs
 
     # ------------------------------------------------------------ task and busy tracking
     def spawn_drain(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -314,12 +337,7 @@ class ActorSystem:
 
     def check_id(self, entity_id: object) -> None:
         """Raise InvalidArguments unless ``entity_id`` is a usable entity id."""
-        if not isinstance(entity_id, str):
-            raise InvalidArguments(f"entity id must be a str, got {type(entity_id).__name__}")
-        if not entity_id or len(entity_id) > self.max_id_length or "\x00" in entity_id:
-            raise InvalidArguments(
-                f"entity id must be 1 to {self.max_id_length} characters without NUL, got {entity_id!r:.80}"
-            )
+        check_text(entity_id, "entity id", max_length=self.max_id_length)
 
     def actor(self, spec: EntitySpec, entity_id: str) -> Actor:
         """The actor of an entity, created (not yet loaded) if it is not in memory."""
@@ -467,7 +485,8 @@ class ActorSystem:
             nonlocal routed
             if isinstance(result, Accepted) and self._state == "running":
                 routed = True
-                env = Envelope(h, rec, values=values, keyed=key is not None, reply=None, from_inbox=True)
+                shared = values if h.immutable_args else None  # else the handler decodes its own copy
+                env = Envelope(h, rec, values=shared, keyed=key is not None, reply=None, from_inbox=True)
                 self.actor(spec, entity_id).deliver(env)
 
         try:
@@ -492,7 +511,8 @@ class ActorSystem:
     ) -> Any:
         h, values, rec = self._signal(spec, entity_id, handler, args, kwargs, key)
         reply = Reply()
-        env = Envelope(h, rec, values=values, keyed=key is not None, reply=reply, from_inbox=False)
+        shared = values if h.immutable_args else None  # else the handler decodes its own copy
+        env = Envelope(h, rec, values=shared, keyed=key is not None, reply=reply, from_inbox=False)
         self.actor(spec, entity_id).deliver(env)
         if timeout is None:
             return await reply.future
@@ -515,7 +535,7 @@ class ActorSystem:
             await self._deadline(actor.ensure_active(), timeout)
         view = actor.view
         assert view is not None
-        result = h.call(view, values)
+        result = h.call_query(view, values)
         return result if type(result) in _IMMUTABLE_RESULTS else copy.deepcopy(result)
 
     async def _deadline(self, aw: Awaitable[T], timeout: float | None) -> T:

@@ -91,6 +91,10 @@ class VirtualClock:
         finally:
             s.gone = True
 
+    def monotonic(self) -> float:
+        """The virtual time in seconds (it never steps back)."""
+        return self._now.timestamp()
+
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` of virtual time."""
         await self.sleep_until(self._now + dt.timedelta(seconds=seconds))

@@ -11,12 +11,15 @@ import datetime as dt
 import heapq
 import itertools
 import math
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import anyio
 import attrs
 
+from actors.errors import CorruptRecord
+from actors.ids import derived_id, generated_id
 from persistence.codec import fingerprint
 from persistence.store import FireTimer, SignalRecord, TimerRecord
 
@@ -24,6 +27,8 @@ if TYPE_CHECKING:
     from actors.system import ActorSystem
 
 UTC = dt.UTC
+MAX_DUE = dt.datetime(9999, 1, 1, tzinfo=UTC)
+"""The latest due time a timer may have (later ones are refused when scheduled)."""
 
 
 @runtime_checkable
@@ -38,13 +43,33 @@ class Clock(Protocol):
         """Return once ``now() >= when`` (at once if it already is)."""
         ...
 
+    def monotonic(self) -> float:
+        """Seconds on a clock that never steps back (for windows and waits, not business time)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` on the monotonic clock."""
+        ...
+
 
 class SystemClock:
-    """The real clock: wall time in UTC; sleeps on the event loop."""
+    """The real clock: wall time in UTC; sleeps on the event loop.
+
+    Durations the runtime waits for (backoff, restart windows, activity timeouts) use
+    ``monotonic()`` and ``sleep()``, so a wall clock stepping back stalls none of them.
+    """
 
     def now(self) -> dt.datetime:
         """The current wall time (UTC)."""
         return dt.datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        """``time.monotonic()``."""
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds`` (monotonic)."""
+        await anyio.sleep(max(seconds, 0))
 
     async def sleep_until(self, when: dt.datetime) -> None:
         """Sleep until the wall clock reaches ``when``."""
@@ -64,6 +89,15 @@ def to_timestamp(t: dt.datetime) -> float:
 def from_timestamp(ts: float) -> dt.datetime:
     """Aware UTC datetime of Unix seconds."""
     return dt.datetime.fromtimestamp(ts, UTC)
+
+
+def _valid_due(due: object) -> bool:
+    if not isinstance(due, (int, float)) or isinstance(due, bool) or not math.isfinite(due):
+        return False
+    try:
+        return from_timestamp(due) <= MAX_DUE
+    except (OverflowError, ValueError, OSError):
+        return False
 
 
 class TimerService:
@@ -89,8 +123,25 @@ class TimerService:
         return len(self._current)
 
     async def load(self) -> None:
-        """Read every stored timer."""
+        """Read every stored timer of the entity types this system runs.
+
+        A damaged row (a due time that is no number) is logged as a CorruptRecord
+        naming its entity and skipped: it stops no one else.
+        """
+        runs = self._system.runs_type
         for t in await self._system.store.read_timers(limit=2**62):
+            if not runs(t.entity_type):
+                continue
+            due = t.due_at
+            if not _valid_due(due) or (
+                t.every is not None and not (isinstance(t.every, (int, float)) and 0 < t.every < 1e12)
+            ):
+                err = CorruptRecord(
+                    f"timer {t.key!r} of {t.entity_type}/{t.entity_id} is damaged "
+                    f"(due {due!r:.40}, every {t.every!r:.40}): skipped"
+                )
+                self._system.log.error("%s", err)
+                continue
             self._put(t)
 
     def _put(self, t: TimerRecord) -> None:
@@ -148,14 +199,24 @@ class TimerService:
             if t.every:
                 missed = max(math.floor((now - t.due_at) / t.every) + 1, 1)  # now may round below
                 next_due = t.due_at + missed * t.every
-                self._put(attrs.evolve(t, due_at=next_due))
+                try:
+                    ok = from_timestamp(next_due) <= MAX_DUE
+                except (OverflowError, ValueError, OSError):
+                    ok = False
+                if ok:
+                    self._put(attrs.evolve(t, due_at=next_due))
+                else:  # the series ran past the end of time: this is its last tick
+                    next_due = None
+                    del self._current[k]
             else:
                 del self._current[k]
             self.fired += 1
+            # each firing gets an id of its own: a timer re-armed with the same key and due
+            # time is a new firing, not a repeat (FireTimer makes each firing happen once)
             signal = SignalRecord(
                 t.entity_type,
                 t.entity_id,
-                f"t:{t.key}@{t.due_at!r}",
+                derived_id("t", t.key, repr(t.due_at), generated_id()),
                 t.handler,
                 t.args,
                 fingerprint(t.handler, t.args),

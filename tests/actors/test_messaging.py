@@ -419,7 +419,7 @@ async def test_a_redelivered_outbox_message_takes_effect_once(store_factory: Sto
         await clock.settle()
         assert await system.ref("Box", "b").query("get_notes") == ("once",)
     assert len(sent) == 1
-    assert sent[0].signal_id.startswith("o:Sender/s/")
+    assert sent[0].signal_id.startswith('o:["Sender","s",')
 
     # put the very same message in the outbox again, straight into the store
     store = store_factory()

@@ -185,6 +185,12 @@ class JumpingClock:
                 self.waiting -= 1
         self._now = max(self._now, when)  # no checkpoint: the waiter goes on in the same step
 
+    def monotonic(self) -> float:
+        return self._now.timestamp()
+
+    async def sleep(self, seconds: float) -> None:
+        await self.sleep_until(self._now + dt.timedelta(seconds=seconds))
+
 
 class Model:
     """What the system should do: balances, first outcomes of keys, dead letters."""

@@ -1,0 +1,102 @@
+"""Signal ids: how every id the runtime stores is made, so no two can collide.
+
+A stored signal id is a one-letter namespace, a colon, and a body:
+
+- ``k:<key>``   an idempotency key given by a caller outside the system;
+- ``g:<...>``   a generated id (a call without a key; never repeats);
+- ``i:[...]``   a key given inside a handler, scoped to the entity whose handler
+                gave it: ``self.ref(...).options(key=...)``;
+- ``o:[...]``   an outbox message; ``a:[...]`` a journaled ask; ``t:[...]`` a timer
+                firing.
+
+Derived bodies are JSON arrays of their parts, which is injective: two different
+tuples of parts never give one id, whatever characters ids and keys contain. A
+caller outside can only make ``k:`` ids, so it can never forge an internal one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import uuid
+
+from actors.errors import InvalidArguments
+
+_BOOT = uuid.uuid4().hex[:16]
+_counter = itertools.count()
+_encode_parts = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+
+
+def generated_id() -> str:
+    """A fresh signal id for a call without an idempotency key (unique across processes)."""
+    return f"g:{_BOOT}{next(_counter):x}"
+
+
+def keyed_id(key: str) -> str:
+    """The stored signal id of a caller's idempotency key."""
+    return "k:" + key
+
+
+def derived_id(kind: str, *parts: str | int) -> str:
+    """An internal id of namespace ``kind`` made injectively from ``parts``."""
+    return f"{kind}:{_encode_parts(parts)}"
+
+
+def internal_key_id(entity_type: str, entity_id: str, key: str) -> str:
+    """The id of a key given inside a handler of entity (``entity_type``, ``entity_id``)."""
+    return derived_id("i", entity_type, entity_id, key)
+
+
+def caller_key(signal_id: str) -> str:
+    """The key a caller gave, back from its stored id (the id itself if it has none)."""
+    if signal_id.startswith("k:"):
+        return signal_id[2:]
+    if signal_id.startswith("i:"):
+        parts = json.loads(signal_id[2:])
+        return str(parts[-1])
+    return signal_id
+
+
+def is_keyed(signal_id: str) -> bool:
+    """Whether a stored signal id can repeat (anything but a generated id)."""
+    return not signal_id.startswith("g:")
+
+
+def digest(*parts: str | int) -> str:
+    """A short stable digest of ``parts`` (for keys handed to the outside world)."""
+    return hashlib.sha256(_encode_parts(parts).encode()).hexdigest()[:40]
+
+
+def check_text(value: object, what: str, *, max_length: int) -> str:
+    """``value`` if it is a usable id or key: a str of 1 to ``max_length`` characters,
+    without NUL, that has a UTF-8 form (no lone surrogates); InvalidArguments otherwise."""
+    if not isinstance(value, str):
+        raise InvalidArguments(f"{what} must be a str, got {type(value).__name__}")
+    if not value or len(value) > max_length or "\x00" in value:
+        raise InvalidArguments(f"{what} must be 1 to {max_length} characters without NUL, got {value!r:.80}")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise InvalidArguments(
+                f"{what} {value!r:.80} has no UTF-8 form (a lone surrogate); it cannot be stored"
+            ) from None
+    return value
+
+
+def safe_text(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters and made storable (lone surrogates escaped)."""
+    text = text[:limit]
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def safe_repr(value: object, limit: int = 2000) -> str:
+    """``repr(value)``, or a description when its ``__repr__`` fails; always storable."""
+    try:
+        text = repr(value)
+    except BaseException as e:  # a user's __repr__ may raise anything
+        text = f"<{type(value).__qualname__} object; repr() failed: {type(e).__name__}>"
+    return safe_text(text, limit)
