@@ -85,8 +85,11 @@ async def _inspect(a: argparse.Namespace) -> None:
 async def _call(a: argparse.Namespace) -> None:
     cls = _entity_class(a.entity)
     kwargs = _args(a.args)
-    async with ActorSystem(SqliteStore(a.db), [cls]) as system:
+    # recover=False: pending work of the app (its inbox, timers and outbox) waits for the
+    # app's own system, which runs every entity type it needs; this one runs only ``cls``
+    async with ActorSystem(SqliteStore(a.db), [cls], recover=False) as system:
         ref = system.ref(cls, a.id)
+        await system.recover_entity(cls, a.id)  # this entity's earlier signals go first
         if a.cmd == "tell":
             await ref.tell(a.handler, **kwargs)
             print("accepted")

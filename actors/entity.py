@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast, overloa
 import attrs
 
 from actors.errors import DefinitionError, InvalidArguments, SerializationError
-from persistence.codec import Codec, fingerprint
+from persistence.codec import Codec, fingerprint, short_repr
 
 if TYPE_CHECKING:
     from actors.activities import RetryPolicy
@@ -332,7 +332,7 @@ class HandlerSpec:
             if not check(v):
                 raise InvalidArguments(
                     f"{self.entity}.{self.name}: argument {name!r} must be {_type_name(tp)}, "
-                    f"got {type(v).__name__} {v!r:.80}"
+                    f"got {type(v).__name__} {short_repr(v, 80)}"
                 )
         return values
 

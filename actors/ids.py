@@ -22,6 +22,7 @@ import json
 import uuid
 
 from actors.errors import InvalidArguments
+from persistence.codec import short_repr
 
 _BOOT = uuid.uuid4().hex[:16]
 _counter = itertools.count()
@@ -95,8 +96,4 @@ def safe_text(text: str, limit: int) -> str:
 
 def safe_repr(value: object, limit: int = 2000) -> str:
     """``repr(value)``, or a description when its ``__repr__`` fails; always storable."""
-    try:
-        text = repr(value)
-    except BaseException as e:  # a user's __repr__ may raise anything
-        text = f"<{type(value).__qualname__} object; repr() failed: {type(e).__name__}>"
-    return safe_text(text, limit)
+    return safe_text(short_repr(value, limit), limit)

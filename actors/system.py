@@ -19,7 +19,6 @@ from typing import Any, Self, TypeVar
 
 import anyio
 import attrs
-from anyio.abc import TaskGroup
 
 from actors.commit import GroupCommitter
 from actors.entity import Entity, EntitySpec, HandlerSpec, Kind, build_spec
@@ -38,7 +37,7 @@ from actors.mailbox import Actor, Envelope, Reply, _conflict_text
 from actors.ref import EntityRef
 from actors.supervisor import SupervisorPolicy
 from actors.timers import Clock, SystemClock, TimerService
-from persistence.codec import Codec
+from persistence.codec import Codec, short_repr
 from persistence.store import (
     Accept,
     Accepted,
@@ -144,7 +143,10 @@ class ActorSystem:
         self.timers = TimerService(self)
         self._actors: dict[tuple[str, str], Actor] = {}
         self._state = "new"
-        self._tg: TaskGroup | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        """The system's own tasks (committer, timers, sweeper, retries): cancelled and awaited
+        on close. Plain tasks, not a task group entered at start, so ``aclose()`` works from
+        any cancel scope of its caller."""
         self._stack: contextlib.AsyncExitStack | None = None
         self._busy = 0
         self._idle: anyio.Event | None = None
@@ -171,8 +173,7 @@ class ActorSystem:
         stack = contextlib.AsyncExitStack()
         try:
             await stack.enter_async_context(self.store)
-            self._tg = await stack.enter_async_context(anyio.create_task_group())
-            self._tg.start_soon(self.committer.run)
+            self._start(self.committer.run)
             attach = getattr(self.clock, "attach", None)
             if attach is not None:
                 attach(self)
@@ -181,16 +182,14 @@ class ActorSystem:
                 await self._recover()
                 await self._recover_outbox()
                 await self.timers.load()
-            self._tg.start_soon(self.timers.run)
+            self._start(self.timers.run)
             if self.passivate_after is not None:
-                self._tg.start_soon(self._sweep)
+                self._start(self._sweep)
         except BaseException:
             self._state = "closed"
-            for task in self._drains:
-                task.cancel()
-            if self._tg is not None:
-                self._tg.cancel_scope.cancel()
-            await stack.aclose()
+            with anyio.CancelScope(shield=True):
+                await self._stop_tasks([*self._drains, *self._tasks])
+                await stack.aclose()
             raise
         self._stack = stack
         self._state = "running"
@@ -219,7 +218,6 @@ class ActorSystem:
         if self._state != "running":
             return
         self._state = "closing"
-        assert self._tg is not None
         assert self._stack is not None
         try:
             with anyio.CancelScope(shield=True):
@@ -230,11 +228,17 @@ class ActorSystem:
                 if drains:
                     await asyncio.gather(*drains, return_exceptions=True)
                 await self.committer.close()
-            self._tg.cancel_scope.cancel()
-            await self._stack.aclose()
+                await self._stop_tasks(list(self._tasks))
+                await self._stack.aclose()
         finally:
             self._state = "closed"
             self._actors.clear()
+
+    async def _stop_tasks(self, tasks: list[asyncio.Task[Any]]) -> None:
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _check_running(self) -> None:
         if self._state != "running":
@@ -270,10 +274,20 @@ class ActorSystem:
         task.add_done_callback(self._drains.discard)
 
     def spawn(self, fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:
-        """Start a task owned by the system."""
-        if self._tg is None or self._state not in ("starting", "running"):
+        """Start a task owned by the system (cancelled and awaited when it closes)."""
+        if self._state not in ("starting", "running"):
             return
-        self._tg.start_soon(fn)
+        self._start(fn)
+
+    def _start(self, fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        task = asyncio.get_running_loop().create_task(fn())
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.critical("a task of the actor system died", exc_info=task.exception())
 
     def busy_inc(self) -> None:
         """Count one unit of runnable work (a queued message, a pending write)."""
@@ -359,13 +373,13 @@ class ActorSystem:
                 other = spec.queries if kind == "signal" else spec.signals
                 hint = f" (it is a @{'query' if kind == 'signal' else 'signal'})" if handler in other else ""
                 raise UnknownHandler(
-                    f"{spec.name} has no @{kind} named {handler!r:.100}{hint}; "
+                    f"{spec.name} has no @{kind} named {short_repr(handler, 100)}{hint}; "
                     f"it has: {', '.join(sorted(table)) or 'none'}"
                 )
             return h
         h = self._by_fn.get((spec.name, handler)) if callable(handler) else None
         if h is None:
-            raise UnknownHandler(f"{handler!r:.100} is not a handler of {spec.name}")
+            raise UnknownHandler(f"{short_repr(handler, 100)} is not a handler of {spec.name}")
         if h.kind != kind:
             raise UnknownHandler(f"{spec.name}.{h.name} is a @{h.kind}, not a @{kind}")
         return h
@@ -548,18 +562,27 @@ class ActorSystem:
             raise DeadlineExceeded(f"no answer within {timeout:g}s") from None
 
     # ------------------------------------------------------------ recovery and passivation
-    async def _recover(self) -> None:
+    async def recover_entity(self, entity: type[Entity] | str, entity_id: str) -> int:
+        """Route one entity's pending inbox signals to it (with ``recover=False``: a tool
+        that calls one entity first lets that entity's earlier signals run, in order)."""
+        self._check_running()
+        return await self._recover(only=(self.spec_of(entity).name, entity_id))
+
+    async def _recover(self, only: tuple[str, str] | None = None) -> int:
         after = 0
         count = 0
         while True:
             entries = await self.store.read_inbox(after=after, limit=_INBOX_CHUNK)
             for entry in entries:
                 after = entry.position
-                count += self._route_stored(entry.signal)
+                s = entry.signal
+                if only is None or (s.entity_type, s.entity_id) == only:
+                    count += self._route_stored(s)
             if len(entries) < _INBOX_CHUNK:
                 break
         if count:
             self.log.info("recovered %d pending signals from the inbox", count)
+        return count
 
     def _route_stored(self, s: SignalRecord) -> int:
         spec = self._specs.get(s.entity_type)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import reprlib
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -79,6 +80,22 @@ def event_info(cls: type) -> EventTypeInfo:
     return EventTypeInfo(f"{cls.__module__}.{cls.__qualname__}")
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel = 4
+_SHORT.maxstring = 120
+_SHORT.maxother = 2000
+
+
+def short_repr(value: object, limit: int = 200) -> str:
+    """A repr for error messages that cannot fail: depth-bounded (a 100,000-deep list
+    does not recurse), cut to ``limit``, and a failing ``__repr__`` is described."""
+    try:
+        text = _SHORT.repr(value)
+    except BaseException as e:  # a user's __repr__ may raise anything
+        text = f"<{type(value).__qualname__} object; repr() failed: {type(e).__name__}>"
+    return text[:limit]
+
+
 def fingerprint(*parts: str) -> str:
     """A short stable digest of text parts (used to compare signal arguments)."""
     h = hashlib.blake2b(digest_size=12)
@@ -131,7 +148,7 @@ class Codec:
         except PayloadTooLarge:
             raise
         except Exception as e:
-            raise SerializationError(f"cannot encode {what} {value!r:.200}: {e}") from e
+            raise SerializationError(f"cannot encode {what} {short_repr(value)}: {_text(e)}") from e
         self.check_size(text, what)
         return text
 
@@ -203,3 +220,12 @@ class Codec:
             raise
         except Exception as e:
             raise CorruptRecord(f"{where}: {e}") from e
+
+
+def _text(e: BaseException) -> str:
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    try:
+        return str(e)[:300]
+    except BaseException:  # a user's __str__ may raise anything
+        return type(e).__name__

@@ -2,10 +2,14 @@
 
 One writer connection applies each batch with a handful of ``executemany`` calls;
 a second, query-only connection serves reads, so a read never sees a transaction
-that is still open. A lock file beside the database (``<path>.lock``, held with
-``flock``) makes the store single-owner: a second system, in this or another
-process, gets :class:`StoreLocked` naming the owner; the kernel drops the lock when
-its process dies, so a stale owner is taken over without any cleanup.
+that is still open. The store is single-owner: it holds an ``flock`` on the
+database file itself (so a symlink, a hard link or another spelling of the path is
+the same lock) and on a lock file beside the file's real path (``<path>.lock``,
+which also names the owner); a second system, in this or another process, gets
+:class:`StoreLocked` naming the owner; the kernel drops the locks when its process
+dies, so a stale owner is taken over without any cleanup. Writes run on a worker
+thread of the store's own, so activities filling the shared thread pool never
+delay a commit.
 """
 
 from __future__ import annotations
@@ -162,7 +166,10 @@ class SqliteStore:
         self._w: _Direct | None = None
         self._r: aiosqlite.Connection | None = None
         self._lock_fd: int | None = None
+        self._db_fd: int | None = None
         self._write_lock = anyio.Lock()
+        self._threads = anyio.CapacityLimiter(1)
+        """The writer's own thread: never queued behind activities on anyio's default pool."""
         self._seqs: dict[tuple[str, str], int] = {}
         """Last event seq per entity as committed (this store is the file's one owner)."""
         self._pending_seqs: dict[tuple[str, str], int] = {}
@@ -175,12 +182,15 @@ class SqliteStore:
     async def __aenter__(self) -> Self:
         if self._w is not None:
             raise StoreError(f"{self!r} is already open")
-        self._check_file()
-        self._take_lock()
         try:
-            self._w = await anyio.to_thread.run_sync(self._connect_writer)
-            await anyio.to_thread.run_sync(_drive, self._migrate(self._w))
+            self._check_file()
+            self._take_lock()
+            self._w = await anyio.to_thread.run_sync(self._connect_writer, limiter=self._threads)
+            await anyio.to_thread.run_sync(_drive, self._migrate(self._w), limiter=self._threads)
             self._r = await self._connect(query_only=True)
+        except OSError as e:
+            await self._close()
+            raise StoreError(f"cannot open {self.path}: {e}") from e
         except BaseException:
             await self._close()
             raise
@@ -202,9 +212,10 @@ class SqliteStore:
                     with contextlib.suppress(Exception):
                         await conn.close()  # _Direct.close is a plain call despite the await
         self._r = self._w = None
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the flock
-            self._lock_fd = None
+        for fd in (self._lock_fd, self._db_fd):
+            if fd is not None:
+                os.close(fd)  # releases its flock
+        self._lock_fd = self._db_fd = None
 
     def _check_file(self) -> None:
         p = self.path
@@ -219,30 +230,44 @@ class SqliteStore:
             raise StoreError(f"folder {parent} is read-only: SQLite needs it for WAL files")
 
     def _take_lock(self) -> None:
-        lock_path = f"{self.path}.lock"
+        """Lock the lock file beside the real path, then the database file itself.
+
+        The first catches a second owner in this process before it opens the database
+        (closing a file that SQLite has open would drop SQLite's own POSIX locks); the
+        second is what identifies the file whatever its path, and holds even when the
+        lock file is removed by hand. Each fd is kept on ``self`` as soon as it is
+        open, so a failure releases both in ``_close``.
+        """
+        real = os.path.realpath(self.path)
+        lock_path = f"{real}.lock"
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
             raise StoreError(f"cannot create lock file {lock_path}: {e}") from e
+        if not _try_flock(self._lock_fd):
+            raise self._locked(self._lock_fd)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = _read_owner(fd)
-            os.close(fd)
-            raise StoreLocked(
-                f"{self.path} is in use by another running system "
-                f"(pid {owner.get('pid', '?')} on {owner.get('host', '?')} "
-                f"since {owner.get('since', '?')})",
-                owner,
-            ) from None
+            self._db_fd = os.open(real, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise StoreError(f"cannot open {self.path}: {e}") from e
+        if not _try_flock(self._db_fd):
+            raise self._locked(self._lock_fd)
         info = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
-        self._lock_fd = fd
+        os.ftruncate(self._lock_fd, 0)
+        os.pwrite(self._lock_fd, json.dumps(info).encode(), 0)
+
+    def _locked(self, fd: int) -> StoreLocked:
+        owner = _read_owner(fd)
+        return StoreLocked(
+            f"{self.path} is in use by another running system "
+            f"(pid {owner.get('pid', '?')} on {owner.get('host', '?')} "
+            f"since {owner.get('since', '?')})",
+            owner,
+        )
 
     def _connect_writer(self) -> _Direct:
         try:
@@ -340,7 +365,9 @@ class SqliteStore:
         statement), which is not abandoned on cancellation.
         """
         async with self._write_lock:
-            return await anyio.to_thread.run_sync(_drive, self._write(self._writer, batch))
+            return await anyio.to_thread.run_sync(
+                _drive, self._write(self._writer, batch), limiter=self._threads
+            )
 
     async def _write(self, db: _Direct, batch: Sequence[Write]) -> list[WriteResult]:
         self._pending_seqs = {}
@@ -740,6 +767,14 @@ def _drive(coro: Coroutine[object, None, _T]) -> _T:
         return done.value  # type: ignore[no-any-return]
     coro.close()
     raise RuntimeError("the SQLite write path suspended; it must only await _Direct calls")
+
+
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _read_owner(fd: int) -> dict[str, object]:

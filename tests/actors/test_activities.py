@@ -580,7 +580,8 @@ async def test_the_idempotency_key_is_the_same_on_every_attempt(store_factory: S
         assert len(P.calls) == 4
         assert len(keys) == 1
         (key,) = keys
-        assert key.startswith("act-") and len(key) <= 64  # a digest: fits outside key fields
+        assert key.startswith("act-")
+        assert len(key) <= 64  # a digest: fits the outside world's key fields
 
         # another step of one invocation, and another invocation, get other keys
         first, second = await w.ask(Worker.two_keys)
