@@ -88,3 +88,25 @@ def start_server() -> PgServer:
     server = EmbeddedPostgres()
     server.start()
     return PgServer(server.dsn(), server)
+
+
+def sql_at(where: str | Path, query_text: str) -> list[tuple[object, ...]]:
+    """Run one parameterless statement on a store's database (SQLite file or DSN)."""
+    text = str(where)
+    if not text.startswith(("postgresql://", "postgres://")):
+        import contextlib
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(text)) as db:
+            rows = db.execute(query_text).fetchall()
+            db.commit()
+            return rows
+
+    async def go() -> list[tuple[object, ...]]:
+        conn = await asyncpg.connect(text, timeout=10)
+        try:
+            return [tuple(r) for r in await conn.fetch(query_text)]
+        finally:
+            await conn.close()
+
+    return _run(go)

@@ -50,6 +50,16 @@ def pg_dsn(pg_server: PgServer) -> Iterator[str]:
         pg_server.drop_database(name)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a durable store lives, for tests whose child processes open it by location:
+    a SQLite file path or the DSN of a fresh PostgreSQL database (``tests._stores.store_at``)."""
+    if request.param == "postgres":
+        dsn: str = request.getfixturevalue("pg_dsn")
+        return dsn
+    return str(tmp_path / "store.db")
+
+
 @pytest.fixture(params=STORES)
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
     """A function giving the same store again (a reopen simulates a restart)."""
