@@ -173,15 +173,19 @@ class EmbeddedPostgres:
             self.started = True
             return
 
-    def stop(self) -> None:
-        """Stop the server (fast shutdown) and remove a temporary data folder."""
+    def stop(self, *, keep_data: bool = False) -> None:
+        """Stop the server (fast shutdown) and remove a temporary data folder.
+
+        ``keep_data=True`` keeps the folder, so :meth:`start` brings the same cluster
+        back on the same port (a server restart).
+        """
         if self.data_dir is None:
             return
         if self.started:
             with contextlib.suppress(StoreError):
                 self._run("pg_ctl", "-D", str(self.data_dir / "pgdata"), "-m", "fast", "-w", "stop")
             self.started = False
-        if not self._given:
+        if not self._given and not keep_data:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self.data_dir = None
 

@@ -137,6 +137,7 @@ _CONNECTION_LOST: tuple[type[BaseException], ...] = (
         asyncpg.exceptions.CrashShutdownError,
         asyncpg.exceptions.CannotConnectNowError,
         asyncpg.exceptions.InterfaceError,
+        asyncpg.exceptions.InternalClientError,  # e.g. a connection the server ended while idle
         ConnectionError,
         OSError,
     )
@@ -195,7 +196,7 @@ def translate(e: BaseException, what: str) -> StoreError:
         return StoreError(f"{what}: {_conflict(e)} ({msg})")
     if isinstance(e, asyncpg.exceptions.CharacterNotInRepertoireError | UnicodeError):
         return StoreError(f"{what}: a text value cannot be stored (NUL or invalid character) ({msg})")
-    if isinstance(e, _CONNECTION_LOST | TimeoutError):
+    if isinstance(e, (*_CONNECTION_LOST, TimeoutError)):
         return StoreUnavailable(f"{what}: the connection to the server failed ({msg})")
     return StoreError(f"{what}: {msg}")
 
@@ -321,6 +322,9 @@ class PostgresStore:
         except (asyncpg.PostgresError, *_CONNECTION_LOST, TimeoutError, ValueError) as e:
             if isinstance(e, ValueError) and not isinstance(e, UnicodeError):
                 raise StoreError(f"cannot connect to {redact(self.dsn)}: bad dsn ({e})") from e
+            if isinstance(e, asyncpg.exceptions.ObjectNotInPrerequisiteStateError):
+                # e.g. the database does not accept connections right now
+                raise StoreUnavailable(f"cannot connect to {redact(self.dsn)}: {e}") from e
             raise translate(e, f"cannot connect to {redact(self.dsn)}") from e
         return conn
 
@@ -494,10 +498,10 @@ class PostgresStore:
     async def _committed(self, xid: str | None, cause: BaseException) -> bool:
         """After the connection died during COMMIT: did the transaction commit?"""
         status = None
-        with contextlib.suppress(StoreError, asyncpg.PostgresError, *_CONNECTION_LOST):
+        with contextlib.suppress(StoreUnavailable, *_CONNECTION_LOST):
             conn = await self._connect()
             try:
-                status = await conn.fetchval("SELECT pg_xact_status($1::xid8)", xid)
+                status = await conn.fetchval("SELECT pg_xact_status($1::text::xid8)", xid)
             finally:
                 conn.terminate()
         if status == "committed":
