@@ -343,13 +343,15 @@ async def test_a_full_disk_is_store_full_and_loses_nothing_acknowledged(
                 await conn.execute(f"ALTER TABLE events SET TABLESPACE {small_tablespace}")
                 await conn.execute(f"ALTER INDEX events_pkey SET TABLESPACE {small_tablespace}")
             acked: list[str] = []
-            seq = 1
-            with pytest.raises(StoreFull):
+
+            async def fill() -> None:
                 for n in range(1000):  # 40 KiB of incompressible data a batch
                     data = [f'{{"pad":"{secrets.token_hex(1024)}"}}' for _ in range(20)]
-                    await store.write([commit(f"s{n}", seq, *data)])
-                    acked += data
-                    seq += len(data)
+                    await store.write([commit(f"s{n}", len(acked) + 1, *data)])
+                    acked.extend(data)
+
+            with pytest.raises(StoreFull):
+                await fill()
             assert acked, "the disk was full before the first batch: the test proves nothing"
             assert await events_of(store) == acked
             # what does not need the full disk still works
