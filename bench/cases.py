@@ -7,7 +7,7 @@ names the row of ours it is compared with (same workload, same metric).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 Mode = Literal["full", "quick", "smoke"]
@@ -67,6 +67,13 @@ class Case:
     """Further metrics to print in the note column, as ``name`` keys."""
     rss_metric: str | None = None
     """The metric holding the peak RSS to show (when the case measures a grandchild)."""
+    pair: str | None = None
+    """For a case on PostgreSQL: the id of the same case on SQLite (the side-by-side table)."""
+
+    @property
+    def on_postgres(self) -> bool:
+        """Whether the case needs the PostgreSQL server."""
+        return self.params.get("store") == "postgres"
 
 
 def _sz(mode: Mode, full: int, quick: int, smoke: int) -> int:
@@ -448,4 +455,53 @@ def plan(mode: Mode) -> list[Case]:
             reps=reps,
         )
     )
+    cases += _postgres_twins(cases, mode)
     return cases
+
+
+def _postgres_twins(cases: list[Case], mode: Mode) -> list[Case]:
+    """Our cases again on PostgresStore (W1 at SQLite's default durability only), plus
+    raw asyncpg insert floors like the aiosqlite ones."""
+    twins = []
+    for c in cases:
+        if c.system != "ours" or c.params.get("synchronous", "NORMAL") != "NORMAL":
+            continue
+        params = {k: v for k, v in c.params.items() if k != "synchronous"}
+        rows = tuple(
+            replace(r, label=r.label.replace(", synchronous=NORMAL", ""), target=None) for r in c.rows
+        )
+        twins.append(
+            replace(
+                c,
+                id=c.id.replace("/ours/NORMAL/", "/ours/").replace("/ours", "/ours-pg", 1),
+                system="ours (PostgreSQL)",
+                params={**params, "store": "postgres"},
+                rows=rows,
+                pair=c.id,
+            )
+        )
+    for per_txn, explicit in ((1, False), (1, True), (1000, True)):
+        n = _sz(mode, 20_000, 2000, 500) if per_txn == 1 else _sz(mode, 200_000, 50_000, 5000)
+        how = "1,000 rows/txn"
+        if per_txn == 1:
+            how = "BEGIN/INSERT/COMMIT" if explicit else "autocommit INSERT"
+        twins.append(
+            Case(
+                f"W1/asyncpg/{per_txn}{'x' if explicit and per_txn == 1 else ''}",
+                "W1",
+                "raw asyncpg insert (PostgreSQL)",
+                "bench.pg:asyncpg_insert",
+                {"rows": n, "per_txn": per_txn, "explicit": explicit, "store": "postgres"},
+                (
+                    Row(
+                        f"{how}, synchronous_commit=on, n={n:,}",
+                        "ops_per_s",
+                        "rows/s",
+                        latency="" if per_txn == 1 else None,
+                        compare=(f"W1/ours-pg/c{1 if per_txn == 1 else 512}", "ops_per_s"),
+                    ),
+                ),
+                reps=3,
+            )
+        )
+    return twins

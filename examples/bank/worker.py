@@ -1,10 +1,11 @@
 """The bank demo's worker process: it sends the transfers, and the demo kills it.
 
 ``python -m examples.bank.worker --db FILE --transfers N --seed S`` opens the bank
-on ``FILE`` and sends the N planned transfers with ``tell``, a batch at a time,
-each with its transfer id as idempotency key. ``tell`` returns once the signal is
-on disk, so after each batch the worker prints ``accepted <count>``: the parent
-may SIGKILL it from then on, and every accepted transfer must still happen.
+on ``FILE`` (a SQLite file, or a ``postgresql://`` DSN) and sends the N planned
+transfers with ``tell``, a batch at a time, each with its transfer id as
+idempotency key. ``tell`` returns once the signal is on disk, so after each batch
+the worker prints ``accepted <count>``: the parent may SIGKILL it from then on,
+and every accepted transfer must still happen.
 Left alone, it waits until every transfer has finished and prints ``finished``.
 """
 
@@ -19,7 +20,7 @@ import attrs
 
 from actors import ActorSystem
 from examples.bank.model import ENTITIES, Transfer
-from persistence import SqliteStore
+from persistence import PostgresStore, SqliteStore, Store
 
 ACCOUNTS = tuple(f"acc-{i:02d}" for i in range(1, 9))
 """The demo's accounts."""
@@ -66,9 +67,16 @@ async def send(system: ActorSystem, t: Planned) -> None:
     await ref.tell(Transfer.start, t.source, t.destination, t.amount)
 
 
-async def run(db: Path, count: int, seed: int) -> None:
+def store_at(db: str | Path) -> Store:
+    """The bank's store: PostgreSQL for a ``postgresql://`` DSN, else a SQLite file."""
+    if str(db).startswith(("postgresql://", "postgres://")):
+        return PostgresStore(str(db))
+    return SqliteStore(db)
+
+
+async def run(db: str, count: int, seed: int) -> None:
     transfers = plan(count, seed)
-    async with ActorSystem(SqliteStore(db), entities=ENTITIES) as system:
+    async with ActorSystem(store_at(db), entities=ENTITIES) as system:
         print("ready", flush=True)
         accepted = 0
         for start in range(0, len(transfers), BATCH):
@@ -90,7 +98,7 @@ async def run(db: Path, count: int, seed: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m examples.bank.worker", description=__doc__)
-    parser.add_argument("--db", type=Path, required=True, help="the bank's SQLite file")
+    parser.add_argument("--db", required=True, help="the bank's SQLite file or PostgreSQL DSN")
     parser.add_argument("--transfers", type=int, default=300, help="how many transfers to send")
     parser.add_argument("--seed", type=int, default=7, help="seed of the transfer plan")
     args = parser.parse_args(argv)

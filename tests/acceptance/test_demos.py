@@ -29,8 +29,12 @@ def number(label: str, text: str) -> int:
     return int(found.group(1))
 
 
-def test_the_bank_demo_survives_a_kill_9_and_conserves_money() -> None:
-    out = run("-m", "examples.bank")
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_the_bank_demo_survives_a_kill_9_and_conserves_money(
+    store: str, request: pytest.FixtureRequest
+) -> None:
+    where = [] if store == "sqlite" else ["--store", "postgres", "--dsn", request.getfixturevalue("pg_dsn")]
+    out = run("-m", "examples.bank", *where)
     killed = re.search(r"SIGKILL after (\d+) acknowledged transfers: the worker exited with -9", out)
     assert killed, out
     finished = number("finished:", out)

@@ -1,7 +1,8 @@
 """Child process of test_crash: deposits with idempotency keys until it is SIGKILLed.
 
-``python _crash_writer.py DB``: four workers share a counter ``i``; each takes the
-next ``i`` and deposits ``i + 1`` (so every deposit has its own amount) into
+``python _crash_writer.py DB`` (DB: a SQLite path or a PostgreSQL DSN): four workers
+share a counter ``i``; each takes the next ``i`` and deposits ``i + 1`` (so every
+deposit has its own amount) into
 account ``acct-{i % 2}`` with key ``dep-{i}``, as a ``tell`` for even ``i`` and an
 ``ask`` for odd ones. Once the call returns (acknowledged) it prints ``i`` on its own
 line and flushes. It never stops by itself.
@@ -11,12 +12,11 @@ from __future__ import annotations
 
 import itertools
 import sys
-from pathlib import Path
 
 import anyio
 
 from actors import ActorSystem
-from persistence import SqliteStore
+from tests._stores import store_at
 from tests.models import Account
 
 WORKERS = 4
@@ -32,9 +32,9 @@ def amount_of(i: int) -> int:
     return i + 1
 
 
-async def main(path: Path) -> None:
+async def main(path: str) -> None:
     counter = itertools.count()
-    async with ActorSystem(SqliteStore(path), [Account]) as system:
+    async with ActorSystem(store_at(path), [Account]) as system:
 
         async def worker() -> None:
             while True:
@@ -52,4 +52,4 @@ async def main(path: Path) -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main, Path(sys.argv[1]))
+    anyio.run(main, sys.argv[1])

@@ -1,6 +1,7 @@
 """Child process of test_kill_timers_activities: runs a system on the real clock until SIGKILLed.
 
-``python _kill_worker.py timers DB``: schedules three timers, prints ``scheduled``.
+``python _kill_worker.py timers DB`` (DB: a SQLite path or a PostgreSQL DSN): schedules
+three timers, prints ``scheduled``.
 ``python _kill_worker.py activity DB COUNTER``: tells ``Job.process``; its first
 activity appends a line to COUNTER, its second prints ``in-second`` and blocks.
 Either way the child then waits to be killed. The parent imports this module
@@ -17,7 +18,6 @@ import anyio
 import attrs
 
 from actors import ActorSystem, Entity, applies, event_type, query, signal
-from persistence import SqliteStore
 
 SECOND_BLOCKS = True
 """Whether the second activity blocks forever (in the child) or answers (in the parent)."""
@@ -98,7 +98,9 @@ class Job(Entity):
 
 
 async def child(mode: str, db: str, counter: str | None) -> None:
-    async with ActorSystem(SqliteStore(db), entities=[Sched, Job]) as system:
+    from tests._stores import store_at  # importable once __main__ put the repository on sys.path
+
+    async with ActorSystem(store_at(db), entities=[Sched, Job]) as system:
         if mode == "timers":
             await system.ref(Sched, "s").ask(Sched.arm)
             print("scheduled", flush=True)

@@ -34,8 +34,9 @@ import attrs
 
 from actors import ActorSystem, Entity, Rejected, applies, query, signal
 from actors.testing import VirtualClock
-from persistence import SqliteStore, Store
+from persistence import Store
 from persistence.store import SignalRecord
+from tests._stores import store_at
 
 ROOT = Path(__file__).resolve().parents[2]
 CHILD_CODE = "from tests.actors._saga_worker import main; main()"
@@ -215,7 +216,7 @@ ENTITIES: list[type[Entity]] = [Account, Transfer]
 
 async def child(db: str, mode: str) -> None:
     global BLOCK_AT
-    async with ActorSystem(SqliteStore(db), ENTITIES) as system:
+    async with ActorSystem(store_at(db), ENTITIES) as system:
         if mode == "outbox":
 
             def stuck(ids: Sequence[int], signals: Sequence[SignalRecord]) -> None:
@@ -243,16 +244,16 @@ def main() -> None:
 # ---------------------------------------------------------------- the parent
 
 
-async def open_accounts(db: Path, balances: dict[str, int], *, closed: Sequence[str] = ()) -> None:
+async def open_accounts(db: str | Path, balances: dict[str, int], *, closed: Sequence[str] = ()) -> None:
     """Create the accounts (in this process), then close the store for the child."""
-    async with ActorSystem(SqliteStore(db), ENTITIES) as system:
+    async with ActorSystem(store_at(db), ENTITIES) as system:
         for name, amount in balances.items():
             await system.ref(Account, name).ask(Account.open, amount)
         for name in closed:
             await system.ref(Account, name).ask(Account.close)
 
 
-async def spawn(db: Path, mode: str) -> anyio.abc.Process:
+async def spawn(db: str | Path, mode: str) -> anyio.abc.Process:
     """Start the child on ``db``; use as ``async with await spawn(...) as proc``."""
     return await anyio.open_process([sys.executable, "-c", CHILD_CODE, str(db), mode], cwd=ROOT)
 
@@ -279,11 +280,11 @@ async def kill_at(proc: anyio.abc.Process, marker: str) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def reopen(db: Path) -> AsyncIterator[ActorSystem]:
+async def reopen(db: str | Path) -> AsyncIterator[ActorSystem]:
     """A new system on ``db`` (the restart), once everything it recovered has settled."""
     clock = VirtualClock(dt.datetime.now(dt.UTC))
     marks.clear()
-    async with ActorSystem(SqliteStore(db), ENTITIES, clock=clock) as system:
+    async with ActorSystem(store_at(db), ENTITIES, clock=clock) as system:
         with anyio.fail_after(KILL_DEADLINE):
             await clock.settle()
         yield system

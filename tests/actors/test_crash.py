@@ -1,7 +1,8 @@
 """Guarantee 2 under kill -9: nothing acknowledged is lost, nothing is applied twice.
 
 A child process (``_crash_writer.py``) deposits with idempotency keys and prints
-each acknowledged key; the test SIGKILLs it mid-stream, reopens the same file and
+each acknowledged key; the test SIGKILLs it mid-stream, reopens the same store (a
+SQLite file or a PostgreSQL database) and
 checks every acknowledged deposit is applied exactly once (unacknowledged ones may
 be applied or not, but never twice).
 """
@@ -19,7 +20,7 @@ import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from actors import ActorSystem
-from persistence import SqliteStore
+from tests._stores import store_at
 from tests.actors._crash_writer import account_of, amount_of
 from tests.models import Account, InsufficientFunds
 
@@ -31,7 +32,7 @@ DEADLINE = 10.0
 """Wall-clock guard for one child's run; the writer acknowledges hundreds per second."""
 
 
-async def run_and_kill(path: Path, kill_after: int, log: Path) -> set[int]:
+async def run_and_kill(path: str, kill_after: int, log: Path) -> set[int]:
     """Run the writer until ``kill_after`` acks, SIGKILL it, return every ack it printed."""
     acked: set[int] = set()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -71,13 +72,13 @@ async def applied_deposits(system: ActorSystem, account: str) -> list[int]:
 
 @pytest.mark.parametrize("kill_after", [1, 60, 250])
 async def test_sigkill_loses_no_acknowledged_deposit_and_applies_none_twice(
-    tmp_path: Path, kill_after: int
+    tmp_path: Path, kill_after: int, store_location: str
 ) -> None:
-    path = tmp_path / "crash.db"
+    path = store_location
     acked = await run_and_kill(path, kill_after, tmp_path / "writer.log")
     assert len(acked) >= kill_after
 
-    async with ActorSystem(SqliteStore(path), [Account]) as system:
+    async with ActorSystem(store_at(path), [Account]) as system:
         applied: list[int] = []
         for account in ("acct-0", "acct-1"):
             deposits = await applied_deposits(system, account)

@@ -1,7 +1,8 @@
 """Model-based tests: random call sequences against a plain-Python model of the accounts.
 
 A hypothesis ``RuleBasedStateMachine`` drives a real ``ActorSystem`` (on a
-``MemoryStore`` or a ``SqliteStore`` in a temporary file, on a clock that jumps)
+``MemoryStore``, a ``SqliteStore`` in a temporary file or, in a run of its own, a
+``PostgresStore`` on a fresh database; on a clock that jumps)
 through random sequences of tells, asks (with and without idempotency keys,
 repeated and conflicting keys), batches of tells, crashing handlers (retried,
 dead-lettered, requeued), restarts (the system closed and a new one opened on the
@@ -30,6 +31,7 @@ from typing import Any, ClassVar, TypeVar
 import anyio
 import attrs
 import hypothesis.strategies as st
+import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -46,8 +48,12 @@ from actors import (
     query,
     signal,
 )
-from persistence import MemoryStore, SqliteStore, Store
+from persistence import MemoryStore, PostgresStore, SqliteStore, Store
+from tests._stores import PgServer
 
+PG: list[PgServer] = []
+"""The session's PostgreSQL server, put here by the ``postgres_server`` fixture for the
+PostgreSQL run (the state machine is not a pytest test and cannot ask for fixtures)."""
 RUNS: dict[int, int] = {}
 """Runs of each ``flaky`` call so far (by its nonce), over every system of the process."""
 NONCES = itertools.count(1)
@@ -263,6 +269,8 @@ class AccountsMachine(RuleBasedStateMachine):
         self.clock = JumpingClock()
         self.tmp: str | None = None
         self.memory: MemoryStore | None = None
+        self.pg: tuple[str, str] | None = None
+        """(database, dsn) of the PostgreSQL run's database for this example."""
         self.system: ActorSystem | None = None
         self.system_cm: AbstractContextManager[ActorSystem] | None = None
         self.restarts = 0
@@ -280,6 +288,8 @@ class AccountsMachine(RuleBasedStateMachine):
     def new_store(self) -> Store:
         if self.memory is not None:
             return self.memory
+        if self.pg is not None:
+            return PostgresStore(self.pg[1])
         assert self.tmp is not None
         return SqliteStore(Path(self.tmp) / "model.db")
 
@@ -527,7 +537,27 @@ class AccountsMachine(RuleBasedStateMachine):
             self.portal_cm.__exit__(None, None, None)
             if self.tmp is not None:
                 shutil.rmtree(self.tmp, ignore_errors=True)
+            if self.pg is not None:
+                PG[0].drop_database(self.pg[0])
+
+
+class PostgresAccountsMachine(AccountsMachine):
+    """The same machine on a PostgresStore (a new database per example)."""
+
+    @initialize()
+    def start(self) -> None:  # type: ignore[override]
+        self.pg = PG[0].create_database()
+        self.open()
 
 
 AccountsMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
 TestAccountsModel = AccountsMachine.TestCase
+PostgresAccountsMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=25, deadline=None)
+TestAccountsModelOnPostgres = PostgresAccountsMachine.TestCase
+
+
+@pytest.fixture(autouse=True)
+def postgres_server(request: pytest.FixtureRequest) -> None:
+    """Hands the session's server to the PostgreSQL run (only that run starts it)."""
+    if request.cls is TestAccountsModelOnPostgres and not PG:
+        PG.append(request.getfixturevalue("pg_server"))

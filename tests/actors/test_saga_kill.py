@@ -1,23 +1,22 @@
 """kill -9 during a transfer saga: it resumes, finishes, and applies no step twice.
 
-A child process (``tests/actors/_saga_worker.py``, SQLite, the real clock) gets
+A child process (``tests/actors/_saga_worker.py``, SQLite or PostgreSQL, the real clock) gets
 a transfer of 30 from alice with a ``tell`` and prints a marker from inside each
 step; it blocks at the marker named on its command line and the parent kills it
-there. The parent then reopens the file: the transfer signal is still in the
+there. The parent then reopens the store: the transfer signal is still in the
 inbox, its handler re-runs, replays what the journal holds (debit and credit are
 journaled asks, markers journaled activities) and does the rest.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from actors import ActorSystem
-from persistence import SqliteStore, Store
+from persistence import Store
+from tests._stores import sql_at as sql
+from tests._stores import store_at
 from tests.actors import _saga_worker as bank
-from tests.actors.support import sql
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -38,8 +37,7 @@ async def check_no_step_applied_twice(store: Store) -> None:
                 assert ("Debited", tid) in moves, f"{name} refunded {tid} it never debited"
 
 
-async def run_and_kill(tmp_path: Path, dst: str, block_at: str) -> tuple[Path, list[str]]:
-    db = tmp_path / "bank.db"
+async def run_and_kill(db: str, dst: str, block_at: str) -> tuple[str, list[str]]:
     await bank.open_accounts(db, OPENING, closed=["shut"])
     async with await bank.spawn(db, f"transfer:{dst}:{block_at}") as proc:
         printed = await bank.kill_at(proc, block_at)
@@ -56,16 +54,16 @@ async def run_and_kill(tmp_path: Path, dst: str, block_at: str) -> tuple[Path, l
     ],
 )
 async def test_a_transfer_killed_at_any_point_completes_once(
-    tmp_path: Path,
+    store_location: str,
     block_at: str,
     in_child: list[str],
     in_parent: list[str],
     debited_at_kill: bool,
     credited_at_kill: bool,
 ) -> None:
-    db, printed = await run_and_kill(tmp_path, "bob", block_at)
+    db, printed = await run_and_kill(store_location, "bob", block_at)
     assert printed == in_child
-    async with SqliteStore(db) as store:  # what the killed child left on disk
+    async with store_at(db) as store:  # what the killed child left on disk
         assert await bank.ledger(store, "alice") == ([("Debited", "t1")] if debited_at_kill else [])
         assert await bank.ledger(store, "bob") == ([("Credited", "t1")] if credited_at_kill else [])
         pending = [e.signal.handler for e in await store.read_inbox(after=0, limit=100)]
@@ -98,11 +96,11 @@ async def test_a_transfer_killed_at_any_point_completes_once(
     ],
 )
 async def test_a_refused_transfer_killed_while_compensating_is_compensated_once(
-    tmp_path: Path, block_at: str, in_child: list[str], in_parent: list[str], refunded_at_kill: bool
+    store_location: str, block_at: str, in_child: list[str], in_parent: list[str], refunded_at_kill: bool
 ) -> None:
-    db, printed = await run_and_kill(tmp_path, "shut", block_at)
+    db, printed = await run_and_kill(store_location, "shut", block_at)
     assert printed == in_child
-    async with SqliteStore(db) as store:
+    async with store_at(db) as store:
         expected = [("Debited", "t1")] + ([("Refunded", "t1")] if refunded_at_kill else [])
         assert await bank.ledger(store, "alice") == expected
         assert [e.signal.handler for e in await store.read_inbox(after=0, limit=100)] == ["start"]

@@ -1,0 +1,794 @@
+"""The Store contract as a reusable pytest suite: subclass :class:`StoreContract`.
+
+Every test states what a store must do in terms of the protocol alone, so any store
+(ours or a third party's) proves itself by subclassing :class:`StoreContract` in a
+test module and giving the ``make_store`` fixture::
+
+    class TestMyStore(StoreContract):
+        @pytest.fixture
+        def make_store(self, tmp_path):
+            return lambda: MyStore(tmp_path / "db")
+
+``make_store`` returns a factory that gives the *same* store again on each call (a
+reopen simulates a restart). Positions, outbox ids and dead-letter ids are opaque:
+the suite checks only their order, never their values. Needs pytest and anyio's
+pytest plugin (``-p anyio``) with an ``anyio_backend`` fixture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import ClassVar
+
+import anyio
+import attrs
+import pytest
+
+from persistence.errors import StoreError
+from persistence.store import (
+    Accept,
+    Accepted,
+    Commit,
+    Committed,
+    DeadLetter,
+    Duplicate,
+    FireTimer,
+    InboxEntry,
+    Journal,
+    JournalEntry,
+    NewEvent,
+    OutboxEntry,
+    ProcessedMark,
+    Requeue,
+    SaveSnapshot,
+    SignalRecord,
+    SnapshotRecord,
+    Store,
+    StoredEvent,
+    TakeOutbox,
+    TimerRecord,
+    Write,
+)
+
+StoreFactory = Callable[[], Store]
+"""Gives the same store on each call (closed; the suite opens it)."""
+
+T = "Account"
+"""The entity type most tests use."""
+ENTITIES = [(T, "alice"), (T, "bob"), ("Other", "alice")]
+SIGNAL_IDS = ["s1", "s2", "s3", "s4", "s5", "t1", "m1", "m2"]
+BIG = 10_000
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def sig(
+    signal_id: str,
+    entity_id: str = "alice",
+    *,
+    entity_type: str = T,
+    handler: str = "deposit",
+    args: str = '{"amount":1}',
+    fingerprint: str | None = None,
+    at: float = 100.0,
+) -> SignalRecord:
+    return SignalRecord(
+        entity_type=entity_type,
+        entity_id=entity_id,
+        signal_id=signal_id,
+        handler=handler,
+        args=args,
+        fingerprint=fingerprint if fingerprint is not None else f"fp-{signal_id}-{args}",
+        accepted_at=at,
+    )
+
+
+def ev(n: int) -> NewEvent:
+    return NewEvent("bank.Deposited", 1, f'{{"amount":{n}}}')
+
+
+def commit(s: SignalRecord, first_seq: int = 1, *events: NewEvent, **kw: object) -> Commit:
+    """A Commit of signal ``s`` on its own entity (keyword fields passed through)."""
+    return Commit(
+        entity_type=s.entity_type,
+        entity_id=s.entity_id,
+        signal=s,
+        outcome=kw.pop("outcome", '{"ok":null}'),  # type: ignore[arg-type]
+        first_seq=first_seq,
+        events=events,
+        recorded_at=kw.pop("recorded_at", 200.0),  # type: ignore[arg-type]
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def timer(key: str, due: float, entity_id: str = "alice", **kw: object) -> TimerRecord:
+    return TimerRecord(T, entity_id, key, "expire", f'{{"key":"{key}"}}', due, **kw)  # type: ignore[arg-type]
+
+
+def snap(seq: int, entity_id: str = "alice", schema: str = "v1") -> SnapshotRecord:
+    return SnapshotRecord(T, entity_id, seq, schema, f'{{"balance":{seq}}}', 300.0 + seq)
+
+
+def step(invocation_id: str, n: int, result: str = '{"ok":1}', entity_id: str = "alice") -> JournalEntry:
+    return JournalEntry(T, entity_id, invocation_id, n, "activity", "charge", result, 400.0 + n)
+
+
+async def inbox(store: Store) -> list[SignalRecord]:
+    return [e.signal for e in await store.read_inbox(after=0, limit=BIG)]
+
+
+async def dump(store: Store) -> dict[str, object]:
+    """Everything the read methods show for the entities and ids the tests use."""
+    out: dict[str, object] = {
+        "inbox": await store.read_inbox(after=0, limit=BIG),
+        "dead": await store.read_dead_letters(limit=BIG),
+        "timers": await store.read_timers(limit=BIG),
+        "outbox": await store.read_outbox(after=0, limit=BIG),
+    }
+    for et, eid in ENTITIES:
+        out[f"events {et}/{eid}"] = await store.read_events(et, eid, after=0, limit=BIG)
+        out[f"last {et}/{eid}"] = await store.last_seq(et, eid)
+        out[f"snapshots {et}/{eid}"] = await store.read_snapshots(et, eid)
+        for sid in SIGNAL_IDS:
+            out[f"mark {et}/{eid}/{sid}"] = await store.read_mark(et, eid, sid)
+            out[f"journal {et}/{eid}/{sid}"] = await store.read_journal(et, eid, sid)
+    return out
+
+
+async def populate(store: Store) -> None:
+    """Put something in every table."""
+    s1, s2, s3 = sig("s1"), sig("s2"), sig("s3", "bob")
+    await store.write([Accept(s1), Accept(s2), Accept(s3)])
+    await store.write(
+        [
+            commit(
+                s1,
+                1,
+                ev(1),
+                ev(2),
+                set_timers=(timer("t1", 50.0), timer("t2", 60.0, every=5.0)),
+                outbox=(sig("m1", "bob"),),
+            ),
+            commit(s3, 1, ev(3), dead_letter=("boom", "Traceback...", 3)),
+            SaveSnapshot(snap(2)),
+            Journal(step("s2", 0), inbox=s2),
+        ]
+    )
+
+
+async def assert_unchanged(store: Store, before: dict[str, object]) -> None:
+    after = await dump(store)
+    assert after == before, {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+
+
+class StoreContract:
+    """The contract every Store must meet; subclass it and give a ``make_store`` fixture."""
+
+    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.anyio]
+
+    @pytest.fixture
+    def make_store(self) -> StoreFactory:
+        """Override: a factory giving the same (closed) store on each call."""
+        raise NotImplementedError("a StoreContract subclass must define the make_store fixture")
+
+    @pytest.fixture
+    async def store(self, make_store: StoreFactory) -> AsyncIterator[Store]:
+        """The store, open for the test."""
+        async with make_store() as s:
+            yield s
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def test_a_new_store_is_empty(self, store: Store) -> None:
+        assert await store.read_inbox(after=0, limit=BIG) == []
+        assert await store.read_dead_letters(limit=BIG) == []
+        assert await store.read_timers(limit=BIG) == []
+        assert await store.read_outbox(after=0, limit=BIG) == []
+        assert await store.read_events(T, "alice", after=0, limit=BIG) == []
+        assert await store.last_seq(T, "alice") == 0
+        assert await store.read_snapshots(T, "alice") == []
+        assert await store.read_mark(T, "alice", "s1") is None
+        assert await store.read_journal(T, "alice", "s1") == []
+
+    async def test_store_satisfies_the_protocol(self, store: Store) -> None:
+        assert isinstance(store, Store)
+
+    async def test_empty_batch_returns_no_results(self, store: Store) -> None:
+        assert await store.write([]) == []
+        assert await store.read_inbox(after=0, limit=BIG) == []
+
+    async def test_a_closed_store_refuses_reads_and_writes(self, make_store: StoreFactory) -> None:
+        s = make_store()
+        with pytest.raises(StoreError):
+            await s.write([Accept(sig("s1"))])
+        with pytest.raises(StoreError):
+            await s.read_inbox(after=0, limit=10)
+        async with s:
+            pass
+        with pytest.raises(StoreError):
+            await s.write([Accept(sig("s1"))])
+        with pytest.raises(StoreError):
+            await s.last_seq(T, "alice")
+
+    async def test_opening_an_open_store_again_fails(self, store: Store) -> None:
+        with pytest.raises(StoreError, match="already open"):
+            await store.__aenter__()
+        assert await store.write([Accept(sig("s1"))]) == [Accepted()]
+
+    async def test_data_survives_close_and_reopen(self, make_store: StoreFactory) -> None:
+        async with make_store() as s:
+            await populate(s)
+            before = await dump(s)
+        async with make_store() as s:
+            await assert_unchanged(s, before)
+            # and the reopened store carries on where it was
+            assert await s.write([commit(sig("s4"), 3, ev(4))]) == [Committed()]
+            assert await s.last_seq(T, "alice") == 3
+        async with make_store() as s:
+            assert [e.seq for e in await s.read_events(T, "alice", after=0, limit=BIG)] == [1, 2, 3]
+
+    async def test_populate_fills_every_table(self, store: Store) -> None:
+        """Guards the atomicity and reopen tests: they compare something, not nothing."""
+        await populate(store)
+        d = await dump(store)
+        for key in ("inbox", "dead", "timers", "outbox"):
+            assert d[key], key
+        assert d[f"events {T}/alice"]
+        assert d[f"snapshots {T}/alice"]
+        assert d[f"mark {T}/alice/s1"] is not None
+        assert d[f"journal {T}/alice/s2"]
+
+    # ---------------------------------------------------------------- Accept
+
+    async def test_accept_puts_signals_in_the_inbox_in_order(self, store: Store) -> None:
+        s1, s2, s3 = sig("s1"), sig("s2", "bob"), sig("s3")
+        assert await store.write([Accept(s1), Accept(s2)]) == [Accepted(), Accepted()]
+        assert await store.write([Accept(s3)]) == [Accepted()]
+        entries = await store.read_inbox(after=0, limit=BIG)
+        assert [e.signal for e in entries] == [s1, s2, s3]
+        positions = [e.position for e in entries]
+        assert positions == sorted(positions)
+        assert len(set(positions)) == 3
+
+    async def test_accept_of_a_pending_id_is_a_duplicate(self, store: Store) -> None:
+        first = sig("s1", args='{"amount":1}')
+        again = sig("s1", args='{"amount":2}', at=150.0)
+        assert await store.write([Accept(first)]) == [Accepted()]
+        assert await store.write([Accept(again)]) == [Duplicate(first.fingerprint, None)]
+        assert await inbox(store) == [first]
+
+    async def test_accept_of_a_processed_id_is_a_duplicate_with_its_mark(self, store: Store) -> None:
+        s = sig("s1")
+        await store.write([Accept(s)])
+        await store.write([commit(s, 1, ev(1), outcome='{"ok":5}', recorded_at=250.0)])
+        result = await store.write([Accept(sig("s1", args='{"amount":9}'))])
+        assert result == [Duplicate(s.fingerprint, ProcessedMark("s1", s.fingerprint, '{"ok":5}', 250.0))]
+        assert await inbox(store) == []
+
+    async def test_accept_twice_in_one_batch_is_a_duplicate(self, store: Store) -> None:
+        s = sig("s1")
+        result = await store.write([Accept(s), Accept(sig("s1", args="{}"))])
+        assert result == [Accepted(), Duplicate(s.fingerprint, None)]
+        assert await inbox(store) == [s]
+
+    async def test_accept_after_commit_in_one_batch_sees_the_mark(self, store: Store) -> None:
+        s = sig("s1")
+        await store.write([Accept(s)])
+        result = await store.write([commit(s, 1, recorded_at=7.0), Accept(s)])
+        assert result == [
+            Committed(),
+            Duplicate(s.fingerprint, ProcessedMark("s1", s.fingerprint, '{"ok":null}', 7.0)),
+        ]
+        assert await inbox(store) == []
+
+    async def test_signal_ids_are_scoped_to_their_entity(self, store: Store) -> None:
+        a, b, c = sig("s1"), sig("s1", "bob"), sig("s1", entity_type="Other")
+        assert await store.write([Accept(a), Accept(b), Accept(c)]) == [Accepted()] * 3
+        assert await inbox(store) == [a, b, c]
+
+    async def test_accept_without_check_skips_the_processed_lookup(self, store: Store) -> None:
+        """check_duplicate=False trusts the caller: a processed id is not looked up."""
+        s = sig("s1")
+        await store.write([commit(s, from_inbox=False)])
+        assert await store.write([Accept(s, check_duplicate=False)]) == [Accepted()]
+        assert await inbox(store) == [s]
+
+    async def test_accept_without_check_of_a_pending_id_fails_and_keeps_nothing(self, store: Store) -> None:
+        """The inbox stays unique on (type, id, signal id) even when the lookup is skipped."""
+        s = sig("s1")
+        await store.write([Accept(s)])
+        before = await dump(store)
+        with pytest.raises(StoreError):
+            await store.write([Accept(sig("s2")), Accept(sig("s1", args="{}"), check_duplicate=False)])
+        await assert_unchanged(store, before)
+        with pytest.raises(StoreError):
+            await store.write(
+                [Accept(sig("s3"), check_duplicate=False), Accept(sig("s3"), check_duplicate=False)]
+            )
+        await assert_unchanged(store, before)
+
+    # ---------------------------------------------------------------- Commit
+
+    async def test_commit_appends_events_marks_and_takes_from_the_inbox(self, store: Store) -> None:
+        s, other = sig("s1"), sig("s2")
+        await store.write([Accept(s), Accept(other)])
+        result = await store.write([commit(s, 1, ev(1), ev(2), outcome='{"ok":3}', recorded_at=210.0)])
+        assert result == [Committed(())]
+        assert await store.read_events(T, "alice", after=0, limit=BIG) == [
+            StoredEvent(1, "bank.Deposited", 1, '{"amount":1}', 210.0),
+            StoredEvent(2, "bank.Deposited", 1, '{"amount":2}', 210.0),
+        ]
+        assert await store.last_seq(T, "alice") == 2
+        assert await store.read_mark(T, "alice", "s1") == ProcessedMark(
+            "s1", s.fingerprint, '{"ok":3}', 210.0
+        )
+        assert await inbox(store) == [other]
+        # nothing leaked onto other entities
+        assert await store.last_seq(T, "bob") == 0
+        assert await store.read_mark(T, "bob", "s1") is None
+
+    async def test_commit_continues_the_log(self, store: Store) -> None:
+        await store.write([commit(sig("s1"), 1, ev(1), ev(2))])
+        await store.write([commit(sig("s2"), 3, ev(3)), commit(sig("s3"), 4, ev(4), ev(5))])
+        events = await store.read_events(T, "alice", after=0, limit=BIG)
+        assert [(e.seq, e.data) for e in events] == [(i, f'{{"amount":{i}}}') for i in range(1, 6)]
+        assert await store.last_seq(T, "alice") == 5
+
+    async def test_commit_without_events_keeps_the_log(self, store: Store) -> None:
+        await store.write([commit(sig("s1"), 1, ev(1))])
+        assert await store.write([commit(sig("s2"), 2, outcome='{"rejected":1}')]) == [Committed()]
+        assert await store.last_seq(T, "alice") == 1
+        mark = await store.read_mark(T, "alice", "s2")
+        assert mark is not None
+        assert mark.outcome == '{"rejected":1}'
+
+    @pytest.mark.parametrize("first_seq", [1, 2, 4, 0])
+    async def test_commit_at_a_wrong_sequence_fails_and_keeps_nothing(
+        self, store: Store, first_seq: int
+    ) -> None:
+        """The log is contiguous from 1: overlapping or leaving a gap is a conflict."""
+        await store.write([commit(sig("s1"), 1, ev(1), ev(2))])
+        before = await dump(store)
+        with pytest.raises(StoreError):
+            await store.write([commit(sig("s2"), first_seq, ev(9))])
+        await assert_unchanged(store, before)
+
+    async def test_log_is_unique_per_type_id_and_seq(self, store: Store) -> None:
+        """The same seq on other entities is fine; twice on one entity, even in one batch, is not."""
+        result = await store.write(
+            [
+                commit(sig("s1"), 1, ev(1)),
+                commit(sig("s1", "bob"), 1, ev(2)),
+                commit(sig("s1", entity_type="Other"), 1, ev(3)),
+            ]
+        )
+        assert result == [Committed()] * 3
+        for (et, eid), n in zip(ENTITIES, [1, 2, 3], strict=True):
+            assert [(e.seq, e.data) for e in await store.read_events(et, eid, after=0, limit=BIG)] == [
+                (1, f'{{"amount":{n}}}')
+            ]
+        before = await dump(store)
+        with pytest.raises(StoreError):
+            await store.write([commit(sig("s2"), 2, ev(4)), commit(sig("s3"), 2, ev(5))])
+        await assert_unchanged(store, before)
+
+    async def test_commit_of_an_already_processed_signal_fails(self, store: Store) -> None:
+        s = sig("s1")
+        await store.write([commit(s, 1, ev(1))])
+        before = await dump(store)
+        with pytest.raises(StoreError):
+            await store.write([commit(s, 2, ev(2))])
+        await assert_unchanged(store, before)
+        with pytest.raises(StoreError):
+            await store.write([commit(sig("s2"), 2), commit(sig("s2"), 2)])
+        await assert_unchanged(store, before)
+
+    async def test_commit_without_mark_leaves_the_id_reusable(self, store: Store) -> None:
+        s = sig("s1")
+        await store.write([Accept(s)])
+        assert await store.write([commit(s, 1, ev(1), mark=False)]) == [Committed()]
+        assert await store.read_mark(T, "alice", "s1") is None
+        assert await inbox(store) == []
+        assert await store.last_seq(T, "alice") == 1
+        assert await store.write([Accept(s)]) == [Accepted()]
+        # and a second unmarked commit of the same id is allowed
+        assert await store.write([commit(s, 2, ev(2), mark=False)]) == [Committed()]
+        assert await inbox(store) == []
+
+    async def test_commit_not_from_inbox_leaves_the_inbox(self, store: Store) -> None:
+        s = sig("s1")
+        await store.write([Accept(s)])
+        await store.write([commit(s, 1, ev(1), from_inbox=False)])
+        assert await inbox(store) == [s]
+        assert await store.read_mark(T, "alice", "s1") is not None
+
+    async def test_commit_of_a_signal_never_in_the_inbox(self, store: Store) -> None:
+        other = sig("s2")
+        await store.write([Accept(other)])
+        assert await store.write([commit(sig("s1"), 1, ev(1))]) == [Committed()]
+        assert await inbox(store) == [other]
+        assert await store.last_seq(T, "alice") == 1
+
+    async def test_commit_with_dead_letter_records_it(self, store: Store) -> None:
+        s1, s2 = sig("s1"), sig("s2", "bob")
+        await store.write([Accept(s1), Accept(s2)])
+        await store.write(
+            [commit(s1, dead_letter=("ValueError: boom", "Traceback (...)", 3), recorded_at=220.0)]
+        )
+        await store.write([commit(s2, dead_letter=("KeyError", "tb2", 5), recorded_at=221.0)])
+        dead = await store.read_dead_letters(limit=BIG)
+        assert [(d.signal, d.error, d.traceback, d.attempts, d.failed_at) for d in dead] == [
+            (s1, "ValueError: boom", "Traceback (...)", 3, 220.0),
+            (s2, "KeyError", "tb2", 5, 221.0),
+        ]
+        assert dead[0].id < dead[1].id
+        assert await store.read_dead_letters(limit=1) == dead[:1]
+        assert await inbox(store) == []
+        assert await store.read_mark(T, "alice", "s1") == ProcessedMark(
+            "s1", s1.fingerprint, '{"ok":null}', 220.0
+        )
+
+    async def test_commit_sets_and_cancels_timers(self, store: Store) -> None:
+        a, b = timer("a", 30.0), timer("b", 10.0, every=2.5)
+        bob = timer("a", 20.0, "bob")
+        await store.write([commit(sig("s1"), set_timers=(a, b)), commit(sig("s1", "bob"), set_timers=(bob,))])
+        assert await store.read_timers(limit=BIG) == [b, bob, a]
+        # same key replaces; cancel removes only this entity's key
+        a2 = timer("a", 40.0)
+        await store.write([commit(sig("s2"), set_timers=(a2,), cancel_timers=("b", "missing"))])
+        assert await store.read_timers(limit=BIG) == [bob, a2]
+        await store.write([commit(sig("s3"), cancel_timers=("a",))])
+        assert await store.read_timers(limit=BIG) == [bob]
+
+    async def test_commit_set_then_cancel_of_one_key_cancels(self, store: Store) -> None:
+        await store.write([commit(sig("s1"), set_timers=(timer("a", 5.0),), cancel_timers=("a",))])
+        assert await store.read_timers(limit=BIG) == []
+
+    async def test_read_timers_orders_filters_and_limits(self, store: Store) -> None:
+        ts = [timer("c", 3.0), timer("a", 1.0), timer("b", 2.0), timer("z", 2.0, "bob")]
+        await store.write(
+            [commit(sig("s1"), set_timers=tuple(ts[:3])), commit(sig("s1", "bob"), set_timers=ts[3:])]
+        )
+        assert [t.key for t in await store.read_timers(limit=BIG)] == ["a", "b", "z", "c"]
+        assert [t.key for t in await store.read_timers(limit=2)] == ["a", "b"]
+        assert [t.key for t in await store.read_timers(limit=BIG, after_due=1.0)] == ["b", "z", "c"]
+        assert [t.key for t in await store.read_timers(limit=BIG, after_due=3.0)] == []
+        negative = timer("n", -1e9)
+        await store.write([commit(sig("s2"), set_timers=(negative,))])
+        assert (await store.read_timers(limit=1)) == [negative]
+
+    async def test_commit_outbox_gets_ids_in_order(self, store: Store) -> None:
+        m1, m2, m3 = sig("m1", "bob"), sig("m2", "bob", handler="credit"), sig("m1", entity_type="Other")
+        r1 = await store.write([commit(sig("s1"), outbox=(m1, m2))])
+        r2 = await store.write([commit(sig("s2"), outbox=(m3,))])
+        assert isinstance(r1[0], Committed)
+        assert isinstance(r2[0], Committed)
+        ids = r1[0].outbox_ids + r2[0].outbox_ids
+        assert len(ids) == 3
+        assert list(ids) == sorted(set(ids))
+        assert await store.read_outbox(after=0, limit=BIG) == [
+            OutboxEntry(ids[0], m1),
+            OutboxEntry(ids[1], m2),
+            OutboxEntry(ids[2], m3),
+        ]
+        assert await store.read_outbox(after=ids[0], limit=BIG) == [
+            OutboxEntry(ids[1], m2),
+            OutboxEntry(ids[2], m3),
+        ]
+        assert await store.read_outbox(after=0, limit=1) == [OutboxEntry(ids[0], m1)]
+
+    async def test_commit_has_journal_drops_that_invocation_only(self, store: Store) -> None:
+        s1 = sig("s1")
+        await store.write([Journal(step("s1", 0)), Journal(step("s1", 1)), Journal(step("s2", 0))])
+        await store.write([commit(s1, has_journal=False)])
+        assert len(await store.read_journal(T, "alice", "s1")) == 2
+        await store.write([commit(sig("s1", "bob"), has_journal=True)])  # same id, other entity
+        assert len(await store.read_journal(T, "alice", "s1")) == 2
+        await store.write([commit(sig("s3"), has_journal=True)])  # no journal: fine
+        await store.write([commit(sig("s1"), mark=False, has_journal=True)])
+        assert await store.read_journal(T, "alice", "s1") == []
+        assert await store.read_journal(T, "alice", "s2") == [step("s2", 0)]
+
+    # ---------------------------------------------------------------- SaveSnapshot
+
+    async def test_snapshots_keep_the_newest(self, store: Store) -> None:
+        for seq in (10, 20, 30):
+            assert await store.write([SaveSnapshot(snap(seq))]) == [None]
+        assert await store.read_snapshots(T, "alice") == [snap(30), snap(20)]
+        await store.write([SaveSnapshot(snap(40), keep=3)])
+        assert await store.read_snapshots(T, "alice") == [snap(40), snap(30), snap(20)]
+        await store.write([SaveSnapshot(snap(50), keep=1)])
+        assert await store.read_snapshots(T, "alice") == [snap(50)]
+
+    async def test_snapshot_keep_below_one_keeps_one(self, store: Store) -> None:
+        await store.write([SaveSnapshot(snap(1)), SaveSnapshot(snap(2), keep=0)])
+        assert await store.read_snapshots(T, "alice") == [snap(2)]
+
+    async def test_snapshot_at_the_same_seq_replaces(self, store: Store) -> None:
+        await store.write([SaveSnapshot(snap(10)), SaveSnapshot(snap(20))])
+        await store.write([SaveSnapshot(snap(20, schema="v2"))])
+        assert await store.read_snapshots(T, "alice") == [snap(20, schema="v2"), snap(10)]
+
+    async def test_an_older_snapshot_does_not_push_out_newer_ones(self, store: Store) -> None:
+        await store.write([SaveSnapshot(snap(20)), SaveSnapshot(snap(30))])
+        await store.write([SaveSnapshot(snap(5))])
+        assert await store.read_snapshots(T, "alice") == [snap(30), snap(20)]
+
+    async def test_snapshots_are_per_entity(self, store: Store) -> None:
+        await store.write(
+            [SaveSnapshot(snap(1)), SaveSnapshot(snap(2, "bob")), SaveSnapshot(snap(3), keep=1)]
+        )
+        assert await store.read_snapshots(T, "alice") == [snap(3)]
+        assert await store.read_snapshots(T, "bob") == [snap(2, "bob")]
+        assert await store.read_snapshots("Other", "alice") == []
+
+    # ---------------------------------------------------------------- Requeue
+
+    async def test_requeue_moves_a_dead_letter_back_to_the_inbox(self, store: Store) -> None:
+        s, later = sig("s1"), sig("s2")
+        await store.write([Accept(s)])
+        await store.write([commit(s, dead_letter=("boom", "tb", 3))])
+        await store.write([Accept(later)])
+        [dead] = await store.read_dead_letters(limit=BIG)
+        assert await store.write([Requeue(dead.id)]) == [None]
+        assert await store.read_dead_letters(limit=BIG) == []
+        assert await store.read_mark(T, "alice", "s1") is None
+        assert await inbox(store) == [later, s]  # at the back of the queue
+        # it is pending again: a repeat is a duplicate without a mark
+        assert await store.write([Accept(s)]) == [Duplicate(s.fingerprint, None)]
+        # and it can be processed again
+        assert await store.write([commit(s, 1, ev(1))]) == [Committed()]
+        assert await inbox(store) == [later]
+
+    async def test_requeue_of_an_unknown_id_fails_and_keeps_nothing(self, store: Store) -> None:
+        await store.write([commit(sig("s1"), dead_letter=("boom", "tb", 3))])
+        [dead] = await store.read_dead_letters(limit=BIG)
+        before = await dump(store)
+        with pytest.raises(StoreError, match="dead letter"):
+            await store.write([Accept(sig("s2")), Requeue(dead.id + 1000)])
+        await assert_unchanged(store, before)
+        await store.write([Requeue(dead.id)])
+        with pytest.raises(StoreError):
+            await store.write([Requeue(dead.id)])
+
+    # ---------------------------------------------------------------- Journal
+
+    async def test_journal_records_steps_in_order(self, store: Store) -> None:
+        assert await store.write([Journal(step("s1", 2)), Journal(step("s1", 0))]) == [None, None]
+        await store.write([Journal(step("s1", 1)), Journal(step("s1", 0, "bob", entity_id="bob"))])
+        assert await store.read_journal(T, "alice", "s1") == [step("s1", 0), step("s1", 1), step("s1", 2)]
+        assert await store.read_journal(T, "bob", "s1") == [step("s1", 0, "bob", entity_id="bob")]
+        assert await store.read_journal(T, "alice", "s2") == []
+        assert await inbox(store) == []
+
+    async def test_journal_same_step_replaces(self, store: Store) -> None:
+        await store.write([Journal(step("s1", 0, '{"ok":1}'))])
+        await store.write([Journal(step("s1", 0, '{"ok":2}'))])
+        assert await store.read_journal(T, "alice", "s1") == [step("s1", 0, '{"ok":2}')]
+
+    async def test_journal_with_inbox_makes_the_invocation_resumable(self, store: Store) -> None:
+        s = sig("s1")
+        assert await store.write([Journal(step("s1", 0), inbox=s)]) == [None]
+        assert await inbox(store) == [s]
+        # a second step with the same inbox signal does not queue it twice
+        await store.write([Journal(step("s1", 1), inbox=s)])
+        assert await inbox(store) == [s]
+        assert len(await store.read_journal(T, "alice", "s1")) == 2
+
+    # ---------------------------------------------------------------- FireTimer
+
+    async def test_fire_timer_queues_its_signal_and_drops_it(self, store: Store) -> None:
+        t, other = timer("t1", 50.0), timer("t2", 60.0)
+        await store.write([commit(sig("s1"), set_timers=(t, other))])
+        fired = sig("t1", handler="expire", at=50.0)
+        assert await store.write([FireTimer(t, fired)]) == [Accepted()]
+        assert await inbox(store) == [fired]
+        assert await store.read_timers(limit=BIG) == [other]
+
+    async def test_fire_timer_with_next_due_reschedules(self, store: Store) -> None:
+        t = timer("t1", 50.0, every=10.0)
+        await store.write([commit(sig("s1"), set_timers=(t,))])
+        fired = sig("t1@50", handler="expire", at=50.0)
+        assert await store.write([FireTimer(t, fired, next_due=60.0)]) == [Accepted()]
+        assert await inbox(store) == [fired]
+        assert await store.read_timers(limit=BIG) == [attrs.evolve(t, due_at=60.0)]
+        # the stale record no longer matches: firing it again does nothing
+        stale = FireTimer(t, sig("t1@50b", handler="expire"), next_due=70.0)
+        assert await store.write([stale]) == [None]
+        assert await inbox(store) == [fired]
+        assert await store.read_timers(limit=BIG) == [attrs.evolve(t, due_at=60.0)]
+
+    async def test_fire_of_a_replaced_timer_is_a_no_op(self, store: Store) -> None:
+        t = timer("t1", 50.0)
+        replaced = timer("t1", 80.0)
+        await store.write([commit(sig("s1"), set_timers=(t,))])
+        await store.write([commit(sig("s2"), set_timers=(replaced,))])
+        assert await store.write([FireTimer(t, sig("t1", handler="expire"))]) == [None]
+        assert await inbox(store) == []
+        assert await store.read_timers(limit=BIG) == [replaced]
+        # same due time, other arguments: also replaced
+        other_args = attrs.evolve(replaced, args='{"key":"changed"}')
+        await store.write([commit(sig("s3"), set_timers=(other_args,))])
+        assert await store.write([FireTimer(replaced, sig("t1", handler="expire"))]) == [None]
+        assert await inbox(store) == []
+        assert await store.read_timers(limit=BIG) == [other_args]
+
+    async def test_fire_of_a_cancelled_timer_is_a_no_op(self, store: Store) -> None:
+        t = timer("t1", 50.0)
+        await store.write([commit(sig("s1"), set_timers=(t,))])
+        await store.write([commit(sig("s2"), cancel_timers=("t1",))])
+        assert await store.write([FireTimer(t, sig("t1", handler="expire"))]) == [None]
+        assert await inbox(store) == []
+        assert await store.read_timers(limit=BIG) == []
+
+    async def test_fire_timer_whose_signal_is_pending_does_not_queue_it_twice(self, store: Store) -> None:
+        t = timer("t1", 50.0)
+        fired = sig("t1", handler="expire")
+        await store.write([Accept(fired), commit(sig("s1"), set_timers=(t,))])
+        assert await store.write([FireTimer(t, fired)]) == [Duplicate(fired.fingerprint, None)]
+        assert await inbox(store) == [fired]
+        assert await store.read_timers(limit=BIG) == []
+
+    # ---------------------------------------------------------------- TakeOutbox
+
+    async def test_take_outbox_delivers_and_drops_the_message(self, store: Store) -> None:
+        m1, m2 = sig("m1", "bob"), sig("m2", "bob")
+        [result] = await store.write([commit(sig("s1"), outbox=(m1, m2))])
+        assert isinstance(result, Committed)
+        id1, id2 = result.outbox_ids
+        assert await store.write([TakeOutbox(id1, Accept(m1))]) == [Accepted()]
+        assert await store.read_outbox(after=0, limit=BIG) == [OutboxEntry(id2, m2)]
+        assert await inbox(store) == [m1]
+
+    async def test_take_outbox_of_a_known_signal_reports_the_duplicate(self, store: Store) -> None:
+        m1, m2 = sig("m1", "bob"), sig("m2", "bob")
+        [result] = await store.write([commit(sig("s1"), outbox=(m1, m2))])
+        assert isinstance(result, Committed)
+        id1, id2 = result.outbox_ids
+        await store.write([Accept(m1), commit(m2, recorded_at=9.0)])
+        results = await store.write([TakeOutbox(id1, Accept(m1)), TakeOutbox(id2, Accept(m2))])
+        assert results == [
+            Duplicate(m1.fingerprint, None),
+            Duplicate(m2.fingerprint, ProcessedMark("m2", m2.fingerprint, '{"ok":null}', 9.0)),
+        ]
+        assert await store.read_outbox(after=0, limit=BIG) == []
+        assert await inbox(store) == [m1]
+
+    async def test_take_outbox_twice_accepts_once(self, store: Store) -> None:
+        m1 = sig("m1", "bob")
+        [result] = await store.write([commit(sig("s1"), outbox=(m1,))])
+        assert isinstance(result, Committed)
+        [oid] = result.outbox_ids
+        assert await store.write([TakeOutbox(oid, Accept(m1)), TakeOutbox(oid, Accept(m1))]) == [
+            Accepted(),
+            Duplicate(m1.fingerprint, None),
+        ]
+        assert await inbox(store) == [m1]
+
+    # ---------------------------------------------------------------- reads
+
+    async def test_read_events_pages_by_after_and_limit(self, store: Store) -> None:
+        await store.write([commit(sig("s1"), 1, *(ev(i) for i in range(1, 8)))])
+        assert [e.seq for e in await store.read_events(T, "alice", after=0, limit=3)] == [1, 2, 3]
+        assert [e.seq for e in await store.read_events(T, "alice", after=3, limit=3)] == [4, 5, 6]
+        assert [e.seq for e in await store.read_events(T, "alice", after=6, limit=3)] == [7]
+        assert await store.read_events(T, "alice", after=7, limit=3) == []
+        assert await store.read_events(T, "alice", after=0, limit=0) == []
+        assert await store.read_events(T, "bob", after=0, limit=3) == []
+
+    async def test_read_inbox_pages_by_position(self, store: Store) -> None:
+        signals = [sig(f"s{i}", "alice" if i % 2 else "bob") for i in range(1, 6)]
+        await store.write([Accept(s) for s in signals])
+        first = await store.read_inbox(after=0, limit=2)
+        assert [e.signal for e in first] == signals[:2]
+        rest = await store.read_inbox(after=first[-1].position, limit=BIG)
+        assert [e.signal for e in rest] == signals[2:]
+        assert await store.read_inbox(after=rest[-1].position, limit=BIG) == []
+        assert all(isinstance(e, InboxEntry) for e in first + rest)
+
+    async def test_read_mark_is_per_entity(self, store: Store) -> None:
+        s = sig("s1", "bob")
+        await store.write([commit(s, recorded_at=5.0)])
+        assert await store.read_mark(T, "bob", "s1") == ProcessedMark("s1", s.fingerprint, '{"ok":null}', 5.0)
+        assert await store.read_mark(T, "alice", "s1") is None
+        assert await store.read_mark("Other", "bob", "s1") is None
+        assert await store.read_mark(T, "bob", "s2") is None
+
+    async def test_read_dead_letters_returns_whole_records(self, store: Store) -> None:
+        s = sig("s1")
+        await store.write([commit(s, dead_letter=("err", "tb", 2), recorded_at=3.5)])
+        [d] = await store.read_dead_letters(limit=BIG)
+        assert d == DeadLetter(d.id, s, "err", "tb", 2, 3.5)
+
+    # ---------------------------------------------------------------- batches
+
+    async def test_a_batch_of_every_kind_returns_one_result_per_item(self, store: Store) -> None:
+        await store.write([commit(sig("s1"), dead_letter=("e", "tb", 1), set_timers=(timer("t1", 5.0),))])
+        [dead] = await store.read_dead_letters(limit=BIG)
+        m = sig("m1", "bob")
+        [c] = await store.write([commit(sig("s2"), outbox=(m,))])
+        assert isinstance(c, Committed)
+        results = await store.write(
+            [
+                Accept(sig("s3")),
+                commit(sig("s4"), 1, ev(1), outbox=(sig("m2", "bob"),)),
+                SaveSnapshot(snap(1)),
+                Requeue(dead.id),
+                Journal(step("s5", 0)),
+                FireTimer(timer("t1", 5.0), sig("t1", handler="expire")),
+                TakeOutbox(c.outbox_ids[0], Accept(m)),
+                Accept(sig("s3")),
+            ]
+        )
+        assert len(results) == 8
+        assert results[0] == Accepted()
+        assert isinstance(results[1], Committed)
+        assert len(results[1].outbox_ids) == 1
+        assert results[2:5] == [None, None, None]
+        assert results[5:] == [Accepted(), Accepted(), Duplicate(sig("s3").fingerprint, None)]
+        assert [s.signal_id for s in await inbox(store)] == ["s3", "s1", "t1", "m1"]
+
+    async def test_a_failing_batch_leaves_nothing(self, store: Store) -> None:
+        """A Commit conflicting at the end undoes every earlier item of the batch."""
+        await populate(store)
+        [dead] = await store.read_dead_letters(limit=BIG)
+        [out] = await store.read_outbox(after=0, limit=BIG)
+        timers = await store.read_timers(limit=BIG)
+        before = await dump(store)
+        batch: list[Write] = [
+            Accept(sig("s4")),
+            Accept(sig("s5", "bob"), check_duplicate=False),
+            commit(
+                sig("s2"),
+                3,
+                ev(3),
+                set_timers=(timer("t3", 1.0),),
+                cancel_timers=("t1",),
+                outbox=(sig("m2", "bob"),),
+                has_journal=True,
+                dead_letter=("x", "y", 1),
+            ),
+            SaveSnapshot(snap(3), keep=1),
+            Requeue(dead.id),
+            Journal(step("s4", 0), inbox=sig("s4", "bob")),
+            FireTimer(timers[1], sig("t1", handler="expire"), next_due=99.0),
+            TakeOutbox(out.id, Accept(out.signal)),
+            commit(sig("s1", "bob"), 2, ev(5)),
+            commit(sig("s3"), 3, ev(4)),  # alice's log ends at 3 now: conflict
+        ]
+        with pytest.raises(StoreError):
+            await store.write(batch)
+        await assert_unchanged(store, before)
+        # the store is still usable, and the same batch minus the culprit goes through
+        results = await store.write(batch[:-1])
+        assert len(results) == len(batch) - 1
+        assert await store.last_seq(T, "alice") == 3
+        assert await store.last_seq(T, "bob") == 2
+        assert [d.signal.signal_id for d in await store.read_dead_letters(limit=BIG)] == ["s2"]
+
+    async def test_positions_keep_growing_after_a_failed_batch(self, store: Store) -> None:
+        await store.write([Accept(sig("s1"))])
+        with pytest.raises(StoreError):
+            await store.write([Accept(sig("s2")), Requeue(424242)])
+        await store.write([Accept(sig("s3"))])
+        entries = await store.read_inbox(after=0, limit=BIG)
+        assert [e.signal.signal_id for e in entries] == ["s1", "s3"]
+        assert entries[0].position < entries[1].position
+
+    async def test_concurrent_writes_are_all_applied(self, store: Store) -> None:
+        """Writers in several tasks at once each get their own transaction."""
+        n = 20
+
+        async def one(i: int) -> None:
+            s = sig(f"c{i}", f"e{i}")
+            assert await store.write([Accept(s)]) == [Accepted()]
+            assert await store.write([commit(s, 1, ev(i), ev(i + 1))]) == [Committed()]
+
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(one, i)
+        for i in range(n):
+            assert await store.last_seq(T, f"e{i}") == 2
+            assert await store.read_mark(T, f"e{i}", f"c{i}") is not None
+        assert await store.read_inbox(after=0, limit=BIG) == []

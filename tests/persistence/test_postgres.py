@@ -1,0 +1,378 @@
+"""PostgresStore beyond the contract: schema ownership, the owner lock, bad input and faults.
+
+Every fault is real where it can be: a port nothing listens on, a backend ended with
+``pg_terminate_backend`` while the batch waits on a lock, a statement timeout, a
+read-only database, a tablespace on a full tmpfs, a server stopped and started again.
+Each must give a typed StoreError and lose nothing that was acknowledged.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import asyncpg
+import pytest
+
+from persistence import (
+    CommitUnknown,
+    NotOurDatabase,
+    PostgresStore,
+    StoreError,
+    StoreFull,
+    StoreLocked,
+    StoreReadOnly,
+    StoreTimeout,
+    StoreUnavailable,
+)
+from persistence.pg_embedded import EmbeddedPostgres, free_port
+from persistence.postgres import SCHEMA_VERSION, redact
+from persistence.store import Accept, Accepted, Commit, Committed, NewEvent, SignalRecord
+from tests._stores import PgServer, sql_at, with_database
+
+pytestmark = pytest.mark.anyio
+
+
+def sig(signal_id: str, entity_id: str = "alice") -> SignalRecord:
+    return SignalRecord("Account", entity_id, signal_id, "deposit", "{}", f"fp-{signal_id}", 1.0)
+
+
+def commit(signal_id: str, first_seq: int, *data: str, entity_id: str = "alice") -> Commit:
+    events = tuple(NewEvent("bank.Deposited", 1, d) for d in data)
+    return Commit("Account", entity_id, sig(signal_id, entity_id), '{"ok":null}', first_seq, events, 2.0)
+
+
+async def events_of(store: PostgresStore, entity_id: str = "alice") -> list[str]:
+    return [e.data for e in await store.read_events("Account", entity_id, after=0, limit=10_000)]
+
+
+@asynccontextmanager
+async def admin(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def wait_for_lock_wait(conn: asyncpg.Connection) -> int:
+    """The pid of the store's writer once it waits on a lock (polled under a deadline)."""
+    with anyio.fail_after(10):
+        while True:
+            pid = await conn.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name LIKE 'durable-actors%' AND wait_event_type = 'Lock'"
+            )
+            if pid is not None:
+                return int(pid)
+            await anyio.sleep(0.01)
+
+
+# ---------------------------------------------------------------- schema
+
+
+async def test_a_new_database_gets_the_schema_and_its_version(pg_dsn: str) -> None:
+    async with PostgresStore(pg_dsn):
+        pass
+    assert sql_at(pg_dsn, "SELECT key, value FROM actors_meta ORDER BY key") == [
+        ("application", "durable-actors"),
+        ("schema_version", str(SCHEMA_VERSION)),
+    ]
+    async with PostgresStore(pg_dsn) as store:  # a second open migrates nothing
+        assert await store.write([Accept(sig("s1"))]) == [Accepted()]
+
+
+async def test_a_database_of_another_application_is_refused_and_left_untouched(pg_dsn: str) -> None:
+    async with admin(pg_dsn) as conn:
+        await conn.execute("CREATE TABLE invoices (id int PRIMARY KEY, total numeric)")
+        await conn.execute("INSERT INTO invoices VALUES (1, 9.5)")
+    with pytest.raises(NotOurDatabase, match="invoices"):
+        async with PostgresStore(pg_dsn):
+            pass
+    tables = sql_at(pg_dsn, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    assert tables == [("invoices",)]
+    assert sql_at(pg_dsn, "SELECT id, total::text FROM invoices") == [(1, "9.5")]
+
+
+@pytest.mark.parametrize(
+    ("rows", "match"),
+    [
+        ([("application", "someone-else"), ("schema_version", "1")], "someone-else"),
+        ([("application", "durable-actors"), ("schema_version", "x")], "no valid schema version"),
+        ([("application", "durable-actors"), ("schema_version", "99")], "newer than this code"),
+    ],
+)
+async def test_a_foreign_or_newer_meta_table_is_refused(
+    pg_dsn: str, rows: list[tuple[str, str]], match: str
+) -> None:
+    async with admin(pg_dsn) as conn:
+        await conn.execute("CREATE TABLE actors_meta (key text PRIMARY KEY, value text NOT NULL)")
+        await conn.executemany("INSERT INTO actors_meta VALUES ($1, $2)", rows)
+    with pytest.raises(NotOurDatabase, match=match):
+        async with PostgresStore(pg_dsn):
+            pass
+    assert sql_at(pg_dsn, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(1,)]
+
+
+# ---------------------------------------------------------------- owner lock
+
+
+async def test_a_second_store_on_the_same_database_is_locked_out(pg_dsn: str) -> None:
+    async with PostgresStore(pg_dsn) as first:
+        await first.write([Accept(sig("s1"))])
+        second = PostgresStore(pg_dsn, lock_wait=0)
+        with pytest.raises(StoreLocked, match=f"pid={os.getpid()}") as info:
+            async with second:
+                pass
+        assert info.value.owner["pid"]
+        assert await first.write([Accept(sig("s2"))]) == [Accepted()]  # the owner is unaffected
+    async with PostgresStore(pg_dsn, lock_wait=0) as again:  # free once the owner closed
+        assert len(await again.read_inbox(after=0, limit=10)) == 2
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"dsn": ""}, TypeError),
+        ({"dsn": 42}, TypeError),
+        ({"dsn": "mysql://root@localhost/x"}, ValueError),
+        ({"max_connections": 1}, ValueError),
+        ({"min_connections": 0}, ValueError),
+        ({"min_connections": 5, "max_connections": 4}, ValueError),
+        ({"max_connections": 2.5}, TypeError),
+        ({"statement_timeout": 0}, ValueError),
+        ({"statement_timeout": -1.0}, ValueError),
+        ({"lock_wait": float("nan")}, ValueError),
+        ({"connect_timeout": -1}, ValueError),
+    ],
+)
+def test_bad_arguments_are_refused_at_construction(kwargs: dict[str, object], error: type[Exception]) -> None:
+    args = {"dsn": "postgresql://u@127.0.0.1:5432/db", **kwargs}
+    with pytest.raises(error):
+        PostgresStore(**args)  # type: ignore[arg-type]
+
+
+async def test_a_server_that_is_down_gives_store_unavailable_and_hides_the_password() -> None:
+    dsn = f"postgresql://someone:hunter2@127.0.0.1:{free_port()}/nowhere"
+    with pytest.raises(StoreUnavailable) as info:
+        async with PostgresStore(dsn, connect_timeout=5):
+            pass
+    assert "hunter2" not in str(info.value)
+    assert "someone:***@127.0.0.1" in str(info.value)
+    assert redact("postgresql://u:p@h:1/d") == "postgresql://u:***@h:1/d"
+
+
+async def test_a_missing_database_is_named(pg_server: PgServer) -> None:
+    dsn = with_database(pg_server.admin_dsn, "actors_no_such_db")
+    with pytest.raises(StoreError, match="does not exist"):
+        async with PostgresStore(dsn):
+            pass
+
+
+async def test_text_postgresql_cannot_hold_is_a_store_error_that_changes_nothing(pg_dsn: str) -> None:
+    async with PostgresStore(pg_dsn) as store:
+        await store.write([Accept(sig("s1"))])
+        with pytest.raises(StoreError, match="cannot be stored"):
+            await store.write([Accept(sig("s2")), Accept(sig("nul\x00"))])
+        assert [e.signal.signal_id for e in await store.read_inbox(after=0, limit=10)] == ["s1"]
+        assert await store.write([Accept(sig("s3"))]) == [Accepted()]
+
+
+# ---------------------------------------------------------------- faults
+
+
+async def test_a_connection_killed_mid_batch_is_retried_once_and_applied_once(pg_dsn: str) -> None:
+    async with PostgresStore(pg_dsn) as store, admin(pg_dsn) as locker, admin(pg_dsn) as killer:
+        await store.write([commit("s1", 1, '{"n":1}')])
+        tx = locker.transaction()
+        await tx.start()
+        await locker.execute("LOCK TABLE processed IN ACCESS EXCLUSIVE MODE")
+        async with anyio.create_task_group() as tg:
+            results: list[object] = []
+
+            async def write() -> None:
+                results.extend(await store.write([Accept(sig("s2")), commit("s3", 2, '{"n":2}', '{"n":3}')]))
+
+            tg.start_soon(write)
+            pid = await wait_for_lock_wait(killer)  # the batch is inside its transaction
+            assert await killer.fetchval("SELECT pg_terminate_backend($1)", pid)
+            await tx.rollback()  # lets the retry through
+        assert results == [Accepted(), Committed()]
+        assert store.retries == 1
+        assert await events_of(store) == ['{"n":1}', '{"n":2}', '{"n":3}']
+        assert [e.signal.signal_id for e in await store.read_inbox(after=0, limit=10)] == ["s2"]
+
+
+async def test_a_batch_that_cannot_reach_the_server_again_is_not_acknowledged(
+    pg_server: PgServer, pg_dsn: str
+) -> None:
+    name = pg_dsn.rsplit("/", 1)[1]
+    async with PostgresStore(pg_dsn) as store:
+        await store.write([commit("s1", 1, '{"n":1}')])
+        pg_server.sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        async with admin(pg_server.admin_dsn) as killer:
+            await killer.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+            )
+        try:
+            with pytest.raises(StoreUnavailable):
+                await store.write([commit("s2", 2, '{"n":2}')])
+        finally:
+            pg_server.sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        # the store reconnects by itself; the refused batch left nothing, and can be sent again
+        assert await events_of(store) == ['{"n":1}']
+        assert await store.write([commit("s2", 2, '{"n":2}')]) == [Committed()]
+        assert await events_of(store) == ['{"n":1}', '{"n":2}']
+
+
+async def test_a_commit_lost_in_flight_is_resolved_by_its_transaction_id(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection dies right after the server committed: the store asks the server."""
+    async with PostgresStore(pg_dsn) as store:
+        await store.write([Accept(sig("s0"))])
+        writer = store._w
+        assert writer is not None
+        real_execute = asyncpg.Connection.execute
+
+        async def commit_then_die(self: asyncpg.Connection, query: str, *args: object) -> str:
+            result: str = await real_execute(self, query, *args)
+            if self is writer and query == "COMMIT":
+                writer.terminate()
+                raise asyncpg.exceptions.ConnectionDoesNotExistError("connection lost (injected)")
+            return result
+
+        monkeypatch.setattr(asyncpg.Connection, "execute", commit_then_die)
+        assert await store.write([commit("s1", 1, '{"n":1}')]) == [Committed()]
+        assert store.retries == 0  # committed: not applied a second time
+        assert await events_of(store) == ['{"n":1}']
+        assert await store.write([commit("s2", 2, '{"n":2}')]) == [Committed()]  # a new writer
+
+
+async def test_a_commit_whose_outcome_cannot_be_learned_is_commit_unknown(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with PostgresStore(pg_dsn) as store:
+        await store.write([Accept(sig("s0"))])
+        writer = store._w
+        assert writer is not None
+        real_execute = asyncpg.Connection.execute
+
+        async def commit_then_die(self: asyncpg.Connection, query: str, *args: object) -> str:
+            result: str = await real_execute(self, query, *args)
+            if self is writer and query == "COMMIT":
+                writer.terminate()
+                raise asyncpg.exceptions.ConnectionDoesNotExistError("connection lost (injected)")
+            return result
+
+        async def unreachable() -> asyncpg.Connection:
+            raise StoreUnavailable("server unreachable (injected)")
+
+        monkeypatch.setattr(asyncpg.Connection, "execute", commit_then_die)
+        monkeypatch.setattr(store, "_connect", unreachable)
+        with pytest.raises(CommitUnknown, match="outcome of transaction"):
+            await store.write([commit("s1", 1, '{"n":1}')])
+
+
+async def test_a_statement_timeout_is_store_timeout_and_keeps_nothing(pg_dsn: str) -> None:
+    async with PostgresStore(pg_dsn, statement_timeout=0.3) as store, admin(pg_dsn) as locker:
+        await store.write([commit("s1", 1, '{"n":1}')])
+        async with locker.transaction():
+            await locker.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(StoreTimeout):
+                await store.write([Accept(sig("s2")), commit("s3", 2, '{"n":2}')])
+        assert await store.read_inbox(after=0, limit=10) == []
+        assert await events_of(store) == ['{"n":1}']
+        assert await store.write([Accept(sig("s2")), commit("s3", 2, '{"n":2}')]) == [Accepted(), Committed()]
+
+
+async def test_a_read_only_database_refuses_writes_and_keeps_serving_reads(
+    pg_server: PgServer, pg_dsn: str
+) -> None:
+    name = pg_dsn.rsplit("/", 1)[1]
+    async with PostgresStore(pg_dsn) as store:
+        await store.write([commit("s1", 1, '{"n":1}')])
+    pg_server.sql(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    async with PostgresStore(pg_dsn) as store:
+        with pytest.raises(StoreReadOnly):
+            await store.write([commit("s2", 2, '{"n":2}')])
+        assert await events_of(store) == ['{"n":1}']
+
+
+async def test_an_empty_read_only_database_cannot_be_opened(pg_server: PgServer, pg_dsn: str) -> None:
+    name = pg_dsn.rsplit("/", 1)[1]
+    pg_server.sql(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    with pytest.raises(StoreReadOnly):
+        async with PostgresStore(pg_dsn):
+            pass
+
+
+@pytest.fixture
+def small_tablespace(pg_server: PgServer) -> Iterator[str]:
+    """A 1 MiB tmpfs the server can write to, as tablespace ``actors_small``."""
+    embedded = pg_server.embedded
+    if embedded is None or os.geteuid() != 0 or embedded._user is None:
+        pytest.skip("needs the embedded server and root (to mount a small tmpfs for it)")
+    mount = Path(tempfile.mkdtemp(prefix="actors-full-"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mount)], check=True)
+    try:
+        os.chown(mount, embedded._user.pw_uid, embedded._user.pw_gid)
+        pg_server.sql(f"CREATE TABLESPACE actors_small LOCATION '{mount}'")
+        yield "actors_small"
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+        mount.rmdir()
+
+
+async def test_a_full_disk_is_store_full_and_loses_nothing_acknowledged(
+    pg_server: PgServer, small_tablespace: str
+) -> None:
+    name, dsn = pg_server.create_database()
+    try:
+        async with PostgresStore(dsn) as store:
+            async with admin(dsn) as conn:  # the event log on the 1 MiB disk
+                await conn.execute(f"ALTER TABLE events SET TABLESPACE {small_tablespace}")
+                await conn.execute(f"ALTER INDEX events_pkey SET TABLESPACE {small_tablespace}")
+            acked: list[str] = []
+
+            async def fill() -> None:
+                for n in range(1000):  # 40 KiB of incompressible data a batch
+                    data = [f'{{"pad":"{secrets.token_hex(1024)}"}}' for _ in range(20)]
+                    await store.write([commit(f"s{n}", len(acked) + 1, *data)])
+                    acked.extend(data)
+
+            with pytest.raises(StoreFull):
+                await fill()
+            assert acked, "the disk was full before the first batch: the test proves nothing"
+            assert await events_of(store) == acked
+            # what does not need the full disk still works
+            assert await store.write([Accept(sig("after"))]) == [Accepted()]
+    finally:
+        pg_server.drop_database(name)
+        pg_server.sql(f"DROP TABLESPACE {small_tablespace}")
+
+
+async def test_the_store_rides_out_a_server_restart() -> None:
+    """Stopped server: typed errors, nothing acknowledged; started again: the store carries on."""
+    with EmbeddedPostgres() as server:
+        dsn = server.dsn()
+        async with PostgresStore(dsn) as store:
+            await store.write([commit("s1", 1, '{"n":1}')])
+            await anyio.to_thread.run_sync(lambda: server.stop(keep_data=True))
+            with pytest.raises(StoreUnavailable):
+                await store.write([commit("s2", 2, '{"n":2}')])
+            with pytest.raises(StoreUnavailable):
+                await store.read_events("Account", "alice", after=0, limit=10)
+            await anyio.to_thread.run_sync(server.start)
+            assert await events_of(store) == ['{"n":1}']
+            assert await store.write([commit("s2", 2, '{"n":2}')]) == [Committed()]
+            assert await events_of(store) == ['{"n":1}', '{"n":2}']
