@@ -32,6 +32,7 @@ from actors.system import SystemStatistics as SystemStatistics
 from actors.timers import Clock as Clock
 from actors.timers import SystemClock as SystemClock
 from persistence.codec import event_type as event_type
+from persistence.codec import register_type as register_type
 
 __all__ = [
     "ActivityContext",
@@ -65,5 +66,6 @@ __all__ = [
     "applies",
     "event_type",
     "query",
+    "register_type",
     "signal",
 ]
