@@ -1,5 +1,6 @@
 """Durable entity workflows: event-sourced actors with a mailbox, snapshots and a supervisor."""
 
+from actors._version import __version__ as __version__
 from actors.activities import ActivityContext as ActivityContext
 from actors.activities import RetryPolicy as RetryPolicy
 from actors.entity import Entity as Entity
