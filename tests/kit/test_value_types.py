@@ -295,6 +295,13 @@ def test_a_registered_type_wins_for_subclasses_and_replaces_on_re_registration()
     codec = Codec()
     assert codec.dumps(Cents(5), Cents) == '"5c"'
     assert codec.loads('"5c"', Cents) == 5
+    register_type(Cents, encode=lambda c: [int(c)], decode=lambda d: Cents(d[0]))  # replaces
+    assert Codec().dumps(Cents(5), Cents) == "[5]"
+
+    class Euros(Money):  # a subclass of a registered type is stored the same way
+        pass
+
+    assert Codec().dumps(Euros(Decimal("2.50"), "EUR"), Euros) == '["2.50","EUR"]'
     with pytest.raises(TypeError):
         register_type("Cents", encode=str, decode=str)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
