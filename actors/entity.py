@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast, overloa
 import attrs
 
 from actors.errors import DefinitionError, InvalidArguments, SerializationError
-from persistence.codec import Codec, EventNameError, fingerprint
+from persistence.codec import Codec, fingerprint
 
 if TYPE_CHECKING:
     from actors.activities import RetryPolicy
@@ -415,7 +415,7 @@ def build_spec(cls: object, codec: Codec) -> EntitySpec:
                 raise DefinitionError(f"{cls.__qualname__} has two @applies for {event_cls.__qualname__}")
             try:
                 codec.register_event(event_cls)
-            except (EventNameError, TypeError) as e:
+            except TypeError as e:  # no stable name (EventNameError), not attrs, a name clash
                 raise DefinitionError(f"@applies {cls.__qualname__}.{attr}: {e}") from None
             appliers[event_cls] = fn
         else:
