@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Bootstrap and run: ``python3 dev.py demo`` or ``python3 dev.py test``.
+"""Bootstrap and run: ``python3 dev.py demo``, ``python3 dev.py test`` or ``python3 dev.py docs``.
 
 Needs only python3 (>= 3.11) and git. Creates ``.venv`` beside this file, installs
 the project with its dev extra into it (again whenever pyproject.toml changes),
-then runs the demo or the whole check: pytest, ruff and mypy.
+then runs the demo or the whole check: ruff, mypy, pytest and the API reference
+(``mkdocs build --strict``, so a broken docstring reference fails the check).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ VENV = ROOT / ".venv"
 PY = VENV / "bin" / "python"
 
 
-def ensure_env(extras: str = "dev") -> None:
+def ensure_env(extras: str = "dev,docs") -> None:
     if sys.version_info < (3, 11):
         sys.exit(f"python >= 3.11 is needed, this is {sys.version.split()[0]}")
     if not PY.exists():
@@ -43,6 +44,9 @@ def run(*cmd: str) -> int:
 def main() -> int:
     what = sys.argv[1] if len(sys.argv) > 1 else "help"
     rest = sys.argv[2:]
+    if what == "docs":
+        ensure_env()
+        return run("-m", "mkdocs", "build", "--strict", "--site-dir", "build/site", *rest)
     if what == "demo":
         ensure_env()
         return run("-m", "examples.bank", *rest)
@@ -52,11 +56,12 @@ def main() -> int:
         codes = [
             run("-m", "ruff", "check", "actors", "persistence", "examples", "tests", "bench"),
             run("-m", "mypy"),
+            run("-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", "build/site"),
             run("-m", "pytest", "-q", *rest),
         ]
         return next((c for c in codes if c), 0)
     if what == "bench":
-        ensure_env("dev,bench")
+        ensure_env("dev,docs,bench")
         return run("-m", "bench", *rest)
     print(__doc__)
     return 2

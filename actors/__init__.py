@@ -1,5 +1,6 @@
 """Durable entity workflows: event-sourced actors with a mailbox, snapshots and a supervisor."""
 
+from actors._version import __version__ as __version__
 from actors.activities import ActivityContext as ActivityContext
 from actors.activities import RetryPolicy as RetryPolicy
 from actors.entity import Entity as Entity
@@ -33,6 +34,7 @@ from actors.system import SystemStatistics as SystemStatistics
 from actors.timers import Clock as Clock
 from actors.timers import SystemClock as SystemClock
 from persistence.codec import event_type as event_type
+from persistence.codec import register_type as register_type
 
 __all__ = [
     "ActivityContext",
@@ -67,5 +69,6 @@ __all__ = [
     "applies",
     "event_type",
     "query",
+    "register_type",
     "signal",
 ]

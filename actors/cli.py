@@ -102,6 +102,9 @@ async def _call(a: argparse.Namespace) -> None:
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the ``actors`` command."""
     p = argparse.ArgumentParser(prog="actors", description=__doc__.split("\n")[0])
+    from actors import __version__
+
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
     ev = sub.add_parser("events", help="print an entity's event log")
     ev.add_argument("db")

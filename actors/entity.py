@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import decimal
 import enum
 import inspect
 import json
 import random as _random
 import typing
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast, overload
 
@@ -247,7 +249,9 @@ class Entity:
 
 # ---------------------------------------------------------------- specs
 
-_IMMUTABLE = (int, float, str, bool, bytes, type(None), dt.datetime, dt.date, dt.timedelta)
+_IMMUTABLE = (
+    int, float, str, bool, bytes, type(None), dt.datetime, dt.date, dt.timedelta, decimal.Decimal, uuid.UUID
+)  # fmt: skip
 IMMUTABLE_VALUES: frozenset[type] = frozenset(_IMMUTABLE)
 """Types whose values may be shared without a copy (none of their parts can change)."""
 
@@ -280,6 +284,8 @@ def _checker(tp: object, codec: Codec) -> Callable[[object], bool]:
         return lambda v: type(v) is int or (isinstance(v, int) and not isinstance(v, bool))
     if tp is float:
         return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    if tp is dt.date:  # a datetime is a date to isinstance, but is stored with its time
+        return lambda v: isinstance(v, dt.date) and not isinstance(v, dt.datetime)
     if isinstance(tp, type) and typing.get_origin(tp) is None:
         return lambda v: isinstance(v, tp)
     conv = codec.converter
@@ -465,7 +471,10 @@ def build_spec(cls: object, codec: Codec) -> EntitySpec:
             event_cls = _applier_event(cls, fn)
             if event_cls in appliers:
                 raise DefinitionError(f"{cls.__qualname__} has two @applies for {event_cls.__qualname__}")
-            codec.register_event(event_cls)
+            try:
+                codec.register_event(event_cls)
+            except TypeError as e:  # no stable name (EventNameError), not attrs, a name clash
+                raise DefinitionError(f"@applies {cls.__qualname__}.{attr}: {e}") from None
             appliers[event_cls] = fn
         else:
             h = _handler(cls, name, attr, kind, fn, codec)

@@ -21,7 +21,7 @@ import anyio
 import attrs
 
 from actors.commit import GroupCommitter
-from actors.entity import Entity, EntitySpec, HandlerSpec, Kind, build_spec
+from actors.entity import IMMUTABLE_VALUES, Entity, EntitySpec, HandlerSpec, Kind, build_spec
 from actors.errors import (
     DeadlineExceeded,
     DeadlockError,
@@ -52,7 +52,6 @@ from persistence.store import (
 E = TypeVar("E", bound=Entity)
 T = TypeVar("T")
 
-_IMMUTABLE_RESULTS = (int, float, str, bool, bytes, type(None), dt.datetime, dt.date, dt.timedelta)
 _INBOX_CHUNK = 1000
 
 
@@ -550,7 +549,7 @@ class ActorSystem:
         view = actor.view
         assert view is not None
         result = h.call_query(view, values)
-        return result if type(result) in _IMMUTABLE_RESULTS else copy.deepcopy(result)
+        return result if type(result) in IMMUTABLE_VALUES else copy.deepcopy(result)
 
     async def _deadline(self, aw: Awaitable[T], timeout: float | None) -> T:
         if timeout is None:

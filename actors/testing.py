@@ -5,6 +5,18 @@ which moves time forward, firing every sleep that falls due in due order and
 letting each attached system finish what that wakes (handlers, commits, timers)
 before it moves on and before it returns. A 30-day expiry is tested in
 milliseconds, and nothing in the test sleeps on the wall clock.
+
+With ``auto_advance=True`` time also skips by itself (as in Temporal's
+time-skipping test environment): while a caller outside the system waits on an
+``ask`` and everything the system runs waits on the clock, the clock jumps to
+the next due time. So ``await ref.ask(...)`` on a handler whose activity backs off
+for ten minutes returns at once. Time does not skip while nobody waits on an
+ask (a test reads and checks in between, at a fixed time), nor while an async
+activity runs (it waits on the outside world, not on the clock).
+
+Whatever the mode, an ``ask`` that gets no answer while the system sits idle
+fails after ``stall_timeout`` seconds of wall time with :class:`ClockStalled`,
+which says what the system waits for, instead of hanging the test.
 """
 
 from __future__ import annotations
@@ -13,17 +25,35 @@ import asyncio
 import datetime as dt
 import heapq
 import itertools
-from typing import TYPE_CHECKING
+import time
+import types
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from actors.errors import InvalidArguments
+from actors import activities
+from actors.errors import DeadlineExceeded, InvalidArguments
 from actors.timers import UTC
 
 if TYPE_CHECKING:
     from actors.system import ActorSystem
 
 DEFAULT_START = dt.datetime(2026, 1, 1, tzinfo=UTC)
+
+DEFAULT_STALL_TIMEOUT = 10.0
+"""Seconds of wall time an ask may wait, with the system idle, before it fails."""
+
+_POLL_MIN = 0.002
+_POLL_MAX = 0.05
+
+
+class ClockStalled(DeadlineExceeded):
+    """An ``ask`` under a :class:`VirtualClock` got no answer while nothing could move.
+
+    Raised to the caller of the ask after the clock's ``stall_timeout`` of wall
+    time; the message says what the system waits on and what would move it.
+    """
 
 
 class _Sleeper:
@@ -35,18 +65,21 @@ class _Sleeper:
         self.gone = False
 
 
-async def _all_tasks_blocked() -> None:
-    """Return once every other task waits on something.
+async def _all_tasks_blocked(give_up: Callable[[], bool] | None = None) -> bool:
+    """Return True once every other task waits on something.
 
     Like ``anyio.wait_all_tasks_blocked`` (and, like it, it reads asyncio's task
     state), but it also waits for the loop's queue of ready callbacks to drain, and
     it yields with ``sleep(0)`` first and backs off only when work stays runnable,
-    instead of sleeping 0.1 s of wall time every time.
+    instead of sleeping 0.1 s of wall time every time. Returns False as soon as
+    ``give_up()`` is true.
     """
     me = asyncio.current_task()
     loop = asyncio.get_running_loop()
     spins = 0
     while True:
+        if give_up is not None and give_up():
+            return False
         # a callback already queued (anyio delivers cancellation that way) is pending
         # work that no task shows yet
         runnable = bool(getattr(loop, "_ready", ()))
@@ -56,24 +89,121 @@ async def _all_tasks_blocked() -> None:
                 runnable = True
                 break
         if not runnable:
-            return
+            return True
         spins += 1
         await asyncio.sleep(0 if spins < 50 else min(0.0005 * 2 ** (spins - 50), 0.05))
 
 
-class VirtualClock:
-    """A clock that moves only when told to. Implements ``actors.Clock``."""
+# What the driver looks for in the tasks' await chains (CPython's coroutine
+# introspection, as ``_all_tasks_blocked`` reads asyncio's task state): a caller
+# outside the system waiting on an ask, and an activity attempt in flight.
+def _ask_code() -> types.CodeType:
+    from actors.system import ActorSystem
 
-    def __init__(self, start: dt.datetime = DEFAULT_START) -> None:
+    return ActorSystem._ask.__code__
+
+
+_ACTIVITY_BODY: types.CodeType | None = next(
+    (
+        c
+        for c in activities._attempt.__code__.co_consts
+        if isinstance(c, types.CodeType) and c.co_name == "body"
+    ),
+    None,
+)
+
+
+def _await_chain(task: asyncio.Task[Any]) -> Iterator[Any]:
+    """The coroutines a task is suspended in, outermost first."""
+    coro: Any = task.get_coro()
+    for _ in range(200):
+        if getattr(coro, "cr_code", None) is None:
+            return
+        yield coro
+        coro = coro.cr_await
+
+
+class _WaitingAsk:
+    __slots__ = ("future", "what")
+
+    def __init__(self, future: asyncio.Future[Any], what: str) -> None:
+        self.future = future
+        self.what = what
+
+
+def _waiting_asks() -> list[_WaitingAsk]:
+    """Asks from outside the system whose caller waits for the answer right now."""
+    ask = _ask_code()
+    found = []
+    for task in asyncio.all_tasks():
+        waiter = getattr(task, "_fut_waiter", None)
+        if waiter is None or waiter.done():
+            continue
+        for coro in _await_chain(task):
+            if coro.cr_code is ask:
+                f = coro.cr_frame.f_locals if coro.cr_frame is not None else {}
+                spec, h = f.get("spec"), f.get("h")
+                name = getattr(spec, "name", "?")
+                what = f"ask {name}.{getattr(h, 'name', '?')} to {name}/{f.get('entity_id', '?')}"
+                found.append(_WaitingAsk(waiter, what))
+                break
+    return found
+
+
+def _activity_running() -> bool:
+    """Whether an activity attempt is in flight (it waits on the world, not on the clock)."""
+    if _ACTIVITY_BODY is None:  # the runtime changed shape: never skip past an activity
+        return True
+    for task in asyncio.all_tasks():
+        if not task.done() and any(c.cr_code is _ACTIVITY_BODY for c in _await_chain(task)):
+            return True
+    return False
+
+
+class VirtualClock:
+    """A clock that moves only when told to, or (``auto_advance``) when all waits on it.
+
+    Implements ``actors.Clock``. ``start`` is the initial time (timezone-aware).
+    ``auto_advance=True`` skips time while an ask from outside waits and everything
+    the attached systems run waits on the clock (see the module docstring).
+    ``stall_timeout`` (seconds of wall time, ``None`` for never) bounds how long
+    an ask may wait while the system is idle before it fails with
+    :class:`ClockStalled`. Both need the clock to be given to an ``ActorSystem``.
+    """
+
+    def __init__(
+        self,
+        start: dt.datetime = DEFAULT_START,
+        *,
+        auto_advance: bool = False,
+        stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
+    ) -> None:
         if not isinstance(start, dt.datetime) or start.tzinfo is None:
             raise InvalidArguments(f"start must be a timezone-aware datetime, got {start!r}")
+        if not isinstance(auto_advance, bool):
+            raise InvalidArguments(f"auto_advance must be a bool, got {auto_advance!r}")
+        if stall_timeout is not None and (
+            not isinstance(stall_timeout, (int, float))
+            or isinstance(stall_timeout, bool)
+            or not 0 < stall_timeout < float("inf")
+        ):
+            raise InvalidArguments(f"stall_timeout must be positive seconds or None, got {stall_timeout!r}")
         self._now = start.astimezone(UTC)
+        self.auto_advance = auto_advance
+        self.stall_timeout = None if stall_timeout is None else float(stall_timeout)
         self._heap: list[tuple[dt.datetime, int, _Sleeper]] = []
         self._seq = itertools.count()
         self._systems: list[ActorSystem] = []
+        self._driver_of: ActorSystem | None = None
+        self._wake: anyio.Event | None = None
+        self._advancing = 0
+        self._first_seen: dict[asyncio.Future[Any], tuple[float, dt.datetime]] = {}
+        self.skips = 0
+        """How many times time skipped by itself (``auto_advance``)."""
 
     def __repr__(self) -> str:
-        return f"VirtualClock({self._now.isoformat()})"
+        auto = ", auto_advance=True" if self.auto_advance else ""
+        return f"VirtualClock({self._now.isoformat()}{auto})"
 
     def now(self) -> dt.datetime:
         """The virtual time."""
@@ -86,6 +216,8 @@ class VirtualClock:
             return
         s = _Sleeper(when)
         heapq.heappush(self._heap, (when, next(self._seq), s))
+        if self._wake is not None:
+            self._wake.set()
         try:
             await s.event.wait()
         finally:
@@ -106,16 +238,20 @@ class VirtualClock:
         if not isinstance(delta, dt.timedelta) or delta < dt.timedelta(0):
             raise InvalidArguments(f"advance takes a timedelta >= 0 or seconds, got {delta!r}")
         target = self._now + delta
-        await self.settle()
-        while self._heap and self._heap[0][0] <= target:
-            when, _, s = heapq.heappop(self._heap)
-            if s.gone:
-                continue
-            self._now = max(self._now, when)
-            s.event.set()
+        self._advancing += 1
+        try:
             await self.settle()
-        self._now = target
-        await self.settle()
+            while self._heap and self._heap[0][0] <= target:
+                when, _, s = heapq.heappop(self._heap)
+                if s.gone:
+                    continue
+                self._now = max(self._now, when)
+                s.event.set()
+                await self.settle()
+            self._now = max(self._now, target)
+            await self.settle()
+        finally:
+            self._advancing -= 1
 
     async def settle(self) -> None:
         """Wait until every attached system is idle and all tasks are blocked."""
@@ -127,13 +263,129 @@ class VirtualClock:
                 return
 
     def attach(self, system: ActorSystem) -> None:
-        """Called by a system that uses this clock, so ``advance`` waits for it."""
+        """Called by a system that uses this clock, so ``advance`` waits for it.
+
+        The first system also runs the clock's driver (time skipping and stall
+        detection) in its task group.
+        """
         self._systems.append(system)
+        self._start_driver()
 
     def detach(self, system: ActorSystem) -> None:
-        """Called when that system closes."""
+        """Called when that system closes (its task group ends the driver it ran)."""
         if system in self._systems:
             self._systems.remove(system)
+        if self._driver_of is system:
+            self._driver_of = None
+            self._start_driver()
+
+    def _start_driver(self) -> None:
+        if self._driver_of is not None or (not self.auto_advance and self.stall_timeout is None):
+            return
+        for system in self._systems:
+            if system._state in ("starting", "running"):
+                self._driver_of = system
+                system.spawn(self._drive)
+                return
+
+    # ------------------------------------------------------------ the driver
+    async def _drive(self) -> None:
+        """Skip time while an ask waits and all else waits on the clock; fail stalled asks."""
+        self._wake = anyio.Event()
+        poll = _POLL_MIN
+        while True:
+            with anyio.move_on_after(poll):
+                await self._wake.wait()
+            if self._wake.is_set():
+                self._wake = anyio.Event()
+                poll = _POLL_MIN
+            else:
+                poll = min(poll * 2, _POLL_MAX)
+            if self._advancing or not _waiting_asks():
+                self._first_seen.clear()
+                continue
+            if not await self._quiet():
+                continue
+            asks = _waiting_asks()
+            now = time.monotonic()
+            seen = {a.future: self._first_seen.get(a.future, (now, self._now)) for a in asks}
+            self._first_seen = seen
+            if not asks:
+                continue
+            if self.stall_timeout is not None:
+                stalled = [a for a in asks if now - seen[a.future][0] >= self.stall_timeout]
+                if stalled:
+                    for a in stalled:
+                        a.future.set_exception(ClockStalled(self._stall_text(a, seen[a.future][1])))
+                        a.future.exception()  # retrieved: the caller may have gone
+                    continue
+            if self.auto_advance and not _activity_running() and self._fire_next():
+                self.skips += 1
+                self._wake.set()  # look again at once
+
+    async def _quiet(self) -> bool:
+        """Settle, but give up as soon as an explicit ``advance`` starts.
+
+        Polls ``busy`` rather than calling ``wait_idle``: that keeps one wake-up
+        event per system, which a second concurrent waiter (``advance``) replaces.
+        """
+        while True:
+            delay = 0.0002
+            while any(s.busy > 0 for s in self._systems):
+                if self._advancing:
+                    return False
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 0.005)
+            if self._advancing:
+                return False
+            if not await _all_tasks_blocked(lambda: self._advancing > 0):
+                return False
+            if all(s.busy <= 0 for s in self._systems):
+                return True
+
+    def _fire_next(self) -> bool:
+        while self._heap:
+            when, _, s = heapq.heappop(self._heap)
+            if s.gone:
+                continue
+            self._now = max(self._now, when)
+            s.event.set()
+            return True
+        return False
+
+    def _next_due(self) -> dt.datetime | None:
+        due = [when for when, _, s in self._heap if not s.gone]
+        return min(due) if due else None
+
+    def _stall_text(self, ask: _WaitingAsk, since: dt.datetime) -> str:
+        assert self.stall_timeout is not None
+        head = (
+            f"{ask.what} got no answer within {self.stall_timeout:g}s of wall time while the system "
+            f"sat idle under {self!r}: "
+        )
+        nxt = self._next_due()
+        if self.auto_advance and _activity_running():
+            why = (
+                "an async activity is running and waits on something outside the system (time does "
+                "not skip while an activity runs); make the fake it calls return"
+            )
+        elif self.auto_advance and self._now > since:
+            why = (
+                f"time skipped from {since.isoformat()} to {self._now.isoformat()} and the handler "
+                "still waits (a retry or timer loop that never ends?)"
+            )
+        elif nxt is not None and not self.auto_advance:
+            why = (
+                f"it waits on the virtual clock ({self.pending} sleeps pending, the next at "
+                f"{nxt.isoformat()}) and nothing advances it: call `await clock.advance(...)` "
+                "from the test, or use VirtualClock(auto_advance=True)"
+            )
+        else:
+            why = (
+                "nothing is due on the clock: the handler waits on something that never happens "
+                "(an ask to an entity that never answers? an activity awaiting forever?)"
+            )
+        return head + why + "; set VirtualClock(stall_timeout=...) to wait longer"
 
     @property
     def pending(self) -> int:
