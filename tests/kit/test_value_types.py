@@ -237,7 +237,7 @@ def test_value_types_count_as_immutable_state() -> None:
     @attrs.define
     class Values(Entity):
         amount: Decimal = Decimal(0)
-        ref: uuid.UUID = ZERO_UUID
+        ref_id: uuid.UUID = ZERO_UUID
         wait: dt.timedelta = dt.timedelta(0)
         day: dt.date = dt.date(2026, 1, 1)
         color: Color = Color.RED
