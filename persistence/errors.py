@@ -38,3 +38,7 @@ class NotOurDatabase(StoreError):
 
 class CorruptRecord(StoreError):
     """A stored record cannot be read; the message names entity and sequence."""
+
+
+class DatabaseNotFound(StoreError, FileNotFoundError):
+    """A read-only opening found no database file at the path (nothing was created)."""
