@@ -25,7 +25,8 @@ def held_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert child.stdout is not None and child.stdin is not None
+    assert child.stdout is not None
+    assert child.stdin is not None
     watchdog = threading.Timer(60, child.kill)  # a hung child ends the readline with EOF
     watchdog.start()
     try:

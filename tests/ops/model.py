@@ -130,7 +130,7 @@ async def wait_for(check: Callable[[], Awaitable[bool]], what: str, deadline: fl
     """Poll ``check`` until it is true; fail naming ``what`` after ``deadline`` seconds."""
     try:
         with anyio.fail_after(deadline):
-            while not await check():
+            while not await check():  # noqa: ASYNC110 (polls a file another process writes)
                 await anyio.sleep(0.02)
     except TimeoutError:
         raise AssertionError(f"still waiting after {deadline}s for {what}") from None

@@ -65,13 +65,21 @@ async def check_everything(path: Path) -> None:
         assert [e.entity_id for e in await ins.entities("Ledger", where={"count": 10})] == ["long"]
         # queues
         [timer] = await ins.timers()
-        assert (timer.entity_id, timer.key, timer.handler, timer.args) == (*TIMER, "note", {"text": "reminder"})
+        assert (timer.entity_id, timer.key, timer.handler, timer.args) == (
+            *TIMER,
+            "note",
+            {"text": "reminder"},
+        )
         [dead] = await ins.dead_letters()
         assert (dead.entity_id, dead.handler, dead.args) == (DEAD[0], DEAD[1], {"why": DEAD[2]})
-        assert DEAD[2] in dead.error and "RuntimeError" in dead.traceback
+        assert DEAD[2] in dead.error
+        assert "RuntimeError" in dead.traceback
         [inv] = await ins.invocations()
         assert (inv.entity_id, inv.handler, inv.args, inv.status) == (
-            WORKER[0], "work", {"label": WORKER[1]}, "in_flight",
+            WORKER[0],
+            "work",
+            {"label": WORKER[1]},
+            "in_flight",
         )
         assert [(s.step, s.kind, s.result) for s in inv.steps] == [
             (1, "activity", {"ok": f"stamped {WORKER[1]}"})
@@ -93,7 +101,8 @@ async def test_reads_beside_a_system_in_this_process(tmp_path: Path) -> None:
         await system.ref(Ledger, "long").ask(Ledger.note, "after inspection")
         async with Inspection(db, entities=[Ledger]) as ins:
             st = await ins.state("Ledger", "long")
-        assert st.state is not None and st.state["count"] == len(LONG) + 1
+        assert st.state is not None
+        assert st.state["count"] == len(LONG) + 1
 
 
 @pytest.mark.anyio
@@ -125,7 +134,8 @@ async def test_progress_is_reported_on_replay(held_db: Path) -> None:
     seen: list[tuple[int, int]] = []
     async with Inspection(held_db, entities=[Ledger]) as ins:
         await ins.state("Ledger", "long", at=5, progress=lambda done, total: seen.append((done, total)))
-    assert seen and seen[-1] == (5, 5)
+    assert seen
+    assert seen[-1] == (5, 5)
 
 
 @pytest.mark.anyio
@@ -195,7 +205,7 @@ async def test_no_lock_taken_on_a_closed_store(tmp_path: Path) -> None:
     os.remove(f"{db}.lock")
     async with SqliteInspector(db) as ins:
         assert await ins.entity_types() == []
-        assert not Path(f"{db}.lock").exists()
+        assert not Path(f"{db}.lock").exists()  # noqa: ASYNC240 (a test, a local file)
         # while the inspector is open, a system can still take the store
         async with SqliteStore(db):
             pass
