@@ -44,6 +44,13 @@ class Gate:
         return "opened"
 
 
+class Fuse:
+    """``Ledger.explode`` crashes while armed (so a retried dead letter can succeed)."""
+
+    def __init__(self) -> None:
+        self.armed = True
+
+
 async def stamp(label: str) -> str:
     """The first activity of ``Ledger.work``: its result is journaled."""
     return f"stamped {label}"
@@ -73,7 +80,9 @@ class Ledger(Entity):
 
     @signal
     def explode(self, why: str) -> None:
-        raise RuntimeError(why)
+        if self.resource(Fuse).armed:
+            raise RuntimeError(why)
+        self.emit(Noted(why))
 
     @signal
     async def work(self, label: str) -> str:
@@ -110,7 +119,7 @@ POLICY = SupervisorPolicy(max_attempts=1)
 
 def system(path: Path, gate: Gate) -> ActorSystem:
     """The system every ops test runs: the ledger, no retries, the gate as a resource."""
-    return ActorSystem(SqliteStore(path), [Ledger], supervision=POLICY, resources={Gate: gate})
+    return ActorSystem(SqliteStore(path), [Ledger], supervision=POLICY, resources={Gate: gate, Fuse: Fuse()})
 
 
 @asynccontextmanager
