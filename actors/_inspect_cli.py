@@ -96,6 +96,8 @@ def add_parsers(sub: Any) -> None:
     p = cmd("history", "an entity's events")
     p.add_argument("type")
     p.add_argument("id")
+    p.add_argument("--after", type=int, default=0, metavar="SEQ", help="only events after this sequence")
+    p.add_argument("--limit", type=int, help="at most this many events")
     cmd("timers", "durable timers in due order")
     cmd("invocations", "unfinished invocations (in flight, parked) with their journal")
     for name in ("inbox", "outbox", "dead-letters"):
@@ -128,7 +130,7 @@ async def _read(ins: Inspection, a: argparse.Namespace, progress: Callable[[int,
     if c == "show":
         return await ins.state(a.type, a.id, at=a.at, progress=progress)
     if c == "history":
-        return await ins.history(a.type, a.id)
+        return await ins.history(a.type, a.id, after=a.after, limit=a.limit)
     if c == "dead-letters":
         return await ins.dead_letters(limit=100_000)
     if c == "members":

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -141,6 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         anyio.run(_COMMANDS.get(a.cmd, _inspect_cli.run), a)
     except (ActorsError, ImportError) as e:
         print(f"actors: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the reader went away (| head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     return 0
 

@@ -346,6 +346,9 @@ class Inspection:
         self, entity_type: str, entity_id: str, *, after: int = 0, limit: int | None = None
     ) -> list[EventView]:
         """The entity's events with ``seq > after``, in order (all of them by default)."""
+        for name, v, low in (("after", after, 0), ("limit", limit, 1)):
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < low):
+                raise InvalidArguments(f"{name} must be an int >= {low}, got {v!r}")
         await self._check_entity(entity_type, entity_id)
         out: list[EventView] = []
         while limit is None or len(out) < limit:

@@ -124,6 +124,8 @@ def test_where_filter_and_state_at_seq(held_db: Path, capsys: pytest.CaptureFixt
     for at in (0, 5, 7, 10):
         st = run_json(capsys, held_db, ["show", "Ledger", "long", "--at", str(at), "--entities", CLASSES])
         assert st["state"]["entries"] == LONG[:at]
+    page = run_json(capsys, held_db, ["history", "Ledger", "long", "--after", "3", "--limit", "2"])
+    assert [e["data"]["text"] for e in page] == LONG[3:5]
     raw = run_json(capsys, held_db, ["show", "Ledger", "long", "--at", "7"])
     assert (raw["decoded"], raw["snapshot_seq"], [e["seq"] for e in raw["pending"]]) == (False, 6, [7])
 
@@ -179,6 +181,7 @@ def test_missing_file_is_one_line_and_creates_nothing(
         (["show", "DB", "Ledger", "long", "--at", "99"], "has 10 events"),
         (["show", "DB", "Ledger", "nobody"], "UnknownEntity: no entity Ledger/nobody"),
         (["history", "DB", "Ledgr", "long"], "no entity type 'Ledgr'"),
+        (["history", "DB", "Ledger", "long", "--limit", "0"], "limit must be an int >= 1"),
         (["entities", "DB", "Ledger", "--where", "owner"], "field=value"),
         (["entities", "DB", "Ledger", "--where", "owner=bob"], "needs its class"),
         (["entities", "DB", "Ledger", "--where", "hue=1", "--entities", CLASSES], "no field hue"),
