@@ -64,6 +64,12 @@ def to_json(value: object) -> Any:
     return _json.unstructure(value)
 
 
+def _limit(limit: object) -> int:
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise InvalidArguments(f"limit must be an int >= 1, got {limit!r}")
+    return limit
+
+
 def _time(ts: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts, dt.UTC)
 
@@ -290,8 +296,7 @@ class Inspection:
         given (as JSON values: ``{"balance": 5}``); it needs ``entity_type`` and its
         class, and replays each entity of the type (``progress`` is told how far).
         """
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise InvalidArguments(f"limit must be an int >= 1, got {limit!r}")
+        _limit(limit)
         if entity_type is not None:
             await self._check_type(entity_type)
         if not where:
@@ -438,17 +443,17 @@ class Inspection:
     # ------------------------------------------------------------ queues
     async def inbox(self, *, limit: int = 1000) -> list[InboxItem]:
         """Pending signals in acceptance order."""
-        rows = await self.inspector.read_inbox(limit=limit)
+        rows = await self.inspector.read_inbox(limit=_limit(limit))
         return [InboxItem(r.position, **_signal_fields(r.signal)) for r in rows]
 
     async def outbox(self, *, limit: int = 1000) -> list[OutboxItem]:
         """Undelivered outbox messages in order."""
-        rows = await self.inspector.read_outbox(limit=limit)
+        rows = await self.inspector.read_outbox(limit=_limit(limit))
         return [OutboxItem(r.id, **_signal_fields(r.signal)) for r in rows]
 
     async def dead_letters(self, *, limit: int = 1000) -> list[DeadLetterItem]:
         """Dead letters, oldest first."""
-        rows = await self.inspector.read_dead_letters(limit=limit)
+        rows = await self.inspector.read_dead_letters(limit=_limit(limit))
         return [
             DeadLetterItem(
                 d.id,
@@ -463,7 +468,7 @@ class Inspection:
 
     async def timers(self, *, limit: int = 1000) -> list[TimerItem]:
         """Durable timers in due order."""
-        rows = await self.inspector.read_timers(limit=limit)
+        rows = await self.inspector.read_timers(limit=_limit(limit))
         return [
             TimerItem(t.entity_type, t.entity_id, t.key, t.handler, _parse(t.args), _time(t.due_at), t.every)
             for t in rows
@@ -472,7 +477,7 @@ class Inspection:
     async def invocations(self, *, limit: int = 10_000) -> list[InvocationItem]:
         """Unfinished invocations (in flight or parked) with their journaled steps."""
         steps: dict[tuple[str, str, str], list[JournalEntry]] = defaultdict(list)
-        for j in await self.inspector.read_journals(limit=limit):
+        for j in await self.inspector.read_journals(limit=_limit(limit)):
             steps[(j.entity_type, j.entity_id, j.invocation_id)].append(j)
         signals: dict[tuple[str, str, str], SignalRecord] = {}
         after = 0

@@ -153,6 +153,9 @@ async def test_bad_requests_are_typed_errors(held_db: Path) -> None:
             await ins.entities("Ledger", where={"colour": "red"})
         with pytest.raises(InvalidArguments, match="needs an entity type"):
             await ins.entities(where={"owner": "bob"})
+        for read in (ins.inbox, ins.outbox, ins.dead_letters, ins.timers, ins.invocations, ins.entities):
+            with pytest.raises(InvalidArguments, match="limit must be an int >= 1"):
+                await read(limit=0)
     with pytest.raises(InvalidArguments, match="database path or an Inspector"):
         Inspection(42)  # type: ignore[arg-type]
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -202,3 +204,47 @@ async def test_browser_retries_a_dead_letter_through_the_system(tmp_path: Path, 
             await page.goto(url + f"/entity?type=Ledger&id={DEAD[0]}")
             await expect(page.locator("#state tr[data-field='entries']")).to_contain_text(DEAD[2])
         assert await system.dead_letters() == []
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_actors_ui_command_serves_the_store(held_db: Path, tmp_path: Path) -> None:
+    port = free_port()
+    cmd = [sys.executable, "-m", "actors.cli", "ui", str(held_db), "--port", str(port)]
+    child = subprocess.Popen(
+        [*cmd, "--entities", "tests.ops.model:Ledger"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        assert f"http://127.0.0.1:{port}/" in child.stdout.readline()  # printed before serving
+        deadline = time.monotonic() + 30
+        while True:  # the socket opens after the banner: poll until it answers
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/entity?type=Ledger&id=long&at=2", timeout=5)
+                break
+            except httpx.ConnectError:
+                if time.monotonic() > deadline or child.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        assert page.status_code == 200
+        assert "entry-2" in page.text.split('id="state"')[1]
+        assert "entry-3" not in page.text.split('id="state"')[1]
+    finally:
+        child.terminate()
+        child.wait(timeout=20)
+        if child.stdout is not None:
+            child.stdout.close()
+    missing = subprocess.run(
+        [sys.executable, "-m", "actors.cli", "ui", str(tmp_path / "typo.db")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("actors: DatabaseNotFound: no database at")
+    assert os.listdir(tmp_path) == []
