@@ -1,12 +1,20 @@
 """The ``actors`` command: look into a store and send signals by name.
 
+Read-only, safe on the database of a running system (no lock, never creates a file):
+
+    actors entities DB [TYPE] [--where FIELD=VALUE] [--entities MODULE:CLASS,...]
+    actors show DB TYPE ID [--at SEQ] [--entities MODULE:CLASS,...]
+    actors history DB TYPE ID         an entity's events
+    actors timers|invocations|inbox|outbox|dead-letters|members DB
     actors events DB TYPE ID          the event log of one entity, as JSON lines
-    actors inbox DB                   pending signals
-    actors dead-letters DB            dead letters, with their errors
+    actors ui DB                      the web UI on localhost (needs the ``ui`` extra)
+
+Each read-only command but ``events`` takes ``--json``. These need the store to
+themselves (no running system):
+
     actors retry DB DEAD_LETTER_ID    move a dead letter back to the inbox
     actors ask|tell|query DB MODULE:CLASS ID HANDLER [JSON_ARGS]
 
-The database must not be in use by a running system (the store is single-owner).
 ``ask``/``tell``/``query`` import the entity class you name on the command line
 (never a name read from the database) and take the arguments as a JSON object.
 """
@@ -14,31 +22,21 @@ The database must not be in use by a running system (the store is single-owner).
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import anyio
 
-from actors.entity import Entity
+from actors import _inspect_cli
+from actors._inspect_cli import load_entity_class
 from actors.errors import ActorsError, InvalidArguments
 from actors.system import ActorSystem
+from persistence.inspect import SqliteInspector
 from persistence.sqlite import SqliteStore
 from persistence.store import Requeue
-
-
-def _entity_class(path: str) -> type[Entity]:
-    module, _, name = path.partition(":")
-    if not module or not name:
-        raise InvalidArguments(f"name the entity class as module:Class, got {path!r}")
-    obj: Any = importlib.import_module(module)
-    for part in name.split("."):
-        obj = getattr(obj, part, None)
-    if not isinstance(obj, type) or not issubclass(obj, Entity):
-        raise InvalidArguments(f"{path} is not an Entity class")
-    return obj
 
 
 def _args(text: str) -> dict[str, Any]:
@@ -51,39 +49,33 @@ def _args(text: str) -> dict[str, Any]:
     return value
 
 
-async def _inspect(a: argparse.Namespace) -> None:
-    async with SqliteStore(a.db) as store:
-        if a.cmd == "events":
-            after = 0
-            while batch := await store.read_events(a.type, a.id, after=after, limit=1000):
-                for e in batch:
-                    print(
-                        json.dumps(
-                            {
-                                "seq": e.seq,
-                                "type": e.type_name,
-                                "v": e.version,
-                                "data": json.loads(e.data),
-                                "at": e.recorded_at,
-                            }
-                        )
+async def _events(a: argparse.Namespace) -> None:
+    async with SqliteInspector(a.db) as ins:
+        after = 0
+        while batch := await ins.read_events(a.type, a.id, after=after, limit=1000):
+            for e in batch:
+                print(
+                    json.dumps(
+                        {
+                            "seq": e.seq,
+                            "type": e.type_name,
+                            "v": e.version,
+                            "data": json.loads(e.data),
+                            "at": e.recorded_at,
+                        }
                     )
-                after = batch[-1].seq
-        elif a.cmd == "inbox":
-            for entry in await store.read_inbox(after=0, limit=10_000):
-                s = entry.signal
-                print(f"{entry.position}\t{s.entity_type}/{s.entity_id}\t{s.handler}\t{s.args}")
-        elif a.cmd == "dead-letters":
-            for d in await store.read_dead_letters(limit=10_000):
-                s = d.signal
-                print(f"{d.id}\t{s.entity_type}/{s.entity_id}\t{s.handler}\t{d.attempts} attempts\t{d.error}")
-        else:
-            await store.write([Requeue(a.dead_letter_id)])
-            print(f"dead letter {a.dead_letter_id} is back in the inbox; it runs when its system starts")
+                )
+            after = batch[-1].seq
+
+
+async def _retry(a: argparse.Namespace) -> None:
+    async with SqliteStore(a.db) as store:
+        await store.write([Requeue(a.dead_letter_id)])
+    print(f"dead letter {a.dead_letter_id} is back in the inbox; it runs when its system starts")
 
 
 async def _call(a: argparse.Namespace) -> None:
-    cls = _entity_class(a.entity)
+    cls = load_entity_class(a.entity)
     kwargs = _args(a.args)
     # recover=False: pending work of the app (its inbox, timers and outbox) waits for the
     # app's own system, which runs every entity type it needs; this one runs only ``cls``
@@ -110,8 +102,12 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("db")
     ev.add_argument("type")
     ev.add_argument("id")
-    for name in ("inbox", "dead-letters"):
-        sub.add_parser(name, help=f"list {name}").add_argument("db")
+    _inspect_cli.add_parsers(sub)
+    ui = sub.add_parser("ui", help="serve the web UI on localhost")
+    ui.add_argument("db")
+    ui.add_argument("--entities", metavar="MODULE:CLASS,...", help="entity classes to decode state")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=8765)
     rq = sub.add_parser("retry", help="move a dead letter back to the inbox")
     rq.add_argument("db")
     rq.add_argument("dead_letter_id", type=int)
@@ -125,13 +121,36 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+_COMMANDS = {"events": _events, "retry": _retry, "ask": _call, "tell": _call, "query": _call}
+
+
+def _ui(a: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from actors.ui import app
+    except ImportError as e:
+        raise InvalidArguments(
+            f"the web UI needs the ui extra (pip install 'durable-actors[ui]'): {e}"
+        ) from None
+    application = app(a.db, entities=_inspect_cli.entity_classes(a.entities))
+    print(f"actors ui: http://{a.host}:{a.port}/ (read-only view of {a.db}; Ctrl-C stops)", flush=True)
+    uvicorn.run(application, host=a.host, port=a.port, log_level="warning")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; prints errors as one line and returns 1 (2 for usage)."""
     a = parser().parse_args(argv)
     try:
-        anyio.run(_call if a.cmd in ("ask", "tell", "query") else _inspect, a)
+        if a.cmd == "ui":
+            return _ui(a)
+        anyio.run(_COMMANDS.get(a.cmd, _inspect_cli.run), a)
     except (ActorsError, ImportError) as e:
         print(f"actors: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the reader went away (| head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     return 0
 

@@ -61,3 +61,7 @@ class StoreReadOnly(StoreError):
 
 class StoreFull(StoreError):
     """The disk (or another resource) holding the database is full."""
+
+
+class DatabaseNotFound(StoreError, FileNotFoundError):
+    """A read-only opening found no database file at the path (nothing was created)."""

@@ -69,13 +69,13 @@ def test_dead_letters_listed_and_requeued(tmp_path: Path, capsys: pytest.Capture
                 await system.ref(Fragile, "p").ask(Fragile.boom, "kaput")
 
     anyio.run(crash_once)
-    assert main(["dead-letters", str(db)]) == 0
-    listed = capsys.readouterr().out
-    assert "Fragile/p\tboom\t1 attempts\tRuntimeError('kaput')" in listed
-    dl_id = listed.split("\t")[0]
-    assert main(["retry", str(db), dl_id]) == 0
+    assert main(["dead-letters", str(db), "--json"]) == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert (listed["entity_id"], listed["handler"], listed["attempts"]) == ("p", "boom", 1)
+    assert listed["error"] == "RuntimeError('kaput')"
+    assert main(["retry", str(db), str(listed["id"])]) == 0
     capsys.readouterr()
-    assert main(["inbox", str(db)]) == 0
-    assert "Fragile/p\tboom" in capsys.readouterr().out
-    assert main(["dead-letters", str(db)]) == 0
-    assert capsys.readouterr().out == ""
+    assert main(["inbox", str(db), "--json"]) == 0
+    assert [(x["entity_id"], x["handler"]) for x in json.loads(capsys.readouterr().out)] == [("p", "boom")]
+    assert main(["dead-letters", str(db), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []

@@ -1,0 +1,343 @@
+"""Read-only inspection of a store's data, safe while a running system owns it.
+
+:class:`Inspector` is the small protocol of reads the ``actors`` inspection
+commands and the web UI need; :class:`SqliteInspector` implements it on a SQLite
+file. It never takes the store's lock file, never creates or changes the database
+(a missing file is :class:`DatabaseNotFound`), and reads through a read-only
+connection (``mode=ro``), so it works beside a system that holds the file open in
+WAL mode, in this process or another. A PostgreSQL inspector implements the same
+protocol with a read-only transaction.
+
+Payloads are returned as stored (JSON text); decoding them into entity classes is
+the job of :mod:`actors.inspect`.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import urllib.parse
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
+
+import aiosqlite
+import attrs
+
+from persistence.errors import DatabaseNotFound, NotOurDatabase, StoreError
+from persistence.sqlite import APPLICATION, SCHEMA_VERSION, translate
+from persistence.store import (
+    DeadLetter,
+    InboxEntry,
+    JournalEntry,
+    OutboxEntry,
+    SignalRecord,
+    SnapshotRecord,
+    StoredEvent,
+    TimerRecord,
+)
+
+__all__ = [
+    "DatabaseNotFound",
+    "EntitySummary",
+    "Inspector",
+    "Members",
+    "SqliteInspector",
+]
+
+_SIG_COLS = "entity_type, entity_id, signal_id, handler, args, fingerprint, accepted_at"
+
+
+@attrs.frozen
+class EntitySummary:
+    """An entity that has a history in the store."""
+
+    entity_type: str
+    """Stable name of the entity type."""
+    entity_id: str
+    """The entity's id."""
+    last_seq: int
+    """Sequence of its newest event."""
+    updated_at: float
+    """When its newest event was recorded (Unix seconds)."""
+
+
+@attrs.frozen
+class Members:
+    """The members of a cluster on this store; ``clustered`` is False for a single owner."""
+
+    clustered: bool
+    """Whether the store keeps a membership table at all."""
+    rows: tuple[dict[str, object], ...] = ()
+    """One record per member, as stored."""
+
+
+@runtime_checkable
+class Inspector(Protocol):
+    """Reads of a store for people and tools; never writes, never takes ownership.
+
+    An async context manager: entering opens it, leaving closes it. Every ``limit``
+    bounds a list; lists come in a stable order so a caller can page with ``after``.
+    """
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def entity_types(self) -> list[str]:
+        """Names of the entity types that have events, sorted."""
+        ...
+
+    async def entities(
+        self, entity_type: str | None = None, *, after: tuple[str, str] | None = None, limit: int = 1000
+    ) -> list[EntitySummary]:
+        """Entities with events (of one type, or all), ordered by (type, id), after ``after``."""
+        ...
+
+    async def read_events(
+        self, entity_type: str, entity_id: str, *, after: int, limit: int
+    ) -> list[StoredEvent]:
+        """Up to ``limit`` events of one entity with ``seq > after``, in order."""
+        ...
+
+    async def read_snapshots(self, entity_type: str, entity_id: str) -> list[SnapshotRecord]:
+        """The entity's snapshots, newest first."""
+        ...
+
+    async def last_seq(self, entity_type: str, entity_id: str) -> int:
+        """The sequence of the entity's newest event (0 when it has none)."""
+        ...
+
+    async def read_inbox(self, *, after: int = 0, limit: int = 1000) -> list[InboxEntry]:
+        """Pending signals with ``position > after``, in acceptance order."""
+        ...
+
+    async def read_outbox(self, *, after: int = 0, limit: int = 1000) -> list[OutboxEntry]:
+        """Undelivered outbox messages with ``id > after``, in order."""
+        ...
+
+    async def read_dead_letters(self, *, after: int = 0, limit: int = 1000) -> list[DeadLetter]:
+        """Dead letters with ``id > after``, oldest first."""
+        ...
+
+    async def read_timers(self, *, limit: int = 1000) -> list[TimerRecord]:
+        """Durable timers in due order."""
+        ...
+
+    async def read_journals(self, *, limit: int = 10_000) -> list[JournalEntry]:
+        """Journaled steps of every unfinished invocation, by entity, invocation and step."""
+        ...
+
+    async def members(self) -> Members:
+        """The cluster's members (``clustered=False`` while the store has one owner)."""
+        ...
+
+
+def _check_limit(limit: object) -> int:
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ValueError(f"limit must be an int >= 1, got {limit!r}")
+    return limit
+
+
+def _sig(row: Sequence[object]) -> SignalRecord:
+    return SignalRecord(*row)  # type: ignore[arg-type]
+
+
+class SqliteInspector:
+    """Read-only inspection of a SQLite store file, beside its running owner or not.
+
+    ``SqliteInspector(path)`` checks nothing until entered; entering raises
+    :class:`DatabaseNotFound` for a missing file, :class:`NotOurDatabase` for a file
+    that is not a database of this framework, :class:`StoreError` otherwise.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
+        if not isinstance(path, (str, os.PathLike)) or not str(path) or str(path) == ":memory:":
+            raise ValueError(f"SqliteInspector needs the path of a database file, got {path!r}")
+        if not isinstance(busy_timeout, (int, float)) or busy_timeout < 0:
+            raise ValueError(f"busy_timeout must be seconds >= 0, got {busy_timeout!r}")
+        self.path = Path(path)
+        self._busy_ms = int(busy_timeout * 1000)
+        self._conn: aiosqlite.Connection | None = None
+        self._tables: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"SqliteInspector({str(self.path)!r})"
+
+    # ------------------------------------------------------------ lifecycle
+    async def __aenter__(self) -> Self:
+        if self._conn is not None:
+            raise StoreError(f"{self!r} is already open")
+        p = self.path
+        if p.is_dir():
+            raise StoreError(f"{p} is a directory, not a database file")
+        if not p.is_file():
+            raise DatabaseNotFound(f"no database at {p} (nothing was created; check the path)")
+        uri = f"file:{urllib.parse.quote(str(p.resolve()))}?mode=ro"
+        try:
+            conn = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+        except sqlite3.Error as e:
+            raise translate(e, f"cannot open {p} read-only") from e
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+            await conn.execute("PRAGMA query_only = 1")
+            self._conn = conn
+            await self._check_ours()
+        except BaseException as e:
+            self._conn = None
+            await conn.close()
+            if isinstance(e, sqlite3.Error):
+                raise translate(e, f"cannot open {p} read-only") from e
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+    async def _check_ours(self) -> None:
+        rows = await self._read("SELECT name FROM sqlite_master WHERE type = 'table'", ())
+        self._tables = {r[0] for r in rows}
+        if "actors_meta" not in self._tables:
+            raise NotOurDatabase(f"{self.path} is not a {APPLICATION} database")
+        meta = {r[0]: r[1] for r in await self._read("SELECT key, value FROM actors_meta", ())}
+        if meta.get("application") != APPLICATION:
+            raise NotOurDatabase(f"{self.path} belongs to {meta.get('application')!r}")
+        version = str(meta.get("schema_version", ""))
+        if not version.isdecimal() or not 1 <= int(version) <= SCHEMA_VERSION:
+            raise NotOurDatabase(
+                f"{self.path} has schema version {version!r}; this code reads 1 to {SCHEMA_VERSION}"
+            )
+
+    async def _read(self, sql: str, params: Sequence[object]) -> Iterable[sqlite3.Row]:
+        if self._conn is None:
+            raise StoreError(f"{self!r} is not open (use it with async with)")
+        try:
+            return await self._conn.execute_fetchall(sql, params)
+        except sqlite3.Error as e:
+            raise translate(e, f"read {self.path}") from e
+
+    # ------------------------------------------------------------ entities
+    async def entity_types(self) -> list[str]:
+        """Names of the entity types that have events, sorted."""
+        rows = await self._read("SELECT DISTINCT entity_type FROM events ORDER BY entity_type", ())
+        return [r[0] for r in rows]
+
+    async def entities(
+        self, entity_type: str | None = None, *, after: tuple[str, str] | None = None, limit: int = 1000
+    ) -> list[EntitySummary]:
+        """Entities with events (of one type, or all), ordered by (type, id), after ``after``."""
+        _check_limit(limit)
+        where, params = ["1"], []
+        if entity_type is not None:
+            where.append("entity_type = ?")
+            params.append(entity_type)
+        if after is not None:
+            where.append("(entity_type, entity_id) > (?, ?)")
+            params.extend(after)
+        rows = await self._read(
+            "SELECT entity_type, entity_id, max(seq), max(recorded_at) FROM events "
+            f"WHERE {' AND '.join(where)} GROUP BY entity_type, entity_id "
+            "ORDER BY entity_type, entity_id LIMIT ?",
+            (*params, limit),
+        )
+        return [EntitySummary(r[0], r[1], int(r[2]), float(r[3])) for r in rows]
+
+    async def read_events(
+        self, entity_type: str, entity_id: str, *, after: int, limit: int
+    ) -> list[StoredEvent]:
+        """Up to ``limit`` events of one entity with ``seq > after``, in order."""
+        rows = await self._read(
+            "SELECT seq, type_name, version, data, recorded_at FROM events "
+            "WHERE entity_type = ? AND entity_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (entity_type, entity_id, after, _check_limit(limit)),
+        )
+        return [StoredEvent(*r) for r in rows]
+
+    async def read_snapshots(self, entity_type: str, entity_id: str) -> list[SnapshotRecord]:
+        """The entity's snapshots, newest first."""
+        rows = await self._read(
+            "SELECT seq, schema, state, taken_at FROM snapshots "
+            "WHERE entity_type = ? AND entity_id = ? ORDER BY seq DESC",
+            (entity_type, entity_id),
+        )
+        return [SnapshotRecord(entity_type, entity_id, r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def last_seq(self, entity_type: str, entity_id: str) -> int:
+        """The sequence of the entity's newest event (0 when it has none)."""
+        rows = await self._read(
+            "SELECT max(seq) FROM events WHERE entity_type = ? AND entity_id = ?",
+            (entity_type, entity_id),
+        )
+        return next((int(r[0] or 0) for r in rows), 0)
+
+    # ------------------------------------------------------------ queues
+    async def read_inbox(self, *, after: int = 0, limit: int = 1000) -> list[InboxEntry]:
+        """Pending signals with ``position > after``, in acceptance order."""
+        rows = await self._read(
+            f"SELECT position, {_SIG_COLS} FROM inbox WHERE position > ? ORDER BY position LIMIT ?",
+            (after, _check_limit(limit)),
+        )
+        return [InboxEntry(r[0], _sig(r[1:])) for r in rows]
+
+    async def read_outbox(self, *, after: int = 0, limit: int = 1000) -> list[OutboxEntry]:
+        """Undelivered outbox messages with ``id > after``, in order."""
+        rows = await self._read(
+            f"SELECT id, {_SIG_COLS} FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+            (after, _check_limit(limit)),
+        )
+        return [OutboxEntry(r[0], _sig(r[1:])) for r in rows]
+
+    async def read_dead_letters(self, *, after: int = 0, limit: int = 1000) -> list[DeadLetter]:
+        """Dead letters with ``id > after``, oldest first."""
+        rows = await self._read(
+            f"SELECT id, {_SIG_COLS}, error, traceback, attempts, failed_at FROM dead_letters "
+            "WHERE id > ? ORDER BY id LIMIT ?",
+            (after, _check_limit(limit)),
+        )
+        return [DeadLetter(r[0], _sig(r[1:8]), r[8], r[9], r[10], r[11]) for r in rows]
+
+    async def read_timers(self, *, limit: int = 1000) -> list[TimerRecord]:
+        """Durable timers in due order."""
+        rows = await self._read(
+            "SELECT entity_type, entity_id, key, handler, args, due_at, every FROM timers "
+            "ORDER BY due_at, entity_type, entity_id, key LIMIT ?",
+            (_check_limit(limit),),
+        )
+        return [TimerRecord(*r) for r in rows]
+
+    async def read_journals(self, *, limit: int = 10_000) -> list[JournalEntry]:
+        """Journaled steps of every unfinished invocation, by entity, invocation and step."""
+        rows = await self._read(
+            "SELECT entity_type, entity_id, invocation_id, step, kind, name, result, recorded_at "
+            "FROM journal ORDER BY entity_type, entity_id, invocation_id, step LIMIT ?",
+            (_check_limit(limit),),
+        )
+        return [JournalEntry(*r) for r in rows]
+
+    async def members(self) -> Members:
+        """The cluster's members (``clustered=False`` while the store has one owner)."""
+        if "members" not in self._tables:
+            return Members(False)
+        if self._conn is None:
+            raise StoreError(f"{self!r} is not open (use it with async with)")
+        try:
+            cur = await self._conn.execute("SELECT * FROM members")
+            names = [d[0] for d in cur.description]
+            rows = await cur.fetchall()
+            await cur.close()
+        except sqlite3.Error as e:
+            raise translate(e, f"read {self.path}") from e
+        return Members(True, tuple(dict(zip(names, r, strict=True)) for r in rows))
