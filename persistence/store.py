@@ -40,6 +40,9 @@ class SignalRecord:
     """Digest of handler and arguments, to detect a key reused with other arguments."""
     accepted_at: float
     """When the signal was accepted (Unix seconds); the invocation's ``now()``."""
+    trace: str | None = None
+    """The sender's trace context (W3C ``traceparent``), carried to the invocation's
+    spans; not part of the fingerprint. Stores keep it with the signal."""
 
 
 @attrs.frozen
