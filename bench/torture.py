@@ -466,6 +466,78 @@ async def final_generation(db: Path, deadline: float) -> dict[str, int]:
         return {a: await system.ref(Account, a).query(Account.get_balance) for a in ACCOUNTS}
 
 
+class FrozenClock:
+    """A clock stopped at one instant: what was due by then fires, nothing later ever does.
+
+    The quiescing generation runs on it, so the recurring ticker cannot add a signal
+    between the check that everything is at rest and the shutdown.
+    """
+
+    def __init__(self, at: dt.datetime) -> None:
+        self.at = at
+
+    def now(self) -> dt.datetime:
+        """The frozen instant."""
+        return self.at
+
+    async def sleep_until(self, when: dt.datetime) -> None:
+        """Return at once for a time already reached; otherwise wait until cancelled."""
+        if when <= self.at:
+            await anyio.lowlevel.checkpoint()
+            return
+        await anyio.sleep_forever()
+
+
+def at_rest(db: Path, frozen: dt.datetime) -> tuple[bool, str]:
+    """Whether the store holds no work a system on a clock frozen at ``frozen`` would still do.
+
+    One read transaction sees inbox, outbox, journal and timers together. With all
+    three tables empty and no timer due by ``frozen`` (the timer service's own test:
+    due datetime <= now), nothing can add a row again: signals come from calls
+    (none), the outbox (empty) and timers (none due, and the clock never moves).
+    """
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        with conn:
+            conn.execute("BEGIN")
+            left = {
+                t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                for t in ("inbox", "outbox", "journal")
+            }
+            dues = [r[0] for r in conn.execute("SELECT due_at FROM timers")]
+    finally:
+        conn.close()
+    left["due_timers"] = sum(dt.datetime.fromtimestamp(d, dt.UTC) <= frozen for d in dues)
+    busy = {k: v for k, v in left.items() if v}
+    return not busy, ", ".join(f"{k}={v}" for k, v in busy.items())
+
+
+async def quiesce(db: Path, deadline: float) -> None:
+    """Restart once more on a frozen clock and wait until nothing is left to do, then close.
+
+    A clean shutdown leaves accepted signals in the inbox (the contract: they run on
+    the next start), and a recurring timer can fire at any moment before it: so the
+    final check cannot run right after the settling generation. This generation
+    recovers what that one left, fires only timers already due, and closes once the
+    store is at rest (``at_rest``), which no later firing can undo.
+    """
+    frozen = dt.datetime.now(dt.UTC)
+    async with ActorSystem(
+        SqliteStore(db), entities=ENTITIES, clock=FrozenClock(frozen), passivate_after=None
+    ):
+        what = ""
+        with anyio.move_on_after(deadline) as scope:
+            while True:
+                ok, what = await anyio.to_thread.run_sync(at_rest, db, frozen)
+                if ok:
+                    break
+                await anyio.sleep(0.02)  # a poll under a deadline: the state is in the store
+        if scope.cancelled_caught:
+            raise SystemExit(
+                f"torture: the quiescing generation did not come to rest within {deadline:g}s: {what}"
+            )
+
+
 Ack = tuple[str, str, int, str | None]
 """(source, destination, amount, the answer of an ask or None for a tell)."""
 
@@ -717,6 +789,7 @@ def parent(args: argparse.Namespace) -> int:
     live: dict[str, int] = {}
     try:
         live = anyio.run(final_generation, db, args.settle)
+        anyio.run(quiesce, db, args.settle)
     except SystemExit as e:
         violations.append(str(e))
     rep = check(db, read_acks(acks), live)
