@@ -1112,7 +1112,7 @@ SCENARIOS = {
 """The fault classes, by the name ``--faults`` takes."""
 
 
-WATCHDOG = {"shutdown-parked": 15.0}
+WATCHDOG = {"shutdown-parked": 10.0}
 """Seconds before a fault-class child reports itself hung (default: two thirds of the deadline)."""
 
 
