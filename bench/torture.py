@@ -62,6 +62,7 @@ import attrs
 from actors import (
     ActorSystem,
     Entity,
+    HandlerFailed,
     IdempotencyConflict,
     InvalidArguments,
     Rejected,
@@ -406,6 +407,10 @@ class Vault(Entity):
         return self.count
 
     @signal
+    def keep(self, items: list[str]) -> None:
+        self.emit(Noted(json.dumps(["kept", items])))
+
+    @signal
     async def forward(self, tag: str, sink: str) -> int:
         target = self.ref(Vault, sink)
         await target.tell(Vault.put, json.dumps(["tell", self.id, tag]))
@@ -695,11 +700,32 @@ async def scenario_hostile(db: Path, seed: int) -> Findings:
             pairs += [("x", "a/k:b"), ("x/k:a", "b")]  # sender/k:key is the same text for both
             for eid, key in pairs:
                 tag = tag_of("fwd", eid, key)
-                await system.ref(Vault, eid).options(key=key).ask(Vault.forward, tag, sink)
+                try:
+                    with anyio.fail_after(ANSWER_DEADLINE * 4):
+                        await system.ref(Vault, eid).options(key=key).ask(Vault.forward, tag, sink)
+                except Exception as e:
+                    f.bad(
+                        "every forward is applied: ids derived from different senders and keys differ",
+                        f"{eid!r} key {key!r}",
+                        "its outbox tell and journaled ask delivered",
+                        repr(e),
+                    )
+                    continue
                 told[tag] = 1
                 told[json.dumps(["tell", eid, tag])] = 1
                 told[json.dumps(["ask", eid, tag])] = 1
                 f.counts["forwards"] += 1
+
+        async def shared_arguments() -> None:
+            # what a handler runs on is what the call encoded, not the caller's object afterwards
+            items = ["as told"]
+            await system.ref(Vault, "lists").tell(Vault.keep, items)
+            items.append("changed by the caller after tell returned")
+            await system.ref(Vault, "lists").ask(Vault.put, tag_of("lists", "after"))
+            told[tag_of("lists", "after")] = 1
+            kept = [t for t in vault_notes(db) if t.startswith('["kept"')]
+            if kept != [json.dumps(["kept", ["as told"]])]:
+                f.bad("a handler runs on the arguments as encoded at the call", "lists", '["as told"]', kept)
 
         async def bad_input() -> None:
             # refused with a typed error, and nobody else in the same batch is hurt
@@ -798,6 +824,7 @@ async def scenario_hostile(db: Path, seed: int) -> Findings:
 
         await f.guard("hostile keyed tells", keyed_puts())
         await f.guard("hostile forwards", forwards())
+        await f.guard("shared arguments", shared_arguments())
         await f.guard("bad ids and keys", bad_input())
         await f.guard("forged internal step key", forged_step_key())
         await f.guard("re-armed timer", rearmed_timer())
@@ -981,6 +1008,11 @@ async def scenario_store_faults(db: Path, seed: int) -> Findings:
                                     break
                         told[tag] = "ok"
                         break
+                    except HandlerFailed:
+                        # the handler's own journal write failed on every attempt: dead-lettered,
+                        # so its invocation must have left nothing (its journaled ask stays done)
+                        told[tag] = "dead-lettered"
+                        break
                     except StoreError:
                         f.counts["store_errors_seen"] += 1
                         await anyio.sleep(0.005)  # a client's back-off before its keyed retry
@@ -1035,6 +1067,8 @@ async def scenario_store_faults(db: Path, seed: int) -> Findings:
             f.bad("an acknowledged call is applied exactly once", tag, 1, n)
         if what == "failed" and n != 0:
             f.bad("a tell that failed with StoreError was not accepted", tag, 0, n)
+        if what == "dead-lettered" and n != 0:
+            f.bad("a dead-lettered call left no event", tag, 0, n)
         f.counts[what] += 1
     for tag in reminders:
         if rem[tag] != 1:

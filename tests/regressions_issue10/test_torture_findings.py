@@ -63,6 +63,10 @@ class Box(Entity):
         return self.count
 
     @signal
+    def keep(self, items: list[str]) -> None:
+        self.emit(Noted(json.dumps(items)))
+
+    @signal
     async def forward(self, tag: str, sink: str) -> None:
         await self.ref(Box, sink).ask(Box.put, json.dumps([self.id, tag]))  # a journaled ask: derived id
 
@@ -159,6 +163,19 @@ async def eventually(check: object, deadline: float = DEADLINE) -> bool:
 
 
 # ------------------------------------------------------------ hostile ids and keys (items 2, 3, 4, 10)
+
+
+@pytest.mark.xfail(
+    strict=True, reason="issue 10 item 1: the handler runs on the caller's object, not the encoded one"
+)
+async def test_a_handler_runs_on_the_arguments_as_told(tmp_path: Path) -> None:
+    async with system(tmp_path) as s:
+        items = ["as told"]
+        await s.ref(Box, "lists").tell(Box.keep, items)
+        items.append("changed after tell returned")
+        await s.ref(Box, "lists").ask(Box.put, "sync")  # behind the tell in the mailbox
+        tags = await s.ref(Box, "lists").query(Box.get_tags)
+    assert tags == [json.dumps(["as told"]), "sync"]
 
 
 @pytest.mark.xfail(
