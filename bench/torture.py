@@ -1,6 +1,6 @@
 """Crash torture: a bank under SIGKILL, restarted again and again on one SQLite file.
 
-``python -m bench.torture --kills N [--seed S] [--db PATH]``
+``python -m bench.torture --kills N [--seed S] [--db PATH] [--faults all|none|A,B] [--json FILE]``
 
 The parent sets up accounts in a fresh database, then runs N generations of a
 child process (``python -m bench.torture --child ...``). Each child opens the
@@ -28,7 +28,39 @@ crashes once per process mid-saga (the supervisor re-runs it from its journal);
 one sender uses keyed asks, whose answers are checked against the log, and
 senders now and then repeat a tell they sent before.
 
-The exit code is 1 on any violation. The last line is a one-line summary.
+The final settling generation runs on the real clock, so its shutdown may leave a
+signal a timer just added (the contract: accepted signals stay in the inbox). So a
+last, quiescing generation runs on a clock frozen at its start: it recovers what
+was left, fires only what was due by then, and closes once inbox, outbox and
+journal are empty and no timer is due, read in one transaction (``at_rest``); no
+firing can follow, so the check reads a store at rest.
+
+Then the fault classes (``--faults``, default all), each in a child process of
+its own on a fresh database, under a watchdog (a hang is reported, with the step
+it hung in):
+
+- ``hostile``: ids and keys with '/', ':', '@', unicode, at the length limits and
+  shaped like internal ids (``transfer t-1/debit``, ``t:x@1.0``); forwards from
+  senders whose id + key texts coincide; a caller's key equal to a saga step's key;
+  a timer re-armed for the same key and instant; lone surrogates and NULs (typed
+  error, and no bystander in the same batch hurt); an argument list mutated after
+  ``tell`` returned. Every acknowledged call applied exactly once.
+- ``shutdown``: ``aclose()`` with tells and asks (keyed and not) in flight, six
+  times; then a restart. Each caller's answer is recorded: acknowledged means
+  applied exactly once (an ask's answer matches the log), ``SystemClosed`` means
+  not applied, and every caller gets an answer.
+- ``shutdown-parked``: ``aclose()`` while a handler is parked in an activity whose
+  ``finally`` asks another entity: it must return, and not run the cleanup.
+- ``failed-writes``: a ``FaultyStore`` fails 35% of the batches holding a timer
+  firing or an outbox delivery and 8% of the others; callers retry keyed calls.
+  Once the faults stop, without a restart, every timer fires, every outbox message
+  arrives and the recurring ticker ticks; nothing acknowledged is lost or doubled.
+- ``base-exceptions``: handlers raising a BaseException subclass or awaiting a
+  cancelled helper: the ask is answered, no trace is kept, the entity serves on.
+
+Each violation names its class, invariant, entity, and what was expected and
+seen. The exit code is 1 on any violation; ``--json`` writes the results (command,
+kills, violations, durations).
 """
 
 from __future__ import annotations
