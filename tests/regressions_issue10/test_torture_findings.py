@@ -361,3 +361,20 @@ async def test_a_handler_awaiting_a_cancelled_helper_leaves_no_trace(tmp_path: P
     async with system(tmp_path) as s:
         logged = await s.ref(Box, "b").query(Box.get_tags)
     assert (after, tags, logged) == (2, ["before", "after"], ["before", "after"])
+
+
+# ------------------------------------------------------------ found on the way (not in the list)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="aclose() from another task (a shutdown handler) raises RuntimeError: it exits the system's "
+    "task group from the wrong cancel scope",
+)
+async def test_aclose_from_another_task_closes_the_system(tmp_path: Path) -> None:
+    s = system(tmp_path)
+    await s.__aenter__()
+    await s.ref(Box, "b").tell(Box.put, "x")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(s.aclose)  # as a SIGTERM handler's task would
+    assert not s.running
