@@ -12,7 +12,7 @@ import heapq
 import itertools
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import anyio
@@ -193,23 +193,16 @@ class TimerService:
         now_dt = self._system.clock.now()
         now = now_dt.timestamp()
         while (t := self._peek()) is not None and from_timestamp(t.due_at) <= now_dt:
-            heapq.heappop(self._heap)
-            k = (t.entity_type, t.entity_id, t.key)
+            heapq.heappop(self._heap)  # in flight: out of the heap, still current, until it commits
             next_due = None
             if t.every:
                 missed = max(math.floor((now - t.due_at) / t.every) + 1, 1)  # now may round below
                 next_due = t.due_at + missed * t.every
                 try:
-                    ok = from_timestamp(next_due) <= MAX_DUE
+                    if from_timestamp(next_due) > MAX_DUE:
+                        next_due = None  # the series ran past the end of time: this is its last tick
                 except (OverflowError, ValueError, OSError):
-                    ok = False
-                if ok:
-                    self._put(attrs.evolve(t, due_at=next_due))
-                else:  # the series ran past the end of time: this is its last tick
                     next_due = None
-                    del self._current[k]
-            else:
-                del self._current[k]
             self.fired += 1
             # each firing gets an id of its own: a timer re-armed with the same key and due
             # time is a new firing, not a repeat (FireTimer makes each firing happen once)
@@ -222,6 +215,29 @@ class TimerService:
                 fingerprint(t.handler, t.args),
                 t.due_at,
             )
+            # a failed write is retried by the committer until it commits; only then does the
+            # timer move on in memory, so memory and store never disagree about its due time
             self._system.committer.submit_nowait(
-                FireTimer(t, signal, next_due), self._system.route_accepted(signal)
+                FireTimer(t, signal, next_due), self._on_fired(t, signal, next_due)
             )
+
+    def _on_fired(
+        self, t: TimerRecord, signal: SignalRecord, next_due: float | None
+    ) -> Callable[[object], None]:
+        route = self._system.route_accepted(signal)
+
+        def fired(result: object) -> None:
+            route(result)
+            self._fired(t, next_due)
+
+        return fired
+
+    def _fired(self, t: TimerRecord, next_due: float | None) -> None:
+        """A firing committed: the timer moves to its next tick, or is gone."""
+        k = (t.entity_type, t.entity_id, t.key)
+        if self._current.get(k) is not t:
+            return  # replaced or cancelled by a commit meanwhile: that one stands
+        if next_due is None:
+            del self._current[k]
+        else:
+            self._put(attrs.evolve(t, due_at=next_due))

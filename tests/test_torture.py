@@ -2,7 +2,9 @@
 
 ``bench/torture.py`` does the work (see its docstring); this runs it as CI does
 and checks it reports no violation. The long run is ``python -m bench.torture
---kills 500``.
+--kills 1000``. Each fault class (hostile ids and keys, shutdown mid-load, a shutdown
+with a parked handler, failed internal writes, BaseExceptions from handlers) runs as
+a test of its own (issue 10).
 """
 
 from __future__ import annotations
@@ -28,7 +30,19 @@ SUMMARY = re.compile(
 def test_twenty_sigkills_lose_nothing_and_apply_everything_once(tmp_path: Path) -> None:
     db = tmp_path / "torture.db"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.torture", "--kills", "20", "--seed", "1", "--db", str(db)],
+        [
+            sys.executable,
+            "-m",
+            "bench.torture",
+            "--kills",
+            "20",
+            "--seed",
+            "1",
+            "--faults",
+            "none",
+            "--db",
+            str(db),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -59,7 +73,19 @@ def test_the_checks_catch_a_transfer_applied_twice(tmp_path: Path) -> None:
 
     db = tmp_path / "t.db"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.torture", "--kills", "1", "--seed", "2", "--db", str(db)],
+        [
+            sys.executable,
+            "-m",
+            "bench.torture",
+            "--kills",
+            "1",
+            "--seed",
+            "2",
+            "--faults",
+            "none",
+            "--db",
+            str(db),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -82,3 +108,73 @@ def test_the_checks_catch_a_transfer_applied_twice(tmp_path: Path) -> None:
     found = "\n".join(torture.check(db, acks, {}).violations)
     assert "money not conserved" in found
     assert "(debits, credits, refunds) = (2," in found
+
+
+def test_the_final_check_runs_on_a_store_at_rest(tmp_path: Path) -> None:
+    """The quiescing generation leaves nothing a timer could add to after the check (issue 10, item 23)."""
+    import datetime as dt
+
+    import anyio
+
+    from bench import torture
+
+    db = tmp_path / "q.db"
+    anyio.run(torture.setup, db)  # the ticker is armed: it fires every 100 ms on a running clock
+    anyio.run(torture.quiesce, db, 30.0)
+    long_ago = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # timers aside: inbox, outbox and journal are empty
+    ok, left = torture.at_rest(db, long_ago)
+    assert ok, left
+    assert torture._rows(db, "SELECT count(*) FROM timers WHERE entity_type = 'TortureTicker'")[0][0] == 1
+
+
+FAULT_CLASSES = {
+    "hostile": "issue 10 items 2, 3, 4, 10: derived ids, forged step keys, timer re-arm, surrogates",
+    "shutdown": "issue 10 item 6: what aclose() answers is what happened",
+    "shutdown-parked": "issue 10 item 6: aclose() returns with a parked handler whose finally asks",
+    "failed-writes": "issue 10 item 5: failed timer-firing and outbox writes are retried at once",
+    "base-exceptions": "issue 10 item 7: BaseExceptions are answered and rolled back",
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULT_CLASSES))
+def test_a_fault_class_finds_no_violation(fault: str, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.torture",
+            "--kills",
+            "0",
+            "--faults",
+            fault,
+            "--seed",
+            "1",
+            "--db",
+            str(tmp_path / "f.db"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    m = re.search(rf"^faults: class={re.escape(fault)} (.*) violations=(\d+) (OK|FAILED)$", proc.stdout, re.M)
+    assert m is not None, proc.stdout + proc.stderr[-3000:]
+    assert "hung" not in m.group(1), proc.stdout
+    assert m.group(2) == "0", proc.stdout
+
+
+def test_a_fault_class_reports_which_invariant_and_entity(tmp_path: Path) -> None:
+    """The fault-class checks can fail, and say what broke: a forged double note is reported."""
+    from bench import torture
+
+    f = torture.Findings("demo")
+    f.bad("every acknowledged call applied exactly once", "vault-1", 1, 2)
+    f.bad_many("nothing applied twice", ["a", "b", "c", "d"], 1, 2)
+    assert f.violations[0] == {
+        "fault": "demo",
+        "invariant": "every acknowledged call applied exactly once",
+        "entity": "vault-1",
+        "expected": "1",
+        "seen": "2",
+    }
+    assert f.violations[1]["entity"] == "4x: a, b, c (+1 more)"
