@@ -317,12 +317,14 @@ class OtelObserver:
         if not isinstance(token, _Run) or token.ended:
             return
         token.ended = True
+        token.attach.undo()  # first: whatever fails below, the task's context is restored
         info = token.info
-        labels = {"entity_type": info.entity_type, "handler": info.handler, "outcome": outcome}
-        self._inv_duration.record(time.perf_counter() - token.started, labels)
-        self._invocations.add(1, labels)
-        _end(token.span, outcome, error)
-        token.attach.undo()
+        try:
+            labels = {"entity_type": info.entity_type, "handler": info.handler, "outcome": outcome}
+            self._inv_duration.record(time.perf_counter() - token.started, labels)
+            self._invocations.add(1, labels)
+        finally:
+            _end(token.span, outcome, error)
 
     @_safe
     def step_started(self, token: object, kind: str, name: str, attempt: int) -> object:
@@ -352,19 +354,21 @@ class OtelObserver:
         if not isinstance(step, _Step) or step.ended:
             return
         step.ended = True
+        step.attach.undo()
         elapsed = time.perf_counter() - step.started
         entity_type = step.run.info.entity_type
-        if step.kind == "activity":
-            labels = {"entity_type": entity_type, "activity": step.name, "outcome": outcome}
-            self._attempts.add(1, labels)
-            self._activity_duration.record(elapsed, labels)
-            if outcome != "ok":
-                self._failures.add(1, labels)
-        elif step.kind == "ask":
-            labels = {"entity_type": entity_type, "ask": step.name, "outcome": outcome}
-            self._ask_duration.record(elapsed, labels)
-        _end(step.span, outcome, error)
-        step.attach.undo()
+        try:
+            if step.kind == "activity":
+                labels = {"entity_type": entity_type, "activity": step.name, "outcome": outcome}
+                self._attempts.add(1, labels)
+                self._activity_duration.record(elapsed, labels)
+                if outcome != "ok":
+                    self._failures.add(1, labels)
+            elif step.kind == "ask":
+                labels = {"entity_type": entity_type, "ask": step.name, "outcome": outcome}
+                self._ask_duration.record(elapsed, labels)
+        finally:
+            _end(step.span, outcome, error)
 
     # ------------------------------------------------------------ counters
     @_safe
