@@ -55,4 +55,5 @@ except ImportError as e:
 """
     )
     assert proc.returncode == 0, proc.stderr
-    assert "refused: actors.otel needs OpenTelemetry: pip install 'durable-entity-actors[otel]'" in proc.stdout
+    needs = "refused: actors.otel needs OpenTelemetry: pip install 'durable-entity-actors[otel]'"
+    assert needs in proc.stdout

@@ -14,6 +14,7 @@ import pytest
 from persistence import StoreError, postgres, sqlite
 from persistence.store import Accept, Accepted, Commit, SignalRecord, TimerRecord
 from tests._stores import sql_at, store_at
+from tests.otel.support import info, telemetry
 
 pytestmark = pytest.mark.anyio
 
@@ -96,3 +97,23 @@ async def test_a_failed_upgrade_changes_nothing(tmp_path: Path) -> None:
     assert sql_at(where, "SELECT value FROM actors_meta WHERE key = 'schema_version'") == [("1",)]
     columns = [r[1] for r in sql_at(where, "PRAGMA table_info(inbox)")]
     assert "trace" not in columns
+
+
+async def test_a_carried_trace_round_trips_through_the_store(store_location: str) -> None:
+    """carry() -> stored with the signal -> read back -> the invocation's parent."""
+    t = telemetry()
+    with t.tracer_provider.get_tracer("app").start_as_current_span("sender"):
+        carried = t.observer.carry()
+    assert carried is not None
+    signal = SignalRecord("Account", "alice", "s1", "deposit", "{}", "fp", 1.0, trace=carried)
+    async with store_at(store_location) as store:
+        await store.write([Accept(signal)])
+    async with store_at(store_location) as store:  # as after a restart
+        [entry] = await store.read_inbox(after=0, limit=10)
+    run = t.observer.invocation_started(info(trace=entry.signal.trace))
+    t.observer.invocation_ended(run, "ok", None)
+    sender, invocation = t.span("sender"), t.span("Account.deposit")
+    assert sender.context is not None
+    assert invocation.parent is not None
+    assert invocation.parent.span_id == sender.context.span_id
+    assert invocation.parent.trace_id == sender.context.trace_id
