@@ -24,6 +24,7 @@ their spans under it.
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -115,6 +116,11 @@ _WRITES: Final = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 
 _ERRORS: Final = frozenset(("crashed", "dead_lettered", "failed"))
 _MAX_TRACE: Final = 512
 """A carried trace context longer than this is ignored (a traceparent is 55 characters)."""
+
+try:
+    _VERSION: str | None = importlib.metadata.version("durable-entity-actors")
+except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a source tree
+    _VERSION = None
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -212,8 +218,8 @@ class OtelObserver:
         self._statistics: Callable[[], object] | None = None
         self.watch(statistics)
         self._propagator = TraceContextTextMapPropagator()
-        self._tracer = trace.get_tracer(SCOPE, tracer_provider=tracer_provider)
-        meter = metrics.get_meter(SCOPE, meter_provider=meter_provider)
+        self._tracer = trace.get_tracer(SCOPE, _VERSION, tracer_provider=tracer_provider)
+        meter = metrics.get_meter(SCOPE, _VERSION, meter_provider=meter_provider)
         self._inv_duration = meter.create_histogram(
             INVOCATION_DURATION_METRIC, "s", "Duration of handler runs",
             explicit_bucket_boundaries_advisory=_SECONDS,
