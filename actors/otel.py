@@ -219,7 +219,7 @@ class OtelObserver:
         self.watch(statistics)
         self._propagator = TraceContextTextMapPropagator()
         self._tracer = trace.get_tracer(SCOPE, _VERSION, tracer_provider=tracer_provider)
-        meter = metrics.get_meter(SCOPE, _VERSION, meter_provider=meter_provider)
+        meter = metrics.get_meter(SCOPE, _VERSION or "", meter_provider=meter_provider)
         self._inv_duration = meter.create_histogram(
             INVOCATION_DURATION_METRIC, "s", "Duration of handler runs",
             explicit_bucket_boundaries_advisory=_SECONDS,
