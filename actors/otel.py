@@ -155,6 +155,8 @@ class _Run:
     started: float
     attach: _Attached
     ended: bool = False
+    steps: list[_Step] = attrs.Factory(list)
+    """Its steps not ended yet (ended with the run if the runtime never ends them)."""
 
 
 @attrs.define
@@ -323,7 +325,9 @@ class OtelObserver:
         if not isinstance(token, _Run) or token.ended:
             return
         token.ended = True
-        token.attach.undo()  # first: whatever fails below, the task's context is restored
+        for step in reversed(token.steps):  # a step cut short (cancelled) ends with its run
+            self.step_ended(step, outcome, None)
+        token.attach.undo()  # before the metrics: whatever fails below, the context is restored
         info = token.info
         try:
             labels = {"entity_type": info.entity_type, "handler": info.handler, "outcome": outcome}
@@ -352,7 +356,9 @@ class OtelObserver:
                 "actors.attempt": attempt,
             },
         )
-        return _Step(token, kind, name, span, time.perf_counter(), _attach(span, parent))
+        step = _Step(token, kind, name, span, time.perf_counter(), _attach(span, parent))
+        token.steps.append(step)
+        return step
 
     @_safe
     def step_ended(self, step: object, outcome: Outcome, error: BaseException | None) -> None:
@@ -360,6 +366,8 @@ class OtelObserver:
         if not isinstance(step, _Step) or step.ended:
             return
         step.ended = True
+        if step in step.run.steps:
+            step.run.steps.remove(step)
         step.attach.undo()
         elapsed = time.perf_counter() - step.started
         entity_type = step.run.info.entity_type
@@ -368,7 +376,7 @@ class OtelObserver:
                 labels = {"entity_type": entity_type, "activity": step.name, "outcome": outcome}
                 self._attempts.add(1, labels)
                 self._activity_duration.record(elapsed, labels)
-                if outcome != "ok":
+                if outcome in ("crashed", "failed"):
                     self._failures.add(1, labels)
             elif step.kind == "ask":
                 labels = {"entity_type": entity_type, "ask": step.name, "outcome": outcome}

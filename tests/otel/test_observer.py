@@ -339,6 +339,21 @@ def test_the_observer_never_raises_and_logs_each_failure_once(
     assert o.step_started(None, "activity", "x", 1) is None
 
 
+def test_a_step_never_ended_ends_with_its_run_and_restores_the_context() -> None:
+    """A step cut short (the run cancelled at a system's close) must not leak its span or context."""
+    t = telemetry()
+    o = t.observer
+    run = o.invocation_started(info(handler="checkout"))
+    o.step_started(run, "activity", "charge", 1)
+    o.invocation_ended(run, "paused", None)
+    assert o.carry() is None
+    step = t.span("activity charge")
+    assert attributes(step)["actors.outcome"] == "paused"
+    assert t.value(ACTIVITY_ATTEMPTS_METRIC, entity_type="Account", activity="charge", outcome="paused") == 1
+    assert t.points(ACTIVITY_FAILURES_METRIC) == []  # cut short is not a failure
+    assert attributes(t.span("Account.checkout"))["actors.outcome"] == "paused"
+
+
 def test_ending_twice_counts_once() -> None:
     t = telemetry()
     run = t.observer.invocation_started(info())
