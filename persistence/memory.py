@@ -222,8 +222,8 @@ class MemoryStore:
         t = w.timer
         tkey = (t.entity_type, t.entity_id, t.key)
         current = self._d.timers.get(tkey)
-        if current != t:
-            return None  # replaced or cancelled meanwhile: nothing to fire
+        if current is None or attrs.evolve(current, trace=t.trace) != t:
+            return None  # replaced or cancelled meanwhile (the trace is not its identity)
         result = self._accept(w.signal, True)
         if w.next_due is None:
             self._pop(self._d.timers, tkey)

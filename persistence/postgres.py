@@ -72,11 +72,12 @@ from persistence.store import (
 )
 
 APPLICATION = "durable-actors"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 LOCK_KEY = 0x6475726163746F72  # "ducactor"-ish: the advisory lock of the store's owner
 """Key of the session advisory lock the owning store holds (per database)."""
 
-_SIG = "entity_type, entity_id, signal_id, handler, args, fingerprint, accepted_at"
+_SIG = "entity_type, entity_id, signal_id, handler, args, fingerprint, accepted_at, trace"
+"""A signal's columns as read and written (``trace`` came with version 2, nullable)."""
 _SIG_DDL = (
     "entity_type text NOT NULL, entity_id text NOT NULL, signal_id text NOT NULL, "
     "handler text NOT NULL, args text NOT NULL, fingerprint text NOT NULL, "
@@ -123,6 +124,9 @@ MIGRATIONS: dict[int, list[str]] = {
             PRIMARY KEY (entity_type, entity_id, invocation_id, step))""",
         f"CREATE TABLE outbox (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, {_SIG_DDL})",
     ],
+    # the sender's trace context, kept with every stored signal (NULL: none, as for
+    # every row written by version 1) and with timers, for the signals they deliver
+    2: [f"ALTER TABLE {t} ADD COLUMN trace text" for t in ("inbox", "dead_letters", "outbox", "timers")],
 }
 """Schema statements by version; version N upgrades a database at N - 1."""
 
@@ -556,8 +560,8 @@ class PostgresStore:
             if key not in first or not check:
                 first.add(key)
                 sent.append(n)
-        cols = _columns([_sig_row(items[n][0]) for n in sent], 7)
-        rows = await db.fetch(_ACCEPT_SQL, *cols, [items[n][1] for n in sent])
+        cols = _columns([_sig_row(items[n][0]) for n in sent], 8)
+        rows = await db.fetch(_ACCEPT_SQL, *cols[:7], [items[n][1] for n in sent], cols[7])
         found: dict[int, Duplicate] = {}
         for r in rows:
             n = sent[int(r["ord"]) - 1]
@@ -606,21 +610,28 @@ class PostgresStore:
             for k in c.cancel_timers:
                 timers[(c.entity_type, c.entity_id, k)] = None
         set_rows = [
-            (t.entity_type, t.entity_id, t.key, t.handler, t.args, t.due_at, t.every)
+            (t.entity_type, t.entity_id, t.key, t.handler, t.args, t.due_at, t.every, t.trace)
             for t in timers.values()
             if t is not None
         ]
         cancel_rows = [k for k, t in timers.items() if t is None]
         outbox = [_sig_row(s) for c in run for s in c.outbox]
+        dead_cols = _columns(dead, 12)
+        set_cols = _columns(set_rows, 8)
+        outbox_cols = _columns(outbox, 8)
         args: list[object] = [
             *_columns(events, 7),
             *_columns(marks, 6),
             *_columns(taken, 3),
             *_columns(journals, 3),
-            *_columns(dead, 11),
-            *_columns(set_rows, 7),
+            *dead_cols[:7],
+            *dead_cols[8:],
+            *set_cols[:7],
             *_columns(cancel_rows, 3),
-            *_columns(outbox, 7),
+            *outbox_cols[:7],
+            dead_cols[7],  # the traces come last: $48, $49 and $50
+            outbox_cols[7],
+            set_cols[7],
         ]
         rows = await db.fetch(_COMMIT_SQL, *args)
         ids = sorted(int(r[0]) for r in rows)
@@ -827,12 +838,12 @@ class PostgresStore:
             "ORDER BY id LIMIT $1",
             _limit(limit),
         )
-        return [DeadLetter(r[0], SignalRecord(*r[1:8]), r[8], r[9], r[10], r[11]) for r in rows]
+        return [DeadLetter(r[0], SignalRecord(*r[1:9]), r[9], r[10], r[11], r[12]) for r in rows]
 
     async def read_timers(self, *, limit: int, after_due: float = float("-inf")) -> list[TimerRecord]:
         """Timers in due order."""
         rows = await self._read(
-            "SELECT entity_type, entity_id, key, handler, args, due_at, every FROM timers "
+            "SELECT entity_type, entity_id, key, handler, args, due_at, every, trace FROM timers "
             "WHERE due_at > $1 ORDER BY due_at, entity_type, entity_id, key LIMIT $2",
             float(after_due),
             _limit(limit),
@@ -862,7 +873,8 @@ class PostgresStore:
 
 
 _ACCEPT_SQL = f"""WITH k AS (
-    SELECT * FROM unnest({_SIG_ARRAYS}, $8::bool[]) WITH ORDINALITY AS k(t, i, s, h, a, f, at, chk, ord)),
+    SELECT * FROM unnest({_SIG_ARRAYS}, $8::bool[], $9::text[])
+    WITH ORDINALITY AS k(t, i, s, h, a, f, at, chk, tr, ord)),
 d AS (
     SELECT k.ord, p.fingerprint AS pf, p.outcome, p.processed_at, q.fingerprint AS qf
     FROM k LEFT JOIN processed p ON p.entity_type = k.t AND p.entity_id = k.i AND p.signal_id = k.s
@@ -870,7 +882,7 @@ d AS (
     WHERE k.chk AND (p.signal_id IS NOT NULL OR q.signal_id IS NOT NULL)),
 ins AS (
     INSERT INTO inbox ({_SIG})
-    SELECT t, i, s, h, a, f, at FROM k WHERE NOT EXISTS (SELECT 1 FROM d WHERE d.ord = k.ord)
+    SELECT t, i, s, h, a, f, at, tr FROM k WHERE NOT EXISTS (SELECT 1 FROM d WHERE d.ord = k.ord)
     ORDER BY k.ord)
 SELECT ord, pf, outcome, processed_at, qf FROM d"""
 
@@ -884,24 +896,26 @@ tk AS (DELETE FROM inbox USING unnest($14::text[], $15::text[], $16::text[]) AS 
 jn AS (DELETE FROM journal USING unnest($17::text[], $18::text[], $19::text[]) AS k(t, i, s)
         WHERE journal.entity_type = k.t AND journal.entity_id = k.i AND journal.invocation_id = k.s),
 dl AS (INSERT INTO dead_letters ({_SIG}, error, traceback, attempts, failed_at)
-        SELECT t, i, s, h, a, f, at, err, tb, n, fa FROM unnest($20::text[], $21::text[], $22::text[],
+        SELECT t, i, s, h, a, f, at, tr, err, tb, n, fa FROM unnest($20::text[], $21::text[], $22::text[],
         $23::text[], $24::text[], $25::text[], $26::float8[], $27::text[], $28::text[], $29::int8[],
-        $30::float8[]) WITH ORDINALITY AS k(t, i, s, h, a, f, at, err, tb, n, fa, ord) ORDER BY ord),
-ts AS (INSERT INTO timers SELECT * FROM unnest($31::text[], $32::text[], $33::text[], $34::text[],
-        $35::text[], $36::float8[], $37::float8[])
+        $30::float8[], $48::text[]) WITH ORDINALITY AS k(t, i, s, h, a, f, at, err, tb, n, fa, tr, ord)
+        ORDER BY ord),
+ts AS (INSERT INTO timers (entity_type, entity_id, key, handler, args, due_at, every, trace)
+        SELECT * FROM unnest($31::text[], $32::text[], $33::text[], $34::text[],
+        $35::text[], $36::float8[], $37::float8[], $50::text[])
         ON CONFLICT (entity_type, entity_id, key) DO UPDATE SET handler = excluded.handler,
-        args = excluded.args, due_at = excluded.due_at, every = excluded.every),
+        args = excluded.args, due_at = excluded.due_at, every = excluded.every, trace = excluded.trace),
 tc AS (DELETE FROM timers USING unnest($38::text[], $39::text[], $40::text[]) AS k(t, i, s)
         WHERE timers.entity_type = k.t AND timers.entity_id = k.i AND timers.key = k.s),
 ob AS (INSERT INTO outbox ({_SIG})
-        SELECT t, i, s, h, a, f, at FROM unnest($41::text[], $42::text[], $43::text[], $44::text[],
-        $45::text[], $46::text[], $47::float8[]) WITH ORDINALITY AS k(t, i, s, h, a, f, at, ord)
-        ORDER BY ord RETURNING id)
+        SELECT t, i, s, h, a, f, at, tr FROM unnest($41::text[], $42::text[], $43::text[], $44::text[],
+        $45::text[], $46::text[], $47::float8[], $49::text[])
+        WITH ORDINALITY AS k(t, i, s, h, a, f, at, tr, ord) ORDER BY ord RETURNING id)
 SELECT id FROM ob"""
 
 
-def _sig_row(s: SignalRecord) -> tuple[str, str, str, str, str, str, float]:
-    return (s.entity_type, s.entity_id, s.signal_id, s.handler, s.args, s.fingerprint, s.accepted_at)
+def _sig_row(s: SignalRecord) -> tuple[str, str, str, str, str, str, float, str | None]:
+    return (s.entity_type, s.entity_id, s.signal_id, s.handler, s.args, s.fingerprint, s.accepted_at, s.trace)
 
 
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:

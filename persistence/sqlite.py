@@ -55,9 +55,13 @@ from persistence.store import (
 )
 
 APPLICATION = "durable-actors"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SIG_COLS = "entity_type, entity_id, signal_id, handler, args, fingerprint, accepted_at"
+"""A signal's columns as version 1 created them (its DDL is built from this)."""
+_SIG = f"{_SIG_COLS}, trace"
+"""A signal's columns as read and written: version 2 added the nullable ``trace``."""
+_SIG_PARAMS = ", ".join("?" * len(_SIG.split(", ")))
 
 MIGRATIONS: dict[int, str] = {
     1: f"""
@@ -98,6 +102,14 @@ MIGRATIONS: dict[int, str] = {
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         {_SIG_COLS.replace(", ", " TEXT NOT NULL, ").replace("accepted_at", "accepted_at REAL")});
     """,
+    # the sender's trace context, kept with every stored signal (NULL: none, as for
+    # every row written by version 1) and with timers, for the signals they deliver
+    2: """
+    ALTER TABLE inbox ADD COLUMN trace TEXT;
+    ALTER TABLE dead_letters ADD COLUMN trace TEXT;
+    ALTER TABLE outbox ADD COLUMN trace TEXT;
+    ALTER TABLE timers ADD COLUMN trace TEXT;
+    """,
 }
 """Schema scripts by version; version N upgrades a database at N - 1."""
 
@@ -107,7 +119,7 @@ _SEQ_CACHE = 200_000
 _T = TypeVar("_T")
 
 
-def _sig_row(s: SignalRecord) -> tuple[str, str, str, str, str, str, float]:
+def _sig_row(s: SignalRecord) -> tuple[str, str, str, str, str, str, float, str | None]:
     return (
         s.entity_type,
         s.entity_id,
@@ -116,6 +128,7 @@ def _sig_row(s: SignalRecord) -> tuple[str, str, str, str, str, str, float]:
         s.args,
         s.fingerprint,
         s.accepted_at,
+        s.trace,
     )
 
 
@@ -475,7 +488,7 @@ class SqliteStore:
             rows.append(_sig_row(s))
             results.append(Accepted())
         if rows:
-            await db.executemany(f"INSERT INTO inbox ({_SIG_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            await db.executemany(f"INSERT INTO inbox ({_SIG}) VALUES ({_SIG_PARAMS})", rows)
         return results
 
     async def _commit(self, db: _Direct, run: Sequence[Commit]) -> list[Committed]:
@@ -569,15 +582,15 @@ class SqliteStore:
         if c.dead_letter is not None:
             err, tb, attempts = c.dead_letter
             await db.execute(
-                f"INSERT INTO dead_letters ({_SIG_COLS}, error, traceback, attempts, failed_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO dead_letters ({_SIG}, error, traceback, attempts, failed_at) "
+                f"VALUES ({_SIG_PARAMS}, ?, ?, ?, ?)",
                 (*_sig_row(c.signal), err, tb, attempts, c.recorded_at),
             )
         if c.set_timers:
             await db.executemany(
-                "INSERT OR REPLACE INTO timers VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO timers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (t.entity_type, t.entity_id, t.key, t.handler, t.args, t.due_at, t.every)
+                    (t.entity_type, t.entity_id, t.key, t.handler, t.args, t.due_at, t.every, t.trace)
                     for t in c.set_timers
                 ],
             )
@@ -588,9 +601,7 @@ class SqliteStore:
             )
         ids = []
         for s in c.outbox:
-            cur = await db.execute(
-                f"INSERT INTO outbox ({_SIG_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)", _sig_row(s)
-            )
+            cur = await db.execute(f"INSERT INTO outbox ({_SIG}) VALUES ({_SIG_PARAMS})", _sig_row(s))
             ids.append(int(cur.lastrowid or 0))
         return Committed(tuple(ids))
 
@@ -609,7 +620,7 @@ class SqliteStore:
             )
 
     async def _requeue(self, db: _Direct, dl_id: int) -> None:
-        rows = await db.execute_fetchall(f"SELECT {_SIG_COLS} FROM dead_letters WHERE id = ?", (dl_id,))
+        rows = await db.execute_fetchall(f"SELECT {_SIG} FROM dead_letters WHERE id = ?", (dl_id,))
         if not rows:
             raise StoreError(f"no dead letter with id {dl_id}")
         s = _sig(next(iter(rows)))
@@ -695,7 +706,7 @@ class SqliteStore:
     async def read_inbox(self, *, after: int, limit: int) -> list[InboxEntry]:
         """Pending signals with ``position > after``, in acceptance order."""
         rows = await self._read(
-            f"SELECT position, {_SIG_COLS} FROM inbox WHERE position > ? ORDER BY position LIMIT ?",
+            f"SELECT position, {_SIG} FROM inbox WHERE position > ? ORDER BY position LIMIT ?",
             (after, limit),
         )
         return [InboxEntry(r[0], _sig(r[1:])) for r in rows]
@@ -703,16 +714,15 @@ class SqliteStore:
     async def read_dead_letters(self, *, limit: int) -> list[DeadLetter]:
         """Dead letters, oldest first."""
         rows = await self._read(
-            f"SELECT id, {_SIG_COLS}, error, traceback, attempts, failed_at FROM dead_letters "
-            "ORDER BY id LIMIT ?",
+            f"SELECT id, {_SIG}, error, traceback, attempts, failed_at FROM dead_letters ORDER BY id LIMIT ?",
             (limit,),
         )
-        return [DeadLetter(r[0], _sig(r[1:8]), r[8], r[9], r[10], r[11]) for r in rows]
+        return [DeadLetter(r[0], _sig(r[1:9]), r[9], r[10], r[11], r[12]) for r in rows]
 
     async def read_timers(self, *, limit: int, after_due: float = float("-inf")) -> list[TimerRecord]:
         """Timers in due order."""
         rows = await self._read(
-            "SELECT entity_type, entity_id, key, handler, args, due_at, every FROM timers "
+            "SELECT entity_type, entity_id, key, handler, args, due_at, every, trace FROM timers "
             "WHERE due_at > ? ORDER BY due_at, entity_type, entity_id, key LIMIT ?",
             (after_due if after_due != float("-inf") else -1e300, limit),
         )
@@ -731,7 +741,7 @@ class SqliteStore:
     async def read_outbox(self, *, after: int, limit: int) -> list[OutboxEntry]:
         """Undelivered outbox messages with ``id > after``, in order."""
         rows = await self._read(
-            f"SELECT id, {_SIG_COLS} FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
+            f"SELECT id, {_SIG} FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
         )
         return [OutboxEntry(r[0], _sig(r[1:])) for r in rows]
 

@@ -118,6 +118,9 @@ class TimerRecord:
     args: str
     due_at: float
     every: float | None = None
+    trace: str | None = None
+    """The trace context of the invocation that set the timer, for the signal it
+    delivers; not part of the timer's identity (a fire matches without it)."""
 
 
 @attrs.frozen

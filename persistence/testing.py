@@ -72,6 +72,7 @@ def sig(
     args: str = '{"amount":1}',
     fingerprint: str | None = None,
     at: float = 100.0,
+    trace: str | None = None,
 ) -> SignalRecord:
     return SignalRecord(
         entity_type=entity_type,
@@ -81,7 +82,13 @@ def sig(
         args=args,
         fingerprint=fingerprint if fingerprint is not None else f"fp-{signal_id}-{args}",
         accepted_at=at,
+        trace=trace,
     )
+
+
+def traceparent(n: int) -> str:
+    """A distinct W3C ``traceparent`` (the stores keep it as opaque text)."""
+    return f"00-{n:032x}-{n:016x}-01"
 
 
 def ev(n: int) -> NewEvent:
@@ -138,7 +145,7 @@ async def dump(store: Store) -> dict[str, object]:
 
 async def populate(store: Store) -> None:
     """Put something in every table."""
-    s1, s2, s3 = sig("s1"), sig("s2"), sig("s3", "bob")
+    s1, s2, s3 = sig("s1"), sig("s2", trace=traceparent(2)), sig("s3", "bob", trace=traceparent(3))
     await store.write([Accept(s1), Accept(s2), Accept(s3)])
     await store.write(
         [
@@ -147,8 +154,8 @@ async def populate(store: Store) -> None:
                 1,
                 ev(1),
                 ev(2),
-                set_timers=(timer("t1", 50.0), timer("t2", 60.0, every=5.0)),
-                outbox=(sig("m1", "bob"),),
+                set_timers=(timer("t1", 50.0, trace=traceparent(4)), timer("t2", 60.0, every=5.0)),
+                outbox=(sig("m1", "bob", trace=traceparent(5)),),
             ),
             commit(s3, 1, ev(3), dead_letter=("boom", "Traceback...", 3)),
             SaveSnapshot(snap(2)),
@@ -238,6 +245,66 @@ class StoreContract:
         assert d[f"snapshots {T}/alice"]
         assert d[f"mark {T}/alice/s1"] is not None
         assert d[f"journal {T}/alice/s2"]
+
+    # ---------------------------------------------------------------- trace context
+
+    async def test_accept_keeps_the_trace_of_each_signal(self, store: Store) -> None:
+        s1, s2 = sig("s1", trace=traceparent(1)), sig("s2")
+        await store.write([Accept(s1), Accept(s2)])
+        assert [s.trace for s in await inbox(store)] == [traceparent(1), None]
+        assert await inbox(store) == [s1, s2]
+
+    async def test_the_trace_is_not_part_of_a_signals_identity(self, store: Store) -> None:
+        s = sig("s1", trace=traceparent(1))
+        await store.write([Accept(s)])
+        again = attrs.evolve(s, trace=traceparent(2))
+        assert await store.write([Accept(again)]) == [Duplicate(s.fingerprint, None)]
+        assert await inbox(store) == [s]  # the first one's trace stays
+
+    async def test_the_outbox_keeps_the_trace(self, store: Store) -> None:
+        m1, m2 = sig("m1", "bob", trace=traceparent(1)), sig("m2", "bob")
+        [result] = await store.write([commit(sig("s1"), outbox=(m1, m2))])
+        assert isinstance(result, Committed)
+        outbox = await store.read_outbox(after=0, limit=BIG)
+        assert [(e.signal.signal_id, e.signal.trace) for e in outbox] == [
+            ("m1", traceparent(1)),
+            ("m2", None),
+        ]
+        # and delivery carries it to the target's inbox
+        assert await store.write([TakeOutbox(result.outbox_ids[0], Accept(m1))]) == [Accepted()]
+        assert [s.trace for s in await inbox(store)] == [traceparent(1)]
+
+    async def test_a_journal_inbox_signal_keeps_the_trace(self, store: Store) -> None:
+        s = sig("s1", trace=traceparent(7))
+        await store.write([Journal(step("s1", 0), inbox=s)])
+        assert [x.trace for x in await inbox(store)] == [traceparent(7)]
+
+    async def test_a_dead_letter_keeps_the_trace_and_requeue_returns_it(self, store: Store) -> None:
+        s1, s2 = sig("s1", trace=traceparent(1)), sig("s2", "bob")
+        await store.write([Accept(s1), Accept(s2)])
+        await store.write([commit(s1, dead_letter=("boom", "tb", 3)), commit(s2, dead_letter=("x", "tb", 1))])
+        dead = await store.read_dead_letters(limit=BIG)
+        assert [d.signal.trace for d in dead] == [traceparent(1), None]
+        assert [d.signal for d in dead] == [s1, s2]
+        await store.write([Requeue(dead[0].id)])
+        assert await inbox(store) == [s1]
+
+    async def test_timers_keep_the_trace_and_fire_without_it_in_their_identity(self, store: Store) -> None:
+        t, plain = timer("t1", 50.0, trace=traceparent(1)), timer("t2", 60.0)
+        await store.write([commit(sig("s1"), set_timers=(t, plain))])
+        assert await store.read_timers(limit=BIG) == [t, plain]
+        # replacing a timer replaces its trace too
+        t2 = timer("t1", 55.0, trace=traceparent(2))
+        await store.write([commit(sig("s2"), set_timers=(t2,))])
+        assert await store.read_timers(limit=BIG) == [t2, plain]
+        fired = sig("t1", handler="expire", at=55.0, trace=t2.trace)
+        assert await store.write([FireTimer(t2, fired)]) == [Accepted()]
+        assert await inbox(store) == [fired]
+        # a fire matches the stored timer whatever trace the record it names carries
+        fired2 = sig("t2", handler="expire", at=60.0)
+        other_trace = attrs.evolve(plain, trace=traceparent(9))
+        assert await store.write([FireTimer(other_trace, fired2)]) == [Accepted()]
+        assert await store.read_timers(limit=BIG) == []
 
     # ---------------------------------------------------------------- Accept
 

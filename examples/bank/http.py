@@ -16,14 +16,23 @@ Refusals are 4xx answers with ``{"error": ..., "message": ...}``; a transfer tha
 failed or was reversed answers 409 with the reason and the transfer. Serve it with
 ``uvicorn --factory examples.bank.http:create_app`` (database: ``$BANK_DB``, default
 ``bank.db``), or hand ``create_app`` a running ``ActorSystem``.
+
+With the ``otel`` extra and ``opentelemetry-exporter-prometheus`` installed, the app
+also serves the runtime's metrics for Prometheus::
+
+    GET  /metrics                  Prometheus text format (see README, "Observability")
+
+Without them it runs the same, without ``/metrics``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -55,6 +64,17 @@ from examples.web import (
     wants_async,
 )
 from persistence import SqliteStore
+
+try:
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics import MeterProvider
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+    from actors.otel import OtelObserver
+except ImportError:  # the otel extra or the Prometheus exporter is missing: no /metrics
+    PROMETHEUS = False
+else:
+    PROMETHEUS = True
 
 STATUSES: dict[type[Rejected], int] = {
     InvalidRequest: 422,
@@ -141,6 +161,43 @@ class BankAPI:
         return [Route(path, endpoint(fn), methods=[method]) for method, path, fn in table]
 
 
+class BankMetrics:
+    """The runtime's OpenTelemetry metrics, served in Prometheus' text format.
+
+    Give :attr:`observer` to the ``ActorSystem`` and this object to :func:`create_app`,
+    which serves ``GET /metrics``. Each instance has its own meter provider and
+    Prometheus registry (nothing global), so several apps can live in one process.
+    Needs the ``otel`` extra and ``opentelemetry-exporter-prometheus``
+    (:data:`PROMETHEUS` says whether they are installed).
+    """
+
+    def __init__(self) -> None:
+        if not PROMETHEUS:
+            raise ImportError(
+                "/metrics needs the otel extra and opentelemetry-exporter-prometheus: "
+                "pip install 'durable-entity-actors[otel]' opentelemetry-exporter-prometheus"
+            )
+        self.registry = CollectorRegistry()
+        self.meter_provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=self.registry)])
+        self.observer = OtelObserver(self.meter_provider)
+        """The observer to run the system with; its gauges read ``watch``-ed statistics."""
+
+    async def endpoint(self, request: Request) -> Response:
+        """``GET /metrics``: collects on the event loop, so the gauges read the system safely."""
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def observed(metrics: BankMetrics | None) -> dict[str, Any]:
+    """``ActorSystem`` keyword arguments that feed ``metrics`` (none when it is None).
+
+    The runtime takes an ``observer`` once its telemetry seam is wired; before that
+    the metrics are registered and served, but only the gauges move.
+    """
+    if metrics is None or "observer" not in inspect.signature(ActorSystem).parameters:
+        return {}
+    return {"observer": metrics.observer}
+
+
 def _balance(balance: int) -> dict[str, int]:
     return {"balance": balance}
 
@@ -152,9 +209,23 @@ def _transfer_answer(view: TransferView) -> Response:
     return ok({"error": f"transfer_{view.status}", "message": view.reason, "transfer": view}, 409)
 
 
-def create_app(system: ActorSystem | None = None, *, db: str | os.PathLike[str] | None = None) -> Starlette:
-    """The bank's ASGI app over ``system``; without one, it runs its own on SQLite file ``db``."""
+def create_app(
+    system: ActorSystem | None = None,
+    *,
+    db: str | os.PathLike[str] | None = None,
+    metrics: BankMetrics | None = None,
+) -> Starlette:
+    """The bank's ASGI app over ``system``; without one, it runs its own on SQLite file ``db``.
+
+    ``metrics`` (the one ``system`` was given the observer of) is served at
+    ``/metrics``; an app running its own system makes its own when the Prometheus
+    extras are installed.
+    """
     api = BankAPI(system)
+    if metrics is None and system is None and PROMETHEUS:
+        metrics = BankMetrics()
+    if metrics is not None and system is not None:
+        metrics.observer.watch(system.statistics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -162,11 +233,18 @@ def create_app(system: ActorSystem | None = None, *, db: str | os.PathLike[str] 
             yield
             return
         path = Path(db if db is not None else os.environ.get("BANK_DB", "bank.db"))
-        async with ActorSystem(SqliteStore(path), entities=ENTITIES) as own:
+        async with ActorSystem(SqliteStore(path), entities=ENTITIES, **observed(metrics)) as own:
             api.system = own
+            if metrics is not None:
+                metrics.observer.watch(own.statistics)
             try:
                 yield
             finally:
                 api.system = None
+                if metrics is not None:
+                    metrics.observer.watch(None)
 
-    return Starlette(routes=api.routes(), lifespan=lifespan)
+    routes = api.routes()
+    if metrics is not None:
+        routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
+    return Starlette(routes=routes, lifespan=lifespan)
