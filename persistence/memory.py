@@ -26,6 +26,8 @@ from persistence.store import (
     JournalEntry,
     OutboxEntry,
     ProcessedMark,
+    Prune,
+    Pruned,
     Requeue,
     SaveSnapshot,
     SignalRecord,
@@ -139,6 +141,8 @@ class MemoryStore:
         elif isinstance(w, TakeOutbox):
             self._pop(self._d.outbox, w.outbox_id)
             return self._accept(w.accept.signal, w.accept.check_duplicate)
+        elif isinstance(w, Prune):
+            return self._prune(w)
         else:  # pragma: no cover - the type checker sees every case
             raise TypeError(f"unknown write {w!r}")
         return None
@@ -217,6 +221,45 @@ class MemoryStore:
         self._pop(self._d.dead, dl_id)
         self._pop(self._d.marks, _sig_key(dl.signal))
         self._accept(dl.signal, False)
+
+    def _prune(self, w: Prune) -> Pruned:
+        marks = journals = 0
+        if w.marks_before is not None:
+            marks = self._prune_marks(w.marks_before)
+            journals = self._prune_journals(w.marks_before)
+        return Pruned(marks=marks, dead_letters=self._prune_dead(w), journals=journals)
+
+    def _prune_marks(self, cutoff: float) -> int:
+        pending = self._d.inbox_ids
+        old = [k for k, m in self._d.marks.items() if m.processed_at < cutoff and k not in pending]
+        for k in old:
+            self._pop(self._d.marks, k)
+        return len(old)
+
+    def _prune_journals(self, cutoff: float) -> int:
+        n = 0
+        for k, steps in list(self._d.journal.items()):
+            if k in self._d.inbox_ids:
+                continue  # still pending: it resumes from its journal
+            gone = [i for i, e in steps.items() if e.recorded_at < cutoff]
+            if len(gone) == len(steps):
+                self._pop(self._d.journal, k)
+            else:
+                for i in gone:
+                    self._pop(steps, i)
+            n += len(gone)
+        return n
+
+    def _prune_dead(self, w: Prune) -> int:
+        ids = sorted(self._d.dead)
+        drop: set[int] = set()
+        if w.keep_dead_letters is not None:
+            drop.update(ids[: max(len(ids) - w.keep_dead_letters, 0)])
+        if w.dead_letters_before is not None:
+            drop.update(i for i in ids if self._d.dead[i].failed_at < w.dead_letters_before)
+        for i in drop:
+            self._pop(self._d.dead, i)
+        return len(drop)
 
     def _fire(self, w: FireTimer) -> Accepted | Duplicate | None:
         t = w.timer

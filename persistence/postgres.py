@@ -60,6 +60,8 @@ from persistence.store import (
     JournalEntry,
     OutboxEntry,
     ProcessedMark,
+    Prune,
+    Pruned,
     Requeue,
     SaveSnapshot,
     SignalRecord,
@@ -72,7 +74,7 @@ from persistence.store import (
 )
 
 APPLICATION = "durable-actors"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 LOCK_KEY = 0x6475726163746F72  # "ducactor"-ish: the advisory lock of the store's owner
 """Key of the session advisory lock the owning store holds (per database)."""
 
@@ -127,6 +129,11 @@ MIGRATIONS: dict[int, list[str]] = {
     # the sender's trace context, kept with every stored signal (NULL: none, as for
     # every row written by version 1) and with timers, for the signals they deliver
     2: [f"ALTER TABLE {t} ADD COLUMN trace text" for t in ("inbox", "dead_letters", "outbox", "timers")],
+    # retention: pruning by age finds old marks and dead letters without a full scan
+    3: [
+        "CREATE INDEX processed_by_time ON processed (processed_at)",
+        "CREATE INDEX dead_letters_by_time ON dead_letters (failed_at)",
+    ],
 }
 """Schema statements by version; version N upgrades a database at N - 1."""
 
@@ -540,6 +547,8 @@ class PostgresStore:
                 out.append(None)
             elif isinstance(w, FireTimer):
                 out.append(await self._fire(db, w))
+            elif isinstance(w, Prune):
+                out.append(await self._prune(db, w))
             else:
                 raise TypeError(f"unknown write {w!r}")
         return out
@@ -731,6 +740,47 @@ class PostgresStore:
         if row is None:
             raise StoreError(f"no dead letter with id {dl_id}")
         await self._accept(db, [(SignalRecord(*row), False)])
+
+    async def _prune(self, db: asyncpg.Connection, w: Prune) -> Pruned:
+        """One statement: a data-modifying CTE per kind, each on an index, counted."""
+        parts: list[str] = []
+        params: list[float | int] = []
+
+        def param(v: float | int, cast: str) -> str:
+            params.append(v)
+            return f"${len(params)}::{cast}"
+
+        marks = journals = dead = "0"
+        if w.marks_before is not None:
+            cutoff = param(float(w.marks_before), "float8")
+            parts.append(
+                f"m AS (DELETE FROM processed p WHERE p.processed_at < {cutoff} AND NOT EXISTS "
+                "(SELECT 1 FROM inbox i WHERE i.entity_type = p.entity_type "
+                "AND i.entity_id = p.entity_id AND i.signal_id = p.signal_id) RETURNING 1)"
+            )
+            parts.append(
+                f"j AS (DELETE FROM journal s WHERE s.recorded_at < {cutoff} AND NOT EXISTS "
+                "(SELECT 1 FROM inbox i WHERE i.entity_type = s.entity_type "
+                "AND i.entity_id = s.entity_id AND i.signal_id = s.invocation_id) RETURNING 1)"
+            )
+            marks, journals = "(SELECT count(*) FROM m)", "(SELECT count(*) FROM j)"
+        where: list[str] = []
+        if w.dead_letters_before is not None:
+            where.append(f"failed_at < {param(float(w.dead_letters_before), 'float8')}")
+        if w.keep_dead_letters is not None:
+            # NULL (fewer than N + 1 letters) matches nothing
+            where.append(
+                "id <= (SELECT id FROM dead_letters ORDER BY id DESC "
+                f"OFFSET {param(w.keep_dead_letters, 'int8')} LIMIT 1)"
+            )
+        if where:
+            parts.append(f"d AS (DELETE FROM dead_letters WHERE {' OR '.join(where)} RETURNING 1)")
+            dead = "(SELECT count(*) FROM d)"
+        if not parts:
+            return Pruned()
+        row = await db.fetchrow(f"WITH {', '.join(parts)} SELECT {marks}, {dead}, {journals}", *params)
+        counts = tuple(row) if row is not None else (0, 0, 0)  # a SELECT without FROM gives one row
+        return Pruned(marks=int(counts[0]), dead_letters=int(counts[1]), journals=int(counts[2]))
 
     async def _fire(self, db: asyncpg.Connection, w: FireTimer) -> Accepted | Duplicate | None:
         t = w.timer

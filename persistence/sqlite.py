@@ -43,6 +43,8 @@ from persistence.store import (
     JournalEntry,
     OutboxEntry,
     ProcessedMark,
+    Prune,
+    Pruned,
     Requeue,
     SaveSnapshot,
     SignalRecord,
@@ -55,7 +57,7 @@ from persistence.store import (
 )
 
 APPLICATION = "durable-actors"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SIG_COLS = "entity_type, entity_id, signal_id, handler, args, fingerprint, accepted_at"
 """A signal's columns as version 1 created them (its DDL is built from this)."""
@@ -109,6 +111,11 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE dead_letters ADD COLUMN trace TEXT;
     ALTER TABLE outbox ADD COLUMN trace TEXT;
     ALTER TABLE timers ADD COLUMN trace TEXT;
+    """,
+    # retention: pruning by age finds old marks and dead letters without a full scan
+    3: """
+    CREATE INDEX processed_by_time ON processed (processed_at);
+    CREATE INDEX dead_letters_by_time ON dead_letters (failed_at);
     """,
 }
 """Schema scripts by version; version N upgrades a database at N - 1."""
@@ -450,6 +457,8 @@ class SqliteStore:
         if isinstance(w, TakeOutbox):
             await db.execute("DELETE FROM outbox WHERE id = ?", (w.outbox_id,))
             return (await self._accept(db, [(w.accept.signal, w.accept.check_duplicate)]))[0]
+        if isinstance(w, Prune):
+            return await self._prune(db, w)
         raise TypeError(f"unknown write {w!r}")
 
     async def _accept(
@@ -630,6 +639,38 @@ class SqliteStore:
             (s.entity_type, s.entity_id, s.signal_id),
         )
         await self._accept(db, [(s, False)])
+
+    async def _prune(self, db: _Direct, w: Prune) -> Pruned:
+        """Three deletes, each on an index (the inbox lookups on its unique key)."""
+        marks = journals = dead = 0
+        if w.marks_before is not None:
+            cur = await db.execute(
+                "DELETE FROM processed WHERE processed_at < ? AND NOT EXISTS (SELECT 1 FROM inbox i "
+                "WHERE i.entity_type = processed.entity_type AND i.entity_id = processed.entity_id "
+                "AND i.signal_id = processed.signal_id)",
+                (w.marks_before,),
+            )
+            marks = cur.rowcount
+            cur = await db.execute(
+                "DELETE FROM journal WHERE recorded_at < ? AND NOT EXISTS (SELECT 1 FROM inbox i "
+                "WHERE i.entity_type = journal.entity_type AND i.entity_id = journal.entity_id "
+                "AND i.signal_id = journal.invocation_id)",
+                (w.marks_before,),
+            )
+            journals = cur.rowcount
+        where: list[str] = []
+        params: list[float | int] = []
+        if w.dead_letters_before is not None:
+            where.append("failed_at < ?")
+            params.append(w.dead_letters_before)
+        if w.keep_dead_letters is not None:
+            # NULL (fewer than N + 1 letters) matches nothing
+            where.append("id <= (SELECT id FROM dead_letters ORDER BY id DESC LIMIT 1 OFFSET ?)")
+            params.append(w.keep_dead_letters)
+        if where:
+            cur = await db.execute(f"DELETE FROM dead_letters WHERE {' OR '.join(where)}", params)
+            dead = cur.rowcount
+        return Pruned(marks=marks, dead_letters=dead, journals=journals)
 
     async def _fire(self, db: _Direct, w: FireTimer) -> Accepted | Duplicate | None:
         t = w.timer
