@@ -225,30 +225,34 @@ class MemoryStore:
     def _prune(self, w: Prune) -> Pruned:
         marks = journals = 0
         if w.marks_before is not None:
-            marks = self._prune_marks(w.marks_before)
-            journals = self._prune_journals(w.marks_before)
+            marks = self._prune_marks(w.marks_before, w.limit)
+            journals = self._prune_journals(w.marks_before, w.limit)
         return Pruned(marks=marks, dead_letters=self._prune_dead(w), journals=journals)
 
-    def _prune_marks(self, cutoff: float) -> int:
-        pending = self._d.inbox_ids
-        old = [k for k, m in self._d.marks.items() if m.processed_at < cutoff and k not in pending]
+    def _prune_marks(self, cutoff: float, limit: int | None) -> int:
+        pending, marks = self._d.inbox_ids, self._d.marks
+        old = [k for k, m in marks.items() if m.processed_at < cutoff and k not in pending]
+        old = sorted(old, key=lambda k: marks[k].processed_at)[:limit]
         for k in old:
             self._pop(self._d.marks, k)
         return len(old)
 
-    def _prune_journals(self, cutoff: float) -> int:
-        n = 0
-        for k, steps in list(self._d.journal.items()):
-            if k in self._d.inbox_ids:
-                continue  # still pending: it resumes from its journal
-            gone = [i for i, e in steps.items() if e.recorded_at < cutoff]
-            if len(gone) == len(steps):
+    def _prune_journals(self, cutoff: float, limit: int | None) -> int:
+        old = [
+            (e.recorded_at, k, i)
+            for k, steps in self._d.journal.items()
+            if k not in self._d.inbox_ids  # a pending one resumes from its journal
+            for i, e in steps.items()
+            if e.recorded_at < cutoff
+        ]
+        old = sorted(old)[:limit]
+        for _, k, i in old:
+            steps = self._d.journal[k]
+            if len(steps) == 1:
                 self._pop(self._d.journal, k)
             else:
-                for i in gone:
-                    self._pop(steps, i)
-            n += len(gone)
-        return n
+                self._pop(steps, i)
+        return len(old)
 
     def _prune_dead(self, w: Prune) -> int:
         ids = sorted(self._d.dead)
@@ -257,9 +261,10 @@ class MemoryStore:
             drop.update(ids[: max(len(ids) - w.keep_dead_letters, 0)])
         if w.dead_letters_before is not None:
             drop.update(i for i in ids if self._d.dead[i].failed_at < w.dead_letters_before)
-        for i in drop:
+        gone = sorted(drop)[: w.limit]
+        for i in gone:
             self._pop(self._d.dead, i)
-        return len(drop)
+        return len(gone)
 
     def _fire(self, w: FireTimer) -> Accepted | Duplicate | None:
         t = w.timer

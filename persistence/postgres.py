@@ -742,9 +742,20 @@ class PostgresStore:
         await self._accept(db, [(SignalRecord(*row), False)])
 
     async def _prune(self, db: asyncpg.Connection, w: Prune) -> Pruned:
-        """One statement: a data-modifying CTE per kind, each on an index, counted."""
+        """One statement: a data-modifying CTE per kind, each on an index, counted.
+
+        Each CTE deletes the rows its subquery picks, oldest first, up to ``limit``
+        (``LIMIT NULL`` is none).
+        """
+        params: list[float | int | None] = [w.limit]
         parts: list[str] = []
-        params: list[float | int] = []
+
+        def delete(name: str, table: str, key: str, where: str, order: str) -> str:
+            # without a limit, any order will do: skip the sort
+            ordered = f" ORDER BY {order}" if w.limit is not None else ""
+            picked = f"SELECT {key} FROM {table} t WHERE {where}{ordered} LIMIT $1::int8"
+            parts.append(f"{name} AS (DELETE FROM {table} WHERE ({key}) IN ({picked}) RETURNING 1)")
+            return f"(SELECT count(*) FROM {name})"
 
         def param(v: float | int, cast: str) -> str:
             params.append(v)
@@ -753,29 +764,33 @@ class PostgresStore:
         marks = journals = dead = "0"
         if w.marks_before is not None:
             cutoff = param(float(w.marks_before), "float8")
-            parts.append(
-                f"m AS (DELETE FROM processed p WHERE p.processed_at < {cutoff} AND NOT EXISTS "
-                "(SELECT 1 FROM inbox i WHERE i.entity_type = p.entity_type "
-                "AND i.entity_id = p.entity_id AND i.signal_id = p.signal_id) RETURNING 1)"
+            marks = delete(
+                "m",
+                "processed",
+                "entity_type, entity_id, signal_id",
+                f"t.processed_at < {cutoff} AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.entity_type = "
+                "t.entity_type AND i.entity_id = t.entity_id AND i.signal_id = t.signal_id)",
+                "t.processed_at",
             )
-            parts.append(
-                f"j AS (DELETE FROM journal s WHERE s.recorded_at < {cutoff} AND NOT EXISTS "
-                "(SELECT 1 FROM inbox i WHERE i.entity_type = s.entity_type "
-                "AND i.entity_id = s.entity_id AND i.signal_id = s.invocation_id) RETURNING 1)"
+            journals = delete(
+                "j",
+                "journal",
+                "entity_type, entity_id, invocation_id, step",
+                f"t.recorded_at < {cutoff} AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.entity_type = "
+                "t.entity_type AND i.entity_id = t.entity_id AND i.signal_id = t.invocation_id)",
+                "t.recorded_at",
             )
-            marks, journals = "(SELECT count(*) FROM m)", "(SELECT count(*) FROM j)"
         where: list[str] = []
         if w.dead_letters_before is not None:
-            where.append(f"failed_at < {param(float(w.dead_letters_before), 'float8')}")
+            where.append(f"t.failed_at < {param(float(w.dead_letters_before), 'float8')}")
         if w.keep_dead_letters is not None:
             # NULL (fewer than N + 1 letters) matches nothing
             where.append(
-                "id <= (SELECT id FROM dead_letters ORDER BY id DESC "
+                "t.id <= (SELECT id FROM dead_letters ORDER BY id DESC "
                 f"OFFSET {param(w.keep_dead_letters, 'int8')} LIMIT 1)"
             )
         if where:
-            parts.append(f"d AS (DELETE FROM dead_letters WHERE {' OR '.join(where)} RETURNING 1)")
-            dead = "(SELECT count(*) FROM d)"
+            dead = delete("d", "dead_letters", "id", " OR ".join(where), "t.id")
         if not parts:
             return Pruned()
         row = await db.fetchrow(f"WITH {', '.join(parts)} SELECT {marks}, {dead}, {journals}", *params)

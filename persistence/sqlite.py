@@ -641,23 +641,31 @@ class SqliteStore:
         await self._accept(db, [(s, False)])
 
     async def _prune(self, db: _Direct, w: Prune) -> Pruned:
-        """Three deletes, each on an index (the inbox lookups on its unique key)."""
+        """A delete per kind, each on an index (the inbox looked up by its unique key).
+
+        With a ``limit`` each delete takes the oldest rows its subquery picks.
+        """
         marks = journals = dead = 0
+        limit = -1 if w.limit is None else w.limit  # SQLite: a negative LIMIT is none
         if w.marks_before is not None:
-            cur = await db.execute(
-                "DELETE FROM processed WHERE processed_at < ? AND NOT EXISTS (SELECT 1 FROM inbox i "
-                "WHERE i.entity_type = processed.entity_type AND i.entity_id = processed.entity_id "
-                "AND i.signal_id = processed.signal_id)",
-                (w.marks_before,),
+            marks = await self._delete(
+                db,
+                "processed",
+                "entity_type, entity_id, signal_id",
+                "processed_at < ? AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.entity_type = "
+                "t.entity_type AND i.entity_id = t.entity_id AND i.signal_id = t.signal_id) "
+                "ORDER BY processed_at",
+                [w.marks_before, limit],
             )
-            marks = cur.rowcount
-            cur = await db.execute(
-                "DELETE FROM journal WHERE recorded_at < ? AND NOT EXISTS (SELECT 1 FROM inbox i "
-                "WHERE i.entity_type = journal.entity_type AND i.entity_id = journal.entity_id "
-                "AND i.signal_id = journal.invocation_id)",
-                (w.marks_before,),
+            journals = await self._delete(
+                db,
+                "journal",
+                "entity_type, entity_id, invocation_id, step",
+                "recorded_at < ? AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.entity_type = "
+                "t.entity_type AND i.entity_id = t.entity_id AND i.signal_id = t.invocation_id) "
+                "ORDER BY recorded_at",
+                [w.marks_before, limit],
             )
-            journals = cur.rowcount
         where: list[str] = []
         params: list[float | int] = []
         if w.dead_letters_before is not None:
@@ -668,9 +676,22 @@ class SqliteStore:
             where.append("id <= (SELECT id FROM dead_letters ORDER BY id DESC LIMIT 1 OFFSET ?)")
             params.append(w.keep_dead_letters)
         if where:
-            cur = await db.execute(f"DELETE FROM dead_letters WHERE {' OR '.join(where)}", params)
-            dead = cur.rowcount
+            dead = await self._delete(
+                db, "dead_letters", "id", f"{' OR '.join(where)} ORDER BY id", [*params, limit]
+            )
         return Pruned(marks=marks, dead_letters=dead, journals=journals)
+
+    @staticmethod
+    async def _delete(db: _Direct, table: str, key: str, where: str, params: Sequence[object]) -> int:
+        """Delete the rows of ``table`` (alias ``t``) that ``where ORDER BY ...`` picks, up to
+        the last parameter (a LIMIT; -1 for all); the number deleted."""
+        if params[-1] == -1:  # all of them: one pass, without the subquery
+            cond = where.rsplit(" ORDER BY ", 1)[0]
+            cur = await db.execute(f"DELETE FROM {table} AS t WHERE {cond}", params[:-1])
+        else:
+            picked = f"SELECT {key} FROM {table} AS t WHERE {where} LIMIT ?"
+            cur = await db.execute(f"DELETE FROM {table} WHERE ({key}) IN ({picked})", params)
+        return cur.rowcount
 
     async def _fire(self, db: _Direct, w: FireTimer) -> Accepted | Duplicate | None:
         t = w.timer

@@ -245,6 +245,10 @@ class TakeOutbox:
     accept: Accept
 
 
+_MAX_INT = 2**63 - 1
+"""The largest count a store's integer column takes."""
+
+
 def _a_time(instance: object, attribute: attrs.Attribute[float | None], value: object) -> None:
     if value is None:
         return
@@ -259,8 +263,9 @@ def _a_count(instance: object, attribute: attrs.Attribute[int | None], value: ob
         return
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidWrite(f"Prune {attribute.name} must be an int or None, got {value!r:.80}")
-    if value < 0:
-        raise InvalidWrite(f"Prune {attribute.name} must be >= 0, got {value}")
+    least = 1 if attribute.name == "limit" else 0
+    if not least <= value <= _MAX_INT:
+        raise InvalidWrite(f"Prune {attribute.name} must be {least}..{_MAX_INT}, got {value}")
 
 
 @attrs.frozen
@@ -283,6 +288,10 @@ class Prune:
     """Drop dead letters with ``failed_at`` before this (Unix seconds)."""
     keep_dead_letters: int | None = attrs.field(default=None, validator=_a_count)
     """Keep only the newest this many dead letters (by id, the order they were made)."""
+    limit: int | None = attrs.field(default=None, validator=_a_count)
+    """Remove at most this many rows of each kind, oldest first (``None``: all that
+    match). A periodic job prunes a large backlog in short transactions this way,
+    repeating while a count reaches the limit."""
 
 
 @attrs.frozen

@@ -904,6 +904,38 @@ class StoreContract:
             assert before[f"mark {T}/alice/s1"] is None
             assert before["dead"] == []
 
+    async def test_prune_with_a_limit_takes_the_oldest_first(self, store: Store) -> None:
+        await self._processed(store, 300.0, 100.0, 200.0)  # s1, s2, s3
+        ids = await self._dead(store, 10.0, 20.0, 30.0)  # and bob's marks d1, d2, d3 at those times
+        await store.write([Journal(step("gone", n)) for n in range(3)])  # orphans at 400, 401, 402
+        every = Prune(marks_before=1e12, dead_letters_before=1e12, limit=2)
+        assert await store.write([every]) == [Pruned(marks=2, dead_letters=2, journals=2)]
+        marked = [
+            sid
+            for eid, sid in [
+                ("alice", "s1"),
+                ("alice", "s2"),
+                ("alice", "s3"),
+                ("bob", "d1"),
+                ("bob", "d2"),
+                ("bob", "d3"),
+            ]
+            if await store.read_mark(T, eid, sid) is not None
+        ]
+        assert marked == ["s1", "s2", "s3", "d3"]  # d1 and d2 were the oldest
+        assert [d.id for d in await store.read_dead_letters(limit=BIG)] == ids[2:]
+        assert await store.read_journal(T, "alice", "gone") == [step("gone", 2)]
+        # repeating drains the rest, a limit at a time
+        assert await store.write([every]) == [Pruned(marks=2, dead_letters=1, journals=1)]
+        assert await store.write([every]) == [Pruned(marks=2)]
+        assert await store.write([every]) == [Pruned()]
+        assert await store.read_mark(T, "alice", "s1") is None
+
+    async def test_prune_by_count_with_a_limit(self, store: Store) -> None:
+        ids = await self._dead(store, 10.0, 20.0, 30.0, 40.0)
+        assert await store.write([Prune(keep_dead_letters=1, limit=2)]) == [Pruned(dead_letters=2)]
+        assert [d.id for d in await store.read_dead_letters(limit=BIG)] == ids[2:]
+
     @pytest.mark.parametrize(
         "kw",
         [
@@ -917,6 +949,10 @@ class StoreContract:
             {"keep_dead_letters": 1.0},
             {"keep_dead_letters": False},
             {"keep_dead_letters": "10"},
+            {"keep_dead_letters": 2**63},
+            {"limit": 0},
+            {"limit": -5},
+            {"limit": 2.5},
         ],
     )
     async def test_prune_refuses_bad_arguments(self, store: Store, kw: dict[str, object]) -> None:
