@@ -13,6 +13,9 @@ Each read-only command but ``events`` takes ``--json``. These need the store to
 themselves (no running system):
 
     actors retry DB DEAD_LETTER_ID    move a dead letter back to the inbox
+    actors prune DB [--marks-older-than 30d] [--dead-letters-older-than 90d]
+                    [--keep-dead-letters N] [--json]
+                                      forget old processed marks and dead letters
     actors ask|tell|query DB MODULE:CLASS ID HANDLER [JSON_ARGS]
 
 ``ask``/``tell``/``query`` import the entity class you name on the command line
@@ -22,21 +25,29 @@ themselves (no running system):
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
+import re
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
+from rich.console import Console
+from rich.table import Table
 
 from actors import _inspect_cli
 from actors._inspect_cli import load_entity_class
 from actors.errors import ActorsError, InvalidArguments
 from actors.system import ActorSystem
+from persistence.errors import DatabaseNotFound
 from persistence.inspect import SqliteInspector
+from persistence.postgres import PostgresStore
 from persistence.sqlite import SqliteStore
-from persistence.store import Requeue
+from persistence.store import Prune, Pruned, Requeue, Store
 
 
 def _args(text: str) -> dict[str, Any]:
@@ -72,6 +83,103 @@ async def _retry(a: argparse.Namespace) -> None:
     async with SqliteStore(a.db) as store:
         await store.write([Requeue(a.dead_letter_id)])
     print(f"dead letter {a.dead_letter_id} is back in the inbox; it runs when its system starts")
+
+
+_DURATION = re.compile(r"([0-9]{1,9})([dhms])")
+_UNIT = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_PRUNE_HELP = """\
+Forget what retention allows, in one transaction: processed marks (the memory of
+idempotency keys) older than --marks-older-than, with the journals of invocations
+that are no longer pending; dead letters older than --dead-letters-older-than;
+all but the newest --keep-dead-letters dead letters. A key repeated after its mark
+is pruned is applied again: keep marks longer than any client retries.
+
+It writes, so it needs the store to itself: on the database of a running system
+it fails with StoreLocked. A running system prunes itself periodically with
+ActorSystem(retention=actors.Retention(...)) instead.
+"""
+
+
+def duration(text: str) -> dt.timedelta:
+    """A command-line duration: a whole number and a unit, ``30d``, ``12h``, ``90m``, ``45s``."""
+    m = _DURATION.fullmatch(text)
+    if m is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r:.40} is not a duration: a whole number and a unit d, h, m or s (30d, 12h, 90m, 45s)"
+        )
+    return dt.timedelta(seconds=int(m[1]) * _UNIT[m[2]])
+
+
+def count(text: str) -> int:
+    """A command-line count: a whole number >= 0 (digits only)."""
+    if not re.fullmatch(r"[0-9]{1,18}", text):
+        raise argparse.ArgumentTypeError(f"{text!r:.40} is not a count: write a whole number >= 0")
+    return int(text)
+
+
+def _prune_write(a: argparse.Namespace, now: float) -> Prune:
+    marks, dead, keep = a.marks_older_than, a.dead_letters_older_than, a.keep_dead_letters
+    if marks is None and dead is None and keep is None:
+        raise InvalidArguments(
+            "say what to prune: --marks-older-than, --dead-letters-older-than and/or --keep-dead-letters"
+        )
+    return Prune(
+        marks_before=None if marks is None else now - marks.total_seconds(),
+        dead_letters_before=None if dead is None else now - dead.total_seconds(),
+        keep_dead_letters=keep,
+    )
+
+
+def _writable_store(where: str) -> Store:
+    """The store at ``where`` (a PostgreSQL DSN or an existing SQLite file), never created."""
+    if where.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(where, lock_wait=0)
+    if not Path(where).is_file():
+        raise DatabaseNotFound(f"no database file at {where} (nothing was created)")
+    return SqliteStore(where)
+
+
+def _iso(t: float | None) -> str | None:
+    return None if t is None else dt.datetime.fromtimestamp(t, dt.UTC).isoformat()
+
+
+def _rules(p: Prune) -> tuple[str, str, str]:
+    """What each row of the prune table removed, in words."""
+    marks = journals = "kept"
+    if p.marks_before is not None:
+        marks = f"processed before {_iso(p.marks_before)}"
+        journals = f"of finished invocations, recorded before {_iso(p.marks_before)}"
+    dead = []
+    if p.dead_letters_before is not None:
+        dead.append(f"failed before {_iso(p.dead_letters_before)}")
+    if p.keep_dead_letters is not None:
+        dead.append(f"beyond the newest {p.keep_dead_letters}")
+    return marks, " or ".join(dead) or "kept", journals
+
+
+async def _prune(a: argparse.Namespace) -> None:
+    prune = _prune_write(a, time.time())
+    async with _writable_store(a.db) as store:
+        [result] = await store.write([prune])
+    if not isinstance(result, Pruned):  # pragma: no cover - a store breaking the protocol
+        raise TypeError(f"the store answered Prune with {result!r}")
+    if a.json:
+        doc = {
+            "marks": result.marks,
+            "dead_letters": result.dead_letters,
+            "journals": result.journals,
+            "marks_before": _iso(prune.marks_before),
+            "dead_letters_before": _iso(prune.dead_letters_before),
+            "keep_dead_letters": prune.keep_dead_letters,
+        }
+        print(json.dumps(doc))
+        return
+    marks, dead, journals = _rules(prune)
+    table = Table("removed", "count", "rule", title=f"pruned {a.db}")
+    table.add_row("processed marks", str(result.marks), marks)
+    table.add_row("dead letters", str(result.dead_letters), dead)
+    table.add_row("journal steps", str(result.journals), journals)
+    Console().print(table)
 
 
 async def _call(a: argparse.Namespace) -> None:
@@ -111,6 +219,17 @@ def parser() -> argparse.ArgumentParser:
     rq = sub.add_parser("retry", help="move a dead letter back to the inbox")
     rq.add_argument("db")
     rq.add_argument("dead_letter_id", type=int)
+    pr = sub.add_parser(
+        "prune",
+        help="forget old processed marks and dead letters (needs the store to itself)",
+        description=_PRUNE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pr.add_argument("db", help="the database file (never created) or a postgresql:// DSN")
+    pr.add_argument("--marks-older-than", type=duration, metavar="DURATION", help="e.g. 30d")
+    pr.add_argument("--dead-letters-older-than", type=duration, metavar="DURATION", help="e.g. 90d")
+    pr.add_argument("--keep-dead-letters", type=count, metavar="N", help="keep only the newest N")
+    pr.add_argument("--json", action="store_true", help="print one JSON document")
     for name in ("ask", "tell", "query"):
         c = sub.add_parser(name, help=f"{name} an entity by handler name")
         c.add_argument("db")
@@ -121,7 +240,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-_COMMANDS = {"events": _events, "retry": _retry, "ask": _call, "tell": _call, "query": _call}
+_COMMANDS = {"events": _events, "retry": _retry, "prune": _prune, "ask": _call, "tell": _call, "query": _call}
 
 
 def _ui(a: argparse.Namespace) -> int:

@@ -9,6 +9,9 @@ from persistence.errors import (
     CorruptRecord as CorruptRecord,
 )
 from persistence.errors import (
+    InvalidWrite as InvalidWrite,
+)
+from persistence.errors import (
     NotOurDatabase as NotOurDatabase,
 )
 from persistence.errors import (
@@ -38,6 +41,7 @@ __all__ = [
     "Codec",
     "CommitUnknown",
     "CorruptRecord",
+    "InvalidWrite",
     "MemoryStore",
     "NotOurDatabase",
     "PostgresStore",

@@ -20,6 +20,10 @@ class PayloadTooLarge(ActorsError, ValueError):
     """An encoded payload (arguments, event, result) is over the configured limit."""
 
 
+class InvalidWrite(ActorsError, ValueError):
+    """A write record was made with a bad argument (the message names it); nothing was written."""
+
+
 class StoreError(ActorsError):
     """The store failed: I/O error, full disk, unusable file; names what failed."""
 

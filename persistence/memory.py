@@ -26,6 +26,8 @@ from persistence.store import (
     JournalEntry,
     OutboxEntry,
     ProcessedMark,
+    Prune,
+    Pruned,
     Requeue,
     SaveSnapshot,
     SignalRecord,
@@ -139,6 +141,8 @@ class MemoryStore:
         elif isinstance(w, TakeOutbox):
             self._pop(self._d.outbox, w.outbox_id)
             return self._accept(w.accept.signal, w.accept.check_duplicate)
+        elif isinstance(w, Prune):
+            return self._prune(w)
         else:  # pragma: no cover - the type checker sees every case
             raise TypeError(f"unknown write {w!r}")
         return None
@@ -217,6 +221,50 @@ class MemoryStore:
         self._pop(self._d.dead, dl_id)
         self._pop(self._d.marks, _sig_key(dl.signal))
         self._accept(dl.signal, False)
+
+    def _prune(self, w: Prune) -> Pruned:
+        marks = journals = 0
+        if w.marks_before is not None:
+            marks = self._prune_marks(w.marks_before, w.limit)
+            journals = self._prune_journals(w.marks_before, w.limit)
+        return Pruned(marks=marks, dead_letters=self._prune_dead(w), journals=journals)
+
+    def _prune_marks(self, cutoff: float, limit: int | None) -> int:
+        pending, marks = self._d.inbox_ids, self._d.marks
+        old = [k for k, m in marks.items() if m.processed_at < cutoff and k not in pending]
+        old = sorted(old, key=lambda k: marks[k].processed_at)[:limit]
+        for k in old:
+            self._pop(self._d.marks, k)
+        return len(old)
+
+    def _prune_journals(self, cutoff: float, limit: int | None) -> int:
+        old = [
+            (e.recorded_at, k, i)
+            for k, steps in self._d.journal.items()
+            if k not in self._d.inbox_ids  # a pending one resumes from its journal
+            for i, e in steps.items()
+            if e.recorded_at < cutoff
+        ]
+        old = sorted(old)[:limit]
+        for _, k, i in old:
+            steps = self._d.journal[k]
+            if len(steps) == 1:
+                self._pop(self._d.journal, k)
+            else:
+                self._pop(steps, i)
+        return len(old)
+
+    def _prune_dead(self, w: Prune) -> int:
+        ids = sorted(self._d.dead)
+        drop: set[int] = set()
+        if w.keep_dead_letters is not None:
+            drop.update(ids[: max(len(ids) - w.keep_dead_letters, 0)])
+        if w.dead_letters_before is not None:
+            drop.update(i for i in ids if self._d.dead[i].failed_at < w.dead_letters_before)
+        gone = sorted(drop)[: w.limit]
+        for i in gone:
+            self._pop(self._d.dead, i)
+        return len(gone)
 
     def _fire(self, w: FireTimer) -> Accepted | Duplicate | None:
         t = w.timer

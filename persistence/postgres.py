@@ -60,6 +60,8 @@ from persistence.store import (
     JournalEntry,
     OutboxEntry,
     ProcessedMark,
+    Prune,
+    Pruned,
     Requeue,
     SaveSnapshot,
     SignalRecord,
@@ -72,7 +74,7 @@ from persistence.store import (
 )
 
 APPLICATION = "durable-actors"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 LOCK_KEY = 0x6475726163746F72  # "ducactor"-ish: the advisory lock of the store's owner
 """Key of the session advisory lock the owning store holds (per database)."""
 
@@ -127,6 +129,11 @@ MIGRATIONS: dict[int, list[str]] = {
     # the sender's trace context, kept with every stored signal (NULL: none, as for
     # every row written by version 1) and with timers, for the signals they deliver
     2: [f"ALTER TABLE {t} ADD COLUMN trace text" for t in ("inbox", "dead_letters", "outbox", "timers")],
+    # retention: pruning by age finds old marks and dead letters without a full scan
+    3: [
+        "CREATE INDEX processed_by_time ON processed (processed_at)",
+        "CREATE INDEX dead_letters_by_time ON dead_letters (failed_at)",
+    ],
 }
 """Schema statements by version; version N upgrades a database at N - 1."""
 
@@ -540,6 +547,8 @@ class PostgresStore:
                 out.append(None)
             elif isinstance(w, FireTimer):
                 out.append(await self._fire(db, w))
+            elif isinstance(w, Prune):
+                out.append(await self._prune(db, w))
             else:
                 raise TypeError(f"unknown write {w!r}")
         return out
@@ -731,6 +740,62 @@ class PostgresStore:
         if row is None:
             raise StoreError(f"no dead letter with id {dl_id}")
         await self._accept(db, [(SignalRecord(*row), False)])
+
+    async def _prune(self, db: asyncpg.Connection, w: Prune) -> Pruned:
+        """One statement: a data-modifying CTE per kind, each on an index, counted.
+
+        Each CTE deletes the rows its subquery picks, oldest first, up to ``limit``
+        (``LIMIT NULL`` is none).
+        """
+        params: list[float | int | None] = [w.limit]
+        parts: list[str] = []
+
+        def delete(name: str, table: str, key: str, where: str, order: str) -> str:
+            # without a limit, any order will do: skip the sort
+            ordered = f" ORDER BY {order}" if w.limit is not None else ""
+            picked = f"SELECT {key} FROM {table} t WHERE {where}{ordered} LIMIT $1::int8"
+            parts.append(f"{name} AS (DELETE FROM {table} WHERE ({key}) IN ({picked}) RETURNING 1)")
+            return f"(SELECT count(*) FROM {name})"
+
+        def param(v: float | int, cast: str) -> str:
+            params.append(v)
+            return f"${len(params)}::{cast}"
+
+        marks = journals = dead = "0"
+        if w.marks_before is not None:
+            cutoff = param(float(w.marks_before), "float8")
+            marks = delete(
+                "m",
+                "processed",
+                "entity_type, entity_id, signal_id",
+                f"t.processed_at < {cutoff} AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.entity_type = "
+                "t.entity_type AND i.entity_id = t.entity_id AND i.signal_id = t.signal_id)",
+                "t.processed_at",
+            )
+            journals = delete(
+                "j",
+                "journal",
+                "entity_type, entity_id, invocation_id, step",
+                f"t.recorded_at < {cutoff} AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.entity_type = "
+                "t.entity_type AND i.entity_id = t.entity_id AND i.signal_id = t.invocation_id)",
+                "t.recorded_at",
+            )
+        where: list[str] = []
+        if w.dead_letters_before is not None:
+            where.append(f"t.failed_at < {param(float(w.dead_letters_before), 'float8')}")
+        if w.keep_dead_letters is not None:
+            # NULL (fewer than N + 1 letters) matches nothing
+            where.append(
+                "t.id <= (SELECT id FROM dead_letters ORDER BY id DESC "
+                f"OFFSET {param(w.keep_dead_letters, 'int8')} LIMIT 1)"
+            )
+        if where:
+            dead = delete("d", "dead_letters", "id", " OR ".join(where), "t.id")
+        if not parts:
+            return Pruned()
+        row = await db.fetchrow(f"WITH {', '.join(parts)} SELECT {marks}, {dead}, {journals}", *params)
+        counts = tuple(row) if row is not None else (0, 0, 0)  # a SELECT without FROM gives one row
+        return Pruned(marks=int(counts[0]), dead_letters=int(counts[1]), journals=int(counts[2]))
 
     async def _fire(self, db: asyncpg.Connection, w: FireTimer) -> Accepted | Duplicate | None:
         t = w.timer

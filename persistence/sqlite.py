@@ -43,6 +43,8 @@ from persistence.store import (
     JournalEntry,
     OutboxEntry,
     ProcessedMark,
+    Prune,
+    Pruned,
     Requeue,
     SaveSnapshot,
     SignalRecord,
@@ -55,7 +57,7 @@ from persistence.store import (
 )
 
 APPLICATION = "durable-actors"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SIG_COLS = "entity_type, entity_id, signal_id, handler, args, fingerprint, accepted_at"
 """A signal's columns as version 1 created them (its DDL is built from this)."""
@@ -109,6 +111,11 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE dead_letters ADD COLUMN trace TEXT;
     ALTER TABLE outbox ADD COLUMN trace TEXT;
     ALTER TABLE timers ADD COLUMN trace TEXT;
+    """,
+    # retention: pruning by age finds old marks and dead letters without a full scan
+    3: """
+    CREATE INDEX processed_by_time ON processed (processed_at);
+    CREATE INDEX dead_letters_by_time ON dead_letters (failed_at);
     """,
 }
 """Schema scripts by version; version N upgrades a database at N - 1."""
@@ -450,6 +457,8 @@ class SqliteStore:
         if isinstance(w, TakeOutbox):
             await db.execute("DELETE FROM outbox WHERE id = ?", (w.outbox_id,))
             return (await self._accept(db, [(w.accept.signal, w.accept.check_duplicate)]))[0]
+        if isinstance(w, Prune):
+            return await self._prune(db, w)
         raise TypeError(f"unknown write {w!r}")
 
     async def _accept(
@@ -630,6 +639,59 @@ class SqliteStore:
             (s.entity_type, s.entity_id, s.signal_id),
         )
         await self._accept(db, [(s, False)])
+
+    async def _prune(self, db: _Direct, w: Prune) -> Pruned:
+        """A delete per kind, each on an index (the inbox looked up by its unique key).
+
+        With a ``limit`` each delete takes the oldest rows its subquery picks.
+        """
+        marks = journals = dead = 0
+        limit = -1 if w.limit is None else w.limit  # SQLite: a negative LIMIT is none
+        if w.marks_before is not None:
+            marks = await self._delete(
+                db,
+                "processed",
+                "entity_type, entity_id, signal_id",
+                "processed_at < ? AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.entity_type = "
+                "t.entity_type AND i.entity_id = t.entity_id AND i.signal_id = t.signal_id) "
+                "ORDER BY processed_at",
+                [w.marks_before, limit],
+            )
+            journals = await self._delete(
+                db,
+                "journal",
+                "entity_type, entity_id, invocation_id, step",
+                "recorded_at < ? AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.entity_type = "
+                "t.entity_type AND i.entity_id = t.entity_id AND i.signal_id = t.invocation_id) "
+                "ORDER BY recorded_at",
+                [w.marks_before, limit],
+            )
+        where: list[str] = []
+        params: list[float | int] = []
+        if w.dead_letters_before is not None:
+            where.append("failed_at < ?")
+            params.append(w.dead_letters_before)
+        if w.keep_dead_letters is not None:
+            # NULL (fewer than N + 1 letters) matches nothing
+            where.append("id <= (SELECT id FROM dead_letters ORDER BY id DESC LIMIT 1 OFFSET ?)")
+            params.append(w.keep_dead_letters)
+        if where:
+            dead = await self._delete(
+                db, "dead_letters", "id", f"{' OR '.join(where)} ORDER BY id", [*params, limit]
+            )
+        return Pruned(marks=marks, dead_letters=dead, journals=journals)
+
+    @staticmethod
+    async def _delete(db: _Direct, table: str, key: str, where: str, params: Sequence[object]) -> int:
+        """Delete the rows of ``table`` (alias ``t``) that ``where ORDER BY ...`` picks, up to
+        the last parameter (a LIMIT; -1 for all); the number deleted."""
+        if params[-1] == -1:  # all of them: one pass, without the subquery
+            cond = where.rsplit(" ORDER BY ", 1)[0]
+            cur = await db.execute(f"DELETE FROM {table} AS t WHERE {cond}", params[:-1])
+        else:
+            picked = f"SELECT {key} FROM {table} AS t WHERE {where} LIMIT ?"
+            cur = await db.execute(f"DELETE FROM {table} WHERE ({key}) IN ({picked})", params)
+        return cur.rowcount
 
     async def _fire(self, db: _Direct, w: FireTimer) -> Accepted | Duplicate | None:
         t = w.timer

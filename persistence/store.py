@@ -13,11 +13,14 @@ seconds (float).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 import attrs
+
+from persistence.errors import InvalidWrite
 
 # ---------------------------------------------------------------- records
 
@@ -242,10 +245,71 @@ class TakeOutbox:
     accept: Accept
 
 
-Write = Accept | Commit | SaveSnapshot | Requeue | Journal | FireTimer | TakeOutbox
+_MAX_INT = 2**63 - 1
+"""The largest count a store's integer column takes."""
+
+
+def _a_time(instance: object, attribute: attrs.Attribute[float | None], value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidWrite(f"Prune {attribute.name} must be Unix seconds or None, got {value!r:.80}")
+    if not math.isfinite(value):
+        raise InvalidWrite(f"Prune {attribute.name} must be a finite time, got {value!r}")
+
+
+def _a_count(instance: object, attribute: attrs.Attribute[int | None], value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidWrite(f"Prune {attribute.name} must be an int or None, got {value!r:.80}")
+    least = 1 if attribute.name == "limit" else 0
+    if not least <= value <= _MAX_INT:
+        raise InvalidWrite(f"Prune {attribute.name} must be {least}..{_MAX_INT}, got {value}")
+
+
+@attrs.frozen
+class Prune:
+    """Forget what retention allows: old processed marks, dead letters, orphaned journals.
+
+    Applied in the batch's one transaction like any write; ``None`` leaves that kind
+    alone, so ``Prune()`` changes nothing. Bad arguments are refused when the record
+    is made (:class:`~persistence.errors.InvalidWrite`), never inside a batch.
+
+    A processed mark is the memory of an idempotency key: once it is pruned, a repeat
+    of that key is accepted as a new signal. A mark whose signal is still in the inbox
+    is always kept.
+    """
+
+    marks_before: float | None = attrs.field(default=None, validator=_a_time)
+    """Drop processed marks with ``processed_at`` before this (Unix seconds), and journal
+    steps recorded before it whose invocation is no longer in the inbox (orphans)."""
+    dead_letters_before: float | None = attrs.field(default=None, validator=_a_time)
+    """Drop dead letters with ``failed_at`` before this (Unix seconds)."""
+    keep_dead_letters: int | None = attrs.field(default=None, validator=_a_count)
+    """Keep only the newest this many dead letters (by id, the order they were made)."""
+    limit: int | None = attrs.field(default=None, validator=_a_count)
+    """Remove at most this many rows of each kind, oldest first (``None``: all that
+    match). A periodic job prunes a large backlog in short transactions this way,
+    repeating while a count reaches the limit."""
+
+
+@attrs.frozen
+class Pruned:
+    """Result of :class:`Prune`: how many rows of each kind were removed."""
+
+    marks: int = 0
+    """Processed marks removed."""
+    dead_letters: int = 0
+    """Dead letters removed."""
+    journals: int = 0
+    """Journal steps removed (of invocations no longer pending)."""
+
+
+Write = Accept | Commit | SaveSnapshot | Requeue | Journal | FireTimer | TakeOutbox | Prune
 """Anything :meth:`Store.write` takes."""
 
-WriteResult = Accepted | Duplicate | Committed | None
+WriteResult = Accepted | Duplicate | Committed | Pruned | None
 """What :meth:`Store.write` returns per item (``None``: done)."""
 
 

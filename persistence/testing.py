@@ -24,7 +24,7 @@ import anyio
 import attrs
 import pytest
 
-from persistence.errors import StoreError
+from persistence.errors import ActorsError, InvalidWrite, StoreError
 from persistence.store import (
     Accept,
     Accepted,
@@ -39,6 +39,8 @@ from persistence.store import (
     NewEvent,
     OutboxEntry,
     ProcessedMark,
+    Prune,
+    Pruned,
     Requeue,
     SaveSnapshot,
     SignalRecord,
@@ -732,6 +734,235 @@ class StoreContract:
             Duplicate(m1.fingerprint, None),
         ]
         assert await inbox(store) == [m1]
+
+    # ---------------------------------------------------------------- Prune
+
+    async def _processed(self, store: Store, *times: float) -> list[SignalRecord]:
+        """Signals s1, s2... accepted and processed (marked) at ``times``."""
+        signals = [sig(f"s{n}") for n in range(1, len(times) + 1)]
+        await store.write([Accept(s) for s in signals])
+        await store.write([commit(s, recorded_at=t) for s, t in zip(signals, times, strict=True)])
+        return signals
+
+    async def _dead(self, store: Store, *times: float) -> list[int]:
+        """Dead letters (of signals d1, d2... of bob) failed at ``times``; their ids."""
+        for n, t in enumerate(times, 1):
+            await store.write([commit(sig(f"d{n}", "bob"), dead_letter=("boom", "tb", 3), recorded_at=t)])
+        return [d.id for d in await store.read_dead_letters(limit=BIG)]
+
+    async def test_prune_marks_by_age(self, store: Store) -> None:
+        _, s2, _ = await self._processed(store, 100.0, 200.0, 300.0)
+        assert await store.write([Prune(marks_before=200.0)]) == [Pruned(marks=1)]
+        assert await store.read_mark(T, "alice", "s1") is None
+        # the cutoff is strict: a mark made exactly at it is kept
+        assert await store.read_mark(T, "alice", "s2") == ProcessedMark(
+            "s2", s2.fingerprint, '{"ok":null}', 200.0
+        )
+        assert await store.write([Prune(marks_before=300.5)]) == [Pruned(marks=2)]
+        for sid in ("s2", "s3"):
+            assert await store.read_mark(T, "alice", sid) is None
+
+    async def test_prune_marks_leaves_other_tables(self, store: Store) -> None:
+        await populate(store)
+        before = await dump(store)
+        assert await store.write([Prune(marks_before=1e12)]) == [Pruned(marks=2)]
+        after = await dump(store)
+        gone = {k for k in before if before[k] != after[k]}
+        assert gone == {f"mark {T}/alice/s1", f"mark {T}/bob/s3"}
+        assert after[f"journal {T}/alice/s2"]  # s2 is pending: its journal stays
+
+    async def test_prune_dead_letters_by_age(self, store: Store) -> None:
+        ids = await self._dead(store, 10.0, 20.0, 30.0)
+        assert await store.write([Prune(dead_letters_before=20.0)]) == [Pruned(dead_letters=1)]
+        assert [d.id for d in await store.read_dead_letters(limit=BIG)] == ids[1:]
+        assert await store.write([Prune(dead_letters_before=31.0)]) == [Pruned(dead_letters=2)]
+        assert await store.read_dead_letters(limit=BIG) == []
+
+    async def test_prune_dead_letters_by_count_keeps_the_newest(self, store: Store) -> None:
+        ids = await self._dead(store, 40.0, 30.0, 20.0, 10.0)  # newest by order made, not by time
+        assert await store.write([Prune(keep_dead_letters=2)]) == [Pruned(dead_letters=2)]
+        assert [d.id for d in await store.read_dead_letters(limit=BIG)] == ids[2:]
+        assert await store.write([Prune(keep_dead_letters=2)]) == [Pruned()]
+        assert await store.write([Prune(keep_dead_letters=5)]) == [Pruned()]
+        assert await store.write([Prune(keep_dead_letters=0)]) == [Pruned(dead_letters=2)]
+        assert await store.read_dead_letters(limit=BIG) == []
+
+    async def test_prune_by_age_and_count_removes_either(self, store: Store) -> None:
+        ids = await self._dead(store, 10.0, 20.0, 30.0, 40.0)
+        # age alone takes two, count alone one: together the union (two)
+        assert await store.write([Prune(dead_letters_before=25.0, keep_dead_letters=3)]) == [
+            Pruned(dead_letters=2)
+        ]
+        assert [d.id for d in await store.read_dead_letters(limit=BIG)] == ids[2:]
+        # now count takes more than age
+        assert await store.write([Prune(dead_letters_before=35.0, keep_dead_letters=0)]) == [
+            Pruned(dead_letters=2)
+        ]
+        assert await store.read_dead_letters(limit=BIG) == []
+
+    async def test_prune_every_kind_at_once_counts_each(self, store: Store) -> None:
+        await self._processed(store, 100.0, 200.0)
+        await self._dead(store, 10.0, 20.0, 30.0)  # three more marks (bob's), at 10, 20, 30
+        await store.write([Journal(step("gone", 0)), Journal(step("gone", 1))])  # orphans, at 400, 401
+        got = await store.write([Prune(marks_before=150.0, dead_letters_before=15.0, keep_dead_letters=1)])
+        assert got == [Pruned(marks=4, dead_letters=2, journals=0)]
+        got = await store.write([Prune(marks_before=401.0)])
+        assert got == [Pruned(marks=1, dead_letters=0, journals=1)]
+        assert await store.read_journal(T, "alice", "gone") == [step("gone", 1)]
+
+    async def test_prune_with_nothing_to_prune(self, store: Store) -> None:
+        assert await store.write(
+            [Prune(marks_before=1e12, dead_letters_before=1e12, keep_dead_letters=0)]
+        ) == [Pruned()]
+        await populate(store)
+        before = await dump(store)
+        assert await store.write([Prune()]) == [Pruned()]  # nothing asked
+        assert await store.write([Prune(marks_before=1.0, dead_letters_before=1.0, keep_dead_letters=9)]) == [
+            Pruned()
+        ]
+        await assert_unchanged(store, before)
+
+    async def test_prune_keeps_the_mark_of_a_signal_still_in_the_inbox(self, store: Store) -> None:
+        s = sig("s1")
+        await store.write([Accept(s)])
+        await store.write([commit(s, from_inbox=False, recorded_at=10.0)])  # marked, still queued
+        assert await store.write([Prune(marks_before=1e12)]) == [Pruned()]
+        assert await store.read_mark(T, "alice", "s1") is not None
+        assert await inbox(store) == [s]
+        assert await store.write([Accept(s)]) == [
+            Duplicate(s.fingerprint, ProcessedMark("s1", s.fingerprint, '{"ok":null}', 10.0))
+        ]
+
+    async def test_a_repeat_of_a_pruned_key_is_accepted_as_new(self, store: Store) -> None:
+        [s] = await self._processed(store, 100.0)
+        assert await store.write([Accept(s)]) == [
+            Duplicate(s.fingerprint, ProcessedMark("s1", s.fingerprint, '{"ok":null}', 100.0))
+        ]
+        assert await store.write([Prune(marks_before=101.0)]) == [Pruned(marks=1)]
+        assert await store.write([Accept(s)]) == [Accepted()]
+        assert await inbox(store) == [s]
+        assert await store.write([commit(s, recorded_at=500.0)]) == [Committed()]
+        assert await store.read_mark(T, "alice", "s1") == ProcessedMark(
+            "s1", s.fingerprint, '{"ok":null}', 500.0
+        )
+
+    async def test_prune_drops_orphaned_journals_only(self, store: Store) -> None:
+        pending = sig("s2")
+        await store.write(
+            [
+                Journal(step("s1", 0)),  # no inbox row: orphaned (at 400)
+                Journal(step("s1", 0, entity_id="bob")),  # another entity's orphan
+                Journal(step("s2", 0), inbox=pending),  # pending: resumable
+                Journal(step("s2", 1)),
+            ]
+        )
+        assert await store.write([Prune(marks_before=400.0)]) == [Pruned()]  # strict cutoff
+        assert await store.write([Prune(marks_before=1e12)]) == [Pruned(journals=2)]
+        assert await store.read_journal(T, "alice", "s1") == []
+        assert await store.read_journal(T, "bob", "s1") == []
+        assert await store.read_journal(T, "alice", "s2") == [step("s2", 0), step("s2", 1)]
+        # a journal under the same invocation id of another entity does not protect it
+        await store.write([Journal(step("s2", 0, entity_id="bob"))])
+        assert await store.write([Prune(marks_before=1e12)]) == [Pruned(journals=1)]
+        assert len(await store.read_journal(T, "alice", "s2")) == 2
+
+    async def test_prune_sees_the_earlier_items_of_its_batch(self, store: Store) -> None:
+        s, t = sig("s1"), sig("s2")
+        results = await store.write(
+            [
+                Accept(s),
+                commit(s, recorded_at=5.0),
+                Accept(t),
+                commit(t, from_inbox=False, recorded_at=5.0),
+                Prune(marks_before=6.0),
+                Accept(s),
+            ]
+        )
+        assert results[4:] == [Pruned(marks=1), Accepted()]
+        assert await inbox(store) == [t, s]
+
+    async def test_a_failing_batch_undoes_its_prune(self, store: Store) -> None:
+        await populate(store)
+        await store.write([Journal(step("s5", 0))])  # an orphan
+        before = await dump(store)
+        with pytest.raises(StoreError):
+            await store.write(
+                [Prune(marks_before=1e12, dead_letters_before=1e12, keep_dead_letters=0), Requeue(424242)]
+            )
+        await assert_unchanged(store, before)
+        assert await store.write([Prune(marks_before=1e12, keep_dead_letters=0)]) == [
+            Pruned(marks=2, dead_letters=1, journals=1)
+        ]
+
+    async def test_pruned_rows_stay_gone_after_a_reopen(self, make_store: StoreFactory) -> None:
+        async with make_store() as s:
+            await populate(s)
+            await s.write([Prune(marks_before=1e12, keep_dead_letters=0)])
+            before = await dump(s)
+        async with make_store() as s:
+            await assert_unchanged(s, before)
+            assert before[f"mark {T}/alice/s1"] is None
+            assert before["dead"] == []
+
+    async def test_prune_with_a_limit_takes_the_oldest_first(self, store: Store) -> None:
+        await self._processed(store, 300.0, 100.0, 200.0)  # s1, s2, s3
+        ids = await self._dead(store, 10.0, 20.0, 30.0)  # and bob's marks d1, d2, d3 at those times
+        await store.write([Journal(step("gone", n)) for n in range(3)])  # orphans at 400, 401, 402
+        every = Prune(marks_before=1e12, dead_letters_before=1e12, limit=2)
+        assert await store.write([every]) == [Pruned(marks=2, dead_letters=2, journals=2)]
+        marked = [
+            sid
+            for eid, sid in [
+                ("alice", "s1"),
+                ("alice", "s2"),
+                ("alice", "s3"),
+                ("bob", "d1"),
+                ("bob", "d2"),
+                ("bob", "d3"),
+            ]
+            if await store.read_mark(T, eid, sid) is not None
+        ]
+        assert marked == ["s1", "s2", "s3", "d3"]  # d1 and d2 were the oldest
+        assert [d.id for d in await store.read_dead_letters(limit=BIG)] == ids[2:]
+        assert await store.read_journal(T, "alice", "gone") == [step("gone", 2)]
+        # repeating drains the rest, a limit at a time
+        assert await store.write([every]) == [Pruned(marks=2, dead_letters=1, journals=1)]
+        assert await store.write([every]) == [Pruned(marks=2)]
+        assert await store.write([every]) == [Pruned()]
+        assert await store.read_mark(T, "alice", "s1") is None
+
+    async def test_prune_by_count_with_a_limit(self, store: Store) -> None:
+        ids = await self._dead(store, 10.0, 20.0, 30.0, 40.0)
+        assert await store.write([Prune(keep_dead_letters=1, limit=2)]) == [Pruned(dead_letters=2)]
+        assert [d.id for d in await store.read_dead_letters(limit=BIG)] == ids[2:]
+
+    @pytest.mark.parametrize(
+        "kw",
+        [
+            {"marks_before": "yesterday"},
+            {"marks_before": True},
+            {"marks_before": float("nan")},
+            {"marks_before": float("inf")},
+            {"dead_letters_before": float("-inf")},
+            {"dead_letters_before": b"1"},
+            {"keep_dead_letters": -1},
+            {"keep_dead_letters": 1.0},
+            {"keep_dead_letters": False},
+            {"keep_dead_letters": "10"},
+            {"keep_dead_letters": 2**63},
+            {"limit": 0},
+            {"limit": -5},
+            {"limit": 2.5},
+        ],
+    )
+    async def test_prune_refuses_bad_arguments(self, store: Store, kw: dict[str, object]) -> None:
+        await populate(store)
+        before = await dump(store)
+        with pytest.raises(InvalidWrite, match=next(iter(kw))) as info:
+            Prune(**kw)  # type: ignore[arg-type]
+        assert isinstance(info.value, ActorsError)
+        assert isinstance(info.value, ValueError)
+        await assert_unchanged(store, before)
 
     # ---------------------------------------------------------------- reads
 
