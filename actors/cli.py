@@ -32,8 +32,8 @@ import anyio
 
 from actors import _inspect_cli
 from actors._inspect_cli import load_entity_class
+from actors._system import ActorSystem
 from actors.errors import ActorsError, InvalidArguments
-from actors.system import ActorSystem
 from persistence.inspect import SqliteInspector
 from persistence.sqlite import SqliteStore
 from persistence.store import Requeue
