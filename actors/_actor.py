@@ -454,7 +454,8 @@ class Actor:
             kernel.timers.on_commit(self.spec.name, self.id, inv.timers.values(), inv.cancels)
         if inv.outbox and isinstance(done, Committed):
             kernel.route.deliver_outbox(done.outbox_ids, inv.outbox)
-        self._ended(inv, "rejected" if rejected is not None else "ok", rejected)
+        if kernel.observer.active:
+            self._ended(inv, "rejected" if rejected is not None else "ok", rejected)
         if env.reply is not None:
             if rejected is not None:
                 env.reply.fail(rejected)

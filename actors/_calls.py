@@ -39,6 +39,7 @@ class Calls:
     ) -> tuple[HandlerSpec, dict[str, object], SignalRecord]:
         self._check_running()
         kernel = self.kernel
+        obs = kernel.observer
         return spec.build_signal(
             kernel.codec,
             entity_id,
@@ -48,7 +49,7 @@ class Calls:
             signal_id=keyed_id(key) if key is not None else generated_id(),
             accepted_at=kernel.clock.now().timestamp(),
             keyed=key is not None,
-            trace=kernel.observer.carry(),
+            trace=obs.carry() if obs.active else None,
         )
 
     async def tell(

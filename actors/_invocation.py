@@ -81,7 +81,7 @@ class Invocation:
         "cancels",
         "env",
         "events",
-        "journal",
+        "_journal",
         "kernel",
         "outbox",
         "parks",
@@ -103,7 +103,7 @@ class Invocation:
         """An ``@applies`` method is running: field writes are allowed."""
         self.timers: dict[str, TimerRecord] = {}
         self.cancels: set[str] = set()
-        self.journal = StepJournal(self.kernel, env, attempt)
+        self._journal: StepJournal | None = None  # made on the first step: most runs have none
         self.outbox: list[SignalRecord] = []
         self.parks = 0
         self.token: object = None
@@ -132,9 +132,17 @@ class Invocation:
         return self._rng
 
     @property
+    def journal(self) -> StepJournal:
+        """The journal of this run's steps."""
+        if self._journal is None:
+            self._journal = StepJournal(self.kernel, self.env, self.attempt)
+        return self._journal
+
+    @property
     def has_journal(self) -> bool:
         """Whether this invocation has (or may have) journal entries in the store."""
-        return self.journal.has_journal
+        j = self._journal
+        return j.has_journal if j is not None else self.attempt > 1
 
     @property
     def dirty(self) -> bool:
