@@ -72,6 +72,7 @@ class Invocation:
     """The context of one run of a signal handler."""
 
     __slots__ = (
+        "_journal",
         "_now",
         "_rng",
         "actor",
@@ -81,7 +82,6 @@ class Invocation:
         "cancels",
         "env",
         "events",
-        "_journal",
         "kernel",
         "outbox",
         "parks",
