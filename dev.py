@@ -3,7 +3,7 @@
 
 Needs only python3 (>= 3.11) and git. Creates ``.venv`` beside this file, installs
 the project with its dev extra into it (again whenever pyproject.toml changes),
-then runs the demo or the whole check: ruff, mypy, pytest and the API reference
+then runs the demo or the whole check: ruff, mypy, the import layers (lint-imports), pytest and the API reference
 (``mkdocs build --strict``, so a broken docstring reference fails the check).
 
 The web UI's tests drive a real headless browser: Debian's ``chromium``. ``test``
@@ -85,6 +85,8 @@ def main() -> int:
         codes = [
             run("-m", "ruff", "check", "actors", "persistence", "examples", "tests", "bench"),
             run("-m", "mypy"),
+            run("-c", "import sys; from importlinter.cli import lint_imports_command; "
+                "sys.exit(lint_imports_command())"),
             run("-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", "build/site"),
             run("-m", "pytest", "-q", *rest),
         ]

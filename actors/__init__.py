@@ -1,12 +1,18 @@
 """Durable entity workflows: event-sourced actors with a mailbox, snapshots and a supervisor."""
 
+from actors._activities import ActivityContext as ActivityContext
+from actors._clock import Clock as Clock
+from actors._clock import SystemClock as SystemClock
+from actors._entity import Entity as Entity
+from actors._entity import applies as applies
+from actors._entity import query as query
+from actors._entity import signal as signal
+from actors._policies import RetryPolicy as RetryPolicy
+from actors._policies import SupervisorPolicy as SupervisorPolicy
+from actors._ref import EntityRef as EntityRef
+from actors._system import ActorSystem as ActorSystem
+from actors._system import SystemStatistics as SystemStatistics
 from actors._version import __version__ as __version__
-from actors.activities import ActivityContext as ActivityContext
-from actors.activities import RetryPolicy as RetryPolicy
-from actors.entity import Entity as Entity
-from actors.entity import applies as applies
-from actors.entity import query as query
-from actors.entity import signal as signal
 from actors.errors import ActivityFailed as ActivityFailed
 from actors.errors import ActorsError as ActorsError
 from actors.errors import CompensationFailed as CompensationFailed
@@ -27,12 +33,6 @@ from actors.errors import StoreLocked as StoreLocked
 from actors.errors import SystemClosed as SystemClosed
 from actors.errors import UnknownEntity as UnknownEntity
 from actors.errors import UnknownHandler as UnknownHandler
-from actors.ref import EntityRef as EntityRef
-from actors.supervisor import SupervisorPolicy as SupervisorPolicy
-from actors.system import ActorSystem as ActorSystem
-from actors.system import SystemStatistics as SystemStatistics
-from actors.timers import Clock as Clock
-from actors.timers import SystemClock as SystemClock
 from persistence.codec import event_type as event_type
 from persistence.codec import register_type as register_type
 

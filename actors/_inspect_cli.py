@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column, Table
 from rich.text import Text
 
-from actors.entity import Entity
+from actors._entity import Entity
 from actors.errors import InvalidArguments
 from actors.inspect import Inspection, to_json
 

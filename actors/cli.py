@@ -41,8 +41,8 @@ from rich.table import Table
 
 from actors import _inspect_cli
 from actors._inspect_cli import load_entity_class
+from actors._system import ActorSystem
 from actors.errors import ActorsError, InvalidArguments
-from actors.system import ActorSystem
 from persistence.errors import DatabaseNotFound
 from persistence.inspect import SqliteInspector
 from persistence.postgres import PostgresStore

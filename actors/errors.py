@@ -87,14 +87,28 @@ class DefinitionError(ActorsError, TypeError):
 
 
 class IdempotencyConflict(ActorsError):
-    """An idempotency key was reused with different arguments or another handler."""
+    """An idempotency key was reused with different arguments or another handler.
+
+    ``key`` is the key as its caller gave it.
+    """
+
+    def __init__(self, message: str, *, key: str = "") -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class HandlerFailed(ActorsError):
     """The handler crashed on every attempt; the signal was dead-lettered.
 
     Also raised to ``ask`` callers of an actor stopped by its restart intensity.
+    ``handler`` names it (``Entity.handler``, empty if unknown) and ``attempts`` says
+    how many runs failed (0 when the actor was stopped before running it).
     """
+
+    def __init__(self, message: str, *, handler: str = "", attempts: int = 0) -> None:
+        super().__init__(message)
+        self.handler = handler
+        self.attempts = attempts
 
 
 class DeadlineExceeded(ActorsError, TimeoutError):
@@ -106,7 +120,15 @@ class NonDeterminismError(ActorsError):
 
 
 class DeadlockError(ActorsError):
-    """An ask from a handler would close a cycle of waiting entities (named in the text)."""
+    """An ask from a handler would close a cycle of waiting entities.
+
+    ``cycle`` lists the entities as ``(entity_type, entity_id)`` pairs, from the asker
+    round to it again.
+    """
+
+    def __init__(self, message: str, *, cycle: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.cycle = cycle
 
 
 class ActivityFailed(ActorsError):

@@ -26,7 +26,8 @@ from typing import Any, Self
 import attrs
 from cattrs.preconf.json import make_converter
 
-from actors.entity import Entity, EntitySpec, build_spec
+from actors._entity import Entity, build_spec
+from actors._spec import EntitySpec
 from actors.errors import CorruptRecord, InvalidArguments, SerializationError, UnknownEntity
 from persistence.codec import Codec
 from persistence.inspect import Inspector, Members, SqliteInspector

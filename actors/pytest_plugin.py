@@ -25,11 +25,11 @@ from typing import Any, Literal
 
 import pytest
 
-from actors.entity import Entity
+from actors._clock import Clock
+from actors._entity import Entity
+from actors._system import ActorSystem
 from actors.errors import InvalidArguments
-from actors.system import ActorSystem
 from actors.testing import VirtualClock
-from actors.timers import Clock
 from persistence import MemoryStore, SqliteStore, Store
 
 StoreKind = Literal["sqlite", "memory"]

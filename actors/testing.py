@@ -26,18 +26,17 @@ import datetime as dt
 import heapq
 import itertools
 import time
-import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from actors import activities
+from actors._clock import UTC
+from actors._work import Work
 from actors.errors import DeadlineExceeded, InvalidArguments
-from actors.timers import UTC
 
 if TYPE_CHECKING:
-    from actors.system import ActorSystem
+    from actors._system import ActorSystem
 
 DEFAULT_START = dt.datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -94,70 +93,12 @@ async def _all_tasks_blocked(give_up: Callable[[], bool] | None = None) -> bool:
         await asyncio.sleep(0 if spins < 50 else min(0.0005 * 2 ** (spins - 50), 0.05))
 
 
-# What the driver looks for in the tasks' await chains (CPython's coroutine
-# introspection, as ``_all_tasks_blocked`` reads asyncio's task state): a caller
-# outside the system waiting on an ask, and an activity attempt in flight.
-def _ask_code() -> types.CodeType:
-    from actors.system import ActorSystem
-
-    return ActorSystem._ask.__code__
-
-
-_ACTIVITY_BODY: types.CodeType | None = next(
-    (
-        c
-        for c in activities._attempt.__code__.co_consts
-        if isinstance(c, types.CodeType) and c.co_name == "body"
-    ),
-    None,
-)
-
-
-def _await_chain(task: asyncio.Task[Any]) -> Iterator[Any]:
-    """The coroutines a task is suspended in, outermost first."""
-    coro: Any = task.get_coro()
-    for _ in range(200):
-        if getattr(coro, "cr_code", None) is None:
-            return
-        yield coro
-        coro = coro.cr_await
-
-
 class _WaitingAsk:
     __slots__ = ("future", "what")
 
     def __init__(self, future: asyncio.Future[Any], what: str) -> None:
         self.future = future
         self.what = what
-
-
-def _waiting_asks() -> list[_WaitingAsk]:
-    """Asks from outside the system whose caller waits for the answer right now."""
-    ask = _ask_code()
-    found = []
-    for task in asyncio.all_tasks():
-        waiter = getattr(task, "_fut_waiter", None)
-        if waiter is None or waiter.done():
-            continue
-        for coro in _await_chain(task):
-            if coro.cr_code is ask:
-                f = coro.cr_frame.f_locals if coro.cr_frame is not None else {}
-                spec, h = f.get("spec"), f.get("h")
-                name = getattr(spec, "name", "?")
-                what = f"ask {name}.{getattr(h, 'name', '?')} to {name}/{f.get('entity_id', '?')}"
-                found.append(_WaitingAsk(waiter, what))
-                break
-    return found
-
-
-def _activity_running() -> bool:
-    """Whether an activity attempt is in flight (it waits on the world, not on the clock)."""
-    if _ACTIVITY_BODY is None:  # the runtime changed shape: never skip past an activity
-        return True
-    for task in asyncio.all_tasks():
-        if not task.done() and any(c.cr_code is _ACTIVITY_BODY for c in _await_chain(task)):
-            return True
-    return False
 
 
 class VirtualClock:
@@ -256,11 +197,28 @@ class VirtualClock:
     async def settle(self) -> None:
         """Wait until every attached system is idle and all tasks are blocked."""
         while True:
-            for s in self._systems:
-                await s.wait_idle()
+            for w in self._works():
+                await w.wait_idle()
             await _all_tasks_blocked()
-            if all(s.busy <= 0 for s in self._systems):
+            if all(w.busy <= 0 for w in self._works()):
                 return
+
+    def _works(self) -> list[Work]:
+        """The work counters of the attached systems (what "idle" means)."""
+        return [s._kernel.work for s in self._systems]
+
+    def _waiting_asks(self) -> list[_WaitingAsk]:
+        """Asks from outside the attached systems whose caller waits for the answer now."""
+        return [
+            _WaitingAsk(f, what)
+            for w in self._works()
+            for f, what in list(w.outside_asks.items())
+            if not f.done()
+        ]
+
+    def _activity_running(self) -> bool:
+        """Whether an activity attempt is in flight (it waits on the world, not on the clock)."""
+        return any(w.running_activities > 0 for w in self._works())
 
     def attach(self, system: ActorSystem) -> None:
         """Called by a system that uses this clock, so ``advance`` waits for it.
@@ -269,6 +227,7 @@ class VirtualClock:
         detection) in its task group.
         """
         self._systems.append(system)
+        system._kernel.work.track_asks = True
         self._start_driver()
 
     def detach(self, system: ActorSystem) -> None:
@@ -283,9 +242,9 @@ class VirtualClock:
         if self._driver_of is not None or (not self.auto_advance and self.stall_timeout is None):
             return
         for system in self._systems:
-            if system._state in ("starting", "running"):
+            if system._kernel.tasks.live:
                 self._driver_of = system
-                system.spawn(self._drive)
+                system._kernel.tasks.spawn(self._drive)
                 return
 
     # ------------------------------------------------------------ the driver
@@ -301,12 +260,12 @@ class VirtualClock:
                 poll = _POLL_MIN
             else:
                 poll = min(poll * 2, _POLL_MAX)
-            if self._advancing or not _waiting_asks():
+            if self._advancing or not self._waiting_asks():
                 self._first_seen.clear()
                 continue
             if not await self._quiet():
                 continue
-            asks = _waiting_asks()
+            asks = self._waiting_asks()
             now = time.monotonic()
             seen = {a.future: self._first_seen.get(a.future, (now, self._now)) for a in asks}
             self._first_seen = seen
@@ -319,19 +278,18 @@ class VirtualClock:
                         a.future.set_exception(ClockStalled(self._stall_text(a, seen[a.future][1])))
                         a.future.exception()  # retrieved: the caller may have gone
                     continue
-            if self.auto_advance and not _activity_running() and self._fire_next():
+            if self.auto_advance and not self._activity_running() and self._fire_next():
                 self.skips += 1
                 self._wake.set()  # look again at once
 
     async def _quiet(self) -> bool:
         """Settle, but give up as soon as an explicit ``advance`` starts.
 
-        Polls ``busy`` rather than calling ``wait_idle``: that keeps one wake-up
-        event per system, which a second concurrent waiter (``advance``) replaces.
+        Polls ``busy`` rather than calling ``wait_idle``, so it can give up at once.
         """
         while True:
             delay = 0.0002
-            while any(s.busy > 0 for s in self._systems):
+            while any(w.busy > 0 for w in self._works()):
                 if self._advancing:
                     return False
                 await anyio.sleep(delay)
@@ -340,7 +298,7 @@ class VirtualClock:
                 return False
             if not await _all_tasks_blocked(lambda: self._advancing > 0):
                 return False
-            if all(s.busy <= 0 for s in self._systems):
+            if all(w.busy <= 0 for w in self._works()):
                 return True
 
     def _fire_next(self) -> bool:
@@ -364,7 +322,7 @@ class VirtualClock:
             f"sat idle under {self!r}: "
         )
         nxt = self._next_due()
-        if self.auto_advance and _activity_running():
+        if self.auto_advance and self._activity_running():
             why = (
                 "an async activity is running and waits on something outside the system (time does "
                 "not skip while an activity runs); make the fake it calls return"

@@ -234,7 +234,7 @@ def _w4_dir() -> Path:
 
 
 def _schema_of(codec: Codec) -> str:
-    from actors.entity import build_spec  # internal: the fingerprint snapshots are checked by
+    from actors._entity import build_spec  # internal: the fingerprint snapshots are checked by
 
     return build_spec(Account, codec).schema
 

@@ -41,7 +41,24 @@ class NotOurDatabase(StoreError):
 
 
 class CorruptRecord(StoreError):
-    """A stored record cannot be read; the message names entity and sequence."""
+    """A stored record cannot be read; the message names entity and sequence.
+
+    ``entity_type``, ``entity_id`` and ``seq`` name the record as data when known
+    (``None`` otherwise; ``seq`` is an event's sequence number).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
+        seq: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.entity_type = entity_type
+        self.entity_id = entity_id
+        self.seq = seq
 
 
 class StoreUnavailable(StoreError):

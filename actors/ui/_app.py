@@ -20,10 +20,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from actors.entity import Entity
+from actors._entity import Entity
+from actors._system import ActorSystem
 from actors.errors import ActorsError, InvalidArguments, UnknownEntity
 from actors.inspect import Inspection, to_json
-from actors.system import ActorSystem
 from persistence.errors import DatabaseNotFound
 
 _NAV = (

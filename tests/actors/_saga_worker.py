@@ -223,7 +223,7 @@ async def child(db: str, mode: str) -> None:
                 print("outbox-committed", flush=True)
                 sys.stdin.readline()  # blocks the whole process: nothing gets delivered
 
-            system.deliver_outbox = stuck  # type: ignore[method-assign]
+            system._directory.deliver_outbox = stuck  # type: ignore[method-assign]
             await system.ref(Account, "alice").tell(Account.pay, "pay-1", "bob", 30)
         else:
             _, dst, BLOCK_AT = mode.split(":")

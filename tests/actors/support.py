@@ -19,7 +19,7 @@ import anyio
 import attrs
 
 from actors import ActorSystem, Entity, Rejected, applies, query, signal
-from actors.timers import Clock
+from actors._clock import Clock
 from persistence import SqliteStore, Store
 
 StoreFactory = Callable[[], Store]

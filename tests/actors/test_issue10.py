@@ -38,8 +38,8 @@ from actors import (
     query,
     signal,
 )
+from actors._clock import SystemClock
 from actors.testing import VirtualClock
-from actors.timers import SystemClock
 from persistence import MemoryStore, SqliteStore, Store
 from persistence.faults import FaultyStore
 from persistence.store import Accept, Commit, FireTimer, SignalRecord, TakeOutbox
@@ -548,7 +548,7 @@ async def test_10_one_write_that_fails_on_its_own_data_does_not_fail_its_batch(t
 
         async def hostile() -> None:
             try:
-                await system.committer.submit(Accept(bad))
+                await system._kernel.committer.submit(Accept(bad))
             except StoreError as e:
                 results.append(e)
 
@@ -560,7 +560,7 @@ async def test_10_one_write_that_fails_on_its_own_data_does_not_fail_its_batch(t
             for i in range(30):
                 tg.start_soon(good, i)
             with anyio.fail_after(10):
-                await until(lambda: system.committer.pending >= 31)
+                await until(lambda: system._kernel.committer.pending >= 31)
             gate.set()
         assert sum(1 for r in results if r == 1) == 30
         assert sum(1 for r in results if isinstance(r, StoreError)) == 1

@@ -99,8 +99,8 @@ async def test_timers_scheduled_before_a_sigkill_fire_once_after_recovery(tmp_pa
     assert sql(db, "SELECT count(*) FROM events WHERE entity_type = 'KillSched'") == [(3,)]
     assert sql(db, "SELECT count(*) FROM timers") == [(0,)]
     async with ActorSystem(SqliteStore(db), entities=[worker.Sched, worker.Job]) as system:
-        assert system.timers.fired == 0
-        assert len(system.timers) == 0
+        assert system._kernel.timers.fired == 0
+        assert len(system._kernel.timers) == 0
         assert len(await system.ref(worker.Sched, "s").query(worker.Sched.get_rings)) == 3
 
 

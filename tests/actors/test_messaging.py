@@ -363,7 +363,7 @@ async def test_an_undelivered_outbox_message_is_delivered_after_a_restart(
         def lost(ids: object, signals: list[SignalRecord]) -> None:
             held.extend(signals)  # the process "dies" right after the commit
 
-        system.deliver_outbox = lost  # type: ignore[method-assign]
+        system._directory.deliver_outbox = lost  # type: ignore[method-assign]
         assert await system.ref("Sender", "s").ask("send", "b", ("late", "later"), "") == 2
         await clock.settle()
         assert [s.handler for s in held] == ["note", "note"]
@@ -392,7 +392,7 @@ async def test_an_outbox_message_delivered_while_the_system_starts_is_handled() 
     probe, clock = Probe(), VirtualClock()
     store = SlowStartStore()
     async with system_of(store, probe, clock) as system:
-        system.deliver_outbox = lambda ids, signals: None  # type: ignore[method-assign]
+        system._directory.deliver_outbox = lambda ids, signals: None  # type: ignore[method-assign]
         await system.ref("Sender", "s").ask("send", "b", ("early",), "")
     async with system_of(store, probe, clock) as system:
         await clock.settle()
@@ -408,13 +408,13 @@ async def test_a_redelivered_outbox_message_takes_effect_once(store_factory: Sto
     probe, clock = Probe(), VirtualClock()
     sent: list[SignalRecord] = []
     async with system_of(store_factory(), probe, clock) as system:
-        original = system.deliver_outbox
+        original = system._directory.deliver_outbox
 
         def spy(ids: Any, signals: Any) -> None:
             sent.extend(signals)
             original(ids, signals)
 
-        system.deliver_outbox = spy  # type: ignore[method-assign]
+        system._directory.deliver_outbox = spy  # type: ignore[method-assign]
         await system.ref("Sender", "s").ask("send", "b", ("once",), "")
         await clock.settle()
         assert await system.ref("Box", "b").query("get_notes") == ("once",)

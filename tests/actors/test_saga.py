@@ -30,7 +30,7 @@ from actors import (
     query,
     signal,
 )
-from actors.saga import COMPENSATION_RETRY
+from actors._saga import COMPENSATION_RETRY
 from actors.testing import VirtualClock
 from persistence import MemoryStore, Store
 from tests.actors import _saga_worker as bank
@@ -400,7 +400,7 @@ async def test_a_compensation_outlasts_a_steep_backoff(
 ) -> None:
     """The same end to end, with a backoff that would overflow after three attempts."""
     steep = attrs.evolve(COMPENSATION_RETRY, backoff_coefficient=1e6)
-    monkeypatch.setattr("actors.saga.COMPENSATION_RETRY", steep)
+    monkeypatch.setattr("actors._saga.COMPENSATION_RETRY", steep)
     clock = VirtualClock()
     probe = Probe(clock, undo_failures={"flight": 5})
     async with system_of(store_factory(), probe) as system:

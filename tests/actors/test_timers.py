@@ -211,23 +211,23 @@ async def test_cart_expires_thirty_minutes_after_its_last_change(store_factory: 
         assert await cart.query(Cart.get_expired_at) is None
         assert await cart.ask(Cart.add, "pear") == 2  # reschedules "expiry" to start + 50 min
         last_change = clock.now()
-        assert [t.key for t in system.timers.pending("Cart", "c1")] == ["expiry"]
+        assert [t.key for t in system._kernel.timers.pending("Cart", "c1")] == ["expiry"]
 
         await advance(clock, 20 * MIN)  # 40 min after the first change, 20 after the last
         assert await cart.query(Cart.get_expired_at) is None
-        assert system.timers.fired == 0
+        assert system._kernel.timers.fired == 0
 
         await advance(clock, 11 * MIN)  # 31 min after the last change
         assert await cart.query(Cart.get_expired_at) == iso(last_change + EXPIRY)
         assert last_change + EXPIRY == start + 50 * MIN
-        assert system.timers.fired == 1
-        assert system.timers.pending("Cart", "c1") == []
+        assert system._kernel.timers.fired == 1
+        assert system._kernel.timers.pending("Cart", "c1") == []
         assert await stored_timers(system.store) == []
         with pytest.raises(Rejected, match="expired"):
             await cart.ask(Cart.add, "plum")
 
         await advance(clock, EXPIRY * 3)  # the replaced first timer never fires
-        assert system.timers.fired == 1
+        assert system._kernel.timers.fired == 1
 
 
 async def test_now_in_a_timer_handler_is_the_due_time(store_factory: StoreFactory) -> None:
@@ -255,7 +255,7 @@ async def test_cancel_removes_the_timer(store_factory: StoreFactory) -> None:
         assert await stored_timers(system.store) == [("Alarm", "a", "keep")]
         await advance(clock, 5 * MIN)
         assert [n for n, _ in await alarm.query(Alarm.get_rings)] == ["keep"]
-        assert system.timers.fired == 1
+        assert system._kernel.timers.fired == 1
 
 
 async def test_cancel_of_an_unknown_key_is_harmless(store_factory: StoreFactory) -> None:
@@ -301,12 +301,12 @@ async def test_a_rejected_handler_schedules_nothing(store_factory: StoreFactory)
         alarm = system.ref(Alarm, "a")
         with pytest.raises(Rejected, match="changed my mind"):
             await alarm.ask(Alarm.arm_then_reject, "nope", 60)
-        assert system.timers.pending("Alarm", "a") == []
+        assert system._kernel.timers.pending("Alarm", "a") == []
         assert await stored_timers(system.store) == []
         await advance(clock, 10 * MIN)
         assert await alarm.query(Alarm.get_rings) == ()
         assert await alarm.query(Alarm.get_notes) == ()
-        assert system.timers.fired == 0
+        assert system._kernel.timers.fired == 0
 
 
 async def test_a_rejected_handler_cancels_nothing(store_factory: StoreFactory) -> None:
@@ -331,12 +331,12 @@ async def test_a_crashing_handler_schedules_nothing(store_factory: StoreFactory)
         dead = await system.dead_letters()
         assert [(d.signal.handler, d.attempts) for d in dead] == [("arm_then_crash", 2)]
         assert "Boom" in dead[0].error
-        assert system.timers.pending("Alarm", "a") == []
+        assert system._kernel.timers.pending("Alarm", "a") == []
         assert await stored_timers(system.store) == []
         await advance(clock, 10 * MIN)
         assert await alarm.query(Alarm.get_rings) == ()
         assert await alarm.query(Alarm.get_notes) == ()
-        assert system.timers.fired == 0
+        assert system._kernel.timers.fired == 0
 
         # and an ask of the same crash reports it, still with nothing scheduled
         async with anyio.create_task_group() as tg:
@@ -406,7 +406,7 @@ async def test_timers_due_in_one_advance_fire_in_due_order(store_factory: StoreF
         assert [n for n, _ in got_b] == ["b2", "b4"]
         every = dict(got_a + got_b)
         assert every == {n: iso(start + dt.timedelta(seconds=int(n[1]) * 100)) for n in every}
-        assert system.timers.fired == 6
+        assert system._kernel.timers.fired == 6
 
 
 async def test_a_timer_activates_a_passivated_entity(store_factory: StoreFactory) -> None:
@@ -479,7 +479,7 @@ async def test_a_timer_due_while_the_system_was_down_fires_once_on_start(store_f
         await advance(clock, dt.timedelta(0))  # let the start-up firing settle
         alarm = system.ref(Alarm, "a")
         assert await alarm.query(Alarm.get_rings) == (("late", iso(start + dt.timedelta(seconds=600))),)
-        assert system.timers.fired == 1
+        assert system._kernel.timers.fired == 1
         await advance(clock, dt.timedelta(days=1))
         assert len(await alarm.query(Alarm.get_rings)) == 1
         assert await stored_timers(system.store) == []
@@ -487,7 +487,7 @@ async def test_a_timer_due_while_the_system_was_down_fires_once_on_start(store_f
     async with system_of(store_factory(), clock) as system:  # and not again on the next start
         await advance(clock, MIN)
         assert len(await system.ref(Alarm, "a").query(Alarm.get_rings)) == 1
-        assert system.timers.fired == 0
+        assert system._kernel.timers.fired == 0
 
 
 async def test_timers_missed_while_down_fire_in_due_order_and_later_ones_wait(
@@ -501,8 +501,8 @@ async def test_timers_missed_while_down_fire_in_due_order_and_later_ones_wait(
         # A restart with no downtime keeps them pending.
     async with system_of(store_factory(), clock) as system:
         await advance(clock, dt.timedelta(0))
-        assert system.timers.fired == 0
-        assert len(system.timers) == 5
+        assert system._kernel.timers.fired == 0
+        assert len(system._kernel.timers) == 5
 
     await advance(clock, 5 * MIN)  # down while t1..t4 fall due
 
@@ -517,10 +517,10 @@ async def test_timers_missed_while_down_fire_in_due_order_and_later_ones_wait(
             ("t2", iso(start + 2 * MIN)),
             ("t4", iso(start + 4 * MIN)),
         )
-        assert system.timers.fired == 4
+        assert system._kernel.timers.fired == 4
         await advance(clock, 5 * MIN)  # t9 is due at start + 9 min, after the restart
         assert [n for n, _ in await a.query(Alarm.get_rings)] == ["t1", "t3", "t9"]
-        assert system.timers.fired == 5
+        assert system._kernel.timers.fired == 5
 
 
 # ---------------------------------------------------------------- recurring
@@ -540,7 +540,8 @@ async def test_a_recurring_timer_fires_on_every_tick(store_factory: StoreFactory
         assert [at for _, at in await alarm.query(Alarm.get_rings)] == [
             iso(start + m * MIN) for m in (5, 10, 15)
         ]
-        assert [t.due_at for t in system.timers.pending("Alarm", "r")] == [(start + 20 * MIN).timestamp()]
+        timers = system._kernel.timers
+        assert [t.due_at for t in timers.pending("Alarm", "r")] == [(start + 20 * MIN).timestamp()]
         await alarm.ask(Alarm.disarm, "tick")
         await advance(clock, 30 * MIN)
         assert len(await alarm.query(Alarm.get_rings)) == 3
@@ -565,7 +566,8 @@ async def test_a_recurring_timer_coalesces_ticks_missed_while_down(store_factory
         assert len(rings) == 2, rings  # the four missed ticks fire once
         assert rings[1] == ("tick", iso(start + 10 * MIN))  # as the first missed tick
         # ... and the timer goes on on its original grid (30, 35), not 27 + 5
-        assert [t.due_at for t in system.timers.pending("Alarm", "r")] == [(start + 30 * MIN).timestamp()]
+        timers = system._kernel.timers
+        assert [t.due_at for t in timers.pending("Alarm", "r")] == [(start + 30 * MIN).timestamp()]
         await advance(clock, 3 * MIN)  # 30
         await advance(clock, 5 * MIN)  # 35
         assert [at for _, at in (await alarm.query(Alarm.get_rings))[2:]] == [
@@ -573,7 +575,8 @@ async def test_a_recurring_timer_coalesces_ticks_missed_while_down(store_factory
             iso(start + 35 * MIN),
         ]
     async with system_of(store_factory(), clock) as system:  # the grid is stored, too
-        assert [t.due_at for t in system.timers.pending("Alarm", "r")] == [(start + 40 * MIN).timestamp()]
+        timers = system._kernel.timers
+        assert [t.due_at for t in timers.pending("Alarm", "r")] == [(start + 40 * MIN).timestamp()]
 
 
 async def test_one_long_advance_fires_every_tick_on_the_grid(store_factory: StoreFactory) -> None:
@@ -588,4 +591,5 @@ async def test_one_long_advance_fires_every_tick_on_the_grid(store_factory: Stor
         await advance(clock, dt.timedelta(minutes=27))
         ats = [at for _, at in await alarm.query(Alarm.get_rings)]
         assert ats == [iso(start + m * MIN) for m in range(5, 30, 5)]
-        assert [t.due_at for t in system.timers.pending("Alarm", "r")] == [(start + 30 * MIN).timestamp()]
+        timers = system._kernel.timers
+        assert [t.due_at for t in timers.pending("Alarm", "r")] == [(start + 30 * MIN).timestamp()]

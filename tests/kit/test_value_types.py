@@ -24,7 +24,7 @@ import pydantic
 import pytest
 
 from actors import ActorSystem, Entity, InvalidArguments, applies, query, register_type, signal
-from actors.entity import build_spec
+from actors._entity import build_spec
 from persistence import Codec, SqliteStore
 
 pytestmark = pytest.mark.anyio

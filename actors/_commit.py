@@ -24,12 +24,18 @@ then refuses new writes with ``SystemClosed``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 import anyio
 
+from actors._clock import Clock
+from actors._observing import SafeObserver
+from actors._policies import SupervisorPolicy
+from actors._tasks import Tasks
+from actors._work import Work
 from actors.errors import StoreError, StoreLocked, SystemClosed
 from persistence.store import (
     Accept,
@@ -43,9 +49,6 @@ from persistence.store import (
     Write,
     WriteResult,
 )
-
-if TYPE_CHECKING:
-    from actors.system import ActorSystem
 
 After = Callable[[WriteResult], None]
 
@@ -109,9 +112,25 @@ _ASYNCPG_ENVIRONMENTAL = frozenset(
 class GroupCommitter:
     """Batches writes from many tasks into single store transactions."""
 
-    def __init__(self, system: ActorSystem, store: Store, *, max_batch: int) -> None:
-        self._system = system
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_batch: int,
+        clock: Clock,
+        policy: SupervisorPolicy,
+        work: Work,
+        tasks: Tasks,
+        log: logging.Logger,
+        observer: SafeObserver,
+    ) -> None:
         self._store = store
+        self._clock = clock
+        self._policy = policy
+        self._work = work
+        self._tasks = tasks
+        self._log = log
+        self._observer = observer
         self._max = max_batch
         self._queue: list[_Slot] = []
         self._wake = anyio.Event()
@@ -142,7 +161,7 @@ class GroupCommitter:
             if slot.done is not None and not slot.done.done():
                 slot.done.set_result(None)
             return
-        self._system.busy_inc()
+        self._work.inc()
         self._queue.append(slot)
         self._wake.set()
 
@@ -171,8 +190,10 @@ class GroupCommitter:
         batch, self._queue = self._queue[: self._max], self._queue[self._max :]
         if not batch:
             return
+        started = time.perf_counter()
         with anyio.CancelScope(shield=True):
-            await self._write(batch)
+            failed = await self._write(batch)
+        self._observer.committed(len(batch), time.perf_counter() - started, failed)
         self.batches += 1
         self.writes += len(batch)
         for slot in batch:
@@ -180,11 +201,12 @@ class GroupCommitter:
                 self._retry_later(slot)
             elif slot.done is not None and not slot.done.done():
                 slot.done.set_result(None)
-            self._system.busy_dec()
+            self._work.dec()
 
-    async def _write(self, batch: Sequence[_Slot]) -> None:
+    async def _write(self, batch: Sequence[_Slot]) -> bool:
         """Write ``batch`` in one transaction; on a failure that may be one write's own
-        data, write each half again so the failure stays with the write it belongs to."""
+        data, write each half again so the failure stays with the write it belongs to.
+        Returns whether any write of it failed."""
         order = sorted(range(len(batch)), key=lambda i: _RANK[type(batch[i].write)])
         try:
             results = await self._store.write([batch[i].write for i in order])
@@ -194,13 +216,12 @@ class GroupCommitter:
                 err.__cause__ = e
             if len(batch) > 1 and not _environmental(err):
                 half = len(batch) // 2
-                await self._write(batch[:half])
-                await self._write(batch[half:])
-                return
+                first = await self._write(batch[:half])
+                return await self._write(batch[half:]) or first
             for slot in batch:
                 slot.error = err
-            self._system.log.error("commit of %d writes failed: %s", len(batch), err)
-            return
+            self._log.error("commit of %d writes failed: %s", len(batch), err)
+            return True
         for i, r in zip(order, results, strict=True):
             slot = batch[i]
             slot.result = r
@@ -211,7 +232,8 @@ class GroupCommitter:
                 except Exception as e:  # an after-hook bug must not lose other results
                     if slot.done is not None:
                         slot.error = e  # the write itself committed: never retried
-                    self._system.log.exception("after-commit hook of %s failed", type(slot.write).__name__)
+                    self._log.exception("after-commit hook of %s failed", type(slot.write).__name__)
+        return False
 
     def _retry_later(self, slot: _Slot) -> None:
         """Queue a failed write that nobody waits for again, after a backoff."""
@@ -220,16 +242,14 @@ class GroupCommitter:
         slot.tries += 1
         slot.error = None
         self.retries += 1
-        delay = self._system.supervision.backoff(slot.tries).total_seconds()
-        self._system.log.warning(
-            "%s write failed; retry %d in %.3fs", type(slot.write).__name__, slot.tries, delay
-        )
+        delay = self._policy.backoff(slot.tries).total_seconds()
+        self._log.warning("%s write failed; retry %d in %.3fs", type(slot.write).__name__, slot.tries, delay)
 
         async def again() -> None:
-            await self._system.clock.sleep(delay)  # not busy meanwhile: a virtual clock may move
+            await self._clock.sleep(delay)  # not busy meanwhile: a virtual clock may move
             self._push(slot)
 
-        self._system.spawn(again)
+        self._tasks.spawn(again)
 
     @property
     def pending(self) -> int:

@@ -8,23 +8,61 @@ dynamic callers such as the CLI).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
-from actors.entity import Entity
+from actors._ids import check_text
+from actors._spec import EntitySpec
 from actors.errors import InvalidArguments
-from actors.ids import check_text
 
-if TYPE_CHECKING:
-    from actors.context import Invocation
-    from actors.entity import EntitySpec
-    from actors.system import ActorSystem
-
-E = TypeVar("E", bound=Entity)
+E = TypeVar("E")
 P = ParamSpec("P")
 R = TypeVar("R")
 
 MAX_KEY_LENGTH = 256
+
+
+class Caller(Protocol):
+    """Who carries a ref's calls: the system for callers outside, the invocation for a
+    ref made inside a handler (``self.ref``). Declared here, implemented above."""
+
+    def tell(
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        key: str | None,
+        timeout: float | None,
+    ) -> Awaitable[None]:
+        """Send a signal; the awaitable is done once it is accepted."""
+        ...
+
+    def ask(
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        key: str | None,
+        timeout: float | None,
+    ) -> Coroutine[Any, Any, Any]:
+        """Send a signal and wait for the handler's result."""
+        ...
+
+    def query(
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        timeout: float | None,
+    ) -> Coroutine[Any, Any, Any]:
+        """Run a query on the committed state."""
+        ...
 
 
 class EntityRef(Generic[E]):
@@ -34,20 +72,21 @@ class EntityRef(Generic[E]):
     handler's result once its events are committed; ``query`` reads committed state.
     """
 
-    __slots__ = ("_inv", "_key", "_spec", "_system", "_timeout", "id")
+    __slots__ = ("_caller", "_key", "_owner", "_spec", "_timeout", "id")
 
     def __init__(
         self,
-        system: ActorSystem,
+        caller: Caller,
+        owner: object,
         spec: EntitySpec,
         entity_id: str,
         *,
         key: str | None = None,
         timeout: float | None = None,
-        inv: Invocation | None = None,
     ) -> None:
-        self._inv = inv
-        self._system = system
+        self._caller = caller
+        self._owner = owner
+        """The system the entity lives in (refs of one entity in one system are equal)."""
         self._spec = spec
         self.id = entity_id
         self._key = key
@@ -59,8 +98,8 @@ class EntityRef(Generic[E]):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, EntityRef):
             return NotImplemented
-        return (self._system, self._spec.name, self.id) == (
-            other._system,
+        return (self._owner, self._spec.name, self.id) == (
+            other._owner,
             other._spec.name,
             other.id,
         )
@@ -94,7 +133,7 @@ class EntityRef(Generic[E]):
             raise InvalidArguments(f"timeout must be a timedelta or seconds, got {timeout!r}")
         if secs is not None and not secs > 0:
             raise InvalidArguments(f"timeout must be positive, got {timeout!r}")
-        return EntityRef(self._system, self._spec, self.id, key=key, timeout=secs, inv=self._inv)
+        return EntityRef(self._caller, self._owner, self._spec, self.id, key=key, timeout=secs)
 
     # -- tell
     @overload
@@ -118,10 +157,7 @@ class EntityRef(Generic[E]):
         call itself, so a plain ``def`` handler may call it without ``await``: it is
         sent only if the invocation commits, and delivered at least once after it.
         """
-        if self._inv is not None:
-            self._inv.outbox_tell(self._spec, self.id, handler, args, kwargs, self._key)
-            return _DONE
-        return self._system._tell(self._spec, self.id, handler, args, kwargs, self._key, self._timeout)
+        return self._caller.tell(self._spec, self.id, handler, args, kwargs, self._key, self._timeout)
 
     # -- ask
     @overload
@@ -148,10 +184,7 @@ class EntityRef(Generic[E]):
         could not await it: ``DefinitionError`` at the call). An ask that would close
         a cycle raises ``DeadlockError``.
         """
-        if self._inv is not None:
-            self._inv.assert_async(f"self.ref(...).ask({getattr(handler, '__name__', handler)!s:.60})")
-            return self._inv.ask(self._spec, self.id, handler, args, kwargs, self._key, self._timeout)
-        return self._system._ask(self._spec, self.id, handler, args, kwargs, self._key, self._timeout)
+        return self._caller.ask(self._spec, self.id, handler, args, kwargs, self._key, self._timeout)
 
     # -- query
     @overload
@@ -162,17 +195,4 @@ class EntityRef(Generic[E]):
     async def query(self, handler: str, /, *args: object, **kwargs: object) -> object: ...
     async def query(self, handler: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Run a ``@query`` on the committed state; never waits behind a running handler."""
-        return await self._system._query(self._spec, self.id, handler, args, kwargs, self._timeout)
-
-
-class _Done:
-    """An awaitable that is already done (the outbox ``tell`` of a bound ref)."""
-
-    __slots__ = ()
-
-    def __await__(self) -> Generator[Any, None, None]:
-        return
-        yield  # makes this a generator function: awaiting it returns None at once
-
-
-_DONE = _Done()
+        return await self._caller.query(self._spec, self.id, handler, args, kwargs, self._timeout)

@@ -23,11 +23,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 
-from actors.activities import RetryPolicy, run_activity
+from actors._activities import StepHost, run_activity
+from actors._ids import safe_repr
+from actors._policies import RetryPolicy
+from actors._ref import EntityRef
 from actors.errors import (
     ActivityFailed,
     CompensationFailed,
@@ -36,10 +39,16 @@ from actors.errors import (
     Rejected,
     StoreError,
 )
-from actors.ids import safe_repr
 
-if TYPE_CHECKING:
-    from actors.context import Invocation
+
+class SagaHost(StepHost, Protocol):
+    """What a saga needs of its invocation (implemented by ``Invocation``)."""
+
+    @property
+    def actor(self) -> object:
+        """The actor running the invocation (for log lines)."""
+        ...
+
 
 T = TypeVar("T")
 
@@ -55,7 +64,7 @@ COMPENSATION_RETRY = RetryPolicy(
 class Saga:
     """Registered compensations of one block; run in reverse if the block fails."""
 
-    def __init__(self, inv: Invocation, retry: RetryPolicy | None = None) -> None:
+    def __init__(self, inv: SagaHost, retry: RetryPolicy | None = None) -> None:
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise InvalidArguments(f"retry must be a RetryPolicy, got {retry!r:.80}")
         self._inv = inv
@@ -80,7 +89,7 @@ class Saga:
         if exc is None or not isinstance(exc, Exception):
             return  # success, or cancellation: nothing to undo now
         inv = self._inv
-        log = inv.actor.system.log
+        log = inv.kernel.log
         log.info("%r: saga failed (%r); running %d compensations", inv.actor, exc, len(self._undo))
         for fn, args in reversed(self._undo):
             try:
@@ -97,12 +106,12 @@ class Saga:
 
 
 async def _compensate_by_ask(
-    inv: Invocation, fn: Callable[..., Any], args: tuple[object, ...], policy: RetryPolicy
+    inv: SagaHost, fn: Callable[..., Any], args: tuple[object, ...], policy: RetryPolicy
 ) -> None:
     """Ask until the callee accepts, at most ``policy.maximum_attempts`` times. Each try is
     a new journaled step with its own id: a call that crashed until dead-lettered left no
     trace, so asking again is safe."""
-    system = inv.actor.system
+    kernel = inv.kernel
     attempt = 0
     while True:
         attempt += 1
@@ -110,22 +119,20 @@ async def _compensate_by_ask(
             await fn(*args)
             return
         except Rejected as r:
-            system.log.error("%r: compensation %s was refused: %s", inv.actor, _name(fn), r)
+            kernel.log.error("%r: compensation %s was refused: %s", inv.actor, _name(fn), r)
             return
         except (HandlerFailed, StoreError) as e:
             if attempt >= policy.maximum_attempts:
                 raise
             delay = policy.delay(attempt)
-            system.log.warning(
+            kernel.log.warning(
                 "%r: compensation %s failed (%s); retry %d in %s", inv.actor, _name(fn), e, attempt, delay
             )
             async with inv.parked():
-                await system.clock.sleep_until(system.clock.now() + delay)
+                await kernel.clock.sleep_until(kernel.clock.now() + delay)
 
 
 def _is_ref_call(fn: Callable[..., Any]) -> bool:
-    from actors.ref import EntityRef
-
     return isinstance(getattr(fn, "__self__", None), EntityRef)
 
 
@@ -134,7 +141,7 @@ def _name(fn: Callable[..., Any]) -> str:
 
 
 async def gather(
-    inv: Invocation,
+    inv: object,
     steps: tuple[Awaitable[Any], ...],
     *,
     limit: int | None,

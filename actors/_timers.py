@@ -1,94 +1,23 @@
-"""The clock (a protocol injected into the system, and the real wall clock) and durable timers.
-
-Every wait the runtime does on time (retry backoff, passivation, durable timers)
-goes through the system's clock, so a test can swap in
-:class:`actors.testing.VirtualClock` and jump forward instantly.
-"""
+"""Durable timers: one service per system fires them on the system's clock."""
 
 from __future__ import annotations
 
-import datetime as dt
 import heapq
 import itertools
+import logging
 import math
-import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import anyio
 import attrs
 
+from actors._clock import MAX_DUE, Clock, from_timestamp
+from actors._commit import After, GroupCommitter
+from actors._ids import derived_id, generated_id
+from actors._observing import SafeObserver
 from actors.errors import CorruptRecord
-from actors.ids import derived_id, generated_id
 from persistence.codec import fingerprint
-from persistence.store import FireTimer, SignalRecord, TimerRecord
-
-if TYPE_CHECKING:
-    from actors.system import ActorSystem
-
-UTC = dt.UTC
-MAX_DUE = dt.datetime(9999, 1, 1, tzinfo=UTC)
-"""The latest due time a timer may have (later ones are refused when scheduled)."""
-
-
-@runtime_checkable
-class Clock(Protocol):
-    """What the runtime needs of a clock: the time, and a way to wait for a time."""
-
-    def now(self) -> dt.datetime:
-        """The current time, timezone-aware (UTC)."""
-        ...
-
-    async def sleep_until(self, when: dt.datetime) -> None:
-        """Return once ``now() >= when`` (at once if it already is)."""
-        ...
-
-    def monotonic(self) -> float:
-        """Seconds on a clock that never steps back (for windows and waits, not business time)."""
-        ...
-
-    async def sleep(self, seconds: float) -> None:
-        """Wait ``seconds`` on the monotonic clock."""
-        ...
-
-
-class SystemClock:
-    """The real clock: wall time in UTC; sleeps on the event loop.
-
-    Durations the runtime waits for (backoff, restart windows, activity timeouts) use
-    ``monotonic()`` and ``sleep()``, so a wall clock stepping back stalls none of them.
-    """
-
-    def now(self) -> dt.datetime:
-        """The current wall time (UTC)."""
-        return dt.datetime.now(UTC)
-
-    def monotonic(self) -> float:
-        """``time.monotonic()``."""
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        """Sleep ``seconds`` (monotonic)."""
-        await anyio.sleep(max(seconds, 0))
-
-    async def sleep_until(self, when: dt.datetime) -> None:
-        """Sleep until the wall clock reaches ``when``."""
-        while True:
-            left = (when - self.now()).total_seconds()
-            if left <= 0:
-                await anyio.lowlevel.checkpoint()
-                return
-            await anyio.sleep(left)
-
-
-def to_timestamp(t: dt.datetime) -> float:
-    """Unix seconds of an aware datetime."""
-    return t.timestamp()
-
-
-def from_timestamp(ts: float) -> dt.datetime:
-    """Aware UTC datetime of Unix seconds."""
-    return dt.datetime.fromtimestamp(ts, UTC)
+from persistence.store import FireTimer, SignalRecord, Store, TimerRecord
 
 
 def _valid_due(due: object) -> bool:
@@ -110,8 +39,24 @@ class TimerService:
     fires once for all of them and is rescheduled to its next tick after now.
     """
 
-    def __init__(self, system: ActorSystem) -> None:
-        self._system = system
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        committer: GroupCommitter,
+        *,
+        runs_type: Callable[[str], bool],
+        route: Callable[[SignalRecord], After],
+        log: logging.Logger,
+        observer: SafeObserver,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._committer = committer
+        self._runs_type = runs_type
+        self._route = route
+        self._log = log
+        self._observer = observer
         self._current: dict[tuple[str, str, str], TimerRecord] = {}
         self._heap: list[tuple[float, int, TimerRecord]] = []
         self._seq = itertools.count()
@@ -128,8 +73,8 @@ class TimerService:
         A damaged row (a due time that is no number) is logged as a CorruptRecord
         naming its entity and skipped: it stops no one else.
         """
-        runs = self._system.runs_type
-        for t in await self._system.store.read_timers(limit=2**62):
+        runs = self._runs_type
+        for t in await self._store.read_timers(limit=2**62):
             if not runs(t.entity_type):
                 continue
             due = t.due_at
@@ -140,7 +85,7 @@ class TimerService:
                     f"timer {t.key!r} of {t.entity_type}/{t.entity_id} is damaged "
                     f"(due {due!r:.40}, every {t.every!r:.40}): skipped"
                 )
-                self._system.log.error("%s", err)
+                self._log.error("%s", err)
                 continue
             self._put(t)
 
@@ -166,7 +111,7 @@ class TimerService:
 
     async def run(self) -> None:
         """Fire timers as they fall due, until cancelled."""
-        clock = self._system.clock
+        clock = self._clock
         while True:
             self._fire_due()
             nxt = self._peek()
@@ -190,7 +135,7 @@ class TimerService:
     def _fire_due(self) -> None:
         # compare as the sleep did (datetimes, microseconds): a float due time can round
         # below itself, and a timer whose sleep returned must count as due
-        now_dt = self._system.clock.now()
+        now_dt = self._clock.now()
         now = now_dt.timestamp()
         while (t := self._peek()) is not None and from_timestamp(t.due_at) <= now_dt:
             heapq.heappop(self._heap)  # in flight: out of the heap, still current, until it commits
@@ -214,17 +159,17 @@ class TimerService:
                 t.args,
                 fingerprint(t.handler, t.args),
                 t.due_at,
+                t.trace,  # the context of the invocation that set the timer
             )
+            self._observer.timer_fired(t.entity_type, t.entity_id, t.key, max(now - t.due_at, 0.0))
             # a failed write is retried by the committer until it commits; only then does the
             # timer move on in memory, so memory and store never disagree about its due time
-            self._system.committer.submit_nowait(
-                FireTimer(t, signal, next_due), self._on_fired(t, signal, next_due)
-            )
+            self._committer.submit_nowait(FireTimer(t, signal, next_due), self._on_fired(t, signal, next_due))
 
     def _on_fired(
         self, t: TimerRecord, signal: SignalRecord, next_due: float | None
     ) -> Callable[[object], None]:
-        route = self._system.route_accepted(signal)
+        route = self._route(signal)
 
         def fired(result: object) -> None:
             route(result)

@@ -1,36 +1,42 @@
-"""What an entity is: the Entity base, the handler decorators and the handler registry.
+"""What an entity is: the Entity base, the handler decorators and reading a class into a spec.
 
 An entity class is an attrs class deriving from :class:`Entity`; its attrs fields
 are its state. ``@signal`` methods decide and ``emit`` events, ``@applies`` methods
 (pure, one per event type, taken from the annotation) change the fields, ``@query``
 methods read. The decorators only attach a marker; each ``ActorSystem`` reads the
-markers into an :class:`EntitySpec` of its own, so there is no global registry.
+markers into an :class:`~actors._spec.EntitySpec` of its own (:func:`build_spec`), so
+there is no global registry.
+
+Inside a handler, ``self.emit``, ``self.run`` and the other context calls go to a
+:class:`HandlerContext`: a protocol declared here and implemented by the invocation
+(a layer above), so the entity model imports nothing of the runtime.
 """
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
-import decimal
-import enum
 import inspect
-import json
 import random as _random
 import typing
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast, overload
+from types import TracebackType
+from typing import Any, ClassVar, Protocol, TypeVar, cast, overload
 
 import attrs
 
-from actors.errors import DefinitionError, InvalidArguments, SerializationError
-from persistence.codec import Codec, fingerprint, short_repr
-
-if TYPE_CHECKING:
-    from actors.activities import RetryPolicy
-    from actors.context import Invocation
-    from actors.ref import EntityRef
-    from actors.saga import Saga
+from actors._policies import RetryPolicy
+from actors._ref import EntityRef
+from actors._spec import (
+    READ_ONLY,
+    RESERVED_NAMES,
+    EntitySpec,
+    HandlerSpec,
+    Kind,
+    checker,
+    is_immutable_type,
+)
+from actors.errors import DefinitionError
+from persistence.codec import Codec, fingerprint
 
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
@@ -38,7 +44,6 @@ T = TypeVar("T")
 E2 = TypeVar("E2", bound="Entity")
 
 _MARK = "__actors_handler__"
-Kind = Literal["signal", "query", "applies"]
 
 
 def _mark(kind: Kind) -> Callable[[F], F]:
@@ -69,13 +74,92 @@ no I/O, no clock, no randomness; they run again on every replay.
 """
 
 
-class _ReadOnly:
-    """The context of a ``@query``: no field may change, no context call is available."""
+class SagaScope(Protocol):
+    """A compensation scope (``async with self.saga() as saga``); see ``actors._saga``."""
 
-    applying = False
+    def compensate(self, fn: Callable[..., Any], /, *args: object) -> None:
+        """Register the undo of the next step: an activity function or a ref's ``ask``."""
+        ...
+
+    async def __aenter__(self) -> SagaScope: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
 
 
-READ_ONLY: Any = _ReadOnly()
+class HandlerContext(Protocol):
+    """What an entity's context calls act on: one run of a signal handler.
+
+    Declared here, implemented by the invocation layer (``actors._invocation``).
+    """
+
+    applying: bool
+    """An ``@applies`` method is running: field writes are allowed."""
+
+    @property
+    def now(self) -> dt.datetime:
+        """The invocation's time."""
+        ...
+
+    @property
+    def rng(self) -> _random.Random:
+        """The invocation's seeded random generator."""
+        ...
+
+    def emit(self, entity: Entity, event: object) -> None:
+        """Apply and keep ``event``."""
+        ...
+
+    def resource(self, kind: type[T]) -> T:
+        """The system's resource of type ``kind``."""
+        ...
+
+    def schedule(
+        self,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        *,
+        after: dt.timedelta | None,
+        at: dt.datetime | None,
+        every: dt.timedelta | None,
+        key: str | None,
+    ) -> str:
+        """Schedule a timer; returns its key."""
+        ...
+
+    def cancel(self, key: str) -> None:
+        """Cancel a timer."""
+        ...
+
+    def ref(self, entity: type[E2] | str, entity_id: str) -> EntityRef[E2]:
+        """A ref bound to this invocation."""
+        ...
+
+    def saga(self, retry: RetryPolicy | None) -> SagaScope:
+        """A compensation scope."""
+        ...
+
+    def gather(
+        self, steps: tuple[Awaitable[Any], ...], limit: int | None, return_exceptions: bool
+    ) -> Coroutine[Any, Any, list[Any]]:
+        """Journaled steps run concurrently."""
+        ...
+
+    def run(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[object, ...],
+        retry: RetryPolicy | None,
+        timeout: dt.timedelta | None,
+        heartbeat_timeout: dt.timedelta | None,
+    ) -> Coroutine[Any, Any, Any]:
+        """A journaled activity step."""
+        ...
 
 
 def _guard_write(entity: object, name: str) -> None:
@@ -115,8 +199,8 @@ class Entity:
         except AttributeError:
             raise RuntimeError("this entity is not run by an ActorSystem") from None
 
-    def _ctx(self, call: str) -> Invocation:
-        ctx: Invocation | None = getattr(self, "_actors_ctx", None)
+    def _ctx(self, call: str) -> HandlerContext:
+        ctx: HandlerContext | None = getattr(self, "_actors_ctx", None)
         if ctx is None or ctx is READ_ONLY:
             raise RuntimeError(f"self.{call}() is only available inside a @signal handler")
         return ctx
@@ -139,7 +223,7 @@ class Entity:
         For what handlers need from outside (a payment gateway client, a mailer):
         use it inside activities (``self.run``), never to decide state directly.
         """
-        return self._ctx("resource").actor.system.resource(kind)
+        return self._ctx("resource").resource(kind)
 
     def schedule(
         self,
@@ -170,24 +254,16 @@ class Entity:
         Its ``tell`` goes through the outbox (sent only if this invocation commits);
         its ``ask`` is journaled (a re-run gets the recorded answer).
         """
-        from actors.ref import EntityRef
+        return self._ctx("ref").ref(entity, entity_id)
 
-        inv = self._ctx("ref")
-        system = inv.actor.system
-        spec = system.spec_of(entity)
-        system.check_id(entity_id)
-        return EntityRef(system, spec, entity_id, inv=inv)
-
-    def saga(self, *, retry: RetryPolicy | None = None) -> Saga:
+    def saga(self, *, retry: RetryPolicy | None = None) -> SagaScope:
         """A compensation scope: ``async with self.saga() as saga: saga.compensate(...)``.
 
         ``retry`` bounds how each compensation is retried (default: 20 attempts over
         about an hour); one still failing then raises ``CompensationFailed`` and the
         invocation is dead-lettered.
         """
-        from actors.saga import Saga
-
-        return Saga(self._ctx("saga"), retry)
+        return self._ctx("saga").saga(retry)
 
     def gather(
         self, *steps: Awaitable[Any], limit: int | None = None, return_exceptions: bool = False
@@ -198,11 +274,7 @@ class Entity:
         branches finish; then the first failure (in argument order) is raised, or
         with ``return_exceptions=True`` failures are returned in their places.
         """
-        from actors.saga import gather
-
-        inv = self._ctx("gather")
-        inv.assert_async("self.gather(...)")
-        return gather(inv, steps, limit=limit, return_exceptions=return_exceptions)
+        return self._ctx("gather").gather(steps, limit, return_exceptions)
 
     @overload
     def run(
@@ -240,197 +312,7 @@ class Entity:
         for good (non-retryable error, or out of attempts). Only an ``async def``
         handler can await it: from a plain ``def`` this raises ``DefinitionError``.
         """
-        from actors.activities import run_activity
-
-        inv = self._ctx("run")
-        inv.assert_async("self.run(...)")
-        return run_activity(inv, fn, args, retry=retry, timeout=timeout, heartbeat_timeout=heartbeat_timeout)
-
-
-# ---------------------------------------------------------------- specs
-
-_IMMUTABLE = (
-    int, float, str, bool, bytes, type(None), dt.datetime, dt.date, dt.timedelta, decimal.Decimal, uuid.UUID
-)  # fmt: skip
-IMMUTABLE_VALUES: frozenset[type] = frozenset(_IMMUTABLE)
-"""Types whose values may be shared without a copy (none of their parts can change)."""
-
-RESERVED_NAMES = frozenset(
-    {
-        "id", "emit", "now", "random", "resource", "schedule", "cancel", "ref", "saga",
-        "gather", "run", "wait_until", "sleep", "patched", "snapshot_every", "entity_name",
-    }
-)  # fmt: skip
-"""Names of Entity's own attributes (and of those the next versions add): no handler or
-field may take one, or it would shadow the context call."""
-
-
-def _is_immutable_type(tp: object) -> bool:
-    if tp in _IMMUTABLE:
-        return True
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return True
-    origin = typing.get_origin(tp)
-    if origin in (tuple, frozenset, typing.Union, type(int | None)):
-        return all(_is_immutable_type(a) for a in typing.get_args(tp) if a is not Ellipsis)
-    return origin is Literal
-
-
-def _checker(tp: object, codec: Codec) -> Callable[[object], bool]:
-    """A cheap predicate telling whether a value fits annotation ``tp``."""
-    if tp in (Any, object, inspect.Parameter.empty):
-        return lambda v: True
-    if tp is int:
-        return lambda v: type(v) is int or (isinstance(v, int) and not isinstance(v, bool))
-    if tp is float:
-        return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-    if tp is dt.date:  # a datetime is a date to isinstance, but is stored with its time
-        return lambda v: isinstance(v, dt.date) and not isinstance(v, dt.datetime)
-    if isinstance(tp, type) and typing.get_origin(tp) is None:
-        return lambda v: isinstance(v, tp)
-    conv = codec.converter
-
-    def roundtrip(v: object) -> bool:
-        try:
-            conv.structure(conv.unstructure(v, unstructure_as=tp), tp)  # type: ignore[arg-type]
-        except Exception:
-            return False
-        return True
-
-    return roundtrip
-
-
-@attrs.frozen
-class HandlerSpec:
-    """A registered handler: how to bind, check, encode and call it."""
-
-    entity: str
-    name: str
-    kind: Kind
-    fn: Callable[..., Any]
-    is_async: bool
-    signature: inspect.Signature
-    params: tuple[tuple[str, object, Callable[[object], bool], bool], ...]
-    """(name, annotation, checker, keyword_only) per parameter after ``self``."""
-    returns: object
-    positional: tuple[str, ...] = ()
-    """Names of the parameters when all are positional-or-keyword without defaults
-    (the fast binding path); empty when the signature needs ``inspect`` to bind."""
-    plain_json: bool = False
-    """Every parameter is an int, float, str or bool: encode without cattrs."""
-    immutable_args: bool = False
-    """Every parameter's type is immutable: bound values may be shared with the handler."""
-
-    def bind(self, args: tuple[object, ...], kwargs: dict[str, object]) -> dict[str, object]:
-        """Bind call arguments to parameter names; InvalidArguments if they do not fit."""
-        if not kwargs and self.positional and len(args) == len(self.positional):
-            values = dict(zip(self.positional, args, strict=True))
-        else:
-            try:
-                ba = self.signature.bind(None, *args, **kwargs)
-            except TypeError as e:
-                raise InvalidArguments(f"{self.entity}.{self.name}: {e}") from None
-            ba.apply_defaults()
-            values = dict(ba.arguments)
-            values.pop(next(iter(self.signature.parameters)))
-        for name, tp, check, _kw in self.params:
-            v = values[name]
-            if not check(v):
-                raise InvalidArguments(
-                    f"{self.entity}.{self.name}: argument {name!r} must be {_type_name(tp)}, "
-                    f"got {type(v).__name__} {short_repr(v, 80)}"
-                )
-        return values
-
-    def encode(self, codec: Codec, values: dict[str, object]) -> str:
-        """The JSON text of bound arguments."""
-        if self.plain_json:
-            try:
-                text = _plain_dumps(values)
-            except ValueError as e:  # NaN or infinity
-                raise SerializationError(f"{self.entity}.{self.name}: cannot encode arguments: {e}") from e
-            codec.check_size(text, f"arguments of {self.entity}.{self.name}")
-            return text
-        conv = codec.converter
-        try:
-            raw = {n: conv.unstructure(values[n], unstructure_as=tp) for n, tp, _c, _k in self.params}
-        except Exception as e:
-            raise SerializationError(f"{self.entity}.{self.name}: cannot encode arguments: {e}") from e
-        return codec.dumps(raw, what=f"arguments of {self.entity}.{self.name}")
-
-    def decode(self, codec: Codec, text: str) -> dict[str, object]:
-        """Bound arguments back from their JSON text."""
-        raw = codec.loads(text, dict[str, Any])
-        conv = codec.converter
-        try:
-            return {n: conv.structure(raw[n], tp) for n, tp, _c, _k in self.params}  # type: ignore[arg-type]
-        except Exception as e:
-            raise SerializationError(f"{self.entity}.{self.name}: cannot decode arguments: {e}") from e
-
-    def call(self, entity: object, values: dict[str, object]) -> Any:
-        """Call the handler on ``entity`` with bound ``values``."""
-        pos = [values[n] for n, _t, _c, kw in self.params if not kw]
-        kws = {n: values[n] for n, _t, _c, kw in self.params if kw}
-        return self.fn(entity, *pos, **kws)
-
-    def call_query(self, entity: Entity, values: dict[str, object]) -> Any:
-        """Call a ``@query`` on ``entity``: any field write in it raises DefinitionError."""
-        before = getattr(entity, "_actors_ctx", None)
-        object.__setattr__(entity, "_actors_ctx", READ_ONLY)
-        try:
-            return self.call(entity, values)
-        finally:
-            object.__setattr__(entity, "_actors_ctx", before)
-
-    def fingerprint(self, args_json: str) -> str:
-        """Digest of handler name and encoded arguments."""
-        return fingerprint(self.name, args_json)
-
-
-_plain_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-
-
-def _type_name(tp: object) -> str:
-    return tp.__name__ if isinstance(tp, type) else repr(tp).replace("typing.", "")
-
-
-@attrs.frozen
-class EntitySpec:
-    """Everything a system knows about one entity class."""
-
-    cls: type[Entity]
-    name: str
-    signals: dict[str, HandlerSpec]
-    queries: dict[str, HandlerSpec]
-    appliers: dict[type, Callable[[Any, Any], None]]
-    snapshot_every: int
-    schema: str
-    """Fingerprint of the state's fields: a snapshot of another schema is skipped."""
-    shallow_copy: bool
-    """All fields are immutable values, so a shallow copy is a full copy."""
-    field_names: tuple[str, ...] = ()
-    """The attrs fields (the state)."""
-
-    def new(self, entity_id: str) -> Entity:
-        """A fresh instance in its initial state."""
-        e = self.cls()
-        object.__setattr__(e, "_actors_id", entity_id)
-        object.__setattr__(e, "_actors_ctx", None)
-        return e
-
-    def clone(self, e: Entity) -> Entity:
-        """An independent copy of an instance's state (for rollback and queries)."""
-        c = object.__new__(type(e))
-        put = object.__setattr__
-        if self.shallow_copy:
-            for name in self.field_names:
-                put(c, name, getattr(e, name))
-        else:
-            for name in self.field_names:
-                put(c, name, copy.deepcopy(getattr(e, name)))
-        put(c, "_actors_id", e._actors_id)  # type: ignore[attr-defined]
-        put(c, "_actors_ctx", None)
-        return c
+        return self._ctx("run").run(fn, args, retry, timeout, heartbeat_timeout)
 
 
 def build_spec(cls: object, codec: Codec) -> EntitySpec:
@@ -486,9 +368,10 @@ def build_spec(cls: object, codec: Codec) -> EntitySpec:
     _guard_setattr(cls)
     hints = typing.get_type_hints(cls)
     schema = fingerprint(*(f"{a.name}:{hints.get(a.name, a.type)!r}" for a in fields))
-    shallow = all(_is_immutable_type(hints.get(a.name, a.type)) for a in fields)
+    shallow = all(is_immutable_type(hints.get(a.name, a.type)) for a in fields)
+    by_fn = {h.fn: h for h in (*signals.values(), *queries.values())}
     return EntitySpec(
-        cls, name, signals, queries, appliers, every, schema, shallow, tuple(a.name for a in fields)
+        cls, name, signals, queries, appliers, every, schema, shallow, tuple(a.name for a in fields), by_fn
     )
 
 
@@ -545,13 +428,13 @@ def _handler(
         tp = hints.get(p.name, inspect.Parameter.empty)
         if kind == "signal" and tp is inspect.Parameter.empty:
             raise DefinitionError(f"@signal {where}: annotate argument {p.name!r} (it is stored as JSON)")
-        params.append((p.name, tp, _checker(tp, codec), p.kind == p.KEYWORD_ONLY))
+        params.append((p.name, tp, checker(tp, codec), p.kind == p.KEYWORD_ONLY))
     is_async = inspect.iscoroutinefunction(fn)
     if kind == "query" and is_async:
         raise DefinitionError(f"@query {where} must be a plain def: queries read state and return")
     simple = all(p.kind == p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in ps[1:])
     plain = all(tp in (int, float, str, bool) for _n, tp, _c, _k in params)
-    immutable = all(_is_immutable_type(tp) for _n, tp, _c, _k in params)
+    immutable = all(is_immutable_type(tp) for _n, tp, _c, _k in params)
     return HandlerSpec(
         entity,
         attr,

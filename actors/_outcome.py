@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from actors._ids import safe_text
 from actors.errors import CorruptRecord, DeadlineExceeded, HandlerFailed, Rejected
-from actors.ids import safe_text
 from persistence.codec import Codec
 
 _PLAIN = (int, str, float, bool, type(None))

@@ -21,8 +21,9 @@ import itertools
 import json
 import uuid
 
-from actors.errors import InvalidArguments
+from actors.errors import IdempotencyConflict, InvalidArguments
 from persistence.codec import short_repr
+from persistence.store import SignalRecord
 
 _BOOT = uuid.uuid4().hex[:16]
 _counter = itertools.count()
@@ -97,3 +98,12 @@ def safe_text(text: str, limit: int) -> str:
 def safe_repr(value: object, limit: int = 2000) -> str:
     """``repr(value)``, or a description when its ``__repr__`` fails; always storable."""
     return safe_text(short_repr(value, limit), limit)
+
+
+def conflict_error(s: SignalRecord) -> IdempotencyConflict:
+    """The error of a key reused with other arguments or another handler (names the caller's key)."""
+    return IdempotencyConflict(
+        f"idempotency key {s.signal_id!r} of {s.entity_type}/{s.entity_id} was already used "
+        f"with other arguments or another handler (now: {s.handler})",
+        key=caller_key(s.signal_id),
+    )

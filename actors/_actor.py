@@ -1,9 +1,11 @@
-"""The actor: one entity's mailbox and the loop that handles it.
+"""The actor: one entity's mailbox and the loop that handles it. Internal.
 
 An actor exists while its entity is active. Its mailbox is a deque; a drain task
 is started when the first message arrives and ends when the mailbox is empty, so
-an idle actor costs no task. The loop is split into activation (snapshot + tail
-replay), handling (run the handler, roll back on failure), and commit.
+an idle actor costs no task. Handling one signal runs in named phases: activate
+(snapshot + tail replay, ``actors._replay``), handle (run the handler, roll back on
+failure), commit (events, mark, timers and outbox in one write) and finish (answer
+the caller). A crash goes to the supervisor's decision (``actors._supervision``).
 """
 
 from __future__ import annotations
@@ -11,55 +13,23 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
-import traceback
 from collections import deque
-from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from actors import outcome
-from actors.context import Invocation
-from actors.entity import IMMUTABLE_VALUES, Entity, EntitySpec, HandlerSpec
-from actors.errors import (
-    ActorsError,
-    CompensationFailed,
-    CorruptRecord,
-    DeadlockError,
-    DefinitionError,
-    HandlerFailed,
-    IdempotencyConflict,
-    InvalidArguments,
-    NonDeterminismError,
-    PayloadTooLarge,
-    Rejected,
-    SerializationError,
-    StoreError,
-    SystemClosed,
-    UnknownEntity,
-    UnknownHandler,
-)
-from actors.ids import safe_repr, safe_text
-from persistence.store import Commit, Committed, SaveSnapshot, SignalRecord, SnapshotRecord
-
-if TYPE_CHECKING:
-    from actors.system import ActorSystem
-
-_REPLAY_CHUNK = 2000
-_DONE, _CRASHED, _STORE = object(), object(), object()
-
-CODE_BUGS: tuple[type[BaseException], ...] = (
-    DefinitionError,
-    SerializationError,
-    PayloadTooLarge,
-    InvalidArguments,
-    UnknownEntity,
-    UnknownHandler,
-    DeadlockError,
-    NonDeterminismError,
-    CompensationFailed,
-)
-"""Failures that are the code's, not the world's: the same input fails the same way,
-so they are dead-lettered at once, not retried, and do not count as restarts."""
+from actors import _outcome as outcome
+from actors import _replay
+from actors._entity import Entity
+from actors._envelope import Envelope, closed_error
+from actors._ids import conflict_error, safe_repr
+from actors._invocation import Invocation
+from actors._kernel import Kernel
+from actors._spec import IMMUTABLE_VALUES, EntitySpec
+from actors._supervision import Step, failure_of, write_dead_letter
+from actors._supervisor import DeadLetter, Retry, Stop
+from actors.errors import CorruptRecord, DefinitionError, HandlerFailed, Rejected, StoreError
+from actors.observe import Outcome
+from persistence.store import Commit, Committed
 
 
 def _cancelled_by(scope: anyio.CancelScope | None, error: BaseException) -> bool:
@@ -68,63 +38,6 @@ def _cancelled_by(scope: anyio.CancelScope | None, error: BaseException) -> bool
         return False
     task = asyncio.current_task()
     return (scope is not None and scope.cancel_called) or (task is not None and task.cancelling() > 0)
-
-
-class Reply:
-    """A one-shot slot for the answer to an ask.
-
-    A plain asyncio future: the runtime runs on asyncio only (aiosqlite needs it),
-    and one is much cheaper than an ``anyio.Event`` on this per-message path.
-    """
-
-    __slots__ = ("_fut",)
-
-    def __init__(self) -> None:
-        self._fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-    def set(self, value: object) -> None:
-        """Answer with a value."""
-        if not self._fut.done():
-            self._fut.set_result(value)
-
-    def fail(self, error: BaseException) -> None:
-        """Answer with an error."""
-        if not self._fut.done():
-            self._fut.set_exception(error)
-            self._fut.exception()  # retrieved: no "never retrieved" log if the caller left
-
-    @property
-    def future(self) -> asyncio.Future[Any]:
-        """The answer as a future (await it directly to save a coroutine)."""
-        return self._fut
-
-    async def wait(self) -> Any:
-        """The answer: the value, or the error raised."""
-        return await self._fut
-
-
-class Envelope:
-    """A signal on its way through the mailbox."""
-
-    __slots__ = ("from_inbox", "handler", "keyed", "reply", "signal", "values")
-
-    def __init__(
-        self,
-        handler: HandlerSpec,
-        signal: SignalRecord,
-        *,
-        values: dict[str, object] | None,
-        keyed: bool,
-        reply: Reply | None,
-        from_inbox: bool,
-    ) -> None:
-        self.from_inbox = from_inbox
-        """The signal is in the inbox (a tell, a timer, a recovered or journaled ask)."""
-        self.handler = handler
-        self.signal = signal
-        self.values = values
-        self.keyed = keyed
-        self.reply = reply
 
 
 class Actor:
@@ -139,6 +52,7 @@ class Actor:
         "entity",
         "held",
         "id",
+        "kernel",
         "last_active",
         "mailbox",
         "running",
@@ -146,13 +60,12 @@ class Actor:
         "snap_seq",
         "spec",
         "stopped_until",
-        "system",
         "telling",
         "view",
     )
 
-    def __init__(self, system: ActorSystem, spec: EntitySpec, entity_id: str) -> None:
-        self.system = system
+    def __init__(self, kernel: Kernel, spec: EntitySpec, entity_id: str) -> None:
+        self.kernel = kernel
         self.spec = spec
         self.id = entity_id
         self.mailbox: deque[Envelope] = deque()
@@ -163,7 +76,7 @@ class Actor:
         self.seq = 0
         self.snap_seq = 0
         self.backup: Entity | None = None
-        self.last_active = system.clock.now()
+        self.last_active = kernel.clock.now()
         self.crashes: list[float] = []  # monotonic seconds; a list, not a deque: 56 bytes when empty
         self.stopped_until: dt.datetime | None = None
         self.held: list[Envelope] = []
@@ -178,6 +91,16 @@ class Actor:
     def __repr__(self) -> str:
         return f"<Actor {self.spec.name}/{self.id}>"
 
+    def _extra(self, env: Envelope, attempt: int | None = None) -> dict[str, object]:
+        extra: dict[str, object] = {
+            "entity_type": self.spec.name,
+            "entity_id": self.id,
+            "signal_id": env.signal.signal_id,
+        }
+        if attempt is not None:
+            extra["attempt"] = attempt
+        return extra
+
     @property
     def idle(self) -> bool:
         """No message queued or running and not activating: safe to passivate."""
@@ -186,9 +109,10 @@ class Actor:
     # ------------------------------------------------------------ mailbox
     def deliver(self, env: Envelope) -> None:
         """Put a signal in the mailbox; starts the drain task if none runs."""
-        if self.system.closing:
+        kernel = self.kernel
+        if kernel.tasks.closing:
             if env.reply is not None:  # an inbox signal stays there and runs after the next start
-                env.reply.fail(_closed(env))
+                env.reply.fail(closed_error(env))
             return
         if self.stopped_until is not None:
             if env.reply is not None:
@@ -203,8 +127,8 @@ class Actor:
             self.running = True
             # one unit of busy work per running drain, not per queued signal: signals queued
             # behind a handler parked on the clock are not runnable (VirtualClock.advance)
-            self.system.busy_inc()
-            self.system.spawn_drain(self._drain())
+            kernel.work.inc()
+            kernel.tasks.spawn_drain(self._drain())
 
     async def _drain(self) -> None:
         try:
@@ -218,10 +142,12 @@ class Actor:
                         self._rollback()
                         self.deactivate()
                         if env.reply is not None:
-                            env.reply.fail(_closed(env))
+                            env.reply.fail(closed_error(env))
                         raise
                     except Exception as e:  # a bug in the runtime: keep the system alive, say so
-                        self.system.log.exception("%r: internal error handling %s", self, env.signal.handler)
+                        self.kernel.log.exception(
+                            "%r: internal error handling %s", self, env.signal.handler, extra=self._extra(env)
+                        )
                         self.deactivate()
                         if env.reply is not None:
                             env.reply.fail(e)
@@ -233,8 +159,8 @@ class Actor:
         finally:
             self._scope = None
             self.running = False
-            self.last_active = self.system.clock.now()
-            self.system.busy_dec()
+            self.last_active = self.kernel.clock.now()
+            self.kernel.work.dec()
 
     def pause(self) -> None:
         """Stop the running handler at its current await (the system is closing).
@@ -251,9 +177,9 @@ class Actor:
         while self.mailbox:
             env = self.mailbox.popleft()
             if env.reply is not None:
-                env.reply.fail(_closed(env))
+                env.reply.fail(closed_error(env))
 
-    # ------------------------------------------------------------ activation
+    # ------------------------------------------------------------ phase: activate
     async def ensure_active(self) -> Entity:
         """Load the entity (snapshot + tail of the log) unless it is loaded."""
         while self.entity is None:
@@ -262,59 +188,17 @@ class Actor:
                 continue
             self._activating = anyio.Event()
             try:
-                self.entity = await self._load()
+                self.entity, self.seq, self.snap_seq = await _replay.load(self.kernel, self.spec, self.id)
                 self.view = self.entity
             finally:
                 self._activating.set()
                 self._activating = None
         return self.entity
 
-    async def _load(self) -> Entity:
-        store, codec, spec = self.system.store, self.system.codec, self.spec
-        entity: Entity | None = None
-        seq = 0
-        for snap in await store.read_snapshots(spec.name, self.id):
-            entity = self._from_snapshot(snap)
-            if entity is not None:
-                seq = snap.seq
-                break
-        if entity is None:
-            entity = spec.new(self.id)
-        self.snap_seq = seq
-        where = f"{spec.name}/{self.id}"
-        while True:
-            events = await store.read_events(spec.name, self.id, after=seq, limit=_REPLAY_CHUNK)
-            for stored in events:
-                if stored.seq != seq + 1:
-                    raise CorruptRecord(f"event log of {where} jumps from {seq} to {stored.seq}")
-                event = codec.decode_event(where, stored)
-                spec.appliers[type(event)](entity, event)
-                seq = stored.seq
-            if len(events) < _REPLAY_CHUNK:
-                break
-        self.seq = seq
-        return entity
-
-    def _from_snapshot(self, snap: SnapshotRecord) -> Entity | None:
-        spec = self.spec
-        where = f"snapshot at seq {snap.seq} of {spec.name}/{self.id}"
-        if snap.schema != spec.schema:
-            self.system.log.warning("skipping %s: taken with another state schema", where)
-            return None
-        try:
-            entity = self.system.codec.loads_state(snap.state, spec.cls)
-        except SerializationError as e:
-            self.system.log.warning("skipping unreadable %s: %s", where, e)
-            return None
-        object.__setattr__(entity, "_actors_id", self.id)
-        object.__setattr__(entity, "_actors_ctx", None)
-        return entity
-
     def deactivate(self) -> None:
         """Drop the in-memory state; the next message rebuilds it from the store."""
         self.entity = self.view = self.backup = None
 
-    # ------------------------------------------------------------ handling
     def before_first_emit(self) -> None:
         """Keep a copy of the committed state: queries read it, a failure restores it."""
         assert self.entity is not None
@@ -326,6 +210,7 @@ class Actor:
             self.entity = self.view = self.backup
             self.backup = None
 
+    # ------------------------------------------------------------ one signal, attempt by attempt
     async def _handle(self, env: Envelope) -> None:
         store_failures = 0
         attempt = runs = 1
@@ -337,32 +222,34 @@ class Actor:
                     if self._tell_conflict(env) or await self._answer_repeat(env):
                         return
                     checked = True
-                step = await self._attempt(env, attempt, runs)
+                step = await self._handle_one(env, attempt, runs)
             except StoreError as e:
                 if not env.from_inbox or isinstance(e, CorruptRecord):
-                    self.system.log.error("%r cannot handle %s: %s", self, env.signal.handler, e)
+                    self.kernel.log.error(
+                        "%r cannot handle %s: %s", self, env.signal.handler, e, extra=self._extra(env, runs)
+                    )
                     if env.reply is not None:
                         env.reply.fail(e)
                     return
-                step = _STORE
-            if step is _DONE or self.stopped_until is not None:
+                step = Step.STORE_FAILED
+            if step is Step.DONE or self.stopped_until is not None:
                 return
             runs += 1
-            if step is _CRASHED:
+            if step is Step.RETRY:
                 attempt += 1
                 continue
-            # the store failed; the signal is safe in the inbox: back off, then run it again
             store_failures += 1
-            delay = self.system.supervision.backoff(store_failures)
-            self.system.log.warning(
+            delay = self.kernel.supervision.backoff(store_failures)
+            self.kernel.log.warning(
                 "%r: store failed while handling %s; retry %d in %.3fs",
                 self,
                 env.signal.handler,
                 store_failures,
                 delay.total_seconds(),
+                extra=self._extra(env, runs),
             )
-            async with self.system.parked():
-                await self.system.clock.sleep(delay.total_seconds())
+            async with self.kernel.work.parked():
+                await self.kernel.clock.sleep(delay.total_seconds())
 
     def _tell_conflict(self, env: Envelope) -> bool:
         """A keyed ask whose key a tell with other arguments is using: refuse the ask."""
@@ -370,51 +257,60 @@ class Actor:
         if told is None or told == env.signal.fingerprint:
             return False
         if env.reply is not None:
-            env.reply.fail(IdempotencyConflict(_conflict_text(env.signal)))
+            env.reply.fail(conflict_error(env.signal))
         return True
 
     async def _answer_repeat(self, env: Envelope) -> bool:
         s = env.signal
-        mark = await self.system.store.read_mark(s.entity_type, s.entity_id, s.signal_id)
+        mark = await self.kernel.store.read_mark(s.entity_type, s.entity_id, s.signal_id)
         if mark is None:
             return False
         if env.from_inbox:  # a repeat that reached the inbox (tell vs. a running ask): take it out
             await self._drop_repeat(env, mark.outcome, mark.fingerprint != s.fingerprint)
         if env.reply is not None:
             if mark.fingerprint != s.fingerprint:
-                env.reply.fail(IdempotencyConflict(_conflict_text(s)))
+                env.reply.fail(conflict_error(s))
             else:
                 where = f"the processed mark of signal {s.signal_id!r} of {s.entity_type}/{s.entity_id}"
                 try:
                     env.reply.set(
-                        outcome.decode(self.system.codec, mark.outcome, env.handler.returns, where=where)
+                        outcome.decode(self.kernel.codec, mark.outcome, env.handler.returns, where=where)
                     )
                 except Exception as e:
                     env.reply.fail(e)
         return True
 
     async def _drop_repeat(self, env: Envelope, first_outcome: str, conflict: bool) -> None:
-        s, system = env.signal, self.system
+        s, kernel = env.signal, self.kernel
         if conflict:
-            system.log.warning("dropping inbox signal %s of %r: %s", s.signal_id, self, _conflict_text(s))
+            kernel.log.warning(
+                "dropping inbox signal %s of %r: %s",
+                s.signal_id,
+                self,
+                conflict_error(s),
+                extra=self._extra(env),
+            )
         drop = Commit(
             s.entity_type,
             s.entity_id,
             s,
             first_outcome,
             self.seq + 1,
-            recorded_at=system.clock.now().timestamp(),
+            recorded_at=kernel.clock.now().timestamp(),
             mark=False,
             from_inbox=True,
         )
         try:
             with anyio.CancelScope(shield=True):
-                await system.committer.submit(drop)
+                await kernel.committer.submit(drop)
         except StoreError as e:  # it stays in the inbox and is answered by its mark next time
-            system.log.warning("could not drop repeated signal %s of %r: %s", s.signal_id, self, e)
+            kernel.log.warning(
+                "could not drop repeated signal %s of %r: %s", s.signal_id, self, e, extra=self._extra(env)
+            )
 
-    async def _attempt(self, env: Envelope, attempt: int, runs: int) -> object:
-        """One run of the handler: _DONE, _CRASHED (retry it) or _STORE (store failed).
+    # ------------------------------------------------------------ phase: handle one run
+    async def _handle_one(self, env: Envelope, attempt: int, runs: int) -> Step:
+        """One run of the handler, then its commit (or the supervisor's decision).
 
         The handler runs on arguments decoded from what was stored (unless they are
         immutable values), so neither its caller nor an earlier attempt can change
@@ -423,9 +319,12 @@ class Actor:
         """
         entity = await self.ensure_active()
         inv = Invocation(self, env, runs)
+        obs = self.kernel.observer
+        if obs.active:
+            inv.token = obs.invocation_started(inv.info)
         h = env.handler
         spec = self.spec
-        codec = self.system.codec
+        codec = self.kernel.codec
         if not spec.shallow_copy and self.backup is None:
             self.before_first_emit()  # in-place edits of mutable fields become detectable
         object.__setattr__(entity, "_actors_ctx", inv)
@@ -444,25 +343,33 @@ class Actor:
             if type(result) not in IMMUTABLE_VALUES:
                 result = copy.deepcopy(result)
         except Rejected as r:
-            if self.system.closing:
-                return self._paused(env)
+            if self.kernel.tasks.closing:
+                return self._paused(env, inv)
             self._rollback()
             inv.drop_effects()
             return await self._commit(env, inv, outcome.encode_error("rejected", r), r, None)
         except Exception as e:
-            if self.system.closing:
-                return self._paused(env)
+            if self.kernel.tasks.closing:
+                return self._paused(env, inv)
             return await self._crashed(env, inv, e, attempt)
         except BaseException as e:
             if _cancelled_by(self._scope, e):
                 self._rollback()
                 self.deactivate()
+                self._ended(inv, "paused", None)
                 raise
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 self._rollback()
                 self.deactivate()
+                self._ended(inv, "crashed", e)
                 if env.reply is not None:
-                    env.reply.fail(HandlerFailed(f"{spec.name}/{self.id}.{h.name} raised {safe_repr(e)}"))
+                    env.reply.fail(
+                        HandlerFailed(
+                            f"{spec.name}/{self.id}.{h.name} raised {safe_repr(e)}",
+                            handler=f"{spec.name}.{h.name}",
+                            attempts=attempt,
+                        )
+                    )
                 raise
             # any other BaseException (a custom one, a helper task's cancellation) is a crash
             return await self._crashed(env, inv, e, attempt)
@@ -470,13 +377,19 @@ class Actor:
             object.__setattr__(entity, "_actors_ctx", None)
         return await self._commit(env, inv, text, None, result)
 
-    def _paused(self, env: Envelope) -> object:
+    def _ended(self, inv: Invocation, how: Outcome, error: BaseException | None) -> None:
+        obs = self.kernel.observer
+        if obs.active:
+            obs.invocation_ended(inv.token, how, error)
+
+    def _paused(self, env: Envelope, inv: Invocation) -> Step:
         """The system closed under a running handler: keep nothing, answer truthfully."""
         self._rollback()
         self.deactivate()
+        self._ended(inv, "paused", None)
         if env.reply is not None:
-            env.reply.fail(_closed(env))
-        return _DONE
+            env.reply.fail(closed_error(env))
+        return Step.DONE
 
     def _check_state(self, inv: Invocation, entity: Entity) -> None:
         """Refuse a handler that changed fields other than through its events."""
@@ -492,10 +405,11 @@ class Actor:
                 "fields change only in @applies methods (emit an event)"
             )
 
+    # ------------------------------------------------------------ phase: commit, then finish
     async def _commit(
         self, env: Envelope, inv: Invocation, text: str, rejected: Rejected | None, result: object
-    ) -> object:
-        system = self.system
+    ) -> Step:
+        kernel = self.kernel
         s = env.signal
         done: object = None
         if env.keyed or env.from_inbox or inv.dirty:
@@ -506,7 +420,7 @@ class Actor:
                 text,
                 self.seq + 1,
                 tuple(inv.events),
-                recorded_at=system.clock.now().timestamp(),
+                recorded_at=kernel.clock.now().timestamp(),
                 set_timers=tuple(inv.timers.values()),
                 cancel_timers=tuple(inv.cancels),
                 outbox=tuple(inv.outbox),
@@ -516,127 +430,85 @@ class Actor:
             )
             try:
                 with anyio.CancelScope(shield=True):  # a commit under way is finished and answered
-                    done = await system.committer.submit(commit)
+                    done = await kernel.committer.submit(commit)
             except StoreError as e:
                 self._rollback()
                 self.deactivate()  # rebuild from what is really stored
+                self._ended(inv, "crashed", e)
                 if env.from_inbox:
-                    return _STORE  # not acknowledged; safe in the inbox: run it again
+                    return Step.STORE_FAILED  # not acknowledged; safe in the inbox: run it again
                 if env.reply is not None:
                     env.reply.fail(e)
-                return _DONE
+                return Step.DONE
+        self._finish(env, inv, done, rejected, result)
+        return Step.DONE
+
+    def _finish(
+        self, env: Envelope, inv: Invocation, done: object, rejected: Rejected | None, result: object
+    ) -> None:
+        kernel = self.kernel
         self.seq += len(inv.events)
         self.backup = None
         self.view = self.entity
         if inv.timers or inv.cancels:
-            system.timers.on_commit(self.spec.name, self.id, inv.timers.values(), inv.cancels)
+            kernel.timers.on_commit(self.spec.name, self.id, inv.timers.values(), inv.cancels)
         if inv.outbox and isinstance(done, Committed):
-            system.deliver_outbox(done.outbox_ids, inv.outbox)
+            kernel.route.deliver_outbox(done.outbox_ids, inv.outbox)
+        if kernel.observer.active:
+            self._ended(inv, "rejected" if rejected is not None else "ok", rejected)
         if env.reply is not None:
             if rejected is not None:
                 env.reply.fail(rejected)
             else:
                 env.reply.set(result)
-        self._maybe_snapshot()
-        return _DONE
-
-    def _maybe_snapshot(self) -> None:
         every = self.spec.snapshot_every
-        if not every or self.seq - self.snap_seq < every or self.entity is None:
-            return
-        system = self.system
-        try:
-            state = system.codec.dumps(self.entity, self.spec.cls, what="snapshot")
-        except ActorsError as e:
-            system.log.warning("no snapshot of %r: %s", self, e)
-            return
-        snap = SnapshotRecord(
-            self.spec.name,
-            self.id,
-            self.seq,
-            self.spec.schema,
-            state,
-            system.clock.now().timestamp(),
-        )
-        self.snap_seq = self.seq
-        system.committer.submit_nowait(SaveSnapshot(snap))
+        entity = self.entity
+        due = every and self.seq - self.snap_seq >= every and entity is not None
+        if due and _replay.take_snapshot(kernel, self.spec, self.id, entity, self.seq):
+            self.snap_seq = self.seq
 
     # ------------------------------------------------------------ supervision
-    async def _crashed(self, env: Envelope, inv: Invocation, error: BaseException, attempt: int) -> object:
-        system, policy = self.system, self.system.supervision
+    async def _crashed(self, env: Envelope, inv: Invocation, error: BaseException, attempt: int) -> Step:
+        """Carry out the supervisor's decision on a crashed run (the one place that asks it)."""
+        kernel = self.kernel
         self._rollback()
         self.deactivate()
-        if isinstance(error, CODE_BUGS):
-            # a bug in the code fails the same way every time: no retry, no restart counted
-            return await self._dead_letter(env, error, attempt, code_bug=True)
-        now = system.clock.monotonic()
-        self.crashes.append(now)
-        window = policy.within.total_seconds()
-        while self.crashes and self.crashes[0] <= now - window:
-            del self.crashes[0]
-        where = f"{self.spec.name}/{self.id}.{env.handler.name}"
-        if len(self.crashes) > policy.max_restarts:
-            self._stop(env, len(self.crashes))
-            return _DONE
-        if attempt >= policy.max_attempts:
-            return await self._dead_letter(env, error, attempt)
-        delay = policy.backoff(attempt)
-        system.log.warning(
-            "%s crashed (attempt %d of %d): %s; retrying in %.3fs",
-            where,
+        decision = kernel.supervisor.decide(error, attempt, self.crashes, kernel.clock.monotonic())
+        if isinstance(decision, Stop):
+            self._ended(inv, "crashed", error)
+            self._stop(env, decision.crashes)
+            return Step.DONE
+        if isinstance(decision, DeadLetter):
+            self._ended(inv, "dead_lettered", error)
+            failure = failure_of(env, self.id, error, attempt, decision.code_bug)
+            if kernel.observer.active:
+                kernel.observer.dead_lettered(inv.info, error)
+            kernel.dead_letters += 1
+            return await write_dead_letter(kernel, env, failure, error, attempt, self.seq)
+        assert isinstance(decision, Retry)
+        self._ended(inv, "crashed", error)
+        kernel.retries += 1
+        if kernel.observer.active:
+            kernel.observer.retry_scheduled(inv.info, decision.delay, error)
+        kernel.log.warning(
+            "%s/%s.%s crashed (attempt %d of %d): %s; retrying in %.3fs",
+            self.spec.name,
+            self.id,
+            env.handler.name,
             attempt,
-            policy.max_attempts,
+            kernel.supervision.max_attempts,
             safe_repr(error, 500),
-            delay.total_seconds(),
+            decision.delay,
+            extra=self._extra(env, attempt),
         )
-        async with system.parked():
-            await system.clock.sleep(delay.total_seconds())
-        return _CRASHED
-
-    async def _dead_letter(
-        self, env: Envelope, error: BaseException, attempts: int, *, code_bug: bool = False
-    ) -> object:
-        system = self.system
-        s = env.signal
-        where = f"{self.spec.name}/{self.id}.{env.handler.name}"
-        try:
-            tb = "".join(traceback.format_exception(error))
-        except BaseException as e:  # a user's exception may break even this
-            tb = f"(no traceback: formatting it failed with {type(e).__name__})"
-        what = "failed with a bug in the code (not retried)" if code_bug else f"failed {attempts} times"
-        failure = HandlerFailed(f"{where} {what}, dead-lettered: {safe_repr(error, 500)}")
-        failure.__cause__ = error
-        system.log.error("%s; signal %s moved to dead letters", failure, s.signal_id)
-        commit = Commit(
-            s.entity_type,
-            s.entity_id,
-            s,
-            outcome.encode_error("failed", failure),
-            self.seq + 1,
-            (),
-            recorded_at=system.clock.now().timestamp(),
-            dead_letter=(safe_repr(error, 2000), safe_text(tb[-20000:], 20000), attempts),
-            has_journal=True,
-            mark=True,
-            from_inbox=env.from_inbox,
-        )
-        try:
-            with anyio.CancelScope(shield=True):
-                await system.committer.submit(commit)
-        except StoreError as e:
-            if env.from_inbox:
-                return _STORE
-            if env.reply is not None:
-                env.reply.fail(e)
-            return _DONE
-        if env.reply is not None:
-            env.reply.fail(failure)
-        return _DONE
+        async with kernel.work.parked():
+            await kernel.clock.sleep(decision.delay)
+        return Step.RETRY
 
     def _stop(self, env: Envelope, crashes: int) -> None:
-        system, policy = self.system, self.system.supervision
-        self.stopped_until = system.clock.now() + policy.within  # for people: when it resumes
-        system.log.error(
+        kernel, policy = self.kernel, self.kernel.supervision
+        self.stopped_until = kernel.clock.now() + policy.within  # for people: when it resumes
+        kernel.log.error(
             "%s/%s stopped: %d crashes within %s exceed its restart intensity (max %d); "
             "its asks fail, its inbox keeps its signals, it resumes at %s",
             self.spec.name,
@@ -645,12 +517,13 @@ class Actor:
             policy.within,
             policy.max_restarts,
             self.stopped_until.isoformat(),
+            extra=self._extra(env),
         )
         queued = [env, *self.mailbox]
         self.mailbox.clear()
         for e in queued:
             self.deliver(e)  # stopped now: asks fail, inbox signals are held
-        system.spawn(self._resume_later)
+        kernel.tasks.spawn(self._resume_later)
 
     def _stopped_error(self) -> HandlerFailed:
         return HandlerFailed(
@@ -659,39 +532,22 @@ class Actor:
         )
 
     async def _resume_later(self) -> None:
-        system = self.system
+        kernel = self.kernel
         assert self.stopped_until is not None
         # a task of its own, not counted busy while it waits (so not parked()); busy while it resumes
-        await system.clock.sleep(system.supervision.within.total_seconds())
-        system.busy_inc()
+        await kernel.clock.sleep(kernel.supervision.within.total_seconds())
+        kernel.work.inc()
         try:
             self.stopped_until = None
             self.crashes.clear()
-            system.log.info("%s/%s resumes after its cool-down", self.spec.name, self.id)
+            kernel.log.info("%s/%s resumes after its cool-down", self.spec.name, self.id)
             # the held signals, not a re-read of the inbox: a tell accepted during such a
             # read would be routed twice (live and from the read)
             held, self.held = self.held, []
             for env in held:
                 self.deliver(env)
         finally:
-            system.busy_dec()
-
-
-def _conflict_text(s: SignalRecord) -> str:
-    return (
-        f"idempotency key {s.signal_id!r} of {s.entity_type}/{s.entity_id} was already used "
-        f"with other arguments or another handler (now: {s.handler})"
-    )
-
-
-def _closed(env: Envelope) -> SystemClosed:
-    if env.from_inbox:
-        return SystemClosed(
-            "the actor system closed while this call ran: it is durably accepted and runs to its "
-            "end after the next start (send it again only with the same key)",
-            accepted=True,
-        )
-    return SystemClosed("the actor system closed before this call was done: nothing of it was kept")
+            kernel.work.dec()
 
 
 def _same(a: object, b: object) -> bool:

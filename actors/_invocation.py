@@ -1,8 +1,11 @@
-"""The invocation context: what ``self.emit``, ``self.now()`` and friends act on.
+"""The invocation: one run of a signal handler, and what ``self.emit``, ``self.now()``,
+``self.run`` and the other context calls act on. Internal.
 
-One :class:`Invocation` exists per run of a signal handler. It collects the events
-(already applied to the entity), the timer changes and the journal steps; the
-commit writes them with the processed mark in one transaction.
+An :class:`Invocation` implements the entity model's ``HandlerContext`` (the calls
+of ``self``) and a ref's ``Caller`` (a ref made with ``self.ref``: its ``tell`` goes
+to the outbox, its ``ask`` is journaled). It collects the events (already applied
+to the entity), the timer changes, the outbox and the journal steps; the actor
+commits them with the processed mark in one transaction.
 """
 
 from __future__ import annotations
@@ -10,39 +13,66 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import random
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
+from typing import Any, Protocol, TypeVar
 
 import anyio
 
-from actors import outcome
-from actors.errors import DeadlineExceeded, DefinitionError, InvalidArguments, Rejected, SystemClosed
-from actors.ids import (
-    check_text,
-    derived_id,
-    generated_id,
-    internal_key_id,
-    is_keyed,
-    keyed_id,
-)
-from actors.timers import MAX_DUE, from_timestamp
-from persistence.store import Accept, Journal, JournalEntry, NewEvent, SignalRecord, TimerRecord
+from actors import _outcome as outcome
+from actors._activities import run_activity
+from actors._clock import MAX_DUE, from_timestamp
+from actors._entity import Entity, SagaScope
+from actors._envelope import Envelope, Reply
+from actors._ids import check_text, derived_id, internal_key_id
+from actors._journal import StepJournal
+from actors._kernel import Kernel
+from actors._policies import RetryPolicy
+from actors._ref import EntityRef
+from actors._saga import Saga, gather
+from actors._spec import EntitySpec
+from actors.errors import DeadlineExceeded, DefinitionError, InvalidArguments, Rejected
+from actors.observe import InvocationInfo, Outcome
+from persistence.store import JournalEntry, NewEvent, SignalRecord, TimerRecord
 
-if TYPE_CHECKING:
-    from actors.entity import Entity, EntitySpec
-    from actors.mailbox import Actor, Envelope
+T = TypeVar("T")
+E = TypeVar("E", bound=Entity)
 
 MAX_TIMER_KEY = 256
 AUTO_TIMER_PREFIX = "auto:"
 """Keys of timers scheduled without a key; a handler's own keys may not start so."""
 
-__all__ = ["Invocation", "generated_id", "is_keyed", "keyed_id"]
+
+class Host(Protocol):
+    """What an invocation needs of the actor that runs it (implemented by ``Actor``)."""
+
+    kernel: Kernel
+    spec: EntitySpec
+    id: str
+    backup: Entity | None
+
+    def before_first_emit(self) -> None:
+        """Keep a copy of the committed state before the first change."""
+        ...
+
+
+class _Done:
+    """An awaitable that is already done (the outbox ``tell`` of a bound ref)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield  # makes this a generator function: awaiting it returns None at once
+
+
+_DONE = _Done()
 
 
 class Invocation:
     """The context of one run of a signal handler."""
 
     __slots__ = (
+        "_journal",
         "_now",
         "_rng",
         "actor",
@@ -52,19 +82,17 @@ class Invocation:
         "cancels",
         "env",
         "events",
-        "has_journal",
-        "journal",
-        "journal_loaded",
-        "journal_lock",
+        "kernel",
         "outbox",
         "parks",
         "signal",
-        "step",
         "timers",
+        "token",
     )
 
-    def __init__(self, actor: Actor, env: Envelope, attempt: int) -> None:
+    def __init__(self, actor: Host, env: Envelope, attempt: int) -> None:
         self.actor = actor
+        self.kernel = actor.kernel
         self.env = env
         self.signal: SignalRecord = env.signal
         self.attempt = attempt
@@ -75,15 +103,19 @@ class Invocation:
         """An ``@applies`` method is running: field writes are allowed."""
         self.timers: dict[str, TimerRecord] = {}
         self.cancels: set[str] = set()
-        self.step = 0
-        self.journal: dict[int, JournalEntry] = {}
-        self.journal_loaded = False
-        self.journal_lock: anyio.Lock | None = None
-        self.has_journal = attempt > 1
+        self._journal: StepJournal | None = None  # made on the first step: most runs have none
         self.outbox: list[SignalRecord] = []
         self.parks = 0
+        self.token: object = None
+        """What the observer returned when this run started."""
         self._now: dt.datetime | None = None
         self._rng: random.Random | None = None
+
+    @property
+    def info(self) -> InvocationInfo:
+        """This run, for the observer and for log records."""
+        s = self.signal
+        return InvocationInfo(s.entity_type, s.entity_id, s.signal_id, s.handler, self.attempt, s.trace)
 
     @property
     def now(self) -> dt.datetime:
@@ -98,6 +130,19 @@ class Invocation:
         if self._rng is None:
             self._rng = random.Random(f"{self.signal.entity_id}/{self.signal.signal_id}")
         return self._rng
+
+    @property
+    def journal(self) -> StepJournal:
+        """The journal of this run's steps."""
+        if self._journal is None:
+            self._journal = StepJournal(self.kernel, self.env, self.attempt)
+        return self._journal
+
+    @property
+    def has_journal(self) -> bool:
+        """Whether this invocation has (or may have) journal entries in the store."""
+        j = self._journal
+        return j.has_journal if j is not None else self.attempt > 1
 
     @property
     def dirty(self) -> bool:
@@ -117,22 +162,33 @@ class Invocation:
         """Count this invocation as waiting (not busy) while any of its branches waits."""
         self.parks += 1
         if self.parks == 1:
-            self.actor.system.busy_dec()
+            self.kernel.work.dec()
         try:
             yield
         finally:
             self.parks -= 1
             if self.parks == 0:
-                self.actor.system.busy_inc()
+                self.kernel.work.inc()
 
-    # ------------------------------------------------------------ events
+    def step_started(self, kind: str, name: str, attempt: int) -> object:
+        """Tell the observer a journaled step starts; returns its token."""
+        obs = self.kernel.observer
+        return obs.step_started(self.token, kind, name, attempt) if obs.active else None
+
+    def step_ended(self, step: object, outcome: Outcome, error: BaseException | None) -> None:
+        """Tell the observer a journaled step ended."""
+        obs = self.kernel.observer
+        if obs.active:
+            obs.step_ended(step, outcome, error)
+
+    # ------------------------------------------------------------ the context calls
     def emit(self, entity: Entity, event: object) -> None:
         """Encode ``event``, apply it to ``entity`` and keep it for the commit."""
         actor = self.actor
         applier = actor.spec.appliers.get(type(event))
         if applier is None:
             raise DefinitionError(f"{actor.spec.name} has no @applies method for {type(event).__qualname__}")
-        new = actor.system.codec.encode_event(event)
+        new = self.kernel.codec.encode_event(event)
         if actor.backup is None:
             actor.before_first_emit()
         self.applying = True
@@ -142,6 +198,49 @@ class Invocation:
             self.applying = False
         self.events.append(new)
         self.applied.append(event)
+
+    def resource(self, kind: type[T]) -> T:
+        """The system's resource of type ``kind``."""
+        return self.kernel.registry.resource(kind)
+
+    def ref(self, entity: type[E] | str, entity_id: str) -> EntityRef[E]:
+        """A ref bound to this invocation (tell through the outbox, journaled ask)."""
+        registry = self.kernel.registry
+        spec = registry.spec_of(entity)
+        registry.check_id(entity_id)
+        return EntityRef(self, self.kernel.route, spec, entity_id)
+
+    def saga(self, retry: RetryPolicy | None) -> SagaScope:
+        """A compensation scope of this invocation."""
+        return Saga(self, retry)
+
+    def gather(
+        self, steps: tuple[Awaitable[Any], ...], limit: int | None, return_exceptions: bool
+    ) -> Coroutine[Any, Any, list[Any]]:
+        """Journaled steps run concurrently (see ``Entity.gather``)."""
+        self.assert_async("self.gather(...)")
+        return gather(self, steps, limit=limit, return_exceptions=return_exceptions)
+
+    def run(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[object, ...],
+        retry: RetryPolicy | None,
+        timeout: dt.timedelta | None,
+        heartbeat_timeout: dt.timedelta | None,
+    ) -> Coroutine[Any, Any, Any]:
+        """A journaled activity step (see ``Entity.run``)."""
+        self.assert_async("self.run(...)")
+        return run_activity(self, fn, args, retry=retry, timeout=timeout, heartbeat_timeout=heartbeat_timeout)
+
+    def assert_async(self, call: str) -> None:
+        """Refuse a call that must be awaited from a plain ``def`` handler (it could not be)."""
+        h = self.env.handler
+        if not h.is_async:
+            raise DefinitionError(
+                f"{h.entity}.{h.name} is a plain def: {call} must be awaited, so the handler "
+                "must be an async def"
+            )
 
     # ------------------------------------------------------------ timers
     def schedule(
@@ -157,8 +256,7 @@ class Invocation:
     ) -> str:
         """Schedule a signal to this entity; committed with the invocation. Returns the key."""
         actor = self.actor
-        system = actor.system
-        h = system.resolve(actor.spec, handler, "signal")
+        h = actor.spec.resolve(handler, "signal")
         given = [n for n, v in (("after", after), ("at", at)) if v is not None]
         if len(given) > 1:
             raise InvalidArguments("schedule() takes after= or at=, not both")
@@ -174,7 +272,7 @@ class Invocation:
         if key is not None:
             _check_timer_key(key)
         values = h.bind(args, kwargs)
-        text = h.encode(system.codec, values)
+        text = h.encode(self.kernel.codec, values)
         try:
             due = at if at is not None else self.now + (after if after is not None else every)  # type: ignore[operator]
             due_ts = due.timestamp()
@@ -195,6 +293,7 @@ class Invocation:
             text,
             due_ts,
             every.total_seconds() if every is not None else None,
+            self.kernel.observer.carry(),  # the firing carries the context that set it
         )
         self.cancels.discard(key)
         self.timers[key] = rec
@@ -208,91 +307,27 @@ class Invocation:
 
     # ------------------------------------------------------------ journal
     def reserve_step(self) -> int:
-        """Number the next journaled step. Called before any await, so concurrent
-        branches started in order get their numbers in order on every run."""
-        self.step += 1
-        return self.step
+        """Number the next journaled step (see ``StepJournal.reserve_step``)."""
+        return self.journal.reserve_step()
 
     async def recorded(self, step: int, kind: str, name: str) -> JournalEntry | None:
         """What the journal holds for ``step`` (NonDeterminismError if another step)."""
-        from actors.activities import check_step
-
-        self.check_open()
-        if not self.journal_loaded:
-            if not (self.has_journal or self.env.from_inbox):
-                self.journal_loaded = True  # nothing can be stored yet
-            else:
-                # concurrent branches (gather) wait for the one read, not see an empty journal
-                if self.journal_lock is None:
-                    self.journal_lock = anyio.Lock()
-                async with self.journal_lock:
-                    if not self.journal_loaded:
-                        s = self.signal
-                        store = self.actor.system.store
-                        entries = await store.read_journal(s.entity_type, s.entity_id, s.signal_id)
-                        self.journal.update({e.step: e for e in entries})
-                        self.has_journal = self.has_journal or bool(entries)
-                        self.journal_loaded = True
-        entry = self.journal.get(step)
-        if entry is not None:
-            check_step(self, step, entry, kind, name)
-        elif not self.env.from_inbox:
-            await self._make_resumable()
-        return entry
-
-    async def _make_resumable(self) -> None:
-        """Put a direct ask in the inbox before its first step takes effect.
-
-        The step's effect (the callee's commit, the activity's side effect) comes
-        before its journal write; were the invocation durable only from that write,
-        a crash in between would lose it with the effect kept: a saga debited and
-        never resumed, neither credited nor compensated.
-        """
-        if self.journal_lock is None:
-            self.journal_lock = anyio.Lock()
-        async with self.journal_lock:  # once, even for concurrent branches (gather)
-            if not self.env.from_inbox:
-                s = self.signal
-                await self.actor.system.committer.submit(Accept(s, check_duplicate=is_keyed(s.signal_id)))
-                self.env.from_inbox = True
+        return await self.journal.recorded(step, kind, name)
 
     async def journal_write(self, step: int, kind: str, name: str, result: str) -> None:
         """Record a step durably now; the first one also puts a direct ask in the inbox."""
-        system = self.actor.system
-        s = self.signal
-        entry = JournalEntry(
-            s.entity_type, s.entity_id, s.signal_id, step, kind, name, result, system.clock.now().timestamp()
-        )
-        inbox = None if self.env.from_inbox else s
-        self.env.from_inbox = True
-        self.has_journal = True
-        await system.committer.submit(Journal(entry, inbox))
-        self.journal[step] = entry
+        await self.journal.write(step, kind, name, result)
 
     def check_open(self) -> None:
-        """Raise SystemClosed when the system is closing: this invocation is paused, and
-        what it would start now (a step, a message) must not begin."""
-        if not self.actor.system.running:
-            raise SystemClosed(
-                "the actor system is closing: this invocation is paused and resumes after the next start",
-                accepted=self.env.from_inbox,
-            )
-
-    def assert_async(self, call: str) -> None:
-        """Refuse a call that must be awaited from a plain ``def`` handler (it could not be)."""
-        h = self.env.handler
-        if not h.is_async:
-            raise DefinitionError(
-                f"{h.entity}.{h.name} is a plain def: {call} must be awaited, so the handler "
-                "must be an async def"
-            )
+        """Raise SystemClosed when the system is closing (see ``StepJournal.check_open``)."""
+        self.journal.check_open()
 
     # ------------------------------------------------------------ other entities
     def _key_id(self, key: str) -> str:
         s = self.signal
         return internal_key_id(s.entity_type, s.entity_id, key)
 
-    def outbox_tell(
+    def tell(
         self,
         spec: EntitySpec,
         entity_id: str,
@@ -300,19 +335,55 @@ class Invocation:
         args: tuple[object, ...],
         kwargs: dict[str, object],
         key: str | None,
-    ) -> None:
+        timeout: float | None = None,
+    ) -> Awaitable[None]:
         """Queue a signal in the outbox; sent after (and only if) this invocation commits."""
         s = self.signal
         if key is not None:
             sid = self._key_id(key)
         else:
             sid = derived_id("o", s.entity_type, s.entity_id, s.signal_id, len(self.outbox))
-        _h, _values, rec = self.actor.system.build_signal(
-            spec, entity_id, handler, args, kwargs, signal_id=sid, accepted_at=self.now.timestamp()
+        _h, _values, rec = spec.build_signal(
+            self.kernel.codec,
+            entity_id,
+            handler,
+            args,
+            kwargs,
+            signal_id=sid,
+            accepted_at=self.now.timestamp(),
+            keyed=True,
+            trace=self.kernel.observer.carry(),
         )
         self.outbox.append(rec)
+        return _DONE
 
-    async def ask(
+    def ask(
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        key: str | None,
+        timeout: float | None = None,
+    ) -> Coroutine[Any, Any, Any]:
+        """A journaled ask to another entity (see ``EntityRef.ask``); must be awaited."""
+        self.assert_async(f"self.ref(...).ask({getattr(handler, '__name__', handler)!s:.60})")
+        return self._ask(spec, entity_id, handler, args, kwargs, key, timeout)
+
+    def query(
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        timeout: float | None,
+    ) -> Coroutine[Any, Any, Any]:
+        """A query of another entity's committed state (not journaled)."""
+        return self.kernel.route.query(spec, entity_id, handler, args, kwargs, timeout)
+
+    async def _ask(
         self,
         spec: EntitySpec,
         entity_id: str,
@@ -328,19 +399,27 @@ class Invocation:
         raised, and journaled, so a re-run takes the same branch.
         """
         step = self.reserve_step()
-        system = self.actor.system
+        kernel = self.kernel
         s = self.signal
         if key is not None:
             sid = self._key_id(key)
         else:
             sid = derived_id("a", s.entity_type, s.entity_id, s.signal_id, step)
-        h, values, rec = system.build_signal(
-            spec, entity_id, handler, args, kwargs, signal_id=sid, accepted_at=system.clock.now().timestamp()
+        h, values, rec = spec.build_signal(
+            kernel.codec,
+            entity_id,
+            handler,
+            args,
+            kwargs,
+            signal_id=sid,
+            accepted_at=kernel.clock.now().timestamp(),
+            keyed=True,
+            trace=kernel.observer.carry(),
         )
         name = f"{spec.name}/{entity_id}.{h.name}"
         entry = await self.recorded(step, "ask", name)
         if entry is not None:
-            return outcome.decode(system.codec, entry.result, h.returns)
+            return outcome.decode(kernel.codec, entry.result, h.returns)
         me = (self.actor.spec.name, self.actor.id)
         target = (spec.name, entity_id)
         if target == me:
@@ -348,15 +427,14 @@ class Invocation:
                 f"{me[0]}/{me[1]} asks itself ({h.name}): it would wait for its own mailbox; "
                 "use self.ref(...).tell or call the logic directly"
             )
-        system.check_cycle(me, target)
-        from actors.mailbox import Envelope, Reply
-
+        kernel.waits.check_cycle(me, target)
         reply = Reply()
-        system.actor(spec, entity_id).deliver(
-            Envelope(h, rec, values=values, keyed=True, reply=reply, from_inbox=False)
+        kernel.route.deliver(
+            spec, entity_id, Envelope(h, rec, values=values, keyed=True, reply=reply, from_inbox=False)
         )
+        token = self.step_started("ask", name, 1)
         try:
-            with system.waiting(me, target):
+            with kernel.waits.waiting(me, target):
                 async with self.parked():
                     if timeout is None:
                         value = await reply.wait()
@@ -366,14 +444,20 @@ class Invocation:
                         if waited.cancelled_caught:
                             raise DeadlineExceeded(f"{name}: no answer within {timeout:g}s")
         except DeadlineExceeded as d:
+            self.step_ended(token, "failed", d)
             await self.journal_write(step, "ask", name, outcome.encode_error("deadline", d))
             raise
         except Rejected as r:
+            self.step_ended(token, "rejected", r)
             await self.journal_write(step, "ask", name, outcome.encode_error("rejected", r))
             raise
-        stored = outcome.encode_ok(system.codec, value, h.returns, f"answer of {name}")
+        except BaseException as e:
+            self.step_ended(token, "failed", e)
+            raise
+        self.step_ended(token, "ok", None)
+        stored = outcome.encode_ok(kernel.codec, value, h.returns, f"answer of {name}")
         await self.journal_write(step, "ask", name, stored)
-        return outcome.decode(system.codec, stored, h.returns)
+        return outcome.decode(kernel.codec, stored, h.returns)
 
 
 def _check_timer_key(key: object) -> None:

@@ -17,77 +17,52 @@ import inspect
 import json
 import typing
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
-import attrs
 
+from actors._ids import digest, safe_text
+from actors._kernel import Kernel
+from actors._policies import RetryPolicy
 from actors.errors import (
     ActivityFailed,
     InvalidArguments,
-    NonDeterminismError,
     PayloadTooLarge,
     SerializationError,
 )
-from actors.ids import digest, safe_text
+from actors.observe import Outcome
 from persistence.store import JournalEntry
 
-if TYPE_CHECKING:
-    from actors.context import Invocation
 
+class StepHost(Protocol):
+    """What an activity needs of its invocation (implemented by ``Invocation``)."""
 
-def _td(name: str, *, optional: bool = False) -> Callable[[object, attrs.Attribute[Any], Any], None]:
-    def check(inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
-        if value is None and optional:
-            return
-        if not isinstance(value, dt.timedelta) or value <= dt.timedelta(0):
-            raise InvalidArguments(f"{name} must be a positive timedelta, got {value!r}")
+    kernel: Kernel
+    signal: Any
 
-    return check
+    def reserve_step(self) -> int:
+        """Number the next journaled step."""
+        ...
 
+    async def recorded(self, step: int, kind: str, name: str) -> JournalEntry | None:
+        """What the journal holds for ``step``."""
+        ...
 
-@attrs.frozen
-class RetryPolicy:
-    """How an activity is retried. Defaults: 1 s, doubling, at most 100 s, 5 attempts."""
+    async def journal_write(self, step: int, kind: str, name: str, result: str) -> None:
+        """Record a step durably."""
+        ...
 
-    initial_interval: dt.timedelta = attrs.field(
-        default=dt.timedelta(seconds=1), validator=_td("initial_interval")
-    )
-    """Wait before the first retry."""
-    backoff_coefficient: float = 2.0
-    """Each wait is this many times the one before (>= 1)."""
-    maximum_interval: dt.timedelta | None = attrs.field(
-        default=None, validator=_td("maximum_interval", optional=True)
-    )
-    """Upper bound of one wait; default 100 x ``initial_interval``."""
-    maximum_attempts: int = 5
-    """Attempts in all, the first included (>= 1)."""
-    non_retryable: tuple[type[BaseException], ...] = ()
-    """Exception types that fail the activity at once."""
+    def parked(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Count the invocation as waiting inside the block."""
+        ...
 
-    def __attrs_post_init__(self) -> None:
-        c = self.backoff_coefficient
-        if not isinstance(c, (int, float)) or isinstance(c, bool) or not c >= 1:
-            raise InvalidArguments(f"backoff_coefficient must be a number >= 1, got {c!r}")
-        m = self.maximum_attempts
-        if not isinstance(m, int) or isinstance(m, bool) or m < 1:
-            raise InvalidArguments(f"maximum_attempts must be an int >= 1, got {m!r}")
-        if self.maximum_interval is not None and self.maximum_interval < self.initial_interval:
-            raise InvalidArguments("maximum_interval must not be shorter than initial_interval")
-        nr = self.non_retryable
-        if not isinstance(nr, tuple) or not all(
-            isinstance(t, type) and issubclass(t, BaseException) for t in nr
-        ):
-            raise InvalidArguments(f"non_retryable must be a tuple of exception types, got {nr!r}")
+    def step_started(self, kind: str, name: str, attempt: int) -> object:
+        """Tell the observer a step starts."""
+        ...
 
-    def delay(self, attempt: int) -> dt.timedelta:
-        """The wait after failed attempt number ``attempt`` (1-based)."""
-        cap = self.maximum_interval or self.initial_interval * 100
-        try:
-            secs = self.initial_interval.total_seconds() * self.backoff_coefficient ** (attempt - 1)
-        except OverflowError:  # a long run of retries (compensations retry without end)
-            return cap
-        return cap if secs >= cap.total_seconds() else dt.timedelta(seconds=secs)
+    def step_ended(self, step: object, outcome: Outcome, error: BaseException | None) -> None:
+        """Tell the observer a step ended."""
+        ...
 
 
 class ActivityContext:
@@ -139,7 +114,7 @@ def _returns(fn: Callable[..., Any]) -> object:
 
 
 async def run_activity(
-    inv: Invocation,
+    inv: StepHost,
     fn: Callable[..., Any],
     args: tuple[object, ...],
     *,
@@ -159,8 +134,8 @@ async def run_activity(
     name = _name_of(fn)
     step = inv.reserve_step()
     recorded = await inv.recorded(step, "activity", name)
-    system = inv.actor.system
-    codec = system.codec
+    kernel = inv.kernel
+    codec = kernel.codec
     returns = _returns(fn)
     attempt, next_at, details = 0, None, None
     if recorded is not None:
@@ -179,7 +154,7 @@ async def run_activity(
     # injective in its parts (ids and keys may hold any character), and short enough
     # for the outside world's idempotency-key fields
     key = "act-" + digest(inv.signal.entity_type, inv.signal.entity_id, inv.signal.signal_id, step)
-    clock = system.clock
+    clock = kernel.clock
     while True:
         if next_at is not None:
             async with inv.parked():
@@ -187,11 +162,13 @@ async def run_activity(
         attempt += 1
         beats = _Beats(clock.monotonic)
         actx = ActivityContext(attempt, key, details, beats.beat)
+        token = inv.step_started("activity", name, attempt)
         try:
             result = await _attempt(inv, fn, args, actx, beats, timeout, heartbeat_timeout)
         except Exception as e:
             details = actx._pending
             last = attempt >= policy.maximum_attempts or isinstance(e, policy.non_retryable)
+            inv.step_ended(token, "failed" if last else "crashed", e)
             if last:
                 why = "non-retryable error" if isinstance(e, policy.non_retryable) else f"{attempt} attempts"
                 msg = safe_text(f"{type(e).__name__}: {_message(e)}", 2000)
@@ -205,10 +182,21 @@ async def run_activity(
                 ) from e
             when = clock.now() + policy.delay(attempt)
             next_at = when.timestamp()
-            system.log.info("activity %s attempt %d failed: %r; retry at %s", name, attempt, e, when)
+            kernel.log.info(
+                "activity %s attempt %d failed: %r; retry at %s",
+                name,
+                attempt,
+                e,
+                when,
+                extra=_extra(inv, attempt),
+            )
             state = {"retry": {"attempt": attempt, "next_at": next_at, "details": details}}
             await inv.journal_write(step, "activity", name, codec.dumps(state, what=f"activity {name} state"))
             continue
+        except BaseException as e:
+            inv.step_ended(token, "failed", e)
+            raise
+        inv.step_ended(token, "ok", None)
         try:
             text = codec.dumps({"ok": result}, dict[str, returns], what=f"result of activity {name}")  # type: ignore[valid-type]
         except (SerializationError, PayloadTooLarge) as e:
@@ -229,7 +217,7 @@ async def run_activity(
 
 
 async def _attempt(
-    inv: Invocation,
+    inv: StepHost,
     fn: Callable[..., Any],
     args: tuple[object, ...],
     actx: ActivityContext,
@@ -237,23 +225,26 @@ async def _attempt(
     timeout: dt.timedelta | None,
     heartbeat_timeout: dt.timedelta | None,
 ) -> Any:
-    system = inv.actor.system
-    clock = system.clock
+    clock = inv.kernel.clock
     call_args = (actx, *args) if _takes_context(fn) else args
     box: dict[str, Any] = {}
     started = clock.monotonic()  # a wall clock stepping back must not stretch a timeout
 
     async def body() -> None:
         try:
-            if is_async:
-                box["value"] = await fn(*call_args)
-            else:
-                box["value"] = await anyio.to_thread.run_sync(
-                    functools.partial(fn, *call_args), abandon_on_cancel=True
-                )
+            with inv.kernel.work.activity():  # a virtual clock does not skip past it
+                await run()
         except Exception as e:
             box["error"] = e
         tg.cancel_scope.cancel()
+
+    async def run() -> None:
+        if is_async:
+            box["value"] = await fn(*call_args)
+        else:
+            box["value"] = await anyio.to_thread.run_sync(
+                functools.partial(fn, *call_args), abandon_on_cancel=True
+            )
 
     async def watchdog() -> None:
         limit = timeout.total_seconds() if timeout is not None else None
@@ -310,11 +301,11 @@ def _message(e: BaseException) -> str:
         return f"<str() failed: {type(err).__name__}>"
 
 
-def check_step(inv: Invocation, step: int, recorded: JournalEntry, kind: str, name: str) -> None:
-    """Raise NonDeterminismError when a journaled step differs from what is asked now."""
-    if (recorded.kind, recorded.name) != (kind, name):
-        raise NonDeterminismError(
-            f"step {step} of {inv.signal.entity_type}/{inv.signal.entity_id}.{inv.signal.handler}: "
-            f"the journal holds {recorded.kind} {recorded.name!r} but this run asks for "
-            f"{kind} {name!r}"
-        )
+def _extra(inv: StepHost, attempt: int) -> dict[str, object]:
+    s = inv.signal
+    return {
+        "entity_type": s.entity_type,
+        "entity_id": s.entity_id,
+        "signal_id": s.signal_id,
+        "attempt": attempt,
+    }

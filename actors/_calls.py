@@ -1,0 +1,132 @@
+"""Calls from outside the system: ``tell``, ``ask`` and ``query`` of a ref made with
+``ActorSystem.ref``. Implements the model's ``Caller``. Internal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors._directory import Directory, within
+from actors._envelope import Envelope, Reply
+from actors._ids import conflict_error, generated_id, keyed_id
+from actors._kernel import Kernel
+from actors._spec import EntitySpec, HandlerSpec
+from actors.errors import SystemClosed
+from persistence.store import Accept, Accepted, Duplicate, SignalRecord
+
+
+class Calls:
+    """The outside caller: builds each call's record and hands it to the committer or an actor."""
+
+    __slots__ = ("directory", "kernel")
+
+    def __init__(self, kernel: Kernel, directory: Directory) -> None:
+        self.kernel = kernel
+        self.directory = directory
+
+    def _check_running(self) -> None:
+        tasks = self.kernel.tasks
+        if not tasks.running:
+            raise SystemClosed(f"the actor system is {tasks.state}, not running")
+
+    def _signal(
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        key: str | None,
+    ) -> tuple[HandlerSpec, dict[str, object], SignalRecord]:
+        self._check_running()
+        kernel = self.kernel
+        obs = kernel.observer
+        return spec.build_signal(
+            kernel.codec,
+            entity_id,
+            handler,
+            args,
+            kwargs,
+            signal_id=keyed_id(key) if key is not None else generated_id(),
+            accepted_at=kernel.clock.now().timestamp(),
+            keyed=key is not None,
+            trace=obs.carry() if obs.active else None,
+        )
+
+    async def tell(
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        key: str | None,
+        timeout: float | None,
+    ) -> None:
+        """Accept a signal durably; it is routed to its actor by the committer."""
+        h, values, rec = self._signal(spec, entity_id, handler, args, kwargs, key)
+        sid, fp = rec.signal_id, rec.fingerprint
+        directory, tasks = self.directory, self.kernel.tasks
+        actor = directory.actor(spec, entity_id) if key is not None else None
+        fresh = False
+        if actor is not None:  # a keyed call of the same key may be under way: compare
+            asked, told = actor.asking.get(sid), actor.telling.get(sid)
+            if (asked is not None and asked != fp) or (told is not None and told != fp):
+                raise conflict_error(rec)
+            fresh = told is None
+            actor.telling.setdefault(sid, fp)
+        routed = False
+
+        def route(result: object) -> None:
+            nonlocal routed
+            if isinstance(result, Accepted) and tasks.running:
+                routed = True
+                shared = values if h.immutable_args else None  # else the handler decodes its own copy
+                env = Envelope(h, rec, values=shared, keyed=key is not None, reply=None, from_inbox=True)
+                directory.actor(spec, entity_id).deliver(env)
+
+        try:
+            result = await within(
+                self.kernel.committer.submit(Accept(rec, check_duplicate=key is not None), route), timeout
+            )
+        finally:
+            if actor is not None and fresh and not routed:
+                actor.telling.pop(sid, None)
+        if isinstance(result, Duplicate) and result.fingerprint != fp:
+            raise conflict_error(rec)
+
+    async def ask(
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        key: str | None,
+        timeout: float | None,
+    ) -> Any:
+        """Deliver a signal to its actor and wait for the answer (after its commit)."""
+        h, values, rec = self._signal(spec, entity_id, handler, args, kwargs, key)
+        reply = Reply()
+        shared = values if h.immutable_args else None  # else the handler decodes its own copy
+        env = Envelope(h, rec, values=shared, keyed=key is not None, reply=reply, from_inbox=False)
+        self.directory.actor(spec, entity_id).deliver(env)
+        work = self.kernel.work
+        if not work.track_asks:
+            if timeout is None:
+                return await reply.future
+            return await within(reply.wait(), timeout)
+        what = f"ask {spec.name}.{h.name} to {spec.name}/{entity_id}"
+        with work.outside_ask(reply.future, what):
+            return await within(reply.wait(), timeout)
+
+    async def query(
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        timeout: float | None,
+    ) -> Any:
+        """Run a ``@query`` on the committed state."""
+        return await self.directory.query(spec, entity_id, handler, args, kwargs, timeout)

@@ -1,0 +1,173 @@
+"""Routing: which actor serves an entity, activation on demand, passivation, recovery
+of the inbox and delivery of the outbox. Implements the kernel's ``Router``. Internal."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import anyio
+
+from actors._actor import Actor
+from actors._envelope import Envelope
+from actors._ids import is_keyed
+from actors._kernel import Kernel
+from actors._spec import IMMUTABLE_VALUES, EntitySpec
+from actors.errors import DeadlineExceeded, SystemClosed
+from persistence.store import Accept, Accepted, SignalRecord, TakeOutbox
+
+_INBOX_CHUNK = 1000
+
+
+async def within(aw: Any, timeout: float | None) -> Any:
+    """``await aw``, raising DeadlineExceeded after ``timeout`` seconds (None: no limit)."""
+    if timeout is None:
+        return await aw
+    try:
+        with anyio.fail_after(timeout):
+            return await aw
+    except TimeoutError:
+        raise DeadlineExceeded(f"no answer within {timeout:g}s") from None
+
+
+class Directory:
+    """The actors in memory, by entity; routes signals to them.
+
+    No ``__slots__``: tests replace ``deliver_outbox`` on an instance to lose messages.
+    """
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.actors: dict[tuple[str, str], Actor] = {}
+        self._activated = anyio.Event()
+
+    def actor(self, spec: EntitySpec, entity_id: str) -> Actor:
+        """The actor of an entity, created (not yet loaded) if it is not in memory."""
+        key = (spec.name, entity_id)
+        actor = self.actors.get(key)
+        if actor is None:
+            actor = Actor(self.kernel, spec, entity_id)
+            self.actors[key] = actor
+            if not self._activated.is_set():
+                self._activated.set()
+        return actor
+
+    def deliver(self, spec: EntitySpec, entity_id: str, env: Envelope) -> None:
+        """Put ``env`` in the mailbox of the entity's actor."""
+        self.actor(spec, entity_id).deliver(env)
+
+    def route_stored(self, s: SignalRecord) -> int:
+        """Deliver an inbox signal to its actor; 0 (and a warning) if nobody here runs it."""
+        spec = self.kernel.registry.specs.get(s.entity_type)
+        h = spec.signals.get(s.handler) if spec is not None else None
+        if spec is None or h is None:
+            self.kernel.log.warning(
+                "inbox signal %s for %s/%s.%s names an unknown entity type or handler; left in place",
+                s.signal_id,
+                s.entity_type,
+                s.entity_id,
+                s.handler,
+                extra={"entity_type": s.entity_type, "entity_id": s.entity_id, "signal_id": s.signal_id},
+            )
+            return 0
+        self.actor(spec, s.entity_id).deliver(
+            Envelope(h, s, values=None, keyed=is_keyed(s.signal_id), reply=None, from_inbox=True)
+        )
+        return 1
+
+    def route_accepted(self, s: SignalRecord) -> Callable[[object], None]:
+        """A committer ``after`` hook routing ``s`` to its actor once it is in the inbox."""
+        tasks = self.kernel.tasks
+
+        def route(result: object) -> None:
+            # "starting" too: outbox messages recovered at start may be accepted before it ends
+            if isinstance(result, Accepted) and tasks.live:
+                self.route_stored(s)
+
+        return route
+
+    def deliver_outbox(self, ids: Sequence[int], signals: Sequence[SignalRecord]) -> None:
+        """Move committed outbox messages to their targets' inboxes (at least once)."""
+        for oid, s in zip(ids, signals, strict=True):
+            self.kernel.committer.submit_nowait(TakeOutbox(oid, Accept(s)), self.route_accepted(s))
+
+    async def query(
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        timeout: float | None,
+    ) -> Any:
+        """Run a ``@query`` on the committed state; never waits behind a running handler."""
+        tasks = self.kernel.tasks
+        if not tasks.running:
+            raise SystemClosed(f"the actor system is {tasks.state}, not running")
+        h = spec.resolve(handler, "query")
+        values = h.bind(args, kwargs)
+        actor = self.actor(spec, entity_id)
+        if actor.view is None:
+            await within(actor.ensure_active(), timeout)
+        view = actor.view
+        assert view is not None
+        result = h.call_query(view, values)
+        return result if type(result) in IMMUTABLE_VALUES else copy.deepcopy(result)
+
+    # ------------------------------------------------------------ recovery
+    async def recover(self, only: tuple[str, str] | None = None) -> int:
+        """Route pending inbox signals (of one entity, or all) to their actors."""
+        after = 0
+        count = 0
+        store = self.kernel.store
+        while True:
+            entries = await store.read_inbox(after=after, limit=_INBOX_CHUNK)
+            for entry in entries:
+                after = entry.position
+                s = entry.signal
+                if only is None or (s.entity_type, s.entity_id) == only:
+                    count += self.route_stored(s)
+            if len(entries) < _INBOX_CHUNK:
+                break
+        if count:
+            self.kernel.log.info("recovered %d pending signals from the inbox", count)
+        return count
+
+    async def recover_outbox(self) -> None:
+        """Deliver every outbox message left by the last run."""
+        after = 0
+        while True:
+            entries = await self.kernel.store.read_outbox(after=after, limit=_INBOX_CHUNK)
+            for e in entries:
+                after = e.id
+                self.kernel.route.deliver_outbox([e.id], [e.signal])
+            if len(entries) < _INBOX_CHUNK:
+                return
+
+    # ------------------------------------------------------------ passivation
+    async def sweep(self, after: dt.timedelta) -> None:
+        """Passivate actors idle for ``after``, forever (a task of the system)."""
+        clock = self.kernel.clock
+        while True:
+            if not self.actors:
+                self._activated = anyio.Event()
+                await self._activated.wait()
+            idle = [a.last_active for a in self.actors.values() if a.idle]
+            wake = (min(idle) if idle else clock.now()) + after
+            # not parked(): the sweeper is no unit of busy work, so it has none to give back
+            await clock.sleep_until(wake)
+            self.passivate_idle(older_than=after)
+
+    def passivate_idle(self, *, older_than: dt.timedelta = dt.timedelta(0)) -> int:
+        """Drop idle actors not used for ``older_than``; returns how many were dropped."""
+        now = self.kernel.clock.now()
+        drop = [
+            k
+            for k, a in self.actors.items()
+            if a.idle and a.stopped_until is None and a.last_active + older_than <= now
+        ]
+        for k in drop:
+            del self.actors[k]
+        return len(drop)

@@ -1,0 +1,79 @@
+"""What travels through a mailbox: the :class:`Envelope` of a signal, and the
+:class:`Reply` slot of an ask. Internal."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from actors._spec import HandlerSpec
+from actors.errors import SystemClosed
+from persistence.store import SignalRecord
+
+
+class Reply:
+    """A one-shot slot for the answer to an ask.
+
+    A plain asyncio future: the runtime runs on asyncio only (aiosqlite needs it),
+    and one is much cheaper than an ``anyio.Event`` on this per-message path.
+    """
+
+    __slots__ = ("_fut",)
+
+    def __init__(self) -> None:
+        self._fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def set(self, value: object) -> None:
+        """Answer with a value."""
+        if not self._fut.done():
+            self._fut.set_result(value)
+
+    def fail(self, error: BaseException) -> None:
+        """Answer with an error."""
+        if not self._fut.done():
+            self._fut.set_exception(error)
+            self._fut.exception()  # retrieved: no "never retrieved" log if the caller left
+
+    @property
+    def future(self) -> asyncio.Future[Any]:
+        """The answer as a future (await it directly to save a coroutine)."""
+        return self._fut
+
+    async def wait(self) -> Any:
+        """The answer: the value, or the error raised."""
+        return await self._fut
+
+
+class Envelope:
+    """A signal on its way through the mailbox."""
+
+    __slots__ = ("from_inbox", "handler", "keyed", "reply", "signal", "values")
+
+    def __init__(
+        self,
+        handler: HandlerSpec,
+        signal: SignalRecord,
+        *,
+        values: dict[str, object] | None,
+        keyed: bool,
+        reply: Reply | None,
+        from_inbox: bool,
+    ) -> None:
+        self.from_inbox = from_inbox
+        """The signal is in the inbox (a tell, a timer, a recovered or journaled ask)."""
+        self.handler = handler
+        self.signal = signal
+        self.values = values
+        self.keyed = keyed
+        self.reply = reply
+
+
+def closed_error(env: Envelope) -> SystemClosed:
+    """What a caller of ``env`` is told when the system closes under it."""
+    if env.from_inbox:
+        return SystemClosed(
+            "the actor system closed while this call ran: it is durably accepted and runs to its "
+            "end after the next start (send it again only with the same key)",
+            accepted=True,
+        )
+    return SystemClosed("the actor system closed before this call was done: nothing of it was kept")

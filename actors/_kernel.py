@@ -1,0 +1,138 @@
+"""The kernel: the services every actor and invocation of one system shares, and the
+:class:`Router` protocol through which they reach the routing layer above. Internal.
+
+Layers below routing never import it: what they need from it (deliver a signal to
+its entity's actor, route a signal once accepted, deliver committed outbox
+messages, answer a query) is this protocol, which ``actors._directory`` implements.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Coroutine, Sequence
+from typing import Any, Protocol
+
+from actors._clock import Clock
+from actors._commit import After, GroupCommitter
+from actors._envelope import Envelope
+from actors._observing import SafeObserver
+from actors._policies import SupervisorPolicy
+from actors._registry import Registry
+from actors._spec import EntitySpec
+from actors._supervisor import Supervisor
+from actors._tasks import Tasks
+from actors._timers import TimerService
+from actors._waits import WaitGraph
+from actors._work import Work
+from persistence.codec import Codec
+from persistence.store import SignalRecord, Store
+
+
+class Router(Protocol):
+    """What the layers below need from routing (implemented by ``Directory``)."""
+
+    def deliver(self, spec: EntitySpec, entity_id: str, env: Envelope) -> None:
+        """Put ``env`` in the mailbox of the entity's actor (made if not in memory)."""
+        ...
+
+    def route_accepted(self, s: SignalRecord) -> After:
+        """A committer ``after`` hook routing ``s`` to its actor once it is in the inbox."""
+        ...
+
+    def deliver_outbox(self, ids: Sequence[int], signals: Sequence[SignalRecord]) -> None:
+        """Move committed outbox messages to their targets' inboxes (at least once)."""
+        ...
+
+    def query(
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        timeout: float | None,
+    ) -> Coroutine[Any, Any, Any]:
+        """Run a query on an entity's committed state."""
+        ...
+
+
+class Kernel:
+    """The shared services of one system (built by ``ActorSystem``)."""
+
+    __slots__ = (
+        "clock",
+        "codec",
+        "committer",
+        "dead_letters",
+        "log",
+        "observer",
+        "registry",
+        "retries",
+        "router",
+        "store",
+        "supervision",
+        "supervisor",
+        "tasks",
+        "timers",
+        "waits",
+        "work",
+    )
+
+    def __init__(
+        self,
+        store: Store,
+        codec: Codec,
+        clock: Clock,
+        registry: Registry,
+        *,
+        supervision: SupervisorPolicy,
+        observer: SafeObserver,
+        log: logging.Logger,
+        max_batch: int,
+    ) -> None:
+        self.store = store
+        self.codec = codec
+        self.clock = clock
+        self.registry = registry
+        self.supervision = supervision
+        self.supervisor = Supervisor(supervision)
+        self.dead_letters = 0
+        """Signals dead-lettered since start."""
+        self.retries = 0
+        """Crashed handler runs retried since start."""
+        self.observer = observer
+        self.log = log
+        self.work = Work()
+        self.tasks = Tasks(log)
+        self.waits = WaitGraph()
+        self.committer = GroupCommitter(
+            store,
+            max_batch=max_batch,
+            clock=clock,
+            policy=supervision,
+            work=self.work,
+            tasks=self.tasks,
+            log=log,
+            observer=observer,
+        )
+        self.timers = TimerService(
+            store,
+            clock,
+            self.committer,
+            runs_type=registry.runs_type,
+            route=self._route_accepted,
+            log=log,
+            observer=observer,
+        )
+        self.router: Router | None = None
+        """Set by the routing layer once it exists."""
+
+    def _route_accepted(self, s: SignalRecord) -> After:
+        assert self.router is not None
+        return self.router.route_accepted(s)
+
+    @property
+    def route(self) -> Router:
+        """The routing layer."""
+        assert self.router is not None
+        return self.router

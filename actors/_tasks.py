@@ -1,0 +1,79 @@
+"""The system's lifecycle state and the tasks it owns. Internal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal
+
+State = Literal["new", "starting", "running", "closing", "closed"]
+
+
+class Tasks:
+    """The system's state and its tasks: every task started here is cancelled and
+    awaited on close. Plain asyncio tasks, not a task group entered at start, so
+    ``aclose()`` works from any cancel scope of its caller."""
+
+    __slots__ = ("_log", "drains", "state", "tasks")
+
+    def __init__(self, log: logging.Logger) -> None:
+        self._log = log
+        self.state: State = "new"
+        self.tasks: set[asyncio.Task[Any]] = set()
+        """The system's own tasks (committer, timers, sweeper, retries)."""
+        self.drains: set[asyncio.Task[None]] = set()
+        """The actors' drain tasks."""
+
+    @property
+    def running(self) -> bool:
+        """Whether the system takes calls."""
+        return self.state == "running"
+
+    @property
+    def closing(self) -> bool:
+        """Whether the system is closing or closed (handlers are being paused)."""
+        return self.state in ("closing", "closed")
+
+    @property
+    def live(self) -> bool:
+        """Starting or running: new tasks may start."""
+        return self.state in ("starting", "running")
+
+    def spawn_drain(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Start an actor's drain loop.
+
+        Drains are the one per-message-burst task, so they are created on the loop
+        directly (an anyio task-group spawn costs several times more); the system
+        still owns them: it keeps them in a set and cancels and awaits them on close.
+        """
+        if not self.live:
+            coro.close()
+            return
+        task = asyncio.get_running_loop().create_task(coro)
+        self.drains.add(task)
+        task.add_done_callback(self.drains.discard)
+
+    def spawn(self, fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Start a task owned by the system, unless it is closing."""
+        if self.live:
+            self.start(fn)
+
+    def start(self, fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Start a task owned by the system."""
+        task = asyncio.get_running_loop().create_task(fn())
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._log.critical("a task of the actor system died", exc_info=task.exception())
+
+    @staticmethod
+    async def stop(tasks: list[asyncio.Task[Any]]) -> None:
+        """Cancel ``tasks`` and wait for them to end."""
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
