@@ -17,7 +17,7 @@ from actors._ids import derived_id, generated_id
 from actors._observing import SafeObserver
 from actors.errors import CorruptRecord
 from persistence.codec import fingerprint
-from persistence.store import FireTimer, SignalRecord, Store, TimerRecord
+from persistence.store import FireTimer, SignalRecord, Store, TimerRecord, WriteResult
 
 
 def _valid_due(due: object) -> bool:
@@ -168,10 +168,10 @@ class TimerService:
 
     def _on_fired(
         self, t: TimerRecord, signal: SignalRecord, next_due: float | None
-    ) -> Callable[[object], None]:
+    ) -> Callable[[WriteResult], None]:
         route = self._route(signal)
 
-        def fired(result: object) -> None:
+        def fired(result: WriteResult) -> None:
             route(result)
             self._fired(t, next_due)
 

@@ -28,7 +28,6 @@ Without them it runs the same, without ``/metrics``.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -188,14 +187,8 @@ class BankMetrics:
 
 
 def observed(metrics: BankMetrics | None) -> dict[str, Any]:
-    """``ActorSystem`` keyword arguments that feed ``metrics`` (none when it is None).
-
-    The runtime takes an ``observer`` once its telemetry seam is wired; before that
-    the metrics are registered and served, but only the gauges move.
-    """
-    if metrics is None or "observer" not in inspect.signature(ActorSystem).parameters:
-        return {}
-    return {"observer": metrics.observer}
+    """``ActorSystem`` keyword arguments that feed ``metrics`` (none when it is None)."""
+    return {} if metrics is None else {"observer": metrics.observer}
 
 
 def _balance(balance: int) -> dict[str, int]:

@@ -184,9 +184,9 @@ def test_actors_all_is_pinned() -> None:
 
 def test_persistence_all_is_pinned() -> None:
     assert sorted(persistence.__all__) == [
-        "Codec", "CommitUnknown", "CorruptRecord", "MemoryStore", "NotOurDatabase", "PostgresStore",
-        "SqliteStore", "Store", "StoreError", "StoreFull", "StoreLocked", "StoreReadOnly", "StoreTimeout",
-        "StoreUnavailable", "event_type",
+        "Codec", "CommitUnknown", "CorruptRecord", "InvalidWrite", "MemoryStore", "NotOurDatabase",
+        "PostgresStore", "SqliteStore", "Store", "StoreError", "StoreFull", "StoreLocked", "StoreReadOnly",
+        "StoreTimeout", "StoreUnavailable", "event_type",
     ]  # fmt: skip
 
 
@@ -201,7 +201,7 @@ def test_actor_system_public_names_are_the_documented_ones() -> None:
 def test_internal_modules_are_private() -> None:
     package = Path(actors.__file__).parent
     public = sorted(p.stem for p in package.glob("*.py") if not p.stem.startswith("_"))
-    assert public == ["cli", "errors", "inspect", "observe", "pytest_plugin", "testing"]
+    assert public == ["cli", "errors", "inspect", "observe", "otel", "pytest_plugin", "testing"]
 
 
 # ---------------------------------------------------------------- the observer

@@ -81,11 +81,6 @@ async def test_metrics_are_served_in_the_prometheus_text_format(bank: Bank) -> N
     assert (await bank.client.get("/accounts/alice")).json()["balance"] == 60
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the runtime to call the observer (ActorSystem(observer=...), merged separately); "
-    "when this passes, remove the marker",
-)
 async def test_metrics_count_the_calls_the_bank_served(bank: Bank) -> None:
     await calls(bank.client)
     text = (await bank.client.get("/metrics")).text
