@@ -351,6 +351,13 @@ class Actor:
         except Exception as e:
             if self.kernel.tasks.closing:
                 return self._paused(env, inv)
+            if isinstance(e, StoreError) and not isinstance(e, CorruptRecord):
+                # the store failed under a journaled step: the world's fault, not the handler's;
+                # not counted as a crash: retried from the inbox until the store recovers
+                self._rollback()
+                self.deactivate()
+                self._ended(inv, "crashed", e)
+                raise
             return await self._crashed(env, inv, e, attempt)
         except BaseException as e:
             if _cancelled_by(self._scope, e):

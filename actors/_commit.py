@@ -42,6 +42,7 @@ from persistence.store import (
     Commit,
     FireTimer,
     Journal,
+    Prune,
     Requeue,
     SaveSnapshot,
     Store,
@@ -62,6 +63,7 @@ _RANK: dict[type, int] = {
     FireTimer: 2,
     Journal: 2,
     Requeue: 2,
+    Prune: 3,
 }
 
 

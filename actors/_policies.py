@@ -124,3 +124,40 @@ class RetryPolicy:
         except OverflowError:  # a long run of retries (compensations retry without end)
             return cap
         return cap if secs >= cap.total_seconds() else dt.timedelta(seconds=secs)
+
+
+def _optional_count(name: str) -> Callable[[object, Any, Any], None]:
+    def check(inst: object, attr: Any, value: Any) -> None:
+        if value is not None:
+            check_int(name, value, 0)
+
+    return check
+
+
+@attrs.frozen
+class Retention:
+    """How long a running system keeps what it only needs for a while.
+
+    ``ActorSystem(retention=Retention(...))`` runs a job every ``every`` that prunes,
+    in short transactions of at most ``batch`` rows: processed marks (the memory of
+    idempotency keys) older than ``marks_for``, with journal steps of invocations that
+    no longer exist; dead letters older than ``dead_letters_for``; all but the newest
+    ``keep_dead_letters`` dead letters. ``None`` keeps that kind forever. A key
+    repeated after its mark was pruned is applied again: keep marks longer than any
+    client retries.
+    """
+
+    marks_for: dt.timedelta | None = attrs.field(
+        default=dt.timedelta(days=30), validator=positive_timedelta("marks_for", optional=True)
+    )
+    """Keep processed marks (and orphaned journal steps) this long."""
+    dead_letters_for: dt.timedelta | None = attrs.field(
+        default=None, validator=positive_timedelta("dead_letters_for", optional=True)
+    )
+    """Keep dead letters this long (``None``: no age limit)."""
+    keep_dead_letters: int | None = attrs.field(default=None, validator=_optional_count("keep_dead_letters"))
+    """Keep only the newest this many dead letters (``None``: no cap)."""
+    every: dt.timedelta = attrs.field(default=dt.timedelta(hours=1), validator=positive_timedelta("every"))
+    """How often the job runs (the first run is one period after start)."""
+    batch: int = attrs.field(default=10_000, validator=_int_at_least("batch", 1))
+    """Rows of each kind one transaction removes at most; the job repeats while it is full."""

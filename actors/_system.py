@@ -25,9 +25,10 @@ from actors._directory import Directory
 from actors._entity import Entity
 from actors._kernel import Kernel
 from actors._observing import SafeObserver
-from actors._policies import SupervisorPolicy, check_int
+from actors._policies import Retention, SupervisorPolicy, check_int
 from actors._ref import EntityRef
 from actors._registry import Registry
+from actors._retention import run_retention
 from actors.errors import InvalidArguments, SystemClosed
 from actors.observe import NO_OBSERVER, Observer
 from persistence.codec import Codec
@@ -106,6 +107,8 @@ class ActorSystem:
     runtime's observations (``actors.observe``). ``recover=False`` starts without
     resuming the inbox, due timers and the outbox (for tools that make one call and
     exit, like the ``actors`` command): that pending work waits for a system that does.
+    ``retention`` (an ``actors.Retention``) prunes old processed marks and dead
+    letters periodically; without it they are kept forever.
     """
 
     def __init__(
@@ -122,6 +125,7 @@ class ActorSystem:
         resources: Mapping[type, object] | None = None,
         observer: Observer = NO_OBSERVER,
         recover: bool = True,
+        retention: Retention | None = None,
     ) -> None:
         _check_config(store, entities, passivate_after, clock, supervision, observer, resources)
         check_int("max_batch", max_batch, 1)
@@ -145,6 +149,9 @@ class ActorSystem:
         self._directory = Directory(kernel)
         kernel.router = self._directory
         self._calls = Calls(kernel, self._directory)
+        if retention is not None and not isinstance(retention, Retention):
+            raise InvalidArguments(f"retention must be an actors.Retention or None, got {retention!r:.80}")
+        self._retention = retention
         self._recover_at_start = bool(recover)
         self._passivate_after = passivate_after
         self._stack: contextlib.AsyncExitStack | None = None
@@ -193,6 +200,9 @@ class ActorSystem:
             after = self._passivate_after
             if after is not None:
                 tasks.start(lambda: directory.sweep(after))
+            policy = self._retention
+            if policy is not None:
+                tasks.start(lambda: run_retention(kernel.committer, kernel.clock, policy, kernel.log))
         except BaseException:
             tasks.state = "closed"
             with anyio.CancelScope(shield=True):

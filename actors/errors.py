@@ -15,42 +15,63 @@ ActorsError
 ├── ActivityFailed           an activity failed for good; ``__cause__`` says why
 ├── CompensationFailed       a saga's compensation failed for good: dead-lettered
 ├── SystemClosed             the system is not running (``accepted`` says if the call was)
+├── InvalidWrite             a store write built with bad arguments     (ValueError)
 └── StoreError               the store failed (I/O, disk full, unusable file)
     ├── StoreLocked          another running system owns the store
     ├── NotOurDatabase       not a database, or another application's
-    └── CorruptRecord        a record that cannot be read (names entity and seq)
+    ├── DatabaseNotFound     a read-only opening found no file        (FileNotFoundError)
+    ├── CorruptRecord        a record that cannot be read (names entity and seq)
+    ├── StoreTimeout         a statement ran past the store's timeout
+    ├── StoreReadOnly        the database refuses writes
+    ├── StoreFull            the disk holding the database is full
+    └── StoreUnavailable     the server cannot be reached
+        └── CommitUnknown    the connection died during a commit: outcome unknown
 """
 
 from __future__ import annotations
 
 from persistence.errors import (
     ActorsError,
+    CommitUnknown,
     CorruptRecord,
+    DatabaseNotFound,
+    InvalidWrite,
     NotOurDatabase,
     PayloadTooLarge,
     SerializationError,
     StoreError,
+    StoreFull,
     StoreLocked,
+    StoreReadOnly,
+    StoreTimeout,
+    StoreUnavailable,
 )
 
 __all__ = [
     "ActivityFailed",
     "ActorsError",
+    "CommitUnknown",
     "CompensationFailed",
     "CorruptRecord",
+    "DatabaseNotFound",
     "DeadlineExceeded",
     "DeadlockError",
     "DefinitionError",
     "HandlerFailed",
     "IdempotencyConflict",
     "InvalidArguments",
+    "InvalidWrite",
     "NonDeterminismError",
     "NotOurDatabase",
     "PayloadTooLarge",
     "Rejected",
     "SerializationError",
     "StoreError",
+    "StoreFull",
     "StoreLocked",
+    "StoreReadOnly",
+    "StoreTimeout",
+    "StoreUnavailable",
     "SystemClosed",
     "UnknownEntity",
     "UnknownHandler",

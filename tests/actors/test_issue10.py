@@ -1039,3 +1039,39 @@ def test_module_names_every_item() -> None:
     names = [n for n in globals() if n.startswith("test_")]
     items = {int(n.split("_")[1]) for n in names if n.split("_")[1].isdigit()}
     assert items >= set(range(1, 22)) - {22}, sorted(set(range(1, 22)) - items)
+
+
+# ---------------------------------------------------------------- 13, the store's side
+
+
+_JOURNALED: list[int] = []
+
+
+def _journaled_step() -> int:
+    _JOURNALED.append(1)
+    return 7
+
+
+@attrs.define
+class Stepper(Entity):
+    @signal
+    async def step(self) -> int:
+        return await self.run(_journaled_step)
+
+
+async def test_13_a_failing_journal_write_is_a_store_fault_not_a_crash(tmp_path: Path) -> None:
+    """A disk error under a journaled step was counted as a handler crash: after three
+    the signal was dead-lettered and the caller told HandlerFailed for a passing fault."""
+    _JOURNALED.clear()
+    store = FaultyStore(SqliteStore(tmp_path / "db"))
+    policy = SupervisorPolicy(max_attempts=1, initial_backoff=dt.timedelta(milliseconds=1))
+    async with ActorSystem(store, [Stepper], supervision=policy) as system:
+        from persistence.store import Journal
+
+        store.fail(
+            "write", times=3, when=lambda a: any(isinstance(w, Journal) and w.inbox is None for w in a[0])
+        )
+        with anyio.fail_after(10):
+            assert await system.ref(Stepper, "s").ask(Stepper.step) == 7
+        assert await system.dead_letters() == []
+        assert store.failures == 3

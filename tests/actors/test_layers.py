@@ -169,6 +169,9 @@ ACTORS_ALL = {
     "PayloadTooLarge", "Rejected", "RetryPolicy", "SerializationError", "StoreError", "StoreLocked",
     "SupervisorPolicy", "SystemClock", "SystemClosed", "SystemStatistics", "UnknownEntity",
     "UnknownHandler", "applies", "event_type", "query", "register_type", "signal",
+    # the store's errors (issue 13) and retention (issue 15), importable from actors too
+    "CommitUnknown", "DatabaseNotFound", "InvalidWrite", "StoreFull", "StoreReadOnly", "StoreTimeout",
+    "StoreUnavailable", "Retention",
 }  # fmt: skip
 
 ACTOR_SYSTEM_PUBLIC = {
