@@ -96,7 +96,7 @@ INBOX_DEPTH_METRIC: Final = "actors.inbox.depth"
 PARKED_INVOCATIONS_METRIC: Final = "actors.invocations.parked"
 """Gauge: invocations waiting on a journaled step (statistics field ``parked_invocations``)."""
 RUNNING_INVOCATIONS_METRIC: Final = "actors.invocations.running"
-"""Gauge: handler runs in progress (statistics field ``running_invocations``)."""
+"""Gauge: handler runs in progress (statistics field ``running_handlers``)."""
 ACTIVE_ACTORS_METRIC: Final = "actors.actors.active"
 """Gauge: actors in memory (statistics field ``active_actors``)."""
 PENDING_WRITES_METRIC: Final = "actors.commit.pending"
@@ -105,7 +105,7 @@ PENDING_WRITES_METRIC: Final = "actors.commit.pending"
 _GAUGES: Final = (
     (INBOX_DEPTH_METRIC, "inbox_depth", "{signal}", "Accepted signals not yet processed"),
     (PARKED_INVOCATIONS_METRIC, "parked_invocations", "{invocation}", "Invocations parked on a step"),
-    (RUNNING_INVOCATIONS_METRIC, "running_invocations", "{invocation}", "Handler runs in progress"),
+    (RUNNING_INVOCATIONS_METRIC, "running_handlers", "{invocation}", "Handler runs in progress"),
     (ACTIVE_ACTORS_METRIC, "active_actors", "{actor}", "Actors in memory"),
     (PENDING_WRITES_METRIC, "pending_writes", "{write}", "Writes waiting for the next commit"),
 )
@@ -200,7 +200,7 @@ class OtelObserver:
     ``statistics`` is a callable returning the system's statistics record (usually
     ``lambda: system.statistics()``, or set it later with :meth:`watch`): the
     gauges read its fields ``inbox_depth``, ``parked_invocations``,
-    ``running_invocations``, ``active_actors`` and ``pending_writes`` when they are
+    ``running_handlers``, ``active_actors`` and ``pending_writes`` when they are
     collected, skipping any field the record lacks. It is called on the collecting
     thread (a periodic reader's or an HTTP scrape's).
     """

@@ -276,7 +276,7 @@ class NewStatistics:
     pending_writes: int
     inbox_depth: int
     parked_invocations: int
-    running_invocations: int
+    running_handlers: int
 
 
 def test_gauges_read_the_statistics_record_defensively() -> None:
