@@ -130,6 +130,33 @@ def plan(mode: Mode) -> list[Case]:
                 )
             )
     ours_w1 = "W1/ours/NORMAL/c{}"
+    for inflight in (1, 512):  # the cost of telemetry (issue 15): the same run with an OtelObserver
+        ops = _sz(mode, 100_000, 5000, 1000) if inflight > 1 else _sz(mode, 100_000, 800, 200)
+        add(
+            Case(
+                f"W1/ours-otel/c{inflight}",
+                "W1",
+                "ours with OpenTelemetry (SDK, spans batched)",
+                "bench.ours:w1_ask",
+                {
+                    "accounts": accounts,
+                    "ops": ops,
+                    "inflight": inflight,
+                    "synchronous": "NORMAL",
+                    "observer": "otel",
+                },
+                (
+                    Row(
+                        f"{inflight} in flight, with telemetry, n={ops:,}",
+                        "ops_per_s",
+                        "asks/s",
+                        latency="",
+                        compare=(ours_w1.format(inflight), "ops_per_s"),
+                    ),
+                ),
+                reps=reps,
+            )
+        )
     for inflight in (1, 64, 512):
         ops = _sz(mode, 100_000, 20_000, 2000)
         add(

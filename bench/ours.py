@@ -102,11 +102,33 @@ async def _total(refs: list[EntityRef[Account]]) -> int:
 # ---------------------------------------------------------------- W1 durable ask
 
 
+def _otel_observer() -> Any:
+    """An ``OtelObserver`` on the SDK as an app would run it: spans through a batch
+    processor (to an exporter that drops them), metrics to an in-memory reader."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from actors.otel import OtelObserver
+
+    class Drop(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(Drop()))
+    return OtelObserver(MeterProvider(metric_readers=[InMemoryMetricReader()]), tracer_provider)
+
+
 async def _w1(p: Params) -> Metrics:
     accounts, n, inflight = int(p["accounts"]), int(p["ops"]), int(p["inflight"])
+    kw: dict[str, Any] = {"synchronous": p.get("synchronous", "NORMAL")}
+    if p.get("observer") == "otel":
+        kw["observer"] = _otel_observer()
     with scratch_dir() as d:
         where = p.get("_where") or d / "w1.db"
-        async with _system(where, synchronous=p.get("synchronous", "NORMAL")) as system:
+        async with _system(where, **kw) as system:
             refs = [system.ref(Account, f"acc-{i}") for i in range(accounts)]
             await _activate(refs)
 
