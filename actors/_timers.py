@@ -29,14 +29,23 @@ def _valid_due(due: object) -> bool:
         return False
 
 
+WINDOW = 10_000
+"""Timers held in memory at most at load: the nearest ones; the rest wait in the store."""
+
+
 class TimerService:
     """Fires durable timers when due: one task per system, on the system's clock.
 
-    All timers are loaded at start (so those that fell due while the system was down
-    fire at once, in due order); commits add, replace and cancel them. Firing turns a
-    timer into an inbox signal in one transaction (``FireTimer``), so a timer fires
-    once even across a crash. A recurring timer's missed ticks are coalesced: it
-    fires once for all of them and is rescheduled to its next tick after now.
+    Only a window of the nearest timers is in memory: at start the first ``window``
+    in due order (those that fell due while the system was down fire at once, in due
+    order), and every timer a commit sets before the window's *horizon* (the due time
+    of the last one loaded; infinite when everything fit). Timers due later stay in
+    the store only; when every timer before the horizon has fired and committed, the
+    next window is read. So a million stored timers cost one window of memory and one
+    indexed read at start. Firing turns a timer into an inbox signal in one
+    transaction (``FireTimer``), so a timer fires once even across a crash. A
+    recurring timer's missed ticks are coalesced: it fires once for all of them and
+    is rescheduled to its next tick after now.
     """
 
     def __init__(
@@ -49,6 +58,7 @@ class TimerService:
         route: Callable[[SignalRecord], After],
         log: logging.Logger,
         observer: SafeObserver,
+        window: int | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -62,19 +72,35 @@ class TimerService:
         self._seq = itertools.count()
         self._scope: anyio.CancelScope | None = None
         self._waiting_until: float | None = None
+        self._window = window if window is not None else WINDOW
+        self._horizon = math.inf
+        """Every timer due before this is in memory (or in flight); later ones may be in the store only."""
+        self._in_flight = 0
+        self._loaded = False
+        self._changes: list[tuple[str, str, tuple[TimerRecord, ...], tuple[str, ...]]] | None = None
+        """Commits' timer changes seen while a window is being read (re-applied after it)."""
         self.fired = 0
 
     def __len__(self) -> int:
         return len(self._current)
 
     async def load(self) -> None:
-        """Read every stored timer of the entity types this system runs.
+        """Read the window of the nearest stored timers of the entity types this system runs.
 
         A damaged row (a due time that is no number) is logged as a CorruptRecord
         naming its entity and skipped: it stops no one else.
         """
+        self._loaded = True
+        self._changes = []
+        try:
+            rows = await self._store.read_timers(limit=self._window)
+        finally:
+            changes, self._changes = self._changes, None
+        self._current.clear()
+        self._heap.clear()
+        self._horizon = rows[-1].due_at if len(rows) >= self._window else math.inf
         runs = self._runs_type
-        for t in await self._store.read_timers(limit=2**62):
+        for t in rows:
             if not runs(t.entity_type):
                 continue
             due = t.due_at
@@ -87,7 +113,10 @@ class TimerService:
                 )
                 self._log.error("%s", err)
                 continue
-            self._put(t)
+            if t.due_at < self._horizon:  # at the horizon itself, ties may be left in the store
+                self._put(t)
+        for change in changes:
+            self.on_commit(*change)
 
     def _put(self, t: TimerRecord) -> None:
         self._current[(t.entity_type, t.entity_id, t.key)] = t
@@ -99,13 +128,19 @@ class TimerService:
         self, entity_type: str, entity_id: str, set_timers: Iterable[TimerRecord], cancels: Iterable[str]
     ) -> None:
         """Take the timer changes of a committed invocation."""
+        if self._changes is not None:
+            set_timers, cancels = tuple(set_timers), tuple(cancels)
+            self._changes.append((entity_type, entity_id, set_timers, cancels))
         for k in cancels:
             self._current.pop((entity_type, entity_id, k), None)
         for t in set_timers:
-            self._put(t)
+            if t.due_at < self._horizon:
+                self._put(t)
+            else:  # beyond the window: the store has it; the window reaches it later
+                self._current.pop((t.entity_type, t.entity_id, t.key), None)
 
     def pending(self, entity_type: str, entity_id: str) -> list[TimerRecord]:
-        """The entity's scheduled timers, in due order."""
+        """The entity's scheduled timers held in memory (the window), in due order."""
         ts = [t for (et, ei, _k), t in self._current.items() if (et, ei) == (entity_type, entity_id)]
         return sorted(ts, key=lambda t: t.due_at)
 
@@ -115,6 +150,9 @@ class TimerService:
         while True:
             self._fire_due()
             nxt = self._peek()
+            if self._window_done(nxt):
+                await self.load()  # the next window: everything before the horizon has fired
+                continue
             with anyio.CancelScope() as scope:
                 self._scope = scope
                 self._waiting_until = nxt.due_at if nxt is not None else None
@@ -123,6 +161,12 @@ class TimerService:
                 else:
                     await clock.sleep_until(from_timestamp(nxt.due_at))
             self._scope = None
+
+    def _window_done(self, nxt: TimerRecord | None) -> bool:
+        """Whether every timer before the horizon fired and committed (read the next window)."""
+        if not self._loaded or self._horizon == math.inf or self._in_flight:
+            return False
+        return nxt is None or nxt.due_at >= self._horizon
 
     def _peek(self) -> TimerRecord | None:
         while self._heap:
@@ -164,6 +208,7 @@ class TimerService:
             self._observer.timer_fired(t.entity_type, t.entity_id, t.key, max(now - t.due_at, 0.0))
             # a failed write is retried by the committer until it commits; only then does the
             # timer move on in memory, so memory and store never disagree about its due time
+            self._in_flight += 1
             self._committer.submit_nowait(FireTimer(t, signal, next_due), self._on_fired(t, signal, next_due))
 
     def _on_fired(
@@ -179,10 +224,14 @@ class TimerService:
 
     def _fired(self, t: TimerRecord, next_due: float | None) -> None:
         """A firing committed: the timer moves to its next tick, or is gone."""
+        self._in_flight -= 1
         k = (t.entity_type, t.entity_id, t.key)
-        if self._current.get(k) is not t:
-            return  # replaced or cancelled by a commit meanwhile: that one stands
-        if next_due is None:
-            del self._current[k]
-        else:
-            self._put(attrs.evolve(t, due_at=next_due))
+        if self._current.get(k) is t:  # else replaced or cancelled by a commit meanwhile: that one stands
+            if next_due is None:
+                del self._current[k]
+            elif next_due < self._horizon:
+                self._put(attrs.evolve(t, due_at=next_due))
+            else:
+                del self._current[k]  # its next tick is beyond the window: the store has it
+        if not self._in_flight and self._scope is not None and self._horizon != math.inf:
+            self._scope.cancel()  # the run loop may now read the next window

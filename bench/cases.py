@@ -20,6 +20,7 @@ WORKLOADS: dict[str, str] = {
     "W5": "recovery after SIGKILL",
     "W6": "memory (peak RSS of a child)",
     "W7": "queries on active entities",
+    "W8": "start-up with many stored timers",
 }
 
 
@@ -478,6 +479,23 @@ def plan(mode: Mode) -> list[Case]:
             (
                 Row(f"1 in flight over {accounts:,} active accounts", "ops_per_s", "queries/s", latency=""),
                 Row("64 in flight", "ops_per_s_c64", "queries/s"),
+            ),
+            reps=reps,
+        )
+    )
+    # ------------------------------------------------------------ W8 timers at start
+    timers = _sz(mode, 1_000_000, 100_000, 2000)
+    add(
+        Case(
+            "W8/ours",
+            "W8",
+            "ours (SQLite)",
+            "bench.ours:w8_timers",
+            {"timers": timers},
+            (
+                Row(f"start with {timers:,} stored timers", "start_ms", "ms", latency=""),
+                Row("memory the start added", "rss_added_mb", "MB"),
+                Row("timers held in memory", "in_memory", "timers"),
             ),
             reps=reps,
         )

@@ -14,10 +14,12 @@ import asyncio
 import atexit
 import contextlib
 import datetime as dt
+import gc
 import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -521,3 +523,42 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+# ---------------------------------------------------------------- W8 timers at start
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def w8_timers(p: Params) -> Metrics:
+    """W8: open a system over ``timers`` stored timers (all due in a day): start time and memory."""
+    n = int(p["timers"])
+    with scratch_dir() as d:
+        db = d / "w8.db"
+
+        async def schema() -> None:
+            async with SqliteStore(db):
+                pass
+
+        asyncio.run(schema())
+        due = time.time() + 86_400
+        with sqlite3.connect(db) as conn:  # the setup is not timed: rows straight into the table
+            conn.executemany(
+                "INSERT INTO timers (entity_type, entity_id, key, handler, args, due_at, every, trace) "
+                "VALUES ('Account', ?, 'k', 'deposit', '{\"amount\":1}', ?, NULL, NULL)",
+                ((f"acc-{i}", due + i * 0.001) for i in range(n)),
+            )
+        gc.collect()
+        before = _rss_mb()
+
+        async def start() -> tuple[float, int, float]:
+            t0 = time.perf_counter()
+            async with ActorSystem(SqliteStore(db), entities=ENTITIES) as system:
+                took = time.perf_counter() - t0
+                return took, len(system._kernel.timers), _rss_mb() - before
+
+        took, held, added = asyncio.run(start())
+    return {"start_ms": took * 1000, "rss_added_mb": added, "in_memory": held}
