@@ -21,6 +21,7 @@ WORKLOADS: dict[str, str] = {
     "W6": "memory (peak RSS of a child)",
     "W7": "queries on active entities",
     "W8": "start-up with many stored timers",
+    "W9": "keyed asks over a long history of keys and dead letters",
 }
 
 
@@ -500,6 +501,20 @@ def plan(mode: Mode) -> list[Case]:
             reps=reps,
         )
     )
+    # ------------------------------------------------------------ W9 keyed asks, long history
+    for history in (0, _sz(mode, 10_000_000, 200_000, 2000)):
+        ops = _sz(mode, 100_000, 5000, 1000)
+        add(
+            Case(
+                f"W9/ours/h{history}",
+                "W9",
+                "ours (SQLite)",
+                "bench.ours:w9_keyed_history",
+                {"history": history, "ops": ops, "accounts": accounts},
+                (Row(f"512 in flight, keyed, over {history:,} old keys", "ops_per_s", "asks/s"),),
+                reps=reps,
+            )
+        )
     cases += _postgres_twins(cases, mode)
     return cases
 

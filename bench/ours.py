@@ -562,3 +562,45 @@ def w8_timers(p: Params) -> Metrics:
 
         took, held, added = asyncio.run(start())
     return {"start_ms": took * 1000, "rss_added_mb": added, "in_memory": held}
+
+
+# ---------------------------------------------------------------- W9 keyed asks over a long history
+
+
+def w9_keyed_history(p: Params) -> Metrics:
+    """W9: keyed durable asks (512 in flight) on a store already holding ``history``
+    processed marks and ``history // 100`` dead letters: reads must not slow as they grow."""
+    history, n, accounts = int(p["history"]), int(p["ops"]), int(p["accounts"])
+    with scratch_dir() as d:
+        db = d / "w9.db"
+
+        async def schema() -> None:
+            async with SqliteStore(db):
+                pass
+
+        asyncio.run(schema())
+        now = time.time()
+        with sqlite3.connect(db) as conn:  # the setup is not timed: old keyed signals, straight in
+            conn.executemany(
+                "INSERT INTO processed VALUES ('Account', ?, ?, 'fp', '{\"ok\":1}', ?)",
+                ((f"acc-{i % accounts}", f"k:old-{i}", now - 86_400) for i in range(history)),
+            )
+            conn.executemany(
+                "INSERT INTO dead_letters (entity_type, entity_id, signal_id, handler, args, fingerprint, "
+                "accepted_at, error, traceback, attempts, failed_at, trace) "
+                "VALUES ('Account', ?, ?, 'deposit', '{\"amount\":1}', 'fp', ?, 'e', 'tb', 3, ?, NULL)",
+                ((f"acc-{i % accounts}", f"k:dead-{i}", now, now) for i in range(history // 100)),
+            )
+
+        async def run() -> Metrics:
+            async with _system(db) as system:
+                refs = [system.ref(Account, f"acc-{i}") for i in range(accounts)]
+                await _activate(refs)
+
+                async def call(i: int) -> object:
+                    return await refs[i % accounts].options(key=f"new-{i}").ask(Account.deposit, 1)
+
+                secs, lat = await _closed_loop(n, 512, call)
+            return {"ops_per_s": n / secs, **latency_metrics(lat)}
+
+        return asyncio.run(run())
