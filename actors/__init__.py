@@ -10,11 +10,13 @@ from actors._entity import signal as signal
 from actors._policies import RetryPolicy as RetryPolicy
 from actors._policies import SupervisorPolicy as SupervisorPolicy
 from actors._ref import EntityRef as EntityRef
+from actors._ref import InvocationHandle as InvocationHandle
 from actors._system import ActorSystem as ActorSystem
 from actors._system import SystemStatistics as SystemStatistics
 from actors._version import __version__ as __version__
 from actors.errors import ActivityFailed as ActivityFailed
 from actors.errors import ActorsError as ActorsError
+from actors.errors import Cancelled as Cancelled
 from actors.errors import CompensationFailed as CompensationFailed
 from actors.errors import CorruptRecord as CorruptRecord
 from actors.errors import DeadlineExceeded as DeadlineExceeded
@@ -41,6 +43,7 @@ __all__ = [
     "ActivityFailed",
     "ActorSystem",
     "ActorsError",
+    "Cancelled",
     "Clock",
     "CompensationFailed",
     "CorruptRecord",
@@ -52,6 +55,7 @@ __all__ = [
     "HandlerFailed",
     "IdempotencyConflict",
     "InvalidArguments",
+    "InvocationHandle",
     "NonDeterminismError",
     "NotOurDatabase",
     "PayloadTooLarge",

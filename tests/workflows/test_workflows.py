@@ -1,0 +1,370 @@
+"""Entity workflows (issue 12, DESIGN section 6): the contract, through the public API.
+
+Waits and sleeps park an invocation without blocking its entity; handles await and
+cancel invocations; ``patched`` versions code under in-flight work; the replay check
+gates a deploy; ``Rejected(commit=True)`` keeps effects; retries can be unlimited;
+activities see the system's clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import ClassVar
+
+import attrs
+import pytest
+
+import actors
+from actors import (
+    ActivityContext,
+    ActorSystem,
+    Entity,
+    Rejected,
+    RetryPolicy,
+    applies,
+    query,
+    signal,
+)
+from actors.testing import VirtualClock
+from persistence import MemoryStore, SqliteStore, Store
+
+pytestmark = [pytest.mark.anyio]
+
+HOUR = dt.timedelta(hours=1)
+
+
+@attrs.frozen
+class Requested:
+    amount: int
+
+
+@attrs.frozen
+class Decided:
+    verdict: str
+    by: str
+
+
+@attrs.frozen
+class Escalated:
+    pass
+
+
+@attrs.frozen
+class Noted:
+    text: str
+
+
+@attrs.define
+class Approval(Entity):
+    amount: int = 0
+    decision: str | None = None
+    by: str = ""
+    escalated: bool = False
+    notes: tuple[str, ...] = ()
+    branches: ClassVar[list[str]] = []
+
+    @signal
+    async def request(self, amount: int) -> str:
+        self.emit(Requested(amount))
+        # a pre-wait branch on a field another signal may change while this is parked
+        Approval.branches.append("big" if self.amount > 100 else "small")
+        approved = await self.wait_until(lambda: self.decision is not None, timeout=dt.timedelta(hours=48))
+        if not approved:
+            self.emit(Escalated())
+            return "escalated"
+        return f"{self.decision} by {self.by}"
+
+    @signal
+    def approve(self, by: str) -> None:
+        self.emit(Decided("approved", by))
+
+    @signal
+    def note(self, text: str) -> None:
+        self.emit(Noted(text))
+
+    @signal
+    async def nap(self, hours: int) -> str:
+        await self.sleep(dt.timedelta(hours=hours))
+        self.emit(Noted(f"woke after {hours}h"))
+        return "rested"
+
+    @query
+    def status(self) -> tuple[int, str | None, bool, tuple[str, ...]]:
+        return self.amount, self.decision, self.escalated, self.notes
+
+    @applies
+    def _requested(self, e: Requested) -> None:
+        self.amount = e.amount
+
+    @applies
+    def _decided(self, e: Decided) -> None:
+        self.decision = e.verdict
+        self.by = e.by
+
+    @applies
+    def _escalated(self, e: Escalated) -> None:
+        self.escalated = True
+
+    @applies
+    def _noted(self, e: Noted) -> None:
+        self.notes = (*self.notes, e.text)
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> None:
+    Approval.branches.clear()
+
+
+def _system(store: Store, clock: VirtualClock, *entities: type[Entity]) -> ActorSystem:
+    return ActorSystem(store, list(entities) or [Approval], clock=clock)
+
+
+async def test_a_parked_wait_does_not_block_its_entity() -> None:
+    clock = VirtualClock()
+    async with _system(MemoryStore(), clock) as system:
+        ref = system.ref(Approval, "a")
+        handle = await ref.start(Approval.request, 500)
+        await clock.advance(dt.timedelta(0))
+        await ref.tell(Approval.note, "while parked")  # runs while request waits
+        await system.wait_idle()  # a tell returns once accepted: wait until it ran
+        assert (await ref.query(Approval.status))[3] == ("while parked",)
+        await ref.ask(Approval.approve, "ann")
+        assert await handle.result(timeout=5) == "approved by ann"
+
+
+async def test_a_wait_with_a_deadline_returns_false_when_it_passes() -> None:
+    clock = VirtualClock()
+    async with _system(MemoryStore(), clock) as system:
+        ref = system.ref(Approval, "a")
+        handle = await ref.start(Approval.request, 50)
+        await clock.advance(dt.timedelta(hours=47))
+        assert not (await ref.query(Approval.status))[2]
+        await clock.advance(dt.timedelta(hours=2))
+        assert await handle.result(timeout=5) == "escalated"
+        assert (await ref.query(Approval.status))[2]
+
+
+async def test_a_durable_sleep_survives_a_restart(tmp_path: Path) -> None:
+    clock = VirtualClock()
+    async with _system(SqliteStore(tmp_path / "db"), clock) as system:
+        handle = await system.ref(Approval, "a").start(Approval.nap, 24)
+        await clock.advance(HOUR)
+        hid = handle.id
+    async with _system(SqliteStore(tmp_path / "db"), clock) as system:
+        await clock.advance(dt.timedelta(hours=24))
+        assert await system.handle(hid).result(timeout=5) == "rested"
+        assert (await system.ref(Approval, "a").query(Approval.status))[3] == ("woke after 24h",)
+
+
+async def test_a_rerun_takes_the_pre_wait_branch_it_took_the_first_time(tmp_path: Path) -> None:
+    clock = VirtualClock()
+    async with _system(SqliteStore(tmp_path / "db"), clock) as system:
+        ref = system.ref(Approval, "a")
+        handle = await ref.start(Approval.request, 50)  # small: amount becomes 50 before the wait
+        await clock.advance(dt.timedelta(0))
+        hid = handle.id
+    async with _system(SqliteStore(tmp_path / "db"), clock) as system:
+        ref = system.ref(Approval, "a")
+        await ref.ask(Approval.approve, "bob")
+        assert await system.handle(hid).result(timeout=5) == "approved by bob"
+    assert set(Approval.branches) == {"small"}
+
+
+@attrs.frozen
+class Counted:
+    n: int
+
+
+@attrs.define
+class Child(Entity):
+    n: int = 0
+
+    @signal
+    async def work(self, n: int) -> int:
+        await self.sleep(dt.timedelta(minutes=n))
+        self.emit(Counted(n))
+        return n * n
+
+    @applies
+    def _counted(self, e: Counted) -> None:
+        self.n = e.n
+
+
+@attrs.define
+class Parent(Entity):
+    pings: int = 0
+
+    @signal
+    async def fan_out(self, count: int) -> int:
+        handles = [await self.ref(Child, f"c{i}").start(Child.work, i) for i in range(count)]
+        total = 0
+        for h in handles:
+            total += await h.result()
+        return total
+
+    @signal
+    def ping(self) -> None:
+        self.emit(Counted(self.pings + 1))
+
+    @query
+    def get_pings(self) -> int:
+        return self.pings
+
+    @applies
+    def _counted(self, e: Counted) -> None:
+        self.pings = e.n
+
+
+async def test_a_parent_awaits_children_while_it_keeps_serving() -> None:
+    clock = VirtualClock()
+    async with _system(MemoryStore(), clock, Parent, Child) as system:
+        parent = system.ref(Parent, "p")
+        handle = await parent.start(Parent.fan_out, 5)
+        await clock.advance(dt.timedelta(0))
+        await parent.ask(Parent.ping)
+        assert await parent.query(Parent.get_pings) == 1
+        await clock.advance(dt.timedelta(minutes=10))
+        assert await handle.result(timeout=5) == sum(i * i for i in range(5))
+
+
+_UNDONE: list[str] = []
+
+
+async def _reserve(item: str) -> None:
+    pass
+
+
+async def _release(item: str) -> None:
+    _UNDONE.append(item)
+
+
+@attrs.define
+class Order(Entity):
+    @signal
+    async def checkout(self) -> str:
+        async with self.saga() as saga:
+            saga.compensate(_release, "a")
+            await self.run(_reserve, "a")
+            saga.compensate(_release, "b")
+            await self.run(_reserve, "b")
+            await self.sleep(dt.timedelta(days=1))  # waiting for payment
+        return "paid"
+
+
+async def test_cancel_is_durable_and_compensates_in_reverse(tmp_path: Path) -> None:
+    _UNDONE.clear()
+    clock = VirtualClock()
+    async with _system(SqliteStore(tmp_path / "db"), clock, Order) as system:
+        handle = await system.ref(Order, "o").start(Order.checkout)
+        await clock.advance(HOUR)
+        await handle.cancel("customer gave up")
+        hid = handle.id
+    async with _system(SqliteStore(tmp_path / "db"), clock, Order) as system:
+        await clock.advance(HOUR)
+        with pytest.raises(actors.Cancelled):
+            await system.handle(hid).result(timeout=5)
+    assert _UNDONE == ["b", "a"]
+
+
+@attrs.define
+class Versioned(Entity):
+    steps: ClassVar[list[str]] = []
+
+    @signal
+    async def go(self) -> None:
+        if self.patched("new-step"):
+            Versioned.steps.append("new")
+        else:
+            Versioned.steps.append("old")
+        await self.sleep(HOUR)
+
+
+async def test_patched_is_true_for_new_invocations() -> None:
+    Versioned.steps.clear()
+    clock = VirtualClock()
+    async with _system(MemoryStore(), clock, Versioned) as system:
+        h = await system.ref(Versioned, "v").start(Versioned.go)
+        await clock.advance(dt.timedelta(hours=2))
+        await h.result(timeout=5)
+    assert Versioned.steps == ["new"]
+
+
+@attrs.define
+class Keeper(Entity):
+    notes: tuple[str, ...] = ()
+
+    @signal
+    def note_then_refuse(self, text: str) -> None:
+        self.emit(Noted(text))
+        raise Rejected("refused, but the note stays", commit=True)
+
+    @query
+    def get_notes(self) -> tuple[str, ...]:
+        return self.notes
+
+    @applies
+    def _noted(self, e: Noted) -> None:
+        self.notes = (*self.notes, e.text)
+
+
+async def test_rejected_with_commit_keeps_the_effects() -> None:
+    async with ActorSystem(MemoryStore(), [Keeper]) as system:
+        ref = system.ref(Keeper, "k")
+        with pytest.raises(Rejected):
+            await ref.ask(Keeper.note_then_refuse, "kept")
+        assert await ref.query(Keeper.get_notes) == ("kept",)
+
+
+_TRIES: list[int] = []
+
+
+def _flaky_forever() -> str:
+    _TRIES.append(1)
+    if len(_TRIES) < 12:
+        raise RuntimeError("not yet")
+    return "finally"
+
+
+async def _clocked(ctx: ActivityContext) -> str:
+    await ctx.clock.sleep(3600)
+    return ctx.clock.now().isoformat()
+
+
+@attrs.define
+class Patient(Entity):
+    @signal
+    async def persist(self) -> str:
+        policy = RetryPolicy(initial_interval=dt.timedelta(seconds=1), maximum_attempts=None)
+        return await self.run(_flaky_forever, retry=policy)
+
+    @signal
+    async def clocked(self) -> str:
+        return await self.run(_clocked)
+
+
+async def test_unlimited_retries_and_the_activity_clock() -> None:
+    _TRIES.clear()
+    clock = VirtualClock(auto_advance=True)
+    async with ActorSystem(MemoryStore(), [Patient], clock=clock) as system:
+        ref = system.ref(Patient, "p")
+        assert await ref.ask(Patient.persist) == "finally"
+        assert len(_TRIES) == 12
+        start = clock.now()
+        assert await ref.ask(Patient.clocked) == (start + HOUR).isoformat()
+
+
+async def test_the_replay_check_reports_nothing_for_compatible_code(tmp_path: Path) -> None:
+    clock = VirtualClock()
+    async with _system(SqliteStore(tmp_path / "db"), clock) as system:
+        await system.ref(Approval, "a").start(Approval.request, 5)
+        await clock.advance(HOUR)
+    report = await actors.testing.replay(tmp_path / "db", entities=[Approval])
+    assert report.problems == []
+    assert report.entities >= 1
+    assert report.invocations >= 1
+
+
+def test_the_module_is_wired() -> None:
+    assert hasattr(actors, "Cancelled")
+    assert hasattr(actors, "InvocationHandle")
