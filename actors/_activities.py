@@ -24,6 +24,7 @@ import anyio
 from actors._clock import Clock, SystemClock
 from actors._ids import digest, safe_text
 from actors._kernel import Kernel
+from actors._work import Work
 from actors._policies import RetryPolicy
 from actors.errors import (
     ActivityFailed,
@@ -75,10 +76,11 @@ class StepHost(Protocol):
 class ActivityClock:
     """The system's clock as an activity sees it (virtual in tests)."""
 
-    __slots__ = ("_clock",)
+    __slots__ = ("_clock", "_work")
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, work: Work | None = None) -> None:
         self._clock = clock
+        self._work = work
 
     def now(self) -> dt.datetime:
         """The system's current time (timezone-aware, UTC)."""
@@ -87,7 +89,16 @@ class ActivityClock:
     async def sleep(self, seconds: float | dt.timedelta) -> None:
         """Wait ``seconds`` (or a timedelta) on the system's clock (async activities)."""
         secs = seconds.total_seconds() if isinstance(seconds, dt.timedelta) else float(seconds)
-        await self._clock.sleep_until(self._clock.now() + dt.timedelta(seconds=max(secs, 0.0)))
+        when = self._clock.now() + dt.timedelta(seconds=max(secs, 0.0))
+        work = self._work
+        if work is None:
+            await self._clock.sleep_until(when)
+            return
+        work.running_activities -= 1  # waits on the clock now, not on the outside world
+        try:
+            await self._clock.sleep_until(when)
+        finally:
+            work.running_activities += 1
 
 
 class ActivityContext:
@@ -101,8 +112,9 @@ class ActivityContext:
         on_beat: Callable[[], None],
         clock: Clock | None = None,
         cancel: CancelFlag | None = None,
+        work: Work | None = None,
     ) -> None:
-        self.clock: ActivityClock = ActivityClock(clock if clock is not None else SystemClock())
+        self.clock: ActivityClock = ActivityClock(clock if clock is not None else SystemClock(), work)
         """The system's clock: ``now()`` and ``await sleep(seconds)``."""
         self._cancel = cancel
         self.attempt = attempt
@@ -243,7 +255,7 @@ async def run_activity(
                 await clock.sleep_until(dt.datetime.fromtimestamp(next_at, dt.UTC))
         attempt += 1
         beats = _Beats(clock.monotonic)
-        actx = ActivityContext(attempt, key, details, beats.beat, clock, inv.cancel_flag)
+        actx = ActivityContext(attempt, key, details, beats.beat, clock, inv.cancel_flag, kernel.work)
         token = inv.step_started("activity", name, attempt)
         try:
             result = await _attempt(inv, fn, args, actx, beats, timeout, heartbeat_timeout)

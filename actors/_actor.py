@@ -624,7 +624,7 @@ class Actor:
                 return self._paused(env, inv)
             if inv.replay is not None and inv.replay.replaying:  # refused inside committed segments
                 return await self._crashed(env, inv, inv._nondeterminism("it is rejected in a replayed segment"), attempt)
-            if not r.commit:
+            if not getattr(r, "commit", False):
                 self._rollback()
                 inv.drop_effects()
             return await self._commit(env, inv, outcome.encode_error("rejected", r), r, None)

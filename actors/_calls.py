@@ -82,7 +82,7 @@ class Calls:
         parse_start_id(handle_id)
         return InvocationHandle(self, handle_id)
 
-    async def result(self, handle_id: str, returns: object, timeout: float | None) -> Any:
+    async def handle_result(self, handle_id: str, returns: object, timeout: float | None) -> Any:
         """Wait for a started invocation's outcome (its processed mark)."""
         etype, eid = parse_start_id(handle_id)
         kernel = self.kernel
@@ -112,7 +112,7 @@ class Calls:
             unwatch()
         return outcome.decode(kernel.codec, text, returns, where=f"the outcome of {handle_id}")
 
-    async def cancel(self, handle_id: str, reason: str) -> None:
+    async def handle_cancel(self, handle_id: str, reason: str) -> None:
         """Request a started invocation's cancellation, durably."""
         self._check_running()
         etype, eid = parse_start_id(handle_id)

@@ -585,7 +585,7 @@ class Invocation:
             self.pending_journal.append(self._entry(step, "start", name, json.dumps(sid)))
         return InvocationHandle(self, sid, h.returns)
 
-    async def result(self, handle_id: str, returns: object, timeout: float | None) -> Any:
+    async def handle_result(self, handle_id: str, returns: object, timeout: float | None) -> Any:
         """A child's outcome: a checkpoint until it is committed (``timeout``: durable seconds)."""
         self.assert_async("handle.result()")
         after = None if timeout is None else dt.timedelta(seconds=timeout)
@@ -594,7 +594,7 @@ class Invocation:
             raise DeadlineExceeded(f"no outcome of {handle_id} within {timeout:g}s")
         return outcome.decode(self.kernel.codec, str(text), returns, where=f"the outcome of {handle_id}")
 
-    async def cancel(self, handle_id: str, reason: str) -> None:
+    async def handle_cancel(self, handle_id: str, reason: str) -> None:
         """Request a child's cancellation (durably)."""
         etype, eid = parse_start_id(handle_id)
         await request_cancel(self.kernel, handle_id, etype, eid, reason)

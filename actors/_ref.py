@@ -81,11 +81,11 @@ class Caller(Protocol):
 class HandleHost(Protocol):
     """Who answers a handle's calls: the system outside, the invocation inside a handler."""
 
-    def result(self, handle_id: str, returns: object, timeout: float | None) -> Coroutine[Any, Any, Any]:
+    def handle_result(self, handle_id: str, returns: object, timeout: float | None) -> Coroutine[Any, Any, Any]:
         """Wait for the invocation's outcome."""
         ...
 
-    def cancel(self, handle_id: str, reason: str) -> Coroutine[Any, Any, None]:
+    def handle_cancel(self, handle_id: str, reason: str) -> Coroutine[Any, Any, None]:
         """Request the invocation's cancellation durably."""
         ...
 
@@ -126,7 +126,7 @@ class InvocationHandle(Generic[R]):
 
     async def result(self, *, timeout: dt.timedelta | float | None = None) -> R:
         """The invocation's outcome; ``DeadlineExceeded`` after ``timeout`` (wall clock)."""
-        value: R = await self._host.result(self.id, self._returns, _seconds(timeout))
+        value: R = await self._host.handle_result(self.id, self._returns, _seconds(timeout))
         return value
 
     async def cancel(self, reason: str = "") -> None:
@@ -134,7 +134,7 @@ class InvocationHandle(Generic[R]):
         or next durable await. Nothing happens if it already ended."""
         if not isinstance(reason, str):
             raise InvalidArguments(f"reason must be a str, got {type(reason).__name__}")
-        await self._host.cancel(self.id, reason[:2000])
+        await self._host.handle_cancel(self.id, reason[:2000])
 
 
 class EntityRef(Generic[E]):
