@@ -107,6 +107,7 @@ class Invocation:
     """The context of one run of a signal handler."""
 
     __slots__ = (
+        "_journal",
         "_now",
         "_rng",
         "actor",
@@ -123,7 +124,6 @@ class Invocation:
         "target",
         "env",
         "events",
-        "_journal",
         "kernel",
         "outbox",
         "parks",
