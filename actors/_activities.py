@@ -24,8 +24,8 @@ import anyio
 from actors._clock import Clock, SystemClock
 from actors._ids import digest, safe_text
 from actors._kernel import Kernel
-from actors._work import Work
 from actors._policies import RetryPolicy
+from actors._work import Work
 from actors.errors import (
     ActivityFailed,
     Cancelled,

@@ -21,10 +21,10 @@ import anyio
 
 from actors import _outcome as outcome
 from actors import _replay
-from actors._entity import Entity
-from actors._envelope import Envelope, closed_error
 from actors._activities import CancelFlag
 from actors._clock import from_timestamp
+from actors._entity import Entity
+from actors._envelope import Envelope, closed_error
 from actors._ids import conflict_error, parse_start_id, safe_repr
 from actors._invocation import Invocation
 from actors._kernel import Kernel
@@ -293,7 +293,8 @@ class Actor:
         """Make ``inv``'s object the live entity, with the committed state."""
         obj = inv.target
         live = self.entity
-        assert obj is not None and live is not None
+        assert obj is not None
+        assert live is not None
         if obj is not live:
             src = self.spec.clone(live)
             for name in self.spec.field_names:
@@ -316,7 +317,9 @@ class Actor:
 
     def _evaluate(self, run: Run, live: Entity) -> None:
         inv = run.inv
-        assert inv is not None and inv.target is not None and run.predicate is not None
+        assert inv is not None
+        assert inv.target is not None
+        assert run.predicate is not None
         obj = inv.target
         if obj is not live:
             for name in self.spec.field_names:
@@ -417,9 +420,9 @@ class Actor:
                 run.segment.set_result(None)
                 await run.go
             # resumed: the only running writer of the entity again
-            if run.error is None and self.entity is not None:
-                self._adopt(inv)
-            elif run.error is not None and self.entity is not None and inv.target is not None:
+            if (run.error is None and self.entity is not None) or (
+                run.error is not None and self.entity is not None and inv.target is not None
+            ):
                 self._adopt(inv)
         finally:
             run.unpark()
@@ -623,7 +626,9 @@ class Actor:
             if self.kernel.tasks.closing:
                 return self._paused(env, inv)
             if inv.replay is not None and inv.replay.replaying:  # refused inside committed segments
-                return await self._crashed(env, inv, inv._nondeterminism("it is rejected in a replayed segment"), attempt)
+                return await self._crashed(
+                    env, inv, inv._nondeterminism("it is rejected in a replayed segment"), attempt
+                )
             if not getattr(r, "commit", False):
                 self._rollback()
                 inv.drop_effects()
@@ -632,7 +637,9 @@ class Actor:
             if self.kernel.tasks.closing:
                 return self._paused(env, inv)
             if inv.replay is not None and inv.replay.replaying:
-                return await self._crashed(env, inv, inv._nondeterminism("it is cancelled in a replayed segment"), attempt)
+                return await self._crashed(
+                    env, inv, inv._nondeterminism("it is cancelled in a replayed segment"), attempt
+                )
             return await self._commit(env, inv, outcome.encode_cancelled(c), c, None)
         except Exception as e:
             if self.kernel.tasks.closing:

@@ -74,7 +74,7 @@ class Calls:
         """Accept a signal durably, like ``tell``; returns a handle on its invocation."""
         unique = ("k", key) if key is not None else ("g", generated_id())
         sid = start_id(spec.name, entity_id, *unique)
-        h = await self.tell(spec, entity_id, handler, args, kwargs, None, timeout, signal_id=sid)
+        h = await self._tell(spec, entity_id, handler, args, kwargs, None, timeout, sid)
         return InvocationHandle(self, sid, h.returns)
 
     def handle(self, handle_id: str) -> InvocationHandle[Any]:
@@ -127,9 +127,21 @@ class Calls:
         kwargs: dict[str, object],
         key: str | None,
         timeout: float | None,
-        signal_id: str | None = None,
-    ) -> HandlerSpec:
+    ) -> None:
         """Accept a signal durably; it is routed to its actor by the committer."""
+        await self._tell(spec, entity_id, handler, args, kwargs, key, timeout, None)
+
+    async def _tell(
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        key: str | None,
+        timeout: float | None,
+        signal_id: str | None,
+    ) -> HandlerSpec:
         h, values, rec = self._signal(spec, entity_id, handler, args, kwargs, key, signal_id)
         sid, fp = rec.signal_id, rec.fingerprint
         keyed = key is not None or signal_id is not None

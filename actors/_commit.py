@@ -63,6 +63,7 @@ class Group:
     def __init__(self, writes: Sequence[Write]) -> None:
         self.writes = tuple(sorted(writes, key=lambda w: _RANK[type(w)]))
 
+
 # Commits go first, so an Accept of a key that a Commit in the same batch marks as
 # processed is reported as a duplicate; inbox-adding writes keep their order.
 _RANK: dict[type, int] = {
@@ -80,9 +81,7 @@ _RANK: dict[type, int] = {
 class _Slot:
     __slots__ = ("after", "done", "error", "result", "tries", "write")
 
-    def __init__(
-        self, write: Write | Group, after: After | None, done: asyncio.Future[None] | None
-    ) -> None:
+    def __init__(self, write: Write | Group, after: After | None, done: asyncio.Future[None] | None) -> None:
         self.write = write
         self.after = after
         self.done = done
@@ -158,12 +157,16 @@ class GroupCommitter:
     async def submit_group(self, writes: Sequence[Write]) -> list[WriteResult]:
         """Write ``writes`` durably in one transaction; returns their results in order."""
         group = Group(writes)
-        results: list[WriteResult] = await self.submit(group)  # type: ignore[arg-type]
+        results: list[WriteResult] = await self._submit(group, None)
         by_write = dict(zip(map(id, group.writes), results, strict=True))
         return [by_write[id(w)] for w in writes]
 
     async def submit(self, write: Write, after: After | None = None) -> WriteResult:
         """Write durably (batched with others); returns this write's own result."""
+        result: WriteResult = await self._submit(write, after)
+        return result
+
+    async def _submit(self, write: Write | Group, after: After | None) -> Any:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         slot = _Slot(write, after, done)
         self._push(slot)

@@ -74,7 +74,13 @@ class Directory:
             return 0
         self.actor(spec, s.entity_id).deliver(
             Envelope(
-                h, s, values=None, keyed=is_keyed(s.signal_id), reply=None, from_inbox=True, recovered=recovered
+                h,
+                s,
+                values=None,
+                keyed=is_keyed(s.signal_id),
+                reply=None,
+                from_inbox=True,
+                recovered=recovered,
             )
         )
         return 1

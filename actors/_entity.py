@@ -161,7 +161,9 @@ class HandlerContext(Protocol):
         """A journaled activity step."""
         ...
 
-    def wait_until(self, predicate: Callable[[], object], timeout: dt.timedelta | None) -> Coroutine[Any, Any, bool]:
+    def wait_until(
+        self, predicate: Callable[[], object], timeout: dt.timedelta | None
+    ) -> Coroutine[Any, Any, bool]:
         """A checkpoint that parks until ``predicate`` holds or ``timeout`` passes."""
         ...
 

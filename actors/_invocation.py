@@ -116,18 +116,18 @@ class Invocation:
         "attempt",
         "cancel_flag",
         "cancels",
-        "patches",
-        "pending_journal",
-        "replay",
-        "runner",
-        "segment_from",
-        "target",
         "env",
         "events",
         "kernel",
         "outbox",
         "parks",
+        "patches",
+        "pending_journal",
+        "replay",
+        "runner",
+        "segment_from",
         "signal",
+        "target",
         "timers",
         "token",
     )
@@ -400,7 +400,14 @@ class Invocation:
     def _entry(self, step: int, kind: str, name: str, result: str) -> JournalEntry:
         s = self.signal
         return JournalEntry(
-            s.entity_type, s.entity_id, s.signal_id, step, kind, name, result, self.kernel.clock.now().timestamp()
+            s.entity_type,
+            s.entity_id,
+            s.signal_id,
+            step,
+            kind,
+            name,
+            result,
+            self.kernel.clock.now().timestamp(),
         )
 
     # ------------------------------------------------------------ workflows: re-run
@@ -447,7 +454,8 @@ class Invocation:
 
     async def _replay_boundary(self, step: int, data: dict[str, Any]) -> None:
         """A replayed wait that resumed: go on from the state it resumed on."""
-        assert self.replay is not None and self.target is not None
+        assert self.replay is not None
+        assert self.target is not None
         self._drop_replayed_effects()
         seq = int(data["resume"]["seq"])
         fresh = await self.actor.state_at(seq)
@@ -464,7 +472,9 @@ class Invocation:
             raise self._nondeterminism("it ends before a wait its journal holds")
 
     # ------------------------------------------------------------ workflows: waits
-    def wait_until(self, predicate: Callable[[], object], timeout: dt.timedelta | None) -> Coroutine[Any, Any, bool]:
+    def wait_until(
+        self, predicate: Callable[[], object], timeout: dt.timedelta | None
+    ) -> Coroutine[Any, Any, bool]:
         """A checkpoint that parks until ``predicate`` holds (True) or ``timeout`` passes (False)."""
         self.assert_async("self.wait_until(...)")
         if not callable(predicate):

@@ -123,7 +123,9 @@ CANCEL_STEP = -1
 """The journal step of an invocation's cancellation request."""
 
 
-async def request_cancel(kernel: Kernel, handle_id: str, entity_type: str, entity_id: str, reason: str) -> None:
+async def request_cancel(
+    kernel: Kernel, handle_id: str, entity_type: str, entity_id: str, reason: str
+) -> None:
     """Record a cancellation request durably (in the invocation's journal) and reach the
     invocation if it is in memory here. Nothing happens if it already ended."""
     if await kernel.store.read_mark(entity_type, entity_id, handle_id) is not None:

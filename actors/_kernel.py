@@ -102,12 +102,12 @@ class Kernel:
 
     __slots__ = (
         "clock",
-        "outcomes",
         "codec",
         "committer",
         "dead_letters",
         "log",
         "observer",
+        "outcomes",
         "registry",
         "retries",
         "router",

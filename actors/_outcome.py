@@ -2,9 +2,9 @@
 
 The stored form is JSON: ``{"ok": value}``, ``{"rejected": {"type", "message"}}``,
 ``{"failed": {"type", "message"}}``, ``{"cancelled": {...}}`` (cancelled through its
-handle) or ``{"deadline": {...}}`` (a journaled ask that timed out). A rejection is rebuilt as the same ``Rejected`` subclass when one of
-that name is loaded (found among ``Rejected``'s subclasses, never imported), else as
-``Rejected`` itself.
+handle) or ``{"deadline": {...}}`` (a journaled ask that timed out). A rejection is
+rebuilt as the same ``Rejected`` subclass when one of that name is loaded (found among
+``Rejected``'s subclasses, never imported), else as ``Rejected`` itself.
 """
 
 from __future__ import annotations

@@ -81,7 +81,9 @@ class Caller(Protocol):
 class HandleHost(Protocol):
     """Who answers a handle's calls: the system outside, the invocation inside a handler."""
 
-    def handle_result(self, handle_id: str, returns: object, timeout: float | None) -> Coroutine[Any, Any, Any]:
+    def handle_result(
+        self, handle_id: str, returns: object, timeout: float | None
+    ) -> Coroutine[Any, Any, Any]:
         """Wait for the invocation's outcome."""
         ...
 

@@ -24,9 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import os
 import heapq
 import itertools
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -437,9 +437,7 @@ class _ReplayHost:
         raise _Stop
 
 
-async def replay(
-    path_or_store: Any, *, entities: Sequence[type[Any]], limit: float = 30.0
-) -> ReplayReport:
+async def replay(path_or_store: Any, *, entities: Sequence[type[Any]], limit: float = 30.0) -> ReplayReport:
     """Check stored history against the code of ``entities`` before a deploy.
 
     Every stored entity of those types has its events replayed through the new
@@ -449,8 +447,7 @@ async def replay(
     path of a SQLite database (opened read-only) or a store object. Each
     incompatibility is reported with its entity, invocation and step.
     """
-    from persistence.codec import Codec
-    from persistence.inspect import SqliteInspector
+    import logging
 
     from actors import _replay
     from actors._envelope import Envelope
@@ -460,8 +457,8 @@ async def replay(
     from actors._policies import SupervisorPolicy
     from actors._registry import Registry
     from actors.observe import NO_OBSERVER
-
-    import logging
+    from persistence.codec import Codec
+    from persistence.inspect import SqliteInspector
 
     log = logging.getLogger("actors.replay")
     codec = Codec()
@@ -516,12 +513,14 @@ async def replay(
             h = spec.signals.get(s.handler)
             if h is None:
                 problems.append(
-                    ReplayProblem(s.entity_type, s.entity_id, s.signal_id, "handler", f"no handler {s.handler!r}")
+                    ReplayProblem(
+                        s.entity_type, s.entity_id, s.signal_id, "handler", f"no handler {s.handler!r}"
+                    )
                 )
                 continue
             host = _ReplayHost(kernel, spec, s.entity_id)
             env = Envelope(h, s, values=None, keyed=True, reply=None, from_inbox=True, recovered=True)
-            inv = Invocation(host, env, 2)  # type: ignore[arg-type]
+            inv = Invocation(host, env, 2)
             try:
                 with anyio.fail_after(limit):
                     entity = await inv.prepare_rerun()

@@ -272,9 +272,7 @@ def _install_hooks(conv: cattrs.Converter) -> None:
     conv.register_structure_hook(uuid.UUID, _structure_uuid)
     conv.register_unstructure_hook(dt.timedelta, format_duration)
     conv.register_structure_hook(dt.timedelta, lambda raw, _tp: parse_duration(raw))
-    conv.register_unstructure_hook_func(
-        _is_pydantic_model, lambda m: m.model_dump(mode="json")
-    )
+    conv.register_unstructure_hook_func(_is_pydantic_model, lambda m: m.model_dump(mode="json"))
     conv.register_structure_hook_func(_is_pydantic_model, lambda raw, tp: tp.model_validate(raw))
     # last registered wins in cattrs: user types go on top of everything above
     conv.register_unstructure_hook_factory(lambda tp: _custom_for(tp) is not None, _custom_encoder)

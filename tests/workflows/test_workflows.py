@@ -370,7 +370,9 @@ def test_the_module_is_wired() -> None:
     assert hasattr(actors, "InvocationHandle")
 
 
-async def test_a_rerun_keeps_its_pre_wait_branch_when_a_parked_signal_changed_the_field(tmp_path: Path) -> None:
+async def test_a_rerun_keeps_its_pre_wait_branch_when_a_parked_signal_changed_the_field(
+    tmp_path: Path,
+) -> None:
     # first run: amount is 50 before the wait (small); while parked another request's
     # Requested(500) is committed, so the live state says "big"; a restart re-runs the
     # first invocation: its first segment must still see 50 and take "small" again
@@ -433,5 +435,6 @@ async def test_the_replay_check_names_an_incompatible_change(tmp_path: Path) -> 
     assert len(report.problems) == 1
     p = report.problems[0]
     assert (p.entity_type, p.entity_id) == ("Approval", "a")
-    assert p.invocation is not None and p.invocation.startswith("s:")
+    assert p.invocation is not None
+    assert p.invocation.startswith("s:")
     assert "Noted" in p.what or "Requested" in p.what
