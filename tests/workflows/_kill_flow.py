@@ -89,12 +89,6 @@ class Flow(Entity):
         self.log = (*self.log, e.text)
 
 
-async def _until(ref: object, check: object) -> None:
-    with anyio.fail_after(10):
-        while not check(await ref.query(Flow.state)):  # type: ignore[attr-defined,operator]
-            await anyio.sleep(0.01)
-
-
 async def main() -> None:
     from tests._stores import store_at
 
@@ -103,13 +97,17 @@ async def main() -> None:
         ref = system.ref(Flow, "f")
         if stage == "wait":
             handle = await ref.start(Flow.request, 50, sys.argv[3])
-            await _until(ref, lambda s: s[2] == ("pre-wait small",))
+            await system.wait_idle()  # parked in its wait
+            assert (await ref.query(Flow.state))[2] == ("pre-wait small",)
             await ref.tell(Flow.bump, 500)
-            await _until(ref, lambda s: s[0] == 500)
+            await system.wait_idle()
+            assert (await ref.query(Flow.state))[0] == 500
             print(handle.id, flush=True)
         else:
+            await system.wait_idle()  # the recovered workflow re-ran and parked again
             await ref.tell(Flow.decide, "ann")
-            await _until(ref, lambda s: "post-wait small" in s[2])
+            await system.wait_idle()  # resumed, then parked in its sleep
+            assert "post-wait small" in (await ref.query(Flow.state))[2]
             print("sleeping", flush=True)
         await anyio.sleep_forever()
 

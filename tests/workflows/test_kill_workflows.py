@@ -35,7 +35,7 @@ async def _run_until_line(args: list[str], log: Path) -> str:
             try:
                 line = (await lines.receive_until(b"\n", 4096)).decode()
             except (anyio.EndOfStream, anyio.IncompleteRead):
-                pytest.fail(f"the worker stopped early:\n{log.read_text()}")
+                pytest.fail(f"the worker stopped early:\n{await anyio.Path(log).read_text()}")
             os.kill(process.pid, signal.SIGKILL)
             assert await process.wait() == -signal.SIGKILL
     return line
