@@ -11,11 +11,13 @@ from actors._policies import Retention as Retention
 from actors._policies import RetryPolicy as RetryPolicy
 from actors._policies import SupervisorPolicy as SupervisorPolicy
 from actors._ref import EntityRef as EntityRef
+from actors._ref import InvocationHandle as InvocationHandle
 from actors._system import ActorSystem as ActorSystem
 from actors._system import SystemStatistics as SystemStatistics
 from actors._version import __version__ as __version__
 from actors.errors import ActivityFailed as ActivityFailed
 from actors.errors import ActorsError as ActorsError
+from actors.errors import Cancelled as Cancelled
 from actors.errors import CommitUnknown as CommitUnknown
 from actors.errors import CompensationFailed as CompensationFailed
 from actors.errors import CorruptRecord as CorruptRecord
@@ -49,6 +51,7 @@ __all__ = [
     "ActivityFailed",
     "ActorSystem",
     "ActorsError",
+    "Cancelled",
     "Clock",
     "CommitUnknown",
     "CompensationFailed",
@@ -63,6 +66,7 @@ __all__ = [
     "IdempotencyConflict",
     "InvalidArguments",
     "InvalidWrite",
+    "InvocationHandle",
     "NonDeterminismError",
     "NotOurDatabase",
     "PayloadTooLarge",

@@ -21,11 +21,14 @@ from typing import Any, Protocol
 
 import anyio
 
+from actors._clock import Clock, SystemClock
 from actors._ids import digest, safe_text
 from actors._kernel import Kernel
 from actors._policies import RetryPolicy
+from actors._work import Work
 from actors.errors import (
     ActivityFailed,
+    Cancelled,
     InvalidArguments,
     PayloadTooLarge,
     SerializationError,
@@ -64,13 +67,56 @@ class StepHost(Protocol):
         """Tell the observer a step ended."""
         ...
 
+    @property
+    def cancel_flag(self) -> CancelFlag:
+        """The invocation's cancellation request."""
+        ...
+
+
+class ActivityClock:
+    """The system's clock as an activity sees it (virtual in tests)."""
+
+    __slots__ = ("_clock", "_work")
+
+    def __init__(self, clock: Clock, work: Work | None = None) -> None:
+        self._clock = clock
+        self._work = work
+
+    def now(self) -> dt.datetime:
+        """The system's current time (timezone-aware, UTC)."""
+        return self._clock.now()
+
+    async def sleep(self, seconds: float | dt.timedelta) -> None:
+        """Wait ``seconds`` (or a timedelta) on the system's clock (async activities)."""
+        secs = seconds.total_seconds() if isinstance(seconds, dt.timedelta) else float(seconds)
+        when = self._clock.now() + dt.timedelta(seconds=max(secs, 0.0))
+        work = self._work
+        if work is None:
+            await self._clock.sleep_until(when)
+            return
+        work.running_activities -= 1  # waits on the clock now, not on the outside world
+        try:
+            await self._clock.sleep_until(when)
+        finally:
+            work.running_activities += 1
+
 
 class ActivityContext:
     """What an activity function may ask about its run; thread-safe for sync functions."""
 
     def __init__(
-        self, attempt: int, idempotency_key: str, details: object, on_beat: Callable[[], None]
+        self,
+        attempt: int,
+        idempotency_key: str,
+        details: object,
+        on_beat: Callable[[], None],
+        clock: Clock | None = None,
+        cancel: CancelFlag | None = None,
+        work: Work | None = None,
     ) -> None:
+        self.clock: ActivityClock = ActivityClock(clock if clock is not None else SystemClock(), work)
+        """The system's clock: ``now()`` and ``await sleep(seconds)``."""
+        self._cancel = cancel
         self.attempt = attempt
         """This attempt's number, 1 for the first."""
         self.idempotency_key = idempotency_key
@@ -80,10 +126,58 @@ class ActivityContext:
         self._on_beat = on_beat
         self._pending: object = details
 
+    @property
+    def cancelled(self) -> bool:
+        """Whether the invocation was cancelled through its handle (stop soon, then
+        return or raise; the next ``heartbeat()`` raises ``Cancelled``)."""
+        return self._cancel is not None and self._cancel.active
+
     def heartbeat(self, details: object = None) -> None:
-        """Report progress; ``details`` reach the next attempt if this one fails."""
+        """Report progress; ``details`` reach the next attempt if this one fails.
+
+        Raises ``Cancelled`` once the invocation is cancelled."""
         self._pending = details
         self._on_beat()
+        if self._cancel is not None and self._cancel.active:
+            raise self._cancel.error()
+
+
+class CancelFlag:
+    """Whether (and why) an invocation was cancelled; read from activity threads.
+
+    ``Cancelled`` is delivered once (at one durable await); what runs after it
+    (compensations) is not cancelled again."""
+
+    __slots__ = ("delivered", "reason", "scopes")
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.delivered = False
+        self.scopes: set[anyio.CancelScope] = set()
+        """Scopes of async activity attempts in flight: cancelled by a request."""
+
+    @property
+    def active(self) -> bool:
+        """Requested and not yet delivered."""
+        return self.reason is not None and not self.delivered
+
+    def request(self, reason: str) -> None:
+        """Record the request and cancel the async activity in flight, if any."""
+        if self.reason is None:
+            self.reason = reason
+        for scope in list(self.scopes):
+            scope.cancel()
+
+    def error(self) -> Cancelled:
+        """The error to deliver."""
+        reason = self.reason or ""
+        return Cancelled(f"cancelled: {reason}", reason=reason)
+
+    def deliver(self) -> None:
+        """Raise ``Cancelled`` if requested and not delivered yet (then it is delivered)."""
+        if self.active:
+            self.delivered = True
+            raise self.error()
 
 
 def _takes_context(fn: Callable[..., Any]) -> bool:
@@ -161,13 +255,17 @@ async def run_activity(
                 await clock.sleep_until(dt.datetime.fromtimestamp(next_at, dt.UTC))
         attempt += 1
         beats = _Beats(clock.monotonic)
-        actx = ActivityContext(attempt, key, details, beats.beat)
+        actx = ActivityContext(attempt, key, details, beats.beat, clock, inv.cancel_flag, kernel.work)
         token = inv.step_started("activity", name, attempt)
         try:
             result = await _attempt(inv, fn, args, actx, beats, timeout, heartbeat_timeout)
+        except Cancelled as c:
+            inv.step_ended(token, "failed", c)
+            inv.cancel_flag.delivered = True
+            raise
         except Exception as e:
             details = actx._pending
-            last = attempt >= policy.maximum_attempts or isinstance(e, policy.non_retryable)
+            last = policy.exhausted(attempt) or isinstance(e, policy.non_retryable)
             inv.step_ended(token, "failed" if last else "crashed", e)
             if last:
                 why = "non-retryable error" if isinstance(e, policy.non_retryable) else f"{attempt} attempts"
@@ -268,15 +366,23 @@ async def _attempt(
     # An async activity waits on the outside world: the system counts as idle meanwhile
     # (a virtual clock may move on). A sync one runs in a thread and counts as busy.
     is_async = inspect.iscoroutinefunction(fn)
+    flag = inv.cancel_flag
+    flag.deliver()
     async with contextlib.AsyncExitStack() as stack:
         if is_async:
             await stack.enter_async_context(inv.parked())
         async with anyio.create_task_group() as tg:
+            if is_async:
+                flag.scopes.add(tg.cancel_scope)
             tg.start_soon(body)
             if timeout is not None or heartbeat_timeout is not None:
                 tg.start_soon(watchdog)
+        flag.scopes.discard(tg.cancel_scope)
     if "error" in box:
         raise box["error"]
+    if "value" not in box and flag.active:  # cancelled in flight
+        flag.delivered = True
+        raise flag.error()
     return box.get("value")
 
 

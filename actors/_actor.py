@@ -14,22 +14,34 @@ import asyncio
 import copy
 import datetime as dt
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 
 from actors import _outcome as outcome
 from actors import _replay
+from actors._activities import CancelFlag
+from actors._clock import from_timestamp
 from actors._entity import Entity
 from actors._envelope import Envelope, closed_error
-from actors._ids import conflict_error, safe_repr
+from actors._ids import conflict_error, parse_start_id, safe_repr
 from actors._invocation import Invocation
 from actors._kernel import Kernel
-from actors._spec import IMMUTABLE_VALUES, EntitySpec
+from actors._spec import IMMUTABLE_VALUES, READ_ONLY, EntitySpec
 from actors._supervision import Step, failure_of, write_dead_letter
 from actors._supervisor import DeadLetter, Retry, Stop
-from actors.errors import CorruptRecord, DefinitionError, HandlerFailed, Rejected, StoreError
+from actors.errors import (
+    ActorsError,
+    Cancelled,
+    CorruptRecord,
+    DefinitionError,
+    HandlerFailed,
+    Rejected,
+    StoreError,
+)
 from actors.observe import Outcome
-from persistence.store import Commit, Committed
+from persistence.store import Commit, Committed, Journal, JournalEntry, Write
 
 
 def _cancelled_by(scope: anyio.CancelScope | None, error: BaseException) -> bool:
@@ -55,7 +67,9 @@ class Actor:
         "kernel",
         "last_active",
         "mailbox",
+        "resumable",
         "running",
+        "runs",
         "seq",
         "snap_seq",
         "spec",
@@ -87,6 +101,10 @@ class Actor:
         """Keyed asks not yet handled (they are not in the inbox): id -> fingerprint."""
         self.telling: dict[str, str] = {}
         """Keyed tells from being accepted until handled: id -> fingerprint."""
+        self.runs: set[Run] = set()
+        """Invocations of async handlers in progress (running or parked)."""
+        self.resumable: deque[Run] = deque()
+        """Parked invocations whose wait is over, resumed before the next message."""
 
     def __repr__(self) -> str:
         return f"<Actor {self.spec.name}/{self.id}>"
@@ -104,7 +122,13 @@ class Actor:
     @property
     def idle(self) -> bool:
         """No message queued or running and not activating: safe to passivate."""
-        return not self.running and not self.mailbox and self._activating is None and not self.telling
+        return (
+            not self.running
+            and not self.mailbox
+            and self._activating is None
+            and not self.telling
+            and not self.runs
+        )
 
     # ------------------------------------------------------------ mailbox
     def deliver(self, env: Envelope) -> None:
@@ -123,19 +147,30 @@ class Actor:
         if env.keyed and not env.from_inbox:
             self.asking.setdefault(env.signal.signal_id, env.signal.fingerprint)
         self.mailbox.append(env)
+        self._kick()
+
+    def _kick(self) -> None:
         if not self.running:
             self.running = True
             # one unit of busy work per running drain, not per queued signal: signals queued
             # behind a handler parked on the clock are not runnable (VirtualClock.advance)
-            kernel.work.inc()
-            kernel.tasks.spawn_drain(self._drain())
+            self.kernel.work.inc()
+            self.kernel.tasks.spawn_drain(self._drain())
 
     async def _drain(self) -> None:
         try:
             with anyio.CancelScope() as scope:  # cancelled by pause(): the system is closing
                 self._scope = scope
-                while self.mailbox:
+                while True:
+                    if self.resumable:  # a parked invocation whose wait is over goes first
+                        await self._resume(self.resumable.popleft())
+                        continue
+                    if not self.mailbox:
+                        break
                     env = self.mailbox.popleft()
+                    if env.handler.is_async:  # may park: runs in a task of its own
+                        await self._start_run(env)
+                        continue
                     try:
                         await self._handle(env)
                     except anyio.get_cancelled_exc_class():
@@ -145,32 +180,266 @@ class Actor:
                             env.reply.fail(closed_error(env))
                         raise
                     except Exception as e:  # a bug in the runtime: keep the system alive, say so
-                        self.kernel.log.exception(
-                            "%r: internal error handling %s", self, env.signal.handler, extra=self._extra(env)
-                        )
-                        self.deactivate()
-                        if env.reply is not None:
-                            env.reply.fail(e)
+                        self._internal_error(env, e)
                     finally:
-                        # by the caller's kind: a journaled ask is in the inbox too by now
-                        (self.asking if env.reply is not None else self.telling).pop(
-                            env.signal.signal_id, None
-                        )
+                        self._handled(env)
         finally:
             self._scope = None
             self.running = False
             self.last_active = self.kernel.clock.now()
             self.kernel.work.dec()
 
+    def _internal_error(self, env: Envelope, e: Exception) -> None:
+        self.kernel.log.exception(
+            "%r: internal error handling %s", self, env.signal.handler, extra=self._extra(env)
+        )
+        self.deactivate()
+        if env.reply is not None:
+            env.reply.fail(e)
+
+    def _handled(self, env: Envelope) -> None:
+        # by the caller's kind: a journaled ask is in the inbox too by now
+        (self.asking if env.reply is not None else self.telling).pop(env.signal.signal_id, None)
+
     def pause(self) -> None:
         """Stop the running handler at its current await (the system is closing).
 
         A pause, not an end: nothing of the running segment is committed (a commit
         already under way finishes and is answered truthfully), and the invocation
-        resumes from the inbox and its journal after the next start.
+        resumes from the inbox and its journal after the next start. Parked
+        invocations are dropped from memory: they resume from their journal.
         """
         if self._scope is not None:
             self._scope.cancel()
+        for run in list(self.runs):
+            if run.scope is not None:
+                run.scope.cancel()
+            else:
+                run.cancel_pending = True
+
+    # ------------------------------------------------------------ invocations that may park
+    async def _start_run(self, env: Envelope) -> None:
+        """Run an async handler in a task of its own; wait until it parks or ends."""
+        kernel = self.kernel
+        if not kernel.tasks.live:
+            if env.reply is not None:
+                env.reply.fail(closed_error(env))
+            self._handled(env)
+            return
+        run = Run(env)
+        self.runs.add(run)
+        kernel.tasks.spawn_drain(self._run_task(run))
+        await run.segment
+
+    async def _run_task(self, run: Run) -> None:
+        env = run.env
+        sid = env.signal.signal_id
+        outcomes = self.kernel.outcomes
+        outcomes.cancellers[sid] = lambda reason: self._cancel_run(run, reason)
+        early = outcomes.requested.pop(sid, None)
+        if early is not None:
+            run.flag.request(early)
+        try:
+            with anyio.CancelScope() as scope:
+                run.scope = scope
+                if run.cancel_pending:
+                    scope.cancel()
+                try:
+                    await self._handle(env, run)
+                except anyio.get_cancelled_exc_class():
+                    if env.reply is not None:
+                        env.reply.fail(closed_error(env))
+                    raise
+                except Exception as e:  # a bug in the runtime: keep the system alive, say so
+                    self._internal_error(env, e)
+        finally:
+            self._handled(env)
+            run.end()
+            self.runs.discard(run)
+            if outcomes.cancellers.get(sid) is not None:
+                del outcomes.cancellers[sid]
+            if not run.segment.done():
+                run.segment.set_result(None)
+
+    def _cancel_run(self, run: Run, reason: str) -> None:
+        run.flag.request(reason)
+        if run.parked:
+            run.flag.delivered = True
+            self._wake(run, None, run.flag.error())
+
+    def _wake(self, run: Run, value: object, error: BaseException | None = None) -> None:
+        """A parked invocation's wait is over (predicate, deadline, child, cancel)."""
+        if not run.parked or run.woken:
+            return
+        run.woken = True
+        run.value, run.error = value, error
+        if not run.holding:
+            self.resumable.append(run)
+            self._kick()
+
+    async def _resume(self, run: Run) -> None:
+        if not run.parked or run.go is None:
+            return
+        run.segment = asyncio.get_running_loop().create_future()
+        run.holding = True
+        try:
+            await self.ensure_active()
+        except StoreError as e:
+            run.value, run.error = None, e
+        run.go.set_result(None)
+        await run.segment
+
+    def _adopt(self, inv: Invocation) -> None:
+        """Make ``inv``'s object the live entity, with the committed state."""
+        obj = inv.target
+        live = self.entity
+        assert obj is not None
+        assert live is not None
+        if obj is not live:
+            src = self.spec.clone(live)
+            for name in self.spec.field_names:
+                object.__setattr__(obj, name, getattr(src, name))
+            self.entity = self.view = obj
+        self.backup = None
+        object.__setattr__(obj, "_actors_ctx", inv)
+        if not self.spec.shallow_copy:
+            self.before_first_emit()
+
+    def _check_parked(self) -> None:
+        """After a commit: wake the parked invocations whose predicate now holds."""
+        live = self.entity
+        if live is None:
+            return
+        for run in list(self.runs):
+            if not run.parked or run.woken or run.predicate is None:
+                continue
+            self._evaluate(run, live)
+
+    def _evaluate(self, run: Run, live: Entity) -> None:
+        inv = run.inv
+        assert inv is not None
+        assert inv.target is not None
+        assert run.predicate is not None
+        obj = inv.target
+        if obj is not live:
+            for name in self.spec.field_names:
+                object.__setattr__(obj, name, getattr(live, name))
+        before = getattr(obj, "_actors_ctx", None)
+        object.__setattr__(obj, "_actors_ctx", READ_ONLY)
+        try:
+            holds = bool(run.predicate())
+        except Exception as e:
+            self._wake(run, None, e)
+            return
+        finally:
+            object.__setattr__(obj, "_actors_ctx", before)
+        if holds:
+            self._wake(run, True)
+
+    # ------------------------------------------------------------ the invocation's side (Host)
+    async def state_at(self, seq: int) -> Entity:
+        """The entity as it was after event ``seq`` (a scratch copy)."""
+        entity: Entity = await _replay.load_at(self.kernel, self.spec, self.id, seq)
+        return entity
+
+    async def checkpoint(self, inv: Invocation, entries: list[JournalEntry]) -> None:
+        """Commit what ``inv`` did so far (events, timers, outbox) with ``entries`` of its
+        journal, in one transaction; its signal stays in the inbox, unmarked."""
+        kernel, env = self.kernel, inv.env
+        s = env.signal
+        writes: list[Write] = []
+        commit = Commit(
+            s.entity_type,
+            s.entity_id,
+            s,
+            "",
+            self.seq + 1,
+            tuple(inv.events),
+            recorded_at=kernel.clock.now().timestamp(),
+            set_timers=tuple(inv.timers.values()),
+            cancel_timers=tuple(inv.cancels),
+            outbox=tuple(inv.outbox),
+            has_journal=False,
+            mark=False,
+            from_inbox=False,
+        )
+        writes.append(commit)
+        for i, e in enumerate(entries):
+            writes.append(Journal(e, s if i == 0 and not env.from_inbox else None))
+        with anyio.CancelScope(shield=True):
+            results = await kernel.committer.submit_group(writes)
+        env.from_inbox = True
+        inv.journal.has_journal = True
+        done = results[0]
+        self.seq += len(inv.events)
+        self.backup = None
+        self.view = self.entity
+        if inv.timers or inv.cancels:
+            kernel.timers.on_commit(self.spec.name, self.id, inv.timers.values(), inv.cancels)
+        if inv.outbox and isinstance(done, Committed):
+            kernel.route.deliver_outbox(done.outbox_ids, list(inv.outbox))
+        inv.drop_effects()
+        self._maybe_snapshot()
+        self._check_parked()
+
+    async def park(
+        self,
+        inv: Invocation,
+        predicate: Callable[[], object] | None,
+        deadline: float | None,
+        deadline_value: object,
+        watch: str | None,
+    ) -> Any:
+        """Park ``inv`` until its wait is over; the entity serves others meanwhile."""
+        run = inv.runner
+        assert run is not None
+        loop = asyncio.get_running_loop()
+        run.parked, run.woken, run.value, run.error = True, False, None, None
+        run.predicate = predicate
+        run.go = loop.create_future()
+        kernel = self.kernel
+        try:
+            if run.flag.active:
+                run.flag.delivered = True
+                self._wake(run, None, run.flag.error())
+            if watch is not None:
+                run.unwatch = kernel.outcomes.watch(watch, lambda text: self._wake(run, text))
+                etype, eid = parse_start_id(watch)
+                mark = await kernel.store.read_mark(etype, eid, watch)
+                if mark is not None:
+                    self._wake(run, mark.outcome)
+            if deadline is not None and not run.woken:
+                if kernel.clock.now() >= from_timestamp(deadline):
+                    self._wake(run, deadline_value)
+                else:
+                    run.timer = kernel.tasks.spawn_task(self._deadline(run, deadline, deadline_value))
+            if predicate is not None and not run.woken and self.entity is not None:
+                self._evaluate(run, self.entity)
+            if not run.woken:  # let the entity go on: the drain takes its next message
+                run.holding = False
+                run.segment.set_result(None)
+                await run.go
+            # resumed: the only running writer of the entity again
+            if (run.error is None and self.entity is not None) or (
+                run.error is not None and self.entity is not None and inv.target is not None
+            ):
+                self._adopt(inv)
+        finally:
+            run.unpark()
+        if run.error is not None:
+            raise run.error
+        return run.value
+
+    async def _deadline(self, run: Run, deadline: float, value: object) -> None:
+        await self.kernel.clock.sleep_until(from_timestamp(deadline))
+        self._wake(run, value)
+
+    def _maybe_snapshot(self) -> None:
+        every = self.spec.snapshot_every
+        entity = self.entity
+        due = every and self.seq - self.snap_seq >= every and entity is not None
+        if due and _replay.take_snapshot(self.kernel, self.spec, self.id, entity, self.seq):
+            self.snap_seq = self.seq
 
     def fail_pending(self) -> None:
         """Fail every queued ask with SystemClosed (the system is closing)."""
@@ -211,7 +480,7 @@ class Actor:
             self.backup = None
 
     # ------------------------------------------------------------ one signal, attempt by attempt
-    async def _handle(self, env: Envelope) -> None:
+    async def _handle(self, env: Envelope, run: Run | None = None) -> None:
         store_failures = 0
         attempt = runs = 1
         checked = not env.keyed  # a keyed signal may be a repeat: look for its mark first
@@ -222,7 +491,7 @@ class Actor:
                     if self._tell_conflict(env) or await self._answer_repeat(env):
                         return
                     checked = True
-                step = await self._handle_one(env, attempt, runs)
+                step = await self._handle_one(env, attempt, runs, run)
             except StoreError as e:
                 if not env.from_inbox or isinstance(e, CorruptRecord):
                     self.kernel.log.error(
@@ -309,7 +578,7 @@ class Actor:
             )
 
     # ------------------------------------------------------------ phase: handle one run
-    async def _handle_one(self, env: Envelope, attempt: int, runs: int) -> Step:
+    async def _handle_one(self, env: Envelope, attempt: int, runs: int, run: Run | None = None) -> Step:
         """One run of the handler, then its commit (or the supervisor's decision).
 
         The handler runs on arguments decoded from what was stored (unless they are
@@ -319,13 +588,23 @@ class Actor:
         """
         entity = await self.ensure_active()
         inv = Invocation(self, env, runs)
+        if run is not None:
+            inv.runner = run
+            run.inv = inv
+            inv.cancel_flag = run.flag
+            if runs > 1 or env.recovered:  # it may have run (and parked) before: replay its segments
+                scratch = await inv.prepare_rerun()
+                if scratch is not None:
+                    entity = scratch
+        inv.target = entity
+        scope = run.scope if run is not None else self._scope
         obs = self.kernel.observer
         if obs.active:
             inv.token = obs.invocation_started(inv.info)
         h = env.handler
         spec = self.spec
         codec = self.kernel.codec
-        if not spec.shallow_copy and self.backup is None:
+        if not spec.shallow_copy and self.backup is None and inv.replay is None:
             self.before_first_emit()  # in-place edits of mutable fields become detectable
         object.__setattr__(entity, "_actors_ctx", inv)
         try:
@@ -337,6 +616,7 @@ class Actor:
             result = h.call(entity, values)
             if h.is_async:
                 result = await result
+            inv.check_finished()
             if not spec.shallow_copy:
                 self._check_state(inv, entity)
             text = outcome.encode_ok(codec, result, h.returns, f"{spec.name}.{h.name}")
@@ -345,9 +625,22 @@ class Actor:
         except Rejected as r:
             if self.kernel.tasks.closing:
                 return self._paused(env, inv)
-            self._rollback()
-            inv.drop_effects()
+            if inv.replay is not None and inv.replay.replaying:  # refused inside committed segments
+                return await self._crashed(
+                    env, inv, inv._nondeterminism("it is rejected in a replayed segment"), attempt
+                )
+            if not getattr(r, "commit", False):
+                self._rollback()
+                inv.drop_effects()
             return await self._commit(env, inv, outcome.encode_error("rejected", r), r, None)
+        except Cancelled as c:
+            if self.kernel.tasks.closing:
+                return self._paused(env, inv)
+            if inv.replay is not None and inv.replay.replaying:
+                return await self._crashed(
+                    env, inv, inv._nondeterminism("it is cancelled in a replayed segment"), attempt
+                )
+            return await self._commit(env, inv, outcome.encode_cancelled(c), c, None)
         except Exception as e:
             if self.kernel.tasks.closing:
                 return self._paused(env, inv)
@@ -360,7 +653,7 @@ class Actor:
                 raise
             return await self._crashed(env, inv, e, attempt)
         except BaseException as e:
-            if _cancelled_by(self._scope, e):
+            if _cancelled_by(scope, e):
                 self._rollback()
                 self.deactivate()
                 self._ended(inv, "paused", None)
@@ -414,7 +707,7 @@ class Actor:
 
     # ------------------------------------------------------------ phase: commit, then finish
     async def _commit(
-        self, env: Envelope, inv: Invocation, text: str, rejected: Rejected | None, result: object
+        self, env: Envelope, inv: Invocation, text: str, rejected: ActorsError | None, result: object
     ) -> Step:
         kernel = self.kernel
         s = env.signal
@@ -448,10 +741,13 @@ class Actor:
                     env.reply.fail(e)
                 return Step.DONE
         self._finish(env, inv, done, rejected, result)
+        if env.keyed:
+            kernel.outcomes.notify(s.signal_id, text)
+        self._check_parked()
         return Step.DONE
 
     def _finish(
-        self, env: Envelope, inv: Invocation, done: object, rejected: Rejected | None, result: object
+        self, env: Envelope, inv: Invocation, done: object, rejected: ActorsError | None, result: object
     ) -> None:
         kernel = self.kernel
         self.seq += len(inv.events)
@@ -468,11 +764,7 @@ class Actor:
                 env.reply.fail(rejected)
             else:
                 env.reply.set(result)
-        every = self.spec.snapshot_every
-        entity = self.entity
-        due = every and self.seq - self.snap_seq >= every and entity is not None
-        if due and _replay.take_snapshot(kernel, self.spec, self.id, entity, self.seq):
-            self.snap_seq = self.seq
+        self._maybe_snapshot()
 
     # ------------------------------------------------------------ supervision
     async def _crashed(self, env: Envelope, inv: Invocation, error: BaseException, attempt: int) -> Step:
@@ -559,3 +851,62 @@ class Actor:
 
 def _same(a: object, b: object) -> bool:
     return a is b or a == b
+
+
+class Run:
+    """An invocation of an async handler in a task of its own: it may park (wait,
+    sleep, a child's result) while its actor goes on with other messages."""
+
+    __slots__ = (
+        "cancel_pending",
+        "env",
+        "error",
+        "flag",
+        "go",
+        "holding",
+        "inv",
+        "parked",
+        "predicate",
+        "scope",
+        "segment",
+        "timer",
+        "unwatch",
+        "value",
+        "woken",
+    )
+
+    def __init__(self, env: Envelope) -> None:
+        self.env = env
+        self.inv: Invocation | None = None
+        self.scope: anyio.CancelScope | None = None
+        self.cancel_pending = False
+        self.segment: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Done when the running segment ends (parked or finished): the drain waits on it."""
+        self.holding = True
+        """Whether it runs as the entity's writer now (the drain waits for it)."""
+        self.parked = False
+        self.woken = False
+        self.value: object = None
+        self.error: BaseException | None = None
+        self.go: asyncio.Future[None] | None = None
+        self.predicate: Callable[[], object] | None = None
+        self.timer: asyncio.Task[Any] | None = None
+        self.unwatch: Callable[[], None] | None = None
+        self.flag = CancelFlag()
+
+    def unpark(self) -> None:
+        """Forget the wait (its deadline task, its watch)."""
+        self.parked = False
+        self.holding = True
+        self.go = None
+        self.predicate = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.unwatch is not None:
+            self.unwatch()
+            self.unwatch = None
+
+    def end(self) -> None:
+        """The invocation ended (or was paused)."""
+        self.unpark()

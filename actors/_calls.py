@@ -3,12 +3,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import anyio
+
+from actors import _outcome as outcome
 from actors._directory import Directory, within
 from actors._envelope import Envelope, Reply
-from actors._ids import conflict_error, generated_id, keyed_id
+from actors._ids import conflict_error, generated_id, keyed_id, parse_start_id, start_id
+from actors._journal import request_cancel
 from actors._kernel import Kernel
+from actors._ref import InvocationHandle
 from actors._spec import EntitySpec, HandlerSpec
 from actors.errors import SystemClosed
 from persistence.store import Accept, Accepted, Duplicate, SignalRecord
@@ -36,21 +42,81 @@ class Calls:
         args: tuple[object, ...],
         kwargs: dict[str, object],
         key: str | None,
+        signal_id: str | None = None,
     ) -> tuple[HandlerSpec, dict[str, object], SignalRecord]:
         self._check_running()
         kernel = self.kernel
         obs = kernel.observer
+        if signal_id is None:
+            signal_id = keyed_id(key) if key is not None else generated_id()
         return spec.build_signal(
             kernel.codec,
             entity_id,
             handler,
             args,
             kwargs,
-            signal_id=keyed_id(key) if key is not None else generated_id(),
+            signal_id=signal_id,
             accepted_at=kernel.clock.now().timestamp(),
-            keyed=key is not None,
+            keyed=key is not None or signal_id.startswith("s:"),
             trace=obs.carry() if obs.active else None,
         )
+
+    async def start(
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        key: str | None,
+        timeout: float | None,
+    ) -> InvocationHandle[Any]:
+        """Accept a signal durably, like ``tell``; returns a handle on its invocation."""
+        unique = ("k", key) if key is not None else ("g", generated_id())
+        sid = start_id(spec.name, entity_id, *unique)
+        h = await self._tell(spec, entity_id, handler, args, kwargs, None, timeout, sid)
+        return InvocationHandle(self, sid, h.returns)
+
+    def handle(self, handle_id: str) -> InvocationHandle[Any]:
+        """Rebuild a handle from its id."""
+        parse_start_id(handle_id)
+        return InvocationHandle(self, handle_id)
+
+    async def handle_result(self, handle_id: str, returns: object, timeout: float | None) -> Any:
+        """Wait for a started invocation's outcome (its processed mark)."""
+        etype, eid = parse_start_id(handle_id)
+        kernel = self.kernel
+        loop = asyncio.get_running_loop()
+        got: asyncio.Future[str] = loop.create_future()
+
+        def seen(text: str) -> None:
+            if not got.done():
+                got.set_result(text)
+
+        unwatch = kernel.outcomes.watch(handle_id, seen)
+
+        async def wait() -> str:
+            delay = 0.01
+            while True:
+                mark = await kernel.store.read_mark(etype, eid, handle_id)
+                if mark is not None:
+                    return mark.outcome
+                # in-process outcomes arrive at once; another process's are polled
+                with anyio.move_on_after(delay):
+                    return await asyncio.shield(got)
+                delay = min(delay * 2, 1.0)
+
+        try:
+            text = await within(wait(), timeout)
+        finally:
+            unwatch()
+        return outcome.decode(kernel.codec, text, returns, where=f"the outcome of {handle_id}")
+
+    async def handle_cancel(self, handle_id: str, reason: str) -> None:
+        """Request a started invocation's cancellation, durably."""
+        self._check_running()
+        etype, eid = parse_start_id(handle_id)
+        await request_cancel(self.kernel, handle_id, etype, eid, reason)
 
     async def tell(
         self,
@@ -63,10 +129,24 @@ class Calls:
         timeout: float | None,
     ) -> None:
         """Accept a signal durably; it is routed to its actor by the committer."""
-        h, values, rec = self._signal(spec, entity_id, handler, args, kwargs, key)
+        await self._tell(spec, entity_id, handler, args, kwargs, key, timeout, None)
+
+    async def _tell(
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        key: str | None,
+        timeout: float | None,
+        signal_id: str | None,
+    ) -> HandlerSpec:
+        h, values, rec = self._signal(spec, entity_id, handler, args, kwargs, key, signal_id)
         sid, fp = rec.signal_id, rec.fingerprint
+        keyed = key is not None or signal_id is not None
         directory, tasks = self.directory, self.kernel.tasks
-        actor = directory.actor(spec, entity_id) if key is not None else None
+        actor = directory.actor(spec, entity_id) if keyed else None
         fresh = False
         if actor is not None:  # a keyed call of the same key may be under way: compare
             asked, told = actor.asking.get(sid), actor.telling.get(sid)
@@ -81,18 +161,19 @@ class Calls:
             if isinstance(result, Accepted) and tasks.running:
                 routed = True
                 shared = values if h.immutable_args else None  # else the handler decodes its own copy
-                env = Envelope(h, rec, values=shared, keyed=key is not None, reply=None, from_inbox=True)
+                env = Envelope(h, rec, values=shared, keyed=keyed, reply=None, from_inbox=True)
                 directory.actor(spec, entity_id).deliver(env)
 
         try:
             result = await within(
-                self.kernel.committer.submit(Accept(rec, check_duplicate=key is not None), route), timeout
+                self.kernel.committer.submit(Accept(rec, check_duplicate=keyed), route), timeout
             )
         finally:
             if actor is not None and fresh and not routed:
                 actor.telling.pop(sid, None)
         if isinstance(result, Duplicate) and result.fingerprint != fp:
             raise conflict_error(rec)
+        return h
 
     async def ask(
         self,

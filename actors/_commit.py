@@ -28,6 +28,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import anyio
 
@@ -53,6 +54,17 @@ from persistence.store import (
 
 After = Callable[[WriteResult], None]
 
+
+class Group:
+    """Writes that must go in one transaction (a workflow's checkpoint: its events and
+    its journal). ``submit`` returns the list of their results."""
+
+    __slots__ = ("writes",)
+
+    def __init__(self, writes: Sequence[Write]) -> None:
+        self.writes = tuple(sorted(writes, key=lambda w: _RANK[type(w)]))
+
+
 # Commits go first, so an Accept of a key that a Commit in the same batch marks as
 # processed is reported as a duplicate; inbox-adding writes keep their order.
 _RANK: dict[type, int] = {
@@ -64,17 +76,18 @@ _RANK: dict[type, int] = {
     Journal: 2,
     Requeue: 2,
     Prune: 3,
+    Group: 0,
 }
 
 
 class _Slot:
     __slots__ = ("after", "done", "error", "result", "tries", "write")
 
-    def __init__(self, write: Write, after: After | None, done: asyncio.Future[None] | None) -> None:
+    def __init__(self, write: Write | Group, after: After | None, done: asyncio.Future[None] | None) -> None:
         self.write = write
         self.after = after
         self.done = done
-        self.result: WriteResult = None
+        self.result: Any = None
         self.error: BaseException | None = None
         self.tries = 0
 
@@ -143,8 +156,19 @@ class GroupCommitter:
         self.writes = 0
         self.retries = 0
 
+    async def submit_group(self, writes: Sequence[Write]) -> list[WriteResult]:
+        """Write ``writes`` durably in one transaction; returns their results in order."""
+        group = Group(writes)
+        results: list[WriteResult] = await self._submit(group, None)
+        by_write = dict(zip(map(id, group.writes), results, strict=True))
+        return [by_write[id(w)] for w in writes]
+
     async def submit(self, write: Write, after: After | None = None) -> WriteResult:
         """Write durably (batched with others); returns this write's own result."""
+        result: WriteResult = await self._submit(write, after)
+        return result
+
+    async def _submit(self, write: Write | Group, after: After | None) -> Any:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         slot = _Slot(write, after, done)
         self._push(slot)
@@ -210,8 +234,22 @@ class GroupCommitter:
         data, write each half again so the failure stays with the write it belongs to.
         Returns whether any write of it failed."""
         order = sorted(range(len(batch)), key=lambda i: _RANK[type(batch[i].write)])
+        flat: list[Write] = []
+        for i in order:
+            w = batch[i].write
+            if isinstance(w, Group):
+                flat.extend(w.writes)
+            else:
+                flat.append(w)
         try:
-            results = await self._store.write([batch[i].write for i in order])
+            got = await self._store.write(flat)
+            results: list[Any] = []
+            at = 0
+            for i in order:
+                w = batch[i].write
+                n = len(w.writes) if isinstance(w, Group) else 1
+                results.append(list(got[at : at + n]) if isinstance(w, Group) else got[at])
+                at += n
         except Exception as e:
             err = e if isinstance(e, StoreError) else StoreError(f"store write failed: {e!r}")
             if err is not e:

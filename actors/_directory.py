@@ -58,7 +58,7 @@ class Directory:
         """Put ``env`` in the mailbox of the entity's actor."""
         self.actor(spec, entity_id).deliver(env)
 
-    def route_stored(self, s: SignalRecord) -> int:
+    def route_stored(self, s: SignalRecord, *, recovered: bool = False) -> int:
         """Deliver an inbox signal to its actor; 0 (and a warning) if nobody here runs it."""
         spec = self.kernel.registry.specs.get(s.entity_type)
         h = spec.signals.get(s.handler) if spec is not None else None
@@ -73,7 +73,15 @@ class Directory:
             )
             return 0
         self.actor(spec, s.entity_id).deliver(
-            Envelope(h, s, values=None, keyed=is_keyed(s.signal_id), reply=None, from_inbox=True)
+            Envelope(
+                h,
+                s,
+                values=None,
+                keyed=is_keyed(s.signal_id),
+                reply=None,
+                from_inbox=True,
+                recovered=recovered,
+            )
         )
         return 1
 
@@ -128,7 +136,7 @@ class Directory:
                 after = entry.position
                 s = entry.signal
                 if only is None or (s.entity_type, s.entity_id) == only:
-                    count += self.route_stored(s)
+                    count += self.route_stored(s, recovered=True)
             if len(entries) < _INBOX_CHUNK:
                 break
         if count:

@@ -161,6 +161,20 @@ class HandlerContext(Protocol):
         """A journaled activity step."""
         ...
 
+    def wait_until(
+        self, predicate: Callable[[], object], timeout: dt.timedelta | None
+    ) -> Coroutine[Any, Any, bool]:
+        """A checkpoint that parks until ``predicate`` holds or ``timeout`` passes."""
+        ...
+
+    def sleep(self, duration: dt.timedelta) -> Coroutine[Any, Any, None]:
+        """A checkpoint that parks for ``duration``."""
+        ...
+
+    def patched(self, change_id: str) -> bool:
+        """Whether this invocation runs change ``change_id``'s code (journaled)."""
+        ...
+
 
 def _guard_write(entity: object, name: str) -> None:
     ctx = getattr(entity, "_actors_ctx", None)
@@ -275,6 +289,32 @@ class Entity:
         with ``return_exceptions=True`` failures are returned in their places.
         """
         return self._ctx("gather").gather(steps, limit, return_exceptions)
+
+    def wait_until(
+        self, predicate: Callable[[], object], /, *, timeout: dt.timedelta | None = None
+    ) -> Coroutine[Any, Any, bool]:
+        """Wait, without blocking this entity, until ``predicate()`` holds; ``await`` it.
+
+        A checkpoint: what this invocation did so far (events, timers, outbox, journal)
+        commits, the invocation parks and the entity goes on serving other signals
+        and queries. ``predicate`` is evaluated on committed state after every commit
+        of this entity; when it holds this returns True, when the durable ``timeout``
+        passes first it returns False, and the invocation resumes as the entity's only
+        running writer. Survives restarts (see the README, "Workflows").
+        """
+        return self._ctx("wait_until").wait_until(predicate, timeout)
+
+    def sleep(self, duration: dt.timedelta, /) -> Coroutine[Any, Any, None]:
+        """Sleep durably for ``duration`` without blocking this entity (a checkpoint,
+        like ``wait_until``); ``await`` it."""
+        return self._ctx("sleep").sleep(duration)
+
+    def patched(self, change_id: str, /) -> bool:
+        """Whether this invocation runs the code of change ``change_id``: True for
+        invocations that reach this call under the new code, False when re-running an
+        invocation journaled before the change (so it keeps its old steps). The answer
+        is journaled."""
+        return self._ctx("patched").patched(change_id)
 
     @overload
     def run(

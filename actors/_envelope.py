@@ -47,7 +47,7 @@ class Reply:
 class Envelope:
     """A signal on its way through the mailbox."""
 
-    __slots__ = ("from_inbox", "handler", "keyed", "reply", "signal", "values")
+    __slots__ = ("from_inbox", "handler", "keyed", "recovered", "reply", "signal", "values")
 
     def __init__(
         self,
@@ -58,7 +58,11 @@ class Envelope:
         keyed: bool,
         reply: Reply | None,
         from_inbox: bool,
+        recovered: bool = False,
     ) -> None:
+        self.recovered = recovered
+        """Read back from the inbox (recovery, a requeued dead letter): it may have run
+        before, so its journal is read before its handler runs again."""
         self.from_inbox = from_inbox
         """The signal is in the inbox (a tell, a timer, a recovered or journaled ask)."""
         self.handler = handler

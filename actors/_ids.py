@@ -7,7 +7,9 @@ A stored signal id is a one-letter namespace, a colon, and a body:
 - ``i:[...]``   a key given inside a handler, scoped to the entity whose handler
                 gave it: ``self.ref(...).options(key=...)``;
 - ``o:[...]``   an outbox message; ``a:[...]`` a journaled ask; ``t:[...]`` a timer
-                firing.
+                firing;
+- ``s:[type, id, ...]`` a started invocation (``ref.start``): its handle's id, which
+                names its entity so ``system.handle(id)`` can find its outcome.
 
 Derived bodies are JSON arrays of their parts, which is injective: two different
 tuples of parts never give one id, whatever characters ids and keys contain. A
@@ -43,6 +45,28 @@ def keyed_id(key: str) -> str:
 def derived_id(kind: str, *parts: str | int) -> str:
     """An internal id of namespace ``kind`` made injectively from ``parts``."""
     return f"{kind}:{_encode_parts(parts)}"
+
+
+def start_id(entity_type: str, entity_id: str, *unique: str | int) -> str:
+    """The signal id of a started invocation (its handle's id)."""
+    return derived_id("s", entity_type, entity_id, *unique)
+
+
+def parse_start_id(handle_id: object) -> tuple[str, str]:
+    """The entity (type, id) a handle id names; InvalidArguments if it is no handle id."""
+    if isinstance(handle_id, str) and handle_id.startswith("s:") and len(handle_id) < 4096:
+        try:
+            parts = json.loads(handle_id[2:])
+        except ValueError:
+            parts = None
+        if (
+            isinstance(parts, list)
+            and len(parts) >= 3
+            and isinstance(parts[0], str)
+            and isinstance(parts[1], str)
+        ):
+            return parts[0], parts[1]
+    raise InvalidArguments(f"not an invocation handle id: {handle_id!r:.100}")
 
 
 def internal_key_id(entity_type: str, entity_id: str, key: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from typing import Any, Protocol, TypeVar
@@ -19,25 +20,27 @@ from typing import Any, Protocol, TypeVar
 import anyio
 
 from actors import _outcome as outcome
-from actors._activities import run_activity
+from actors._activities import CancelFlag, run_activity
 from actors._clock import MAX_DUE, from_timestamp
 from actors._entity import Entity, SagaScope
 from actors._envelope import Envelope, Reply
-from actors._ids import check_text, derived_id, internal_key_id
-from actors._journal import StepJournal
+from actors._ids import check_text, derived_id, digest, internal_key_id, parse_start_id, start_id
+from actors._journal import CANCEL_STEP, StepJournal, request_cancel
 from actors._kernel import Kernel
 from actors._policies import RetryPolicy
-from actors._ref import EntityRef
+from actors._ref import EntityRef, InvocationHandle
 from actors._saga import Saga, gather
 from actors._spec import EntitySpec
-from actors.errors import DeadlineExceeded, DefinitionError, InvalidArguments, Rejected
+from actors.errors import DeadlineExceeded, DefinitionError, InvalidArguments, NonDeterminismError, Rejected
 from actors.observe import InvocationInfo, Outcome
-from persistence.store import JournalEntry, NewEvent, SignalRecord, TimerRecord
+from persistence.store import JournalEntry, NewEvent, SignalRecord, StoredEvent, TimerRecord
 
 T = TypeVar("T")
 E = TypeVar("E", bound=Entity)
 
 MAX_TIMER_KEY = 256
+PATCH_STEP = -1000
+"""Journal steps of ``patched`` answers count down from here (apart from the step numbers)."""
 AUTO_TIMER_PREFIX = "auto:"
 """Keys of timers scheduled without a key; a handler's own keys may not start so."""
 
@@ -49,10 +52,42 @@ class Host(Protocol):
     spec: EntitySpec
     id: str
     backup: Entity | None
+    seq: int
 
     def before_first_emit(self) -> None:
         """Keep a copy of the committed state before the first change."""
         ...
+
+    async def state_at(self, seq: int) -> Entity:
+        """The entity as it was after event ``seq``."""
+        ...
+
+    async def checkpoint(self, inv: Invocation, entries: list[JournalEntry]) -> None:
+        """Commit the invocation's effects so far with ``entries``, in one transaction."""
+        ...
+
+    async def park(
+        self,
+        inv: Invocation,
+        predicate: Callable[[], object] | None,
+        deadline: float | None,
+        deadline_value: object,
+        watch: str | None,
+    ) -> Any:
+        """Park until resumed; returns the wake value (or raises Cancelled)."""
+        ...
+
+
+class _Replay:
+    """A re-run's replay of its committed segments on a scratch copy of the entity."""
+
+    __slots__ = ("expected", "replaying")
+
+    def __init__(self, expected: list[StoredEvent]) -> None:
+        self.replaying = True
+        """Still inside committed segments (effects are checked, not kept)."""
+        self.expected = expected
+        """The stored events of the segment being replayed, not yet matched."""
 
 
 class _Done:
@@ -79,13 +114,20 @@ class Invocation:
         "applied",
         "applying",
         "attempt",
+        "cancel_flag",
         "cancels",
         "env",
         "events",
         "kernel",
         "outbox",
         "parks",
+        "patches",
+        "pending_journal",
+        "replay",
+        "runner",
+        "segment_from",
         "signal",
+        "target",
         "timers",
         "token",
     )
@@ -108,6 +150,17 @@ class Invocation:
         self.parks = 0
         self.token: object = None
         """What the observer returned when this run started."""
+        self.runner: Any = None
+        """The actor's record of this invocation's task (async handlers), for parking."""
+        self.cancel_flag = CancelFlag()
+        self.replay: _Replay | None = None
+        self.pending_journal: list[JournalEntry] = []
+        """Journal entries committed with the next checkpoint (none if it never parks)."""
+        self.segment_from = actor.seq
+        """The entity's seq when the running segment began."""
+        self.target: Entity | None = None
+        """The object the handler runs on."""
+        self.patches = 0
         self._now: dt.datetime | None = None
         self._rng: random.Random | None = None
 
@@ -189,6 +242,18 @@ class Invocation:
         if applier is None:
             raise DefinitionError(f"{actor.spec.name} has no @applies method for {type(event).__qualname__}")
         new = self.kernel.codec.encode_event(event)
+        rp = self.replay
+        if rp is not None and rp.replaying:  # a committed segment: check, apply to the scratch copy
+            if not rp.expected or rp.expected[0].type_name != new.type_name:
+                got = rp.expected[0].type_name if rp.expected else "no more events"
+                raise self._nondeterminism(f"it emits {new.type_name} where the log holds {got}")
+            rp.expected.pop(0)
+            self.applying = True
+            try:
+                applier(entity, event)
+            finally:
+                self.applying = False
+            return
         if actor.backup is None:
             actor.before_first_emit()
         self.applying = True
@@ -312,7 +377,238 @@ class Invocation:
 
     async def recorded(self, step: int, kind: str, name: str) -> JournalEntry | None:
         """What the journal holds for ``step`` (NonDeterminismError if another step)."""
-        return await self.journal.recorded(step, kind, name)
+        entry = await self.journal.recorded(step, kind, name)
+        self._take_cancel()
+        if entry is None:
+            if self.replay is not None and self.replay.replaying:
+                raise self._nondeterminism(f"step {step} ({kind} {name!r}) is not in its journal")
+            if kind != "wait":
+                self.cancel_flag.deliver()
+        return entry
+
+    def _take_cancel(self) -> None:
+        c = self.journal.entries.get(CANCEL_STEP)
+        if c is not None and self.cancel_flag.reason is None:
+            self.cancel_flag.reason = str(json.loads(c.result).get("reason", ""))
+
+    def _nondeterminism(self, what: str) -> NonDeterminismError:
+        s = self.signal
+        return NonDeterminismError(
+            f"re-run of {s.entity_type}/{s.entity_id}.{s.handler} (invocation {s.signal_id}) "
+            f"differs from its journal: {what}"
+        )
+
+    def _entry(self, step: int, kind: str, name: str, result: str) -> JournalEntry:
+        s = self.signal
+        return JournalEntry(
+            s.entity_type,
+            s.entity_id,
+            s.signal_id,
+            step,
+            kind,
+            name,
+            result,
+            self.kernel.clock.now().timestamp(),
+        )
+
+    # ------------------------------------------------------------ workflows: re-run
+    async def prepare_rerun(self) -> Entity | None:
+        """Read the journal of an invocation that may have run before; when it holds
+        committed segments, return the scratch entity its re-run starts on (the state
+        its first segment saw), else None (it re-runs on the live state)."""
+        j = self.journal
+        await j.load(force=True)
+        self._take_cancel()
+        parks = self._parks()
+        if not parks:
+            return None
+        first = parks[0][1]["park"]
+        entity = await self.actor.state_at(int(first["from"]))
+        self.replay = _Replay(await self._events(int(first["from"]), int(first["to"])))
+        self.segment_from = int(first["from"])
+        return entity
+
+    def _parks(self) -> list[tuple[int, dict[str, Any]]]:
+        out = []
+        for step, e in sorted(self.journal.entries.items()):
+            if e.kind == "wait":
+                data = json.loads(e.result)
+                if "park" in data:
+                    out.append((step, data))
+        return out
+
+    async def _events(self, after: int, upto: int) -> list[StoredEvent]:
+        if upto <= after:
+            return []
+        a = self.actor
+        return await self.kernel.store.read_events(a.spec.name, a.id, after=after, limit=upto - after)
+
+    def _drop_replayed_effects(self) -> None:
+        rp = self.replay
+        assert rp is not None
+        if rp.expected:
+            raise self._nondeterminism(
+                f"it emits fewer events than its committed segment ({rp.expected[0].type_name} and "
+                f"{len(rp.expected) - 1} more are missing)"
+            )
+        self.drop_effects()
+
+    async def _replay_boundary(self, step: int, data: dict[str, Any]) -> None:
+        """A replayed wait that resumed: go on from the state it resumed on."""
+        assert self.replay is not None
+        assert self.target is not None
+        self._drop_replayed_effects()
+        seq = int(data["resume"]["seq"])
+        fresh = await self.actor.state_at(seq)
+        for name in self.actor.spec.field_names:
+            object.__setattr__(self.target, name, getattr(fresh, name))
+        nxt = [d for st, d in self._parks() if st > step]
+        self.replay.expected = await self._events(seq, int(nxt[0]["park"]["to"])) if nxt else []
+        self.segment_from = seq
+
+    def check_finished(self) -> None:
+        """NonDeterminismError if the handler ended inside its committed segments."""
+        rp = self.replay
+        if rp is not None and rp.replaying:
+            raise self._nondeterminism("it ends before a wait its journal holds")
+
+    # ------------------------------------------------------------ workflows: waits
+    def wait_until(
+        self, predicate: Callable[[], object], timeout: dt.timedelta | None
+    ) -> Coroutine[Any, Any, bool]:
+        """A checkpoint that parks until ``predicate`` holds (True) or ``timeout`` passes (False)."""
+        self.assert_async("self.wait_until(...)")
+        if not callable(predicate):
+            raise InvalidArguments(f"wait_until() takes a function, got {predicate!r:.80}")
+        _check_delta("timeout", timeout, optional=True)
+        return self._wait_bool(predicate, timeout)
+
+    async def _wait_bool(self, predicate: Callable[[], object], timeout: dt.timedelta | None) -> bool:
+        return bool(await self._wait("wait_until", predicate, timeout, False, None))
+
+    def sleep(self, duration: dt.timedelta) -> Coroutine[Any, Any, None]:
+        """A durable sleep: a checkpoint that parks for ``duration``."""
+        self.assert_async("self.sleep(...)")
+        _check_delta("duration", duration, optional=False)
+        return self._sleep(duration)
+
+    async def _sleep(self, duration: dt.timedelta) -> None:
+        await self._wait("sleep", None, duration, True, None)
+
+    async def _wait(
+        self,
+        name: str,
+        predicate: Callable[[], object] | None,
+        after: dt.timedelta | None,
+        deadline_value: object,
+        watch: str | None,
+    ) -> Any:
+        """A checkpoint: commit, journal the wait, park; resume as the only writer."""
+        step = self.reserve_step()
+        entry = await self.recorded(step, "wait", name)
+        park: dict[str, Any]
+        if entry is not None:
+            data = json.loads(entry.result)
+            if "resume" in data:  # a committed segment ended here: replayed
+                await self._replay_boundary(step, data)
+                return data["resume"]["value"]
+            park = data["park"]
+            if self.replay is not None:  # where it was parked: the replay ends here
+                self._drop_replayed_effects()
+                self.replay.replaying = False
+        else:
+            self.cancel_flag.deliver()
+            deadline = None if after is None else (self.kernel.clock.now() + after).timestamp()
+            park = {"from": self.segment_from, "to": self.actor.seq + len(self.events), "deadline": deadline}
+            entries = [*self.pending_journal, self._entry(step, "wait", name, json.dumps({"park": park}))]
+            await self.actor.checkpoint(self, entries)
+            self.pending_journal.clear()
+            self.journal.entries[step] = entries[-1]
+        value = await self.actor.park(self, predicate, park["deadline"], deadline_value, watch)
+        self.segment_from = self.actor.seq
+        resume = {"park": park, "resume": {"seq": self.actor.seq, "value": value}}
+        self.pending_journal.append(self._entry(step, "wait", name, json.dumps(resume)))
+        return value
+
+    def patched(self, change_id: str) -> bool:
+        """Whether this invocation runs change ``change_id``'s code (see ``Entity.patched``)."""
+        check_text(change_id, "change id", max_length=MAX_TIMER_KEY)
+        self.patches += 1
+        step = PATCH_STEP - self.patches
+        j = self.journal
+        entry = j.entries.get(step)
+        if entry is not None:
+            if entry.name != change_id:
+                raise self._nondeterminism(f"patched({change_id!r}) where the journal holds {entry.name!r}")
+            return bool(json.loads(entry.result))
+        # an invocation journaled before the change has steps past this point, or
+        # committed segments still being replayed: it keeps its old code
+        old = (self.replay is not None and self.replay.replaying) or any(
+            st > j.step for st in j.entries if st > 0
+        )
+        answer = not old
+        self.pending_journal.append(self._entry(step, "patch", change_id, json.dumps(answer)))
+        return answer
+
+    # ------------------------------------------------------------ workflows: children
+    def start(
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        key: str | None,
+        timeout: float | None = None,
+    ) -> Coroutine[Any, Any, InvocationHandle[Any]]:
+        """Start a child invocation (journaled; sent with the next commit); returns its handle."""
+        self.assert_async(f"self.ref(...).start({getattr(handler, '__name__', handler)!s:.60})")
+        return self._start(spec, entity_id, handler, args, kwargs, key)
+
+    async def _start(
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        key: str | None,
+    ) -> InvocationHandle[Any]:
+        step = self.reserve_step()
+        s = self.signal
+        unique = digest(s.entity_type, s.entity_id, s.signal_id, step if key is None else f"k:{key}")
+        sid = start_id(spec.name, entity_id, "c", unique)
+        h, _values, rec = spec.build_signal(
+            self.kernel.codec,
+            entity_id,
+            handler,
+            args,
+            kwargs,
+            signal_id=sid,
+            accepted_at=self.now.timestamp(),
+            keyed=True,
+            trace=self.kernel.observer.carry(),
+        )
+        name = f"{spec.name}/{entity_id}.{h.name}"
+        entry = await self.recorded(step, "start", name)
+        if entry is None:
+            self.outbox.append(rec)
+            self.pending_journal.append(self._entry(step, "start", name, json.dumps(sid)))
+        return InvocationHandle(self, sid, h.returns)
+
+    async def handle_result(self, handle_id: str, returns: object, timeout: float | None) -> Any:
+        """A child's outcome: a checkpoint until it is committed (``timeout``: durable seconds)."""
+        self.assert_async("handle.result()")
+        after = None if timeout is None else dt.timedelta(seconds=timeout)
+        text = await self._wait(f"result {handle_id}", None, after, None, handle_id)
+        if text is None:
+            raise DeadlineExceeded(f"no outcome of {handle_id} within {timeout:g}s")
+        return outcome.decode(self.kernel.codec, str(text), returns, where=f"the outcome of {handle_id}")
+
+    async def handle_cancel(self, handle_id: str, reason: str) -> None:
+        """Request a child's cancellation (durably)."""
+        etype, eid = parse_start_id(handle_id)
+        await request_cancel(self.kernel, handle_id, etype, eid, reason)
 
     async def journal_write(self, step: int, kind: str, name: str, result: str) -> None:
         """Record a step durably now; the first one also puts a direct ask in the inbox."""
@@ -458,6 +754,13 @@ class Invocation:
         stored = outcome.encode_ok(kernel.codec, value, h.returns, f"answer of {name}")
         await self.journal_write(step, "ask", name, stored)
         return outcome.decode(kernel.codec, stored, h.returns)
+
+
+def _check_delta(name: str, value: object, *, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, dt.timedelta) or value < dt.timedelta(0):
+        raise InvalidArguments(f"{name} must be a timedelta >= 0, got {value!r:.80}")
 
 
 def _check_timer_key(key: object) -> None:

@@ -3,6 +3,8 @@ Internal."""
 
 from __future__ import annotations
 
+import json
+
 import anyio
 
 from actors._envelope import Envelope
@@ -45,25 +47,31 @@ class StepJournal:
         """What the journal holds for ``step`` (NonDeterminismError if another step)."""
         self.check_open()
         if not self.loaded:
-            if not (self.has_journal or self.env.from_inbox):
-                self.loaded = True  # nothing can be stored yet
-            else:
-                # concurrent branches (gather) wait for the one read, not see an empty journal
-                if self.lock is None:
-                    self.lock = anyio.Lock()
-                async with self.lock:
-                    if not self.loaded:
-                        s = self.env.signal
-                        found = await self._kernel.store.read_journal(s.entity_type, s.entity_id, s.signal_id)
-                        self.entries.update({e.step: e for e in found})
-                        self.has_journal = self.has_journal or bool(found)
-                        self.loaded = True
+            await self.load()
         entry = self.entries.get(step)
         if entry is not None:
             self._check_step(step, entry, kind, name)
         elif not self.env.from_inbox:
             await self._make_resumable()
         return entry
+
+    async def load(self, *, force: bool = False) -> None:
+        """Read the stored journal (once)."""
+        if self.loaded:
+            return
+        if not (force or self.has_journal or self.env.from_inbox):
+            self.loaded = True  # nothing can be stored yet
+            return
+        # concurrent branches (gather) wait for the one read, not see an empty journal
+        if self.lock is None:
+            self.lock = anyio.Lock()
+        async with self.lock:
+            if not self.loaded:
+                s = self.env.signal
+                found = await self._kernel.store.read_journal(s.entity_type, s.entity_id, s.signal_id)
+                self.entries.update({e.step: e for e in found})
+                self.has_journal = self.has_journal or bool(found)
+                self.loaded = True
 
     def _check_step(self, step: int, recorded: JournalEntry, kind: str, name: str) -> None:
         """Raise NonDeterminismError when a journaled step differs from what is asked now."""
@@ -109,3 +117,28 @@ class StepJournal:
         self.has_journal = True
         await self._kernel.committer.submit(Journal(entry, inbox))
         self.entries[step] = entry
+
+
+CANCEL_STEP = -1
+"""The journal step of an invocation's cancellation request."""
+
+
+async def request_cancel(
+    kernel: Kernel, handle_id: str, entity_type: str, entity_id: str, reason: str
+) -> None:
+    """Record a cancellation request durably (in the invocation's journal) and reach the
+    invocation if it is in memory here. Nothing happens if it already ended."""
+    if await kernel.store.read_mark(entity_type, entity_id, handle_id) is not None:
+        return
+    entry = JournalEntry(
+        entity_type,
+        entity_id,
+        handle_id,
+        CANCEL_STEP,
+        "cancel",
+        "cancel",
+        json.dumps({"reason": reason}),
+        kernel.clock.now().timestamp(),
+    )
+    await kernel.committer.submit(Journal(entry))
+    kernel.outcomes.cancel(handle_id, reason)

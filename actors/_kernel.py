@@ -9,7 +9,7 @@ messages, answer a query) is this protocol, which ``actors._directory`` implemen
 from __future__ import annotations
 
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from actors._clock import Clock
@@ -56,6 +56,47 @@ class Router(Protocol):
         ...
 
 
+class Outcomes:
+    """Invocations' outcomes as they commit, for handles waiting in this process, and
+    the live invocations a cancellation can reach."""
+
+    __slots__ = ("_waiters", "cancellers", "requested")
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, list[Callable[[str], None]]] = {}
+        self.cancellers: dict[str, Callable[[str], None]] = {}
+        """Invocations in memory by signal id -> request their cancellation."""
+        self.requested: dict[str, str] = {}
+        """Cancellations requested here of invocations not running yet: id -> reason."""
+
+    def cancel(self, signal_id: str, reason: str) -> None:
+        """Reach the invocation ``signal_id`` in memory (or when it starts here)."""
+        fn = self.cancellers.get(signal_id)
+        if fn is not None:
+            fn(reason)
+        else:
+            self.requested[signal_id] = reason
+
+    def watch(self, signal_id: str, fn: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``fn(outcome)`` when ``signal_id`` commits its outcome; returns the unwatch."""
+        self._waiters.setdefault(signal_id, []).append(fn)
+
+        def unwatch() -> None:
+            fns = self._waiters.get(signal_id)
+            if fns is not None and fn in fns:
+                fns.remove(fn)
+                if not fns:
+                    del self._waiters[signal_id]
+
+        return unwatch
+
+    def notify(self, signal_id: str, outcome: str) -> None:
+        """An invocation's outcome was committed."""
+        self.requested.pop(signal_id, None)
+        for fn in self._waiters.pop(signal_id, ()):
+            fn(outcome)
+
+
 class Kernel:
     """The shared services of one system (built by ``ActorSystem``)."""
 
@@ -66,6 +107,7 @@ class Kernel:
         "dead_letters",
         "log",
         "observer",
+        "outcomes",
         "registry",
         "retries",
         "router",
@@ -124,6 +166,7 @@ class Kernel:
             log=log,
             observer=observer,
         )
+        self.outcomes = Outcomes()
         self.router: Router | None = None
         """Set by the routing layer once it exists."""
 

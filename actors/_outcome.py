@@ -1,10 +1,10 @@
 """How a handler's outcome is stored, so a repeated signal id returns it again.
 
 The stored form is JSON: ``{"ok": value}``, ``{"rejected": {"type", "message"}}``,
-``{"failed": {"type", "message"}}`` or ``{"deadline": {...}}`` (a journaled ask that
-timed out). A rejection is rebuilt as the same ``Rejected`` subclass when one of
-that name is loaded (found among ``Rejected``'s subclasses, never imported), else as
-``Rejected`` itself.
+``{"failed": {"type", "message"}}``, ``{"cancelled": {...}}`` (cancelled through its
+handle) or ``{"deadline": {...}}`` (a journaled ask that timed out). A rejection is
+rebuilt as the same ``Rejected`` subclass when one of that name is loaded (found among
+``Rejected``'s subclasses, never imported), else as ``Rejected`` itself.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from actors._ids import safe_text
-from actors.errors import CorruptRecord, DeadlineExceeded, HandlerFailed, Rejected
+from actors.errors import Cancelled, CorruptRecord, DeadlineExceeded, HandlerFailed, Rejected
 from persistence.codec import Codec
 
 _PLAIN = (int, str, float, bool, type(None))
@@ -46,6 +46,19 @@ def encode_error(kind: str, exc: BaseException) -> str:
     journaled ask's deadline (``"deadline"``)."""
     name = f"{type(exc).__module__}.{type(exc).__qualname__}"
     return json.dumps({kind: {"type": name, "message": safe_text(error_message(exc), 2000)}})
+
+
+def encode_cancelled(exc: Cancelled) -> str:
+    """Stored form of a cancelled invocation's outcome."""
+    return json.dumps(
+        {
+            "cancelled": {
+                "type": "actors.errors.Cancelled",
+                "message": safe_text(error_message(exc), 2000),
+                "reason": safe_text(exc.reason, 2000),
+            }
+        }
+    )
 
 
 def _rejected_class(name: str) -> type[Rejected]:
@@ -82,12 +95,14 @@ def decode(codec: Codec, text: str, as_type: object, *, where: str = "a stored o
             if as_type is type(None):  # ``-> None``: cattrs has no structure hook for NoneType
                 return None
             return codec.converter.structure(data["ok"], as_type)  # type: ignore[arg-type]
-        info = data[kind] if kind in ("rejected", "failed", "deadline") else None
+        info = data[kind] if kind in ("rejected", "failed", "deadline", "cancelled") else None
         if not isinstance(info, dict):
             raise ValueError(f"not an outcome: {text[:80]!r}")
         error: Exception
         if kind == "rejected":
             error = _rejection(info)
+        elif kind == "cancelled":
+            error = Cancelled(str(info["message"]), reason=str(info.get("reason", "")))
         elif kind == "deadline":
             error = DeadlineExceeded(f"{info['message']} (recorded)")
         else:

@@ -100,14 +100,16 @@ class RetryPolicy:
         default=None, validator=positive_timedelta("maximum_interval", optional=True)
     )
     """Upper bound of one wait; default 100 x ``initial_interval``."""
-    maximum_attempts: int = 5
-    """Attempts in all, the first included (>= 1)."""
+    maximum_attempts: int | None = 5
+    """Attempts in all, the first included (>= 1); ``None``: retry until it succeeds
+    (only a non-retryable error fails it)."""
     non_retryable: tuple[type[BaseException], ...] = ()
     """Exception types that fail the activity at once."""
 
     def __attrs_post_init__(self) -> None:
         _check_coefficient(self.backoff_coefficient)
-        check_int("maximum_attempts", self.maximum_attempts, 1)
+        if self.maximum_attempts is not None:
+            check_int("maximum_attempts", self.maximum_attempts, 1)
         if self.maximum_interval is not None and self.maximum_interval < self.initial_interval:
             raise InvalidArguments("maximum_interval must not be shorter than initial_interval")
         nr = self.non_retryable
@@ -115,6 +117,10 @@ class RetryPolicy:
             isinstance(t, type) and issubclass(t, BaseException) for t in nr
         ):
             raise InvalidArguments(f"non_retryable must be a tuple of exception types, got {nr!r}")
+
+    def exhausted(self, attempt: int) -> bool:
+        """Whether failed attempt number ``attempt`` was the last one allowed."""
+        return self.maximum_attempts is not None and attempt >= self.maximum_attempts
 
     def delay(self, attempt: int) -> dt.timedelta:
         """The wait after failed attempt number ``attempt`` (1-based)."""

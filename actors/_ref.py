@@ -64,6 +64,80 @@ class Caller(Protocol):
         """Run a query on the committed state."""
         ...
 
+    def start(
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        key: str | None,
+        timeout: float | None,
+    ) -> Coroutine[Any, Any, InvocationHandle[Any]]:
+        """Accept a signal durably and return a handle on its invocation."""
+        ...
+
+
+class HandleHost(Protocol):
+    """Who answers a handle's calls: the system outside, the invocation inside a handler."""
+
+    def handle_result(
+        self, handle_id: str, returns: object, timeout: float | None
+    ) -> Coroutine[Any, Any, Any]:
+        """Wait for the invocation's outcome."""
+        ...
+
+    def handle_cancel(self, handle_id: str, reason: str) -> Coroutine[Any, Any, None]:
+        """Request the invocation's cancellation durably."""
+        ...
+
+
+def _seconds(timeout: object) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, dt.timedelta):
+        secs = timeout.total_seconds()
+    elif isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+        secs = float(timeout)
+    else:
+        raise InvalidArguments(f"timeout must be a timedelta or seconds, got {timeout!r:.80}")
+    if not secs > 0:
+        raise InvalidArguments(f"timeout must be positive, got {timeout!r:.80}")
+    return secs
+
+
+class InvocationHandle(Generic[R]):
+    """A handle on one started invocation (``ref.start``); ``id`` is its signal id.
+
+    ``await handle.result(timeout=...)`` returns the handler's result or raises its
+    ``Rejected``, ``HandlerFailed`` or ``Cancelled`` (also from another system on the
+    same store, or after a restart: ``system.handle(id)``). Inside a handler, awaiting
+    a child's result is a checkpoint (the entity keeps serving meanwhile).
+    """
+
+    __slots__ = ("_host", "_returns", "id")
+
+    def __init__(self, host: HandleHost, handle_id: str, returns: object = Any) -> None:
+        self._host = host
+        self._returns = returns
+        self.id = handle_id
+        """The invocation's signal id (give it to ``system.handle`` to rebuild this handle)."""
+
+    def __repr__(self) -> str:
+        return f"InvocationHandle({self.id!r})"
+
+    async def result(self, *, timeout: dt.timedelta | float | None = None) -> R:
+        """The invocation's outcome; ``DeadlineExceeded`` after ``timeout`` (wall clock)."""
+        value: R = await self._host.handle_result(self.id, self._returns, _seconds(timeout))
+        return value
+
+    async def cancel(self, reason: str = "") -> None:
+        """Request cancellation, durably: the invocation gets ``Cancelled`` at its current
+        or next durable await. Nothing happens if it already ended."""
+        if not isinstance(reason, str):
+            raise InvalidArguments(f"reason must be a str, got {type(reason).__name__}")
+        await self._host.handle_cancel(self.id, reason[:2000])
+
 
 class EntityRef(Generic[E]):
     """A handle on one entity (type and id); cheap to create, safe to share.
@@ -185,6 +259,32 @@ class EntityRef(Generic[E]):
         a cycle raises ``DeadlockError``.
         """
         return self._caller.ask(self._spec, self.id, handler, args, kwargs, self._key, self._timeout)
+
+    # -- start
+    @overload
+    def start(
+        self,
+        handler: Callable[Concatenate[E, P], Awaitable[R]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Coroutine[Any, Any, InvocationHandle[R]]: ...
+    @overload
+    def start(
+        self, handler: Callable[Concatenate[E, P], R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, InvocationHandle[R]]: ...
+    @overload
+    def start(
+        self, handler: str, /, *args: object, **kwargs: object
+    ) -> Coroutine[Any, Any, InvocationHandle[Any]]: ...
+    def start(self, handler: Any, /, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, InvocationHandle[Any]]:
+        """Send a signal like ``tell`` (accepted durably) and return a handle on its invocation.
+
+        Inside a handler the start is journaled and sent with the invocation's next
+        commit (a checkpoint or its end); awaiting the child's ``result()`` there is a
+        checkpoint.
+        """
+        return self._caller.start(self._spec, self.id, handler, args, kwargs, self._key, self._timeout)
 
     # -- query
     @overload

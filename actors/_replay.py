@@ -50,6 +50,37 @@ async def load(kernel: Kernel, spec: EntitySpec, entity_id: str) -> tuple[Any, i
     return entity, seq, snap_seq
 
 
+async def load_at(kernel: Kernel, spec: EntitySpec, entity_id: str, seq: int) -> Any:
+    """The entity as it was after event ``seq``: the newest readable snapshot at or
+    before it, then events up to it (a re-run of a workflow sees what it saw)."""
+    store, codec = kernel.store, kernel.codec
+    entity: Any = None
+    at = 0
+    for snap in await store.read_snapshots(spec.name, entity_id):
+        if snap.seq <= seq:
+            entity = _from_snapshot(kernel, spec, entity_id, snap)
+            if entity is not None:
+                at = snap.seq
+                break
+    if entity is None:
+        entity = spec.new(entity_id)
+    where = f"{spec.name}/{entity_id}"
+    while at < seq:
+        events = await store.read_events(spec.name, entity_id, after=at, limit=min(_REPLAY_CHUNK, seq - at))
+        if not events:
+            raise CorruptRecord(
+                f"event log of {where} ends at {at}, before seq {seq} a workflow's journal names",
+                entity_type=spec.name,
+                entity_id=entity_id,
+                seq=at,
+            )
+        for stored in events:
+            event = codec.decode_event(where, stored)
+            spec.appliers[type(event)](entity, event)
+            at = stored.seq
+    return entity
+
+
 def _from_snapshot(kernel: Kernel, spec: EntitySpec, entity_id: str, snap: SnapshotRecord) -> Any:
     where = f"snapshot at seq {snap.seq} of {spec.name}/{entity_id}"
     if snap.schema != spec.schema:

@@ -122,7 +122,7 @@ async def _compensate_by_ask(
             kernel.log.error("%r: compensation %s was refused: %s", inv.actor, _name(fn), r)
             return
         except (HandlerFailed, StoreError) as e:
-            if attempt >= policy.maximum_attempts:
+            if policy.exhausted(attempt):
                 raise
             delay = policy.delay(attempt)
             kernel.log.warning(

@@ -64,11 +64,12 @@ async def write_dead_letter(
             "attempt": attempts,
         },
     )
+    text = outcome.encode_error("failed", failure)
     commit = Commit(
         s.entity_type,
         s.entity_id,
         s,
-        outcome.encode_error("failed", failure),
+        text,
         seq + 1,
         (),
         recorded_at=kernel.clock.now().timestamp(),
@@ -86,6 +87,7 @@ async def write_dead_letter(
         if env.reply is not None:
             env.reply.fail(e)
         return Step.DONE
+    kernel.outcomes.notify(s.signal_id, text)
     if env.reply is not None:
         env.reply.fail(failure)
     return Step.DONE

@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import anyio
 import attrs
@@ -26,7 +26,7 @@ from actors._entity import Entity
 from actors._kernel import Kernel
 from actors._observing import SafeObserver
 from actors._policies import Retention, SupervisorPolicy, check_int
-from actors._ref import EntityRef
+from actors._ref import EntityRef, InvocationHandle
 from actors._registry import Registry
 from actors._retention import run_retention
 from actors.errors import InvalidArguments, SystemClosed
@@ -272,6 +272,11 @@ class ActorSystem:
         registry.check_id(entity_id)
         return EntityRef(self._calls, self, spec, entity_id)
 
+    def handle(self, handle_id: str) -> InvocationHandle[Any]:
+        """Rebuild the handle of a started invocation from its id (``handle.id``), also in
+        another system on the same store or after a restart."""
+        return self._calls.handle(handle_id)
+
     def resource(self, kind: type[T]) -> T:
         """The resource registered for ``kind`` (or a subclass of it); InvalidArguments if none."""
         return self._kernel.registry.resource(kind)
@@ -312,7 +317,7 @@ class ActorSystem:
         directory = self._directory
 
         def route(_: object) -> None:
-            directory.route_stored(signal)
+            directory.route_stored(signal, recovered=True)
 
         await self._kernel.committer.submit(Requeue(dead_letter_id), route)
 

@@ -59,6 +59,17 @@ class Tasks:
         if self.live:
             self.start(fn)
 
+    def spawn_task(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
+        """Start a task owned by the system and return it (None, and ``coro`` closed, if
+        the system is closing)."""
+        if not self.live:
+            coro.close()
+            return None
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
     def start(self, fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         """Start a task owned by the system."""
         task = asyncio.get_running_loop().create_task(fn())

@@ -14,6 +14,7 @@ ActorsError
 ├── NonDeterminismError      a re-run asked for other steps than its journal holds
 ├── ActivityFailed           an activity failed for good; ``__cause__`` says why
 ├── CompensationFailed       a saga's compensation failed for good: dead-lettered
+├── Cancelled                the invocation was cancelled through its handle
 ├── SystemClosed             the system is not running (``accepted`` says if the call was)
 ├── InvalidWrite             a store write built with bad arguments     (ValueError)
 └── StoreError               the store failed (I/O, disk full, unusable file)
@@ -50,6 +51,7 @@ from persistence.errors import (
 __all__ = [
     "ActivityFailed",
     "ActorsError",
+    "Cancelled",
     "CommitUnknown",
     "CompensationFailed",
     "CorruptRecord",
@@ -83,12 +85,15 @@ class Rejected(ActorsError):
 
     It is the handler's answer, not a crash: the signal counts as processed, nothing
     it emitted is kept, and ``ask`` callers (also repeats of the same key) get it
-    raised. Subclass it for distinct refusals.
+    raised. Subclass it for distinct refusals. With ``commit=True`` what the handler
+    emitted (and its timers and outbox) is committed all the same, and the caller
+    still gets the rejection.
     """
 
-    def __init__(self, message: str = "") -> None:
+    def __init__(self, message: str = "", *, commit: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.commit = bool(commit)
 
 
 class UnknownEntity(ActorsError, LookupError):
@@ -176,6 +181,19 @@ class CompensationFailed(ActorsError):
     def __init__(self, message: str, *, compensation: str = "") -> None:
         super().__init__(message)
         self.compensation = compensation
+
+
+class Cancelled(ActorsError):
+    """The invocation was cancelled through its handle (``await handle.cancel(reason)``).
+
+    Raised inside the handler at its current or next durable await (activity, wait,
+    sleep, journaled ask, child result), so ``async with self.saga()`` compensates;
+    then raised by ``handle.result()``. ``reason`` is the reason given.
+    """
+
+    def __init__(self, message: str = "cancelled", *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class SystemClosed(ActorsError):

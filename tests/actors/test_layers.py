@@ -163,6 +163,7 @@ async def test_corrupt_record_names_entity_and_seq(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- the public surface
 
 ACTORS_ALL = {
+    "Cancelled", "InvocationHandle",  # issue 12: workflows
     "ActivityContext", "ActivityFailed", "ActorSystem", "ActorsError", "Clock", "CompensationFailed",
     "CorruptRecord", "DeadlineExceeded", "DeadlockError", "DefinitionError", "Entity", "EntityRef",
     "HandlerFailed", "IdempotencyConflict", "InvalidArguments", "NonDeterminismError", "NotOurDatabase",
@@ -175,6 +176,7 @@ ACTORS_ALL = {
 }  # fmt: skip
 
 ACTOR_SYSTEM_PUBLIC = {
+    "handle",  # issue 12: workflows
     "aclose", "clock", "codec", "dead_letters", "is_active", "passivate_idle", "recover_entity",
     "ref", "resource", "retry_dead_letter", "running", "statistics", "store", "supervision", "wait_idle",
 }  # fmt: skip

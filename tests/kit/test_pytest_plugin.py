@@ -6,7 +6,7 @@ from importlib.metadata import entry_points
 
 import pytest
 
-ENTITY = '''
+ENTITY = """
 from datetime import timedelta
 
 import attrs
@@ -53,7 +53,7 @@ class Invoice(Entity):
     @query
     def paid_after(self) -> int:
         return self.attempts
-'''
+"""
 
 
 def test_the_plugin_is_registered_by_entry_point() -> None:
@@ -64,7 +64,7 @@ def test_the_plugin_is_registered_by_entry_point() -> None:
 def test_fixtures_skip_time_and_run_on_a_temporary_sqlite_store(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         ENTITY
-        + '''
+        + """
 
 @pytest.mark.anyio
 async def test_backoff_returns_at_once(actor_system_factory, virtual_clock):
@@ -109,7 +109,7 @@ def test_each_test_gets_its_own_clock_and_folder(actor_system_factory, virtual_c
     assert virtual_clock.auto_advance
     assert actor_system_factory.clock is virtual_clock
     assert actor_system_factory.sqlite_path.parent == tmp_path
-'''
+"""
     )
     result = pytester.runpytest_subprocess("-p", "anyio", "-q")
     result.assert_outcomes(passed=5)
@@ -118,7 +118,7 @@ def test_each_test_gets_its_own_clock_and_folder(actor_system_factory, virtual_c
 def test_a_hanging_test_fails_with_the_stall_message(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         ENTITY
-        + '''
+        + """
 
 @pytest.mark.anyio
 async def test_stalls(actor_system_factory):
@@ -127,7 +127,7 @@ async def test_stalls(actor_system_factory):
     async with actor_system_factory(entities=[Invoice], clock=manual,
                                     resources={Gateway: Gateway(1)}) as system:
         await system.ref(Invoice, "i").ask(Invoice.pay, 100)
-'''
+"""
     )
     result = pytester.runpytest_subprocess("-p", "anyio", "-q")
     result.assert_outcomes(failed=1)

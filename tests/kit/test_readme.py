@@ -89,8 +89,7 @@ def test_every_python_block_compiles(block: Block) -> None:
 def run_program(source: str, folder: Path) -> subprocess.CompletedProcess[str]:
     script = folder / "readme_block.py"
     script.write_text(
-        source
-        + "\n\nif 'main' in globals():\n    import anyio as _anyio\n\n    _anyio.run(main)\n"
+        source + "\n\nif 'main' in globals():\n    import anyio as _anyio\n\n    _anyio.run(main)\n"
     )
     return subprocess.run(
         [sys.executable, str(script)], cwd=folder, capture_output=True, text=True, timeout=120

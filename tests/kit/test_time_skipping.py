@@ -201,8 +201,14 @@ async def test_an_answer_in_time_is_not_a_stall() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"auto_advance": 1}, {"stall_timeout": 0}, {"stall_timeout": -1.0}, {"stall_timeout": float("nan")},
-     {"stall_timeout": "10"}, {"stall_timeout": True}],
+    [
+        {"auto_advance": 1},
+        {"stall_timeout": 0},
+        {"stall_timeout": -1.0},
+        {"stall_timeout": float("nan")},
+        {"stall_timeout": "10"},
+        {"stall_timeout": True},
+    ],
 )
 def test_bad_clock_options_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(InvalidArguments):

@@ -29,10 +29,7 @@ from actors import (
 from actors.testing import VirtualClock
 from persistence import MemoryStore, SqliteStore, Store
 
-pytestmark = [
-    pytest.mark.anyio,
-    pytest.mark.xfail(strict=True, reason="issue 12: entity workflows are not built yet"),
-]
+pytestmark = [pytest.mark.anyio]
 
 HOUR = dt.timedelta(hours=1)
 
@@ -130,6 +127,7 @@ async def test_a_parked_wait_does_not_block_its_entity() -> None:
         handle = await ref.start(Approval.request, 500)
         await clock.advance(dt.timedelta(0))
         await ref.tell(Approval.note, "while parked")  # runs while request waits
+        await system.wait_idle()  # a tell returns once accepted: wait until it ran
         assert (await ref.query(Approval.status))[3] == ("while parked",)
         await ref.ask(Approval.approve, "ann")
         assert await handle.result(timeout=5) == "approved by ann"
@@ -370,3 +368,73 @@ async def test_the_replay_check_reports_nothing_for_compatible_code(tmp_path: Pa
 def test_the_module_is_wired() -> None:
     assert hasattr(actors, "Cancelled")
     assert hasattr(actors, "InvocationHandle")
+
+
+async def test_a_rerun_keeps_its_pre_wait_branch_when_a_parked_signal_changed_the_field(
+    tmp_path: Path,
+) -> None:
+    # first run: amount is 50 before the wait (small); while parked another request's
+    # Requested(500) is committed, so the live state says "big"; a restart re-runs the
+    # first invocation: its first segment must still see 50 and take "small" again
+    clock = VirtualClock()
+    async with _system(SqliteStore(tmp_path / "db"), clock) as system:
+        ref = system.ref(Approval, "a")
+        first = await ref.start(Approval.request, 50)
+        await clock.advance(dt.timedelta(0))
+        await ref.start(Approval.request, 500)
+        await clock.advance(dt.timedelta(0))
+        assert (await ref.query(Approval.status))[0] == 500
+        hid = first.id
+    assert Approval.branches == ["small", "big"]
+    Approval.branches.clear()
+    async with _system(SqliteStore(tmp_path / "db"), clock) as system:
+        ref = system.ref(Approval, "a")
+        await clock.advance(dt.timedelta(0))
+        await ref.ask(Approval.approve, "cy")
+        assert await system.handle(hid).result(timeout=5) == "approved by cy"
+        assert (await ref.query(Approval.status))[0] == 500  # nothing applied twice
+    assert sorted(Approval.branches) == ["big", "small"]
+
+
+@attrs.define
+class ApprovalV2(Entity):
+    entity_name = "Approval"
+    amount: int = 0
+    decision: str | None = None
+
+    @signal
+    async def request(self, amount: int) -> str:
+        self.emit(Noted("changed"))  # another event than the journaled segment emitted
+        await self.wait_until(lambda: self.decision is not None)
+        return "x"
+
+    @applies
+    def _requested(self, e: Requested) -> None:
+        self.amount = e.amount
+
+    @applies
+    def _noted(self, e: Noted) -> None:
+        pass
+
+    @applies
+    def _decided(self, e: Decided) -> None:
+        self.decision = e.verdict
+
+    @applies
+    def _escalated(self, e: Escalated) -> None:
+        pass
+
+
+async def test_the_replay_check_names_an_incompatible_change(tmp_path: Path) -> None:
+    clock = VirtualClock()
+    async with _system(SqliteStore(tmp_path / "db"), clock) as system:
+        await system.ref(Approval, "a").start(Approval.request, 5)
+        await clock.advance(HOUR)
+    report = await actors.testing.replay(tmp_path / "db", entities=[ApprovalV2])
+    assert report.invocations == 1
+    assert len(report.problems) == 1
+    p = report.problems[0]
+    assert (p.entity_type, p.entity_id) == ("Approval", "a")
+    assert p.invocation is not None
+    assert p.invocation.startswith("s:")
+    assert "Noted" in p.what or "Requested" in p.what
