@@ -14,6 +14,7 @@ from actors._actor import Actor
 from actors._envelope import Envelope
 from actors._ids import is_keyed
 from actors._kernel import Kernel
+from actors._loop import Loop
 from actors._spec import IMMUTABLE_VALUES, EntitySpec
 from actors.errors import DeadlineExceeded, SystemClosed
 from persistence.store import Accept, Accepted, SignalRecord, TakeOutbox
@@ -41,6 +42,8 @@ class Directory:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
         self.actors: dict[tuple[str, str], Actor] = {}
+        self.loop = Loop(kernel)
+        """Runs every actor of the system (drain loop, commit, parking, supervision)."""
         self._activated = anyio.Event()
 
     def actor(self, spec: EntitySpec, entity_id: str) -> Actor:
@@ -48,7 +51,7 @@ class Directory:
         key = (spec.name, entity_id)
         actor = self.actors.get(key)
         if actor is None:
-            actor = Actor(self.kernel, spec, entity_id)
+            actor = Actor(self.kernel, spec, entity_id, self.loop)
             self.actors[key] = actor
             if not self._activated.is_set():
                 self._activated.set()

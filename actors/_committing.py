@@ -1,0 +1,135 @@
+"""The commit of an invocation: its events, processed mark, timer changes, outbox
+and journal in one write, then the answer to its caller (finish). Also the
+checkpoint of a parking invocation (the same write, signal left unmarked). Internal."""
+
+from __future__ import annotations
+
+import anyio
+
+from actors._actor import Actor
+from actors._envelope import Envelope
+from actors._invocation import Invocation
+from actors._kernel import Kernel
+from actors._parking import Parking
+from actors._supervision import Step
+from actors.errors import ActorsError, StoreError
+from persistence.store import Commit, Committed, Journal, JournalEntry, Write
+
+
+class Committing:
+    """Commits the invocations of every actor of one system."""
+
+    __slots__ = ("kernel", "parking")
+
+    def __init__(self, kernel: Kernel, parking: Parking) -> None:
+        self.kernel = kernel
+        self.parking = parking
+
+    async def commit(
+        self,
+        actor: Actor,
+        env: Envelope,
+        inv: Invocation,
+        text: str,
+        rejected: ActorsError | None,
+        result: object,
+    ) -> Step:
+        """Commit ``inv`` with its outcome ``text``, then finish (answer the caller)."""
+        kernel = self.kernel
+        s = env.signal
+        done: object = None
+        if env.keyed or env.from_inbox or inv.dirty:
+            commit = Commit(
+                s.entity_type,
+                s.entity_id,
+                s,
+                text,
+                actor.seq + 1,
+                tuple(inv.events),
+                recorded_at=kernel.clock.now().timestamp(),
+                set_timers=tuple(inv.timers.values()),
+                cancel_timers=tuple(inv.cancels),
+                outbox=tuple(inv.outbox),
+                has_journal=inv.has_journal,
+                mark=env.keyed,
+                from_inbox=env.from_inbox,
+            )
+            try:
+                with anyio.CancelScope(shield=True):  # a commit under way is finished and answered
+                    done = await kernel.committer.submit(commit)
+            except StoreError as e:
+                actor.rollback()
+                actor.deactivate()  # rebuild from what is really stored
+                actor.ended(inv, "crashed", e)
+                if env.from_inbox:
+                    return Step.STORE_FAILED  # not acknowledged; safe in the inbox: run it again
+                if env.reply is not None:
+                    env.reply.fail(e)
+                return Step.DONE
+        self._finish(actor, env, inv, done, rejected, result)
+        if env.keyed:
+            kernel.outcomes.notify(s.signal_id, text)
+        self.parking.check(actor)
+        return Step.DONE
+
+    def _finish(
+        self,
+        actor: Actor,
+        env: Envelope,
+        inv: Invocation,
+        done: object,
+        rejected: ActorsError | None,
+        result: object,
+    ) -> None:
+        kernel = self.kernel
+        actor.committed(len(inv.events))
+        if inv.timers or inv.cancels:
+            kernel.timers.on_commit(actor.spec.name, actor.id, inv.timers.values(), inv.cancels)
+        if inv.outbox and isinstance(done, Committed):
+            kernel.route.deliver_outbox(done.outbox_ids, inv.outbox)
+        if kernel.observer.active:
+            actor.ended(inv, "rejected" if rejected is not None else "ok", rejected)
+        if env.reply is not None:
+            if rejected is not None:
+                env.reply.fail(rejected)
+            else:
+                env.reply.set(result)
+        actor.maybe_snapshot()
+
+    async def checkpoint(self, actor: Actor, inv: Invocation, entries: list[JournalEntry]) -> None:
+        """Commit what ``inv`` did so far (events, timers, outbox) with ``entries`` of its
+        journal, in one transaction; its signal stays in the inbox, unmarked."""
+        kernel, env = self.kernel, inv.env
+        s = env.signal
+        writes: list[Write] = []
+        commit = Commit(
+            s.entity_type,
+            s.entity_id,
+            s,
+            "",
+            actor.seq + 1,
+            tuple(inv.events),
+            recorded_at=kernel.clock.now().timestamp(),
+            set_timers=tuple(inv.timers.values()),
+            cancel_timers=tuple(inv.cancels),
+            outbox=tuple(inv.outbox),
+            has_journal=False,
+            mark=False,
+            from_inbox=False,
+        )
+        writes.append(commit)
+        for i, e in enumerate(entries):
+            writes.append(Journal(e, s if i == 0 and not env.from_inbox else None))
+        with anyio.CancelScope(shield=True):
+            results = await kernel.committer.submit_group(writes)
+        env.from_inbox = True
+        inv.journal.has_journal = True
+        done = results[0]
+        actor.committed(len(inv.events))
+        if inv.timers or inv.cancels:
+            kernel.timers.on_commit(actor.spec.name, actor.id, inv.timers.values(), inv.cancels)
+        if inv.outbox and isinstance(done, Committed):
+            kernel.route.deliver_outbox(done.outbox_ids, list(inv.outbox))
+        inv.drop_effects()
+        actor.maybe_snapshot()
+        self.parking.check(actor)

@@ -1,0 +1,326 @@
+"""The actor loop: drains an actor's mailbox and handles each signal in named
+phases: activate (``Actor.ensure_active``), handle one run (here), commit and
+finish (``actors._committing``); a crash goes to ``actors._restarts``, a keyed
+repeat to ``actors._repeats``, a parking invocation to ``actors._parking``.
+One :class:`Loop` per system implements the actor's ``Runtime``. Internal."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from actors import _outcome as outcome
+from actors._actor import Actor
+from actors._committing import Committing
+from actors._entity import Entity
+from actors._envelope import Envelope, closed_error
+from actors._ids import safe_repr
+from actors._invocation import Invocation
+from actors._kernel import Kernel
+from actors._parking import Parking
+from actors._repeats import Repeats
+from actors._restarts import Restarts
+from actors._run import Run
+from actors._spec import IMMUTABLE_VALUES
+from actors._supervision import Step
+from actors.errors import Cancelled, CorruptRecord, DefinitionError, HandlerFailed, Rejected, StoreError
+from persistence.store import JournalEntry
+
+
+def _cancelled_by(scope: anyio.CancelScope | None, error: BaseException) -> bool:
+    """Whether ``error`` is the runtime's own cancellation (not a handler's helper task's)."""
+    if not isinstance(error, asyncio.CancelledError):
+        return False
+    task = asyncio.current_task()
+    return (scope is not None and scope.cancel_called) or (task is not None and task.cancelling() > 0)
+
+
+def _same(a: object, b: object) -> bool:
+    return a is b or a == b
+
+
+class Loop:
+    """Runs the actors of one system: their drain loops and the phases of one signal."""
+
+    __slots__ = ("commits", "kernel", "parking", "repeats", "restarts")
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.parking = Parking(kernel)
+        self.commits = Committing(kernel, self.parking)
+        self.repeats = Repeats(kernel)
+        self.restarts = Restarts(kernel)
+
+    # ------------------------------------------------------------ the actor's Runtime
+    async def checkpoint(self, actor: Actor, inv: Invocation, entries: list[JournalEntry]) -> None:
+        """Commit what ``inv`` did so far with ``entries`` of its journal."""
+        await self.commits.checkpoint(actor, inv, entries)
+
+    async def park(
+        self,
+        actor: Actor,
+        inv: Invocation,
+        predicate: Callable[[], object] | None,
+        deadline: float | None,
+        deadline_value: object,
+        watch: str | None,
+    ) -> Any:
+        """Park ``inv`` until its wait is over; returns the wake value."""
+        return await self.parking.park(actor, inv, predicate, deadline, deadline_value, watch)
+
+    async def drain(self, actor: Actor) -> None:
+        """Handle the actor's mailbox (resumed invocations first) until it is empty."""
+        try:
+            with anyio.CancelScope() as scope:  # cancelled by pause(): the system is closing
+                actor.scope = scope
+                mailbox, resumable = actor.mailbox, actor.resumable
+                while True:
+                    if resumable:  # a parked invocation whose wait is over goes first
+                        await self.parking.resume(actor, resumable.popleft())
+                        continue
+                    if not mailbox:
+                        break
+                    env = mailbox.popleft()
+                    if env.handler.is_async:  # may park: runs in a task of its own
+                        await self._start_run(actor, env)
+                        continue
+                    try:
+                        await self.handle(actor, env)
+                    except anyio.get_cancelled_exc_class():
+                        actor.rollback()
+                        actor.deactivate()
+                        if env.reply is not None:
+                            env.reply.fail(closed_error(env))
+                        raise
+                    except Exception as e:  # a bug in the runtime: keep the system alive, say so
+                        self._internal_error(actor, env, e)
+                    finally:
+                        actor.handled(env)
+        finally:
+            actor.scope = None
+            actor.running = False
+            actor.last_active = self.kernel.clock.now()
+            self.kernel.work.dec()
+
+    def _internal_error(self, actor: Actor, env: Envelope, e: Exception) -> None:
+        self.kernel.log.exception(
+            "%r: internal error handling %s", actor, env.signal.handler, extra=actor.extra(env)
+        )
+        actor.deactivate()
+        if env.reply is not None:
+            env.reply.fail(e)
+
+    # ------------------------------------------------------------ invocations that may park
+    async def _start_run(self, actor: Actor, env: Envelope) -> None:
+        """Run an async handler in a task of its own; wait until it parks or ends."""
+        kernel = self.kernel
+        if not kernel.tasks.live:
+            if env.reply is not None:
+                env.reply.fail(closed_error(env))
+            actor.handled(env)
+            return
+        run = Run(env)
+        actor.runs.add(run)
+        kernel.tasks.spawn_drain(self._run_task(actor, run))
+        await run.segment
+
+    async def _run_task(self, actor: Actor, run: Run) -> None:
+        env = run.env
+        sid = env.signal.signal_id
+        outcomes = self.kernel.outcomes
+        parking = self.parking
+        outcomes.cancellers[sid] = lambda reason: parking.cancel(actor, run, reason)
+        early = outcomes.requested.pop(sid, None)
+        if early is not None:
+            run.flag.request(early)
+        try:
+            with anyio.CancelScope() as scope:
+                run.scope = scope
+                if run.cancel_pending:
+                    scope.cancel()
+                try:
+                    await self.handle(actor, env, run)
+                except anyio.get_cancelled_exc_class():
+                    if env.reply is not None:
+                        env.reply.fail(closed_error(env))
+                    raise
+                except Exception as e:  # a bug in the runtime: keep the system alive, say so
+                    self._internal_error(actor, env, e)
+        finally:
+            actor.handled(env)
+            run.end()
+            actor.runs.discard(run)
+            if outcomes.cancellers.get(sid) is not None:
+                del outcomes.cancellers[sid]
+            if not run.segment.done():
+                run.segment.set_result(None)
+
+    # ------------------------------------------------------------ one signal, attempt by attempt
+    async def handle(self, actor: Actor, env: Envelope, run: Run | None = None) -> None:
+        """Handle one signal, attempt by attempt (a keyed one is first checked for a repeat)."""
+        store_failures = 0
+        attempt = runs = 1
+        checked = not env.keyed  # a keyed signal may be a repeat: look for its mark first
+        while True:
+            try:
+                await actor.ensure_active()
+                if not checked:
+                    if self.repeats.tell_conflict(actor, env) or await self.repeats.answer(actor, env):
+                        return
+                    checked = True
+                step = await self.handle_one(actor, env, attempt, runs, run)
+            except StoreError as e:
+                if not env.from_inbox or isinstance(e, CorruptRecord):
+                    self.kernel.log.error(
+                        "%r cannot handle %s: %s", actor, env.signal.handler, e, extra=actor.extra(env, runs)
+                    )
+                    if env.reply is not None:
+                        env.reply.fail(e)
+                    return
+                step = Step.STORE_FAILED
+            if step is Step.DONE or actor.stopped_until is not None:
+                return
+            runs += 1
+            if step is Step.RETRY:
+                attempt += 1
+                continue
+            store_failures += 1
+            delay = self.kernel.supervision.backoff(store_failures)
+            self.kernel.log.warning(
+                "%r: store failed while handling %s; retry %d in %.3fs",
+                actor,
+                env.signal.handler,
+                store_failures,
+                delay.total_seconds(),
+                extra=actor.extra(env, runs),
+            )
+            async with self.kernel.work.parked():
+                await self.kernel.clock.sleep(delay.total_seconds())
+
+    async def handle_one(
+        self, actor: Actor, env: Envelope, attempt: int, runs: int, run: Run | None = None
+    ) -> Step:
+        """One run of the handler, then its commit (or the supervisor's decision).
+
+        The handler runs on arguments decoded from what was stored (unless they are
+        immutable values), so neither its caller nor an earlier attempt can change
+        them; its result is encoded (checked and sized, as a repeat would return it)
+        and handed out as a copy, so no caller holds a piece of the live state.
+        """
+        entity = await actor.ensure_active()
+        inv = Invocation(actor, env, runs)
+        if run is not None:
+            inv.runner = run
+            run.inv = inv
+            inv.cancel_flag = run.flag
+            if runs > 1 or env.recovered:  # it may have run (and parked) before: replay its segments
+                scratch = await inv.prepare_rerun()
+                if scratch is not None:
+                    entity = scratch
+        inv.target = entity
+        scope = run.scope if run is not None else actor.scope
+        obs = self.kernel.observer
+        if obs.active:
+            inv.token = obs.invocation_started(inv.info)
+        h = env.handler
+        spec = actor.spec
+        codec = self.kernel.codec
+        if not spec.shallow_copy and actor.backup is None and inv.replay is None:
+            actor.before_first_emit()  # in-place edits of mutable fields become detectable
+        object.__setattr__(entity, "_actors_ctx", inv)
+        try:
+            values = (
+                env.values
+                if env.values is not None and h.immutable_args
+                else h.decode(codec, env.signal.args)
+            )
+            result = h.call(entity, values)
+            if h.is_async:
+                result = await result
+            inv.check_finished()
+            if not spec.shallow_copy:
+                self._check_state(actor, inv, entity)
+            text = outcome.encode_ok(codec, result, h.returns, f"{spec.name}.{h.name}")
+            if type(result) not in IMMUTABLE_VALUES:
+                result = copy.deepcopy(result)
+        except Rejected as r:
+            if self.kernel.tasks.closing:
+                return self._paused(actor, env, inv)
+            if inv.replay is not None and inv.replay.replaying:  # refused inside committed segments
+                return await self.restarts.crashed(
+                    actor, env, inv, inv._nondeterminism("it is rejected in a replayed segment"), attempt
+                )
+            if not getattr(r, "commit", False):
+                actor.rollback()
+                inv.drop_effects()
+            return await self.commits.commit(actor, env, inv, outcome.encode_error("rejected", r), r, None)
+        except Cancelled as c:
+            if self.kernel.tasks.closing:
+                return self._paused(actor, env, inv)
+            if inv.replay is not None and inv.replay.replaying:
+                return await self.restarts.crashed(
+                    actor, env, inv, inv._nondeterminism("it is cancelled in a replayed segment"), attempt
+                )
+            return await self.commits.commit(actor, env, inv, outcome.encode_cancelled(c), c, None)
+        except Exception as e:
+            if self.kernel.tasks.closing:
+                return self._paused(actor, env, inv)
+            if isinstance(e, StoreError) and not isinstance(e, CorruptRecord):
+                # the store failed under a journaled step: the world's fault, not the handler's;
+                # not counted as a crash: retried from the inbox until the store recovers
+                actor.rollback()
+                actor.deactivate()
+                actor.ended(inv, "crashed", e)
+                raise
+            return await self.restarts.crashed(actor, env, inv, e, attempt)
+        except BaseException as e:
+            if _cancelled_by(scope, e):
+                actor.rollback()
+                actor.deactivate()
+                actor.ended(inv, "paused", None)
+                raise
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                actor.rollback()
+                actor.deactivate()
+                actor.ended(inv, "crashed", e)
+                if env.reply is not None:
+                    env.reply.fail(
+                        HandlerFailed(
+                            f"{spec.name}/{actor.id}.{h.name} raised {safe_repr(e)}",
+                            handler=f"{spec.name}.{h.name}",
+                            attempts=attempt,
+                        )
+                    )
+                raise
+            # any other BaseException (a custom one, a helper task's cancellation) is a crash
+            return await self.restarts.crashed(actor, env, inv, e, attempt)
+        finally:
+            object.__setattr__(entity, "_actors_ctx", None)
+        return await self.commits.commit(actor, env, inv, text, None, result)
+
+    def _paused(self, actor: Actor, env: Envelope, inv: Invocation) -> Step:
+        """The system closed under a running handler: keep nothing, answer truthfully."""
+        actor.rollback()
+        actor.deactivate()
+        actor.ended(inv, "paused", None)
+        if env.reply is not None:
+            env.reply.fail(closed_error(env))
+        return Step.DONE
+
+    def _check_state(self, actor: Actor, inv: Invocation, entity: Entity) -> None:
+        """Refuse a handler that changed fields other than through its events."""
+        assert actor.backup is not None
+        spec = actor.spec
+        expected = spec.clone(actor.backup)
+        for event in inv.applied:
+            spec.appliers[type(event)](expected, event)
+        changed = [f for f in spec.field_names if not _same(getattr(expected, f), getattr(entity, f))]
+        if changed:
+            raise DefinitionError(
+                f"{spec.name}.{inv.env.handler.name} changed {', '.join(changed)} without an event: "
+                "fields change only in @applies methods (emit an event)"
+            )

@@ -1,0 +1,144 @@
+"""Parked invocations: an async handler that waits (``wait_until``, ``sleep``, a
+child's result) lets its actor go on with other messages, and resumes as the
+entity's only writer when its predicate holds, its deadline passes or it is
+cancelled. Internal."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from actors._actor import Actor
+from actors._clock import from_timestamp
+from actors._entity import Entity
+from actors._ids import parse_start_id
+from actors._invocation import Invocation
+from actors._kernel import Kernel
+from actors._run import Run
+from actors._spec import READ_ONLY
+from actors.errors import StoreError
+
+
+class Parking:
+    """Parks, wakes and resumes the invocations of every actor of one system."""
+
+    __slots__ = ("kernel",)
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+
+    async def park(
+        self,
+        actor: Actor,
+        inv: Invocation,
+        predicate: Callable[[], object] | None,
+        deadline: float | None,
+        deadline_value: object,
+        watch: str | None,
+    ) -> Any:
+        """Park ``inv`` until its wait is over; the entity serves others meanwhile."""
+        run = inv.runner
+        assert run is not None
+        loop = asyncio.get_running_loop()
+        run.parked, run.woken, run.value, run.error = True, False, None, None
+        run.predicate = predicate
+        run.go = loop.create_future()
+        kernel = self.kernel
+        try:
+            if run.flag.active:
+                run.flag.delivered = True
+                self.wake(actor, run, None, run.flag.error())
+            if watch is not None:
+                run.unwatch = kernel.outcomes.watch(watch, lambda text: self.wake(actor, run, text))
+                etype, eid = parse_start_id(watch)
+                mark = await kernel.store.read_mark(etype, eid, watch)
+                if mark is not None:
+                    self.wake(actor, run, mark.outcome)
+            if deadline is not None and not run.woken:
+                if kernel.clock.now() >= from_timestamp(deadline):
+                    self.wake(actor, run, deadline_value)
+                else:
+                    run.timer = kernel.tasks.spawn_task(self._deadline(actor, run, deadline, deadline_value))
+            if predicate is not None and not run.woken and actor.entity is not None:
+                self.evaluate(actor, run, actor.entity)
+            if not run.woken:  # let the entity go on: the drain takes its next message
+                run.holding = False
+                run.segment.set_result(None)
+                await run.go
+            # resumed: the only running writer of the entity again
+            if (run.error is None and actor.entity is not None) or (
+                run.error is not None and actor.entity is not None and inv.target is not None
+            ):
+                actor.adopt(inv)
+        finally:
+            run.unpark()
+        if run.error is not None:
+            raise run.error
+        return run.value
+
+    async def _deadline(self, actor: Actor, run: Run, deadline: float, value: object) -> None:
+        await self.kernel.clock.sleep_until(from_timestamp(deadline))
+        self.wake(actor, run, value)
+
+    def cancel(self, actor: Actor, run: Run, reason: str) -> None:
+        """A cancellation request for ``run``: a parked one wakes with ``Cancelled``."""
+        run.flag.request(reason)
+        if run.parked:
+            run.flag.delivered = True
+            self.wake(actor, run, None, run.flag.error())
+
+    def wake(self, actor: Actor, run: Run, value: object, error: BaseException | None = None) -> None:
+        """A parked invocation's wait is over (predicate, deadline, child, cancel)."""
+        if not run.parked or run.woken:
+            return
+        run.woken = True
+        run.value, run.error = value, error
+        if not run.holding:
+            actor.resumable.append(run)
+            actor.kick()
+
+    async def resume(self, actor: Actor, run: Run) -> None:
+        """Let a woken invocation run its next segment; wait until it parks or ends."""
+        if not run.parked or run.go is None:
+            return
+        run.segment = asyncio.get_running_loop().create_future()
+        run.holding = True
+        try:
+            await actor.ensure_active()
+        except StoreError as e:
+            run.value, run.error = None, e
+        run.go.set_result(None)
+        await run.segment
+
+    def check(self, actor: Actor) -> None:
+        """After a commit: wake the parked invocations whose predicate now holds."""
+        live = actor.entity
+        if live is None:
+            return
+        for run in list(actor.runs):
+            if not run.parked or run.woken or run.predicate is None:
+                continue
+            self.evaluate(actor, run, live)
+
+    def evaluate(self, actor: Actor, run: Run, live: Entity) -> None:
+        """Wake ``run`` if its predicate holds on ``live`` (read-only)."""
+        inv = run.inv
+        assert inv is not None
+        assert inv.target is not None
+        assert run.predicate is not None
+        obj = inv.target
+        if obj is not live:
+            for name in actor.spec.field_names:
+                object.__setattr__(obj, name, getattr(live, name))
+        before = getattr(obj, "_actors_ctx", None)
+        object.__setattr__(obj, "_actors_ctx", READ_ONLY)
+        try:
+            holds = bool(run.predicate())
+        except Exception as e:
+            self.wake(actor, run, None, e)
+            return
+        finally:
+            object.__setattr__(obj, "_actors_ctx", before)
+        if holds:
+            self.wake(actor, run, True)
