@@ -252,7 +252,7 @@ class Loop:
                 return self._paused(actor, env, inv)
             if inv.replay is not None and inv.replay.replaying:  # refused inside committed segments
                 return await self.restarts.crashed(
-                    actor, env, inv, inv._nondeterminism("it is rejected in a replayed segment"), attempt
+                    actor, env, inv, inv.nondeterminism("it is rejected in a replayed segment"), attempt
                 )
             if not getattr(r, "commit", False):
                 actor.rollback()
@@ -263,7 +263,7 @@ class Loop:
                 return self._paused(actor, env, inv)
             if inv.replay is not None and inv.replay.replaying:
                 return await self.restarts.crashed(
-                    actor, env, inv, inv._nondeterminism("it is cancelled in a replayed segment"), attempt
+                    actor, env, inv, inv.nondeterminism("it is cancelled in a replayed segment"), attempt
                 )
             return await self.commits.commit(actor, env, inv, outcome.encode_cancelled(c), c, None)
         except Exception as e:
