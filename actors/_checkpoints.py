@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from actors._activities import StepHost
@@ -103,6 +103,10 @@ class Waiter(StepHost, Protocol):
         """Take a journaled cancellation request into the cancel flag."""
         ...
 
+    def assert_async(self, call: str) -> None:
+        """Refuse a call that must be awaited from a plain ``def`` handler."""
+        ...
+
     async def commit_checkpoint(self, entries: list[JournalEntry]) -> None:
         """Commit the running segment with ``entries``, in one transaction."""
         ...
@@ -124,6 +128,32 @@ def check_delta(name: str, value: object, *, optional: bool) -> None:
         return
     if not isinstance(value, dt.timedelta) or value < dt.timedelta(0):
         raise InvalidArguments(f"{name} must be a timedelta >= 0, got {value!r:.80}")
+
+
+def wait_until(
+    inv: Waiter, predicate: Callable[[], object], timeout: dt.timedelta | None
+) -> Coroutine[Any, Any, bool]:
+    """``self.wait_until``: checked at once, then a checkpoint (see :func:`wait`)."""
+    inv.assert_async("self.wait_until(...)")
+    if not callable(predicate):
+        raise InvalidArguments(f"wait_until() takes a function, got {predicate!r:.80}")
+    check_delta("timeout", timeout, optional=True)
+    return _wait_bool(inv, predicate, timeout)
+
+
+async def _wait_bool(inv: Waiter, predicate: Callable[[], object], timeout: dt.timedelta | None) -> bool:
+    return bool(await wait(inv, "wait_until", predicate, timeout, False, None))
+
+
+def sleep(inv: Waiter, duration: dt.timedelta) -> Coroutine[Any, Any, None]:
+    """``self.sleep``: checked at once, then a checkpoint that parks for ``duration``."""
+    inv.assert_async("self.sleep(...)")
+    check_delta("duration", duration, optional=False)
+    return _sleep(inv, duration)
+
+
+async def _sleep(inv: Waiter, duration: dt.timedelta) -> None:
+    await wait(inv, "sleep", None, duration, True, None)
 
 
 async def wait(

@@ -30,7 +30,7 @@ from actors._policies import RetryPolicy
 from actors._ref import EntityRef
 from actors._saga import Saga, gather
 from actors._spec import EntitySpec
-from actors.errors import DefinitionError, InvalidArguments, NonDeterminismError
+from actors.errors import DefinitionError, NonDeterminismError
 from actors.observe import InvocationInfo, Outcome
 from persistence.store import JournalEntry, NewEvent, SignalRecord, TimerRecord
 
@@ -284,24 +284,14 @@ class Invocation:
                 "must be an async def"
             )
 
-    # ------------------------------------------------------------ timers (actors._scheduling)
-    def schedule(
-        self,
-        handler: object,
-        args: tuple[object, ...],
-        kwargs: dict[str, object],
-        *,
-        after: dt.timedelta | None,
-        at: dt.datetime | None,
-        every: dt.timedelta | None,
-        key: str | None,
-    ) -> str:
-        """Schedule a signal to this entity; committed with the invocation. Returns the key."""
-        return scheduling.schedule(self, handler, args, kwargs, after=after, at=at, every=every, key=key)
-
-    def cancel(self, key: str) -> None:
-        """Cancel the timer ``key`` of this entity (no error if there is none)."""
-        scheduling.cancel(self, key)
+    # ------------------------------------------------------------ calls carried by collaborators
+    # functions of the invocation (its first argument), bound here as its methods
+    schedule = scheduling.schedule
+    cancel = scheduling.cancel
+    wait_until = checkpoints.wait_until
+    sleep = checkpoints.sleep
+    patched = checkpoints.patched
+    prepare_rerun = checkpoints.prepare_rerun
 
     # ------------------------------------------------------------ journal
     def reserve_step(self) -> int:
@@ -356,41 +346,11 @@ class Invocation:
         )
 
     # ------------------------------------------------------------ workflows (actors._checkpoints)
-    async def prepare_rerun(self) -> Entity | None:
-        """The scratch entity a re-run starts on, if it has committed segments (else None)."""
-        return await checkpoints.prepare_rerun(self)
-
     def check_finished(self) -> None:
         """NonDeterminismError if the handler ended inside its committed segments."""
         rp = self.replay
         if rp is not None and rp.replaying:
             raise self.nondeterminism("it ends before a wait its journal holds")
-
-    def wait_until(
-        self, predicate: Callable[[], object], timeout: dt.timedelta | None
-    ) -> Coroutine[Any, Any, bool]:
-        """A checkpoint that parks until ``predicate`` holds (True) or ``timeout`` passes (False)."""
-        self.assert_async("self.wait_until(...)")
-        if not callable(predicate):
-            raise InvalidArguments(f"wait_until() takes a function, got {predicate!r:.80}")
-        checkpoints.check_delta("timeout", timeout, optional=True)
-        return self._wait_bool(predicate, timeout)
-
-    async def _wait_bool(self, predicate: Callable[[], object], timeout: dt.timedelta | None) -> bool:
-        return bool(await checkpoints.wait(self, "wait_until", predicate, timeout, False, None))
-
-    def sleep(self, duration: dt.timedelta) -> Coroutine[Any, Any, None]:
-        """A durable sleep: a checkpoint that parks for ``duration``."""
-        self.assert_async("self.sleep(...)")
-        checkpoints.check_delta("duration", duration, optional=False)
-        return self._sleep(duration)
-
-    async def _sleep(self, duration: dt.timedelta) -> None:
-        await checkpoints.wait(self, "sleep", None, duration, True, None)
-
-    def patched(self, change_id: str) -> bool:
-        """Whether this invocation runs change ``change_id``'s code (see ``Entity.patched``)."""
-        return checkpoints.patched(self, change_id)
 
     async def commit_checkpoint(self, entries: list[JournalEntry]) -> None:
         """Commit the running segment with ``entries`` (the actor's ``checkpoint``)."""

@@ -36,10 +36,6 @@ class CallsHost(checkpoints.Waiter, Protocol):
         """The invocation's time."""
         ...
 
-    def assert_async(self, call: str) -> None:
-        """Refuse a call that must be awaited from a plain ``def`` handler."""
-        ...
-
 
 class _Done:
     """An awaitable that is already done (the outbox ``tell`` of a bound ref)."""

@@ -5,13 +5,17 @@
   ``HandlerFailed.handler/attempts``, ``IdempotencyConflict.key``);
 - the public surface is pinned: ``__all__`` of both packages and ActorSystem's names;
 - the observer is called at the points it names, and one that raises changes nothing;
-- ``wait_idle`` wakes every concurrent waiter; ``statistics()`` counts the new things.
+- ``wait_idle`` wakes every concurrent waiter; ``statistics()`` counts the new things;
+- small pieces: no class in ``actors/`` is longer than about 300 lines, and every
+  module of ``actors/`` has its place in the layers contract.
 """
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import logging
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +211,51 @@ def test_internal_modules_are_private() -> None:
     package = Path(actors.__file__).parent
     public = sorted(p.stem for p in package.glob("*.py") if not p.stem.startswith("_"))
     assert public == ["cli", "errors", "inspect", "observe", "otel", "pytest_plugin", "testing"]
+
+
+MAX_CLASS_LINES = 320
+"""Issue 11: no class over about 300 lines (measured from ``class`` to its last line)."""
+
+
+def _class_lengths(root: Path) -> dict[str, int]:
+    out = {}
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                assert node.end_lineno is not None
+                out[f"{path.relative_to(root.parent)}:{node.name}"] = node.end_lineno - node.lineno + 1
+    return out
+
+
+def test_no_class_in_actors_is_over_about_300_lines() -> None:
+    lengths = _class_lengths(Path(actors.__file__).parent)
+    assert "actors/_actor.py:Actor" in lengths  # it measures what it should
+    assert "actors/_invocation.py:Invocation" in lengths
+    too_long = {name: n for name, n in lengths.items() if n > MAX_CLASS_LINES}
+    assert too_long == {}
+
+
+def test_the_class_length_check_can_fail(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_CLASS_LINES))
+    (pkg / "big.py").write_text(f"class Big:\n{body}\n")
+    assert _class_lengths(pkg) == {"pkg/big.py:Big": MAX_CLASS_LINES + 1}
+
+
+def test_every_actors_module_is_in_the_layers_contract() -> None:
+    root = Path(__file__).resolve().parents[2]
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    (contract,) = [
+        c for c in config["tool"]["importlinter"]["contracts"] if c.get("containers") == ["actors"]
+    ]
+    listed = {m.strip() for layer in contract["layers"] for m in layer.split(":")}
+    package = Path(actors.__file__).parent
+    modules = {p.stem for p in package.glob("*.py") if p.stem != "__init__"}
+    modules |= {p.name for p in package.iterdir() if (p / "__init__.py").exists()}
+    assert modules - listed == set()
+    assert listed - modules == set()
 
 
 # ---------------------------------------------------------------- the observer
