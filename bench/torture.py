@@ -611,19 +611,19 @@ class ApprovalFlow(Entity):
     async def request(self, amount: int) -> str:
         self.emit(WfStarted(amount))
         grants = self.ref(Grants, "grants")
-        async with self.saga() as saga:
-            saga.compensate(grants.ask, Grants.release, self.id)
-            await grants.ask(Grants.hold, self.id, amount)
-            try:
+        try:  # a cancel reaches the next durable await: the hold's ask, the wait or the spend
+            async with self.saga() as saga:
+                saga.compensate(grants.ask, Grants.release, self.id)
+                await grants.ask(Grants.hold, self.id, amount)
                 approved = await self.wait_until(lambda: self.approved, timeout=WF_DEADLINE)
-            except Cancelled:
-                self.emit(WfEnded("cancelled"))  # committed with the Cancelled outcome
-                raise
-            if not approved:
-                self.emit(WfEnded("timed out"))
-                raise Rejected("no approval in time", commit=True)
-            await grants.ask(Grants.spend, self.id)
-            self.emit(WfEnded("approved"))
+                if not approved:
+                    self.emit(WfEnded("timed out"))
+                    raise Rejected("no approval in time", commit=True)
+                await grants.ask(Grants.spend, self.id)
+                self.emit(WfEnded("approved"))
+        except Cancelled:
+            self.emit(WfEnded("cancelled"))  # after the compensations; kept with the outcome
+            raise
         return "approved"
 
     @signal
@@ -1693,6 +1693,8 @@ def check_workflows(db: Path, acks: dict[str, set[str]], rep: Report) -> None:
             rep.bad(f"workflow {wid} ended as {outcome!r}")
         moved = (held[wid], spent[wid], released[wid])
         want = (1, 1, 0) if outcome == "approved" else (1, 0, 1)
+        if outcome == "cancelled" and moved == (0, 0, 0):
+            want = moved  # cancelled at the hold's ask, before it was sent: nothing held
         if moved != want:
             rep.bad(f"workflow {wid} {outcome} with grant (held, spent, released) = {moved}, expected {want}")
     rep.stats.update(

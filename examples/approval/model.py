@@ -180,25 +180,25 @@ class Expense(Entity):
             raise Rejected("amount must be positive")
         self.emit(Submitted(team, amount))
         budget = self.ref(Budget, team)
-        async with self.saga() as saga:
-            saga.compensate(budget.ask, Budget.release, self.id)
-            await budget.ask(Budget.hold, self.id, amount)
-            try:
+        try:  # a cancel reaches the next durable await: the hold's ask, a wait or the spend
+            async with self.saga() as saga:
+                saga.compensate(budget.ask, Budget.release, self.id)
+                await budget.ask(Budget.hold, self.id, amount)
                 decided = await self.wait_until(lambda: self.decision is not None, timeout=FIRST_WAIT)
                 if not decided:
                     self.emit(Escalated(manager))
                     decided = await self.wait_until(lambda: self.decision is not None, timeout=ESCALATED_WAIT)
-            except Cancelled:
-                self.emit(Closed("cancelled"))  # kept with the Cancelled outcome
-                raise
-            if not decided:
-                self.emit(Closed("timed out"))
-                raise Rejected("no decision within 72 hours", commit=True)
-            if self.decision != "approved":
-                self.emit(Closed("denied"))
-                raise Rejected(f"denied by {self.by}", commit=True)
-            await budget.ask(Budget.spend, self.id)
-            self.emit(Closed("approved"))
+                if not decided:
+                    self.emit(Closed("timed out"))
+                    raise Rejected("no decision within 72 hours", commit=True)
+                if self.decision != "approved":
+                    self.emit(Closed("denied"))
+                    raise Rejected(f"denied by {self.by}", commit=True)
+                await budget.ask(Budget.spend, self.id)
+                self.emit(Closed("approved"))
+        except Cancelled:
+            self.emit(Closed("cancelled"))  # after the saga gave the hold back; kept with the outcome
+            raise
         return f"approved by {self.by}"
 
     @signal

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from actors import ActorSystem, Cancelled
+from actors.testing import VirtualClock
+from examples.approval.model import Budget, Expense
+from persistence import MemoryStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,3 +68,28 @@ def test_the_demo_ends_each_expense_as_it_says_and_conserves_the_budget() -> Non
         "each hold ended once (spent + released = 960 held): yes",
     ):
         assert claim in out
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("when", [None, dt.timedelta(hours=1), dt.timedelta(hours=50)])
+async def test_a_cancel_at_any_await_closes_the_expense_and_gives_the_hold_back(
+    when: dt.timedelta | None,
+) -> None:
+    # None: cancelled at once (it may reach the hold's ask); 1 h: parked; 50 h: escalated
+    clock = VirtualClock()
+    async with ActorSystem(MemoryStore(), [Expense, Budget], clock=clock) as system:
+        handle = await system.ref(Expense, "e").start(Expense.submit, "team", 300)
+        if when is not None:
+            await clock.advance(when)
+            await system.wait_idle()
+        await handle.cancel("changed my mind")
+        with pytest.raises(Cancelled):
+            await handle.result(timeout=10)
+        view = await system.ref(Expense, "e").query(Expense.status)
+        budget = await system.ref(Budget, "team").query(Budget.status)
+    assert view.outcome == "cancelled"
+    assert (view.escalated_to is not None) == (when == dt.timedelta(hours=50))
+    assert (budget.left, budget.held, budget.spent) == (1_000, 0, 0)
+    assert budget.released in (0, 300)  # 0 only when it never held
+    if when is not None:
+        assert budget.released == 300
