@@ -18,6 +18,10 @@ themselves (no running system):
                                       forget old processed marks and dead letters
     actors ask|tell|query DB MODULE:CLASS ID HANDLER [JSON_ARGS]
 
+A deploy gate, read-only (exit 1 when the stored history does not fit the code):
+
+    actors replay DB MODULE:CLASS [MODULE:CLASS ...] [--json]
+
 ``ask``/``tell``/``query`` import the entity class you name on the command line
 (never a name read from the database) and take the arguments as a JSON object.
 """
@@ -38,6 +42,7 @@ from typing import Any
 import anyio
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from actors import _inspect_cli
 from actors._inspect_cli import load_entity_class
@@ -199,6 +204,53 @@ async def _call(a: argparse.Namespace) -> None:
             print(json.dumps(system.codec.converter.unstructure(await ref.query(a.handler, **kwargs))))
 
 
+_REPLAY_HELP = """\
+Check the stored history against the code of the entity classes named: every stored
+entity of those types has its events replayed through the new appliers, and every
+parked workflow is re-run against its journal on a scratch copy of its entity. No
+activity is called, nothing is sent, nothing is written (the database is opened
+read-only). Each incompatibility is printed with its entity, invocation and step.
+Exit status 1 when there is any, 0 when the code fits the history: a deploy gate.
+"""
+
+
+async def _replay(a: argparse.Namespace) -> int:
+    from actors.testing import replay
+
+    classes = [load_entity_class(name) for name in a.entities]
+    report = await replay(a.db, entities=classes)
+    if a.json:
+        doc = {
+            "entities": report.entities,
+            "invocations": report.invocations,
+            "problems": [
+                {
+                    "entity_type": p.entity_type,
+                    "entity_id": p.entity_id,
+                    "invocation": p.invocation,
+                    "step": p.step,
+                    "what": p.what,
+                }
+                for p in report.problems
+            ],
+        }
+        print(json.dumps(doc))
+    else:
+        console = Console()
+        checked = f"checked {report.entities} entities and {report.invocations} parked invocations"
+        if report.problems:
+            table = Table("entity", "invocation", "step", "what differs", title=f"replay of {a.db}")
+            for p in report.problems:
+                cells = (f"{p.entity_type}/{p.entity_id}", p.invocation or "-", p.step, p.what)
+                table.add_row(*(Text(c) for c in cells))  # stored text, never markup
+            console.print(table, markup=False)
+            n = len(report.problems)
+            console.print(f"{checked}: {n} problem{'' if n == 1 else 's'}", markup=False)
+        else:
+            console.print(f"{checked}: no problems", markup=False)
+    return 1 if report.problems else 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the ``actors`` command."""
     p = argparse.ArgumentParser(prog="actors", description=__doc__.split("\n")[0])
@@ -230,6 +282,15 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--dead-letters-older-than", type=duration, metavar="DURATION", help="e.g. 90d")
     pr.add_argument("--keep-dead-letters", type=count, metavar="N", help="keep only the newest N")
     pr.add_argument("--json", action="store_true", help="print one JSON document")
+    rp = sub.add_parser(
+        "replay",
+        help="check stored history against new entity code (exit 1 on problems)",
+        description=_REPLAY_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rp.add_argument("db", help="the database file (opened read-only; never created)")
+    rp.add_argument("entities", nargs="+", metavar="MODULE:CLASS", help="the entity classes to check")
+    rp.add_argument("--json", action="store_true", help="print one JSON document")
     for name in ("ask", "tell", "query"):
         c = sub.add_parser(name, help=f"{name} an entity by handler name")
         c.add_argument("db")
@@ -240,7 +301,15 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-_COMMANDS = {"events": _events, "retry": _retry, "prune": _prune, "ask": _call, "tell": _call, "query": _call}
+_COMMANDS: dict[str, Any] = {
+    "replay": _replay,
+    "events": _events,
+    "retry": _retry,
+    "prune": _prune,
+    "ask": _call,
+    "tell": _call,
+    "query": _call,
+}
 
 
 def _ui(a: argparse.Namespace) -> int:
@@ -264,14 +333,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if a.cmd == "ui":
             return _ui(a)
-        anyio.run(_COMMANDS.get(a.cmd, _inspect_cli.run), a)
+        rc = anyio.run(_COMMANDS.get(a.cmd, _inspect_cli.run), a)
     except (ActorsError, ImportError) as e:
         print(f"actors: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # the reader went away (| head): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

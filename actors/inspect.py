@@ -53,8 +53,10 @@ __all__ = [
 Progress = Callable[[int, int], None]
 """Called with (done, total) while a long replay or scan runs."""
 
-PARKING_KINDS: frozenset[str] = frozenset({"wait", "sleep"})
-"""Journal kinds whose presence as the newest step means the invocation is parked."""
+PARKING_KINDS: frozenset[str] = frozenset({"wait"})
+"""Journal kinds of a checkpoint (``wait_until``, ``sleep``, a child's result are all
+journaled as kind ``"wait"``). An invocation is parked when the newest such step holds
+a ``"park"`` and no ``"resume"`` yet (a resumed wait records both)."""
 
 _CHUNK = 1000
 _json = make_converter()
@@ -499,11 +501,24 @@ class Inspection:
         return MembersView(m.clustered, m.rows)
 
 
+def _parked(journal: list[JournalEntry]) -> bool:
+    """Whether the newest checkpoint of ``journal`` parked and has not resumed."""
+    waits = [j for j in journal if j.kind in PARKING_KINDS and j.step >= 0]
+    if not waits:
+        return False
+    newest = max(waits, key=lambda j: j.step)
+    try:
+        data = json.loads(newest.result)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and "park" in data and "resume" not in data
+
+
 def _invocation(
     key: tuple[str, str, str], journal: list[JournalEntry], s: SignalRecord | None
 ) -> InvocationItem:
     items = tuple(StepItem(j.step, j.kind, j.name, _parse(j.result), _time(j.recorded_at)) for j in journal)
-    status = "parked" if journal and journal[-1].kind in PARKING_KINDS else "in_flight"
+    status = "parked" if _parked(journal) else "in_flight"
     return InvocationItem(
         key[0],
         key[1],

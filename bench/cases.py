@@ -22,6 +22,7 @@ WORKLOADS: dict[str, str] = {
     "W7": "queries on active entities",
     "W8": "start-up with many stored timers",
     "W9": "keyed asks over a long history of keys and dead letters",
+    "W10": "fan-out: a parent workflow awaits its children while it serves",
 }
 
 
@@ -513,6 +514,25 @@ def plan(mode: Mode) -> list[Case]:
                 {"history": history, "ops": ops, "accounts": accounts},
                 (Row(f"512 in flight, keyed, over {history:,} old keys", "ops_per_s", "asks/s"),),
                 reps=reps,
+            )
+        )
+    # ------------------------------------------------------------ W10 fan-out of children
+    for children in sorted({_sz(mode, 1000, 1000, 200), _sz(mode, 10_000, 1000, 200)}):
+        add(
+            Case(
+                f"W10/ours/c{children}",
+                "W10",
+                "ours (SQLite)",
+                "bench.ours:w10_fan_out",
+                {"children": children},
+                (
+                    Row(f"start {children:,} children, await all results", "wall_s", "s"),
+                    Row("children per second", "children_per_s", "children/s"),
+                    Row("worst ping+query while it waits", "served_max_ms", "ms"),
+                    Row("memory the fan-out added", "rss_added_mb", "MB"),
+                ),
+                reps=reps,
+                extra=("served",),
             )
         )
     cases += _postgres_twins(cases, mode)

@@ -66,3 +66,57 @@ class StalledAccount(Entity):
     def _deposited(self, event: Deposited) -> None:
         self.balance += event.amount
         self.deposits += 1
+
+
+@attrs.frozen
+class Squared:
+    n: int
+
+
+@attrs.define
+class FanChild(Entity):
+    """W10's child: records its number and answers its square."""
+
+    n: int = -1
+
+    @signal
+    def work(self, n: int) -> int:
+        self.emit(Squared(n))
+        return n * n
+
+    @applies
+    def _squared(self, e: Squared) -> None:
+        self.n = e.n
+
+
+@attrs.frozen
+class Pinged:
+    count: int
+
+
+@attrs.define
+class FanParent(Entity):
+    """W10's parent: starts ``count`` children, awaits every result; serves pings meanwhile."""
+
+    pings: int = 0
+
+    @signal
+    async def fan_out(self, count: int) -> int:
+        handles = [await self.ref(FanChild, f"c{i}").start(FanChild.work, i) for i in range(count)]
+        total = 0
+        for h in handles:
+            total += await h.result()
+        return total
+
+    @signal
+    def ping(self) -> int:
+        self.emit(Pinged(self.pings + 1))
+        return self.pings  # emit applied the event
+
+    @query
+    def get_pings(self) -> int:
+        return self.pings
+
+    @applies
+    def _pinged(self, e: Pinged) -> None:
+        self.pings = e.count

@@ -604,3 +604,51 @@ def w9_keyed_history(p: Params) -> Metrics:
             return {"ops_per_s": n / secs, **latency_metrics(lat)}
 
         return asyncio.run(run())
+
+
+# ---------------------------------------------------------------- W10 fan-out of child workflows
+
+
+def w10_fan_out(p: Params) -> Metrics:
+    """W10: a parent starts ``children`` child invocations and awaits every result, while
+    the bench asks it ``ping`` and queries it in a loop: wall time of the fan-out, the
+    pings and queries answered while it waited (and their worst latency), peak RSS."""
+    from bench.models import FanChild, FanParent
+
+    n = int(p["children"])
+
+    async def run() -> Metrics:
+        with scratch_dir() as d:
+            gc.collect()
+            before = current_rss_mb()
+            async with ActorSystem(SqliteStore(d / "w10.db"), entities=[FanParent, FanChild]) as system:
+                parent = system.ref(FanParent, "p")
+                await parent.query(FanParent.get_pings)  # activated: not part of the timing
+                t0 = time.perf_counter()
+                handle = await parent.start(FanParent.fan_out, n)
+                done = asyncio.ensure_future(handle.result(timeout=600))
+                served: list[int] = []
+                peak = current_rss_mb()
+                while not done.done():
+                    s0 = time.perf_counter_ns()
+                    await parent.ask(FanParent.ping)
+                    await parent.query(FanParent.get_pings)
+                    if not done.done():
+                        served.append(time.perf_counter_ns() - s0)
+                    peak = max(peak, current_rss_mb())
+                    await asyncio.sleep(0.005)
+                total = await done
+                wall = time.perf_counter() - t0
+                if total != sum(i * i for i in range(n)):
+                    raise AssertionError(f"fan-out answered {total}")
+        worst = max(served) / 1e6 if served else float("nan")
+        return {
+            "wall_s": wall,
+            "children_per_s": n / wall,
+            "served": len(served),
+            "served_max_ms": worst,
+            "rss_added_mb": peak - before,
+            "peak_rss_mb": peak_rss_mb(),
+        }
+
+    return asyncio.run(run())

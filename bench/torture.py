@@ -23,6 +23,16 @@ sqlite3:
 - every audit timer fired exactly once, no timer fired after it was cancelled,
   no recurring tick fired twice and the recurring timer survived; no dead letters.
 
+Beside the transfers a workflow sender starts approval workflows (``ApprovalFlow``:
+hold a grant, park in ``wait_until`` for an ``approve`` signal with a 1.5 s
+deadline, spend the grant; timed out or cancelled, the saga releases it), approves
+some, cancels some through their handles and leaves the rest to time out, all under
+the same kills. Checked: every started workflow ended exactly once (approved, timed
+out or cancelled, as the sender's calls allow: an acknowledged cancel is never
+approved), nothing was applied twice, and each grant ended once: spent when
+approved, released (the compensation ran) when timed out or cancelled.
+``parked_at_kills`` counts the workflows a kill left parked.
+
 The transfers also run a flaky activity (retried, journaled) and one in ten
 crashes once per process mid-saga (the supervisor re-runs it from its journal);
 one sender uses keyed asks, whose answers are checked against the log, and
@@ -93,6 +103,7 @@ import attrs
 
 from actors import (
     ActorSystem,
+    Cancelled,
     Entity,
     HandlerFailed,
     IdempotencyConflict,
@@ -501,7 +512,143 @@ class Vault(Entity):
         pass
 
 
-ENTITIES: list[type[Entity]] = [Account, Transfer, Ledger, Ticker, Vault]
+# ---------------------------------------------------------------- parked and cancelled workflows
+
+WF_DEADLINE = dt.timedelta(seconds=1.5)
+"""How long a workflow waits for its approval before it times out (real clock)."""
+
+
+@event_type("torture.grant_held")
+@attrs.frozen
+class GrantHeld:
+    workflow: str
+    amount: int
+
+
+@event_type("torture.grant_released")
+@attrs.frozen
+class GrantReleased:
+    workflow: str
+
+
+@event_type("torture.grant_spent")
+@attrs.frozen
+class GrantSpent:
+    workflow: str
+
+
+@attrs.define
+class Grants(Entity):
+    """What workflows hold while they wait: each hold ends spent or released, once.
+
+    The handlers are idempotent by workflow id (a journaled ask re-sent after a crash
+    changes nothing), so a second hold, spend or release in the log is a real double."""
+
+    entity_name = "TortureGrants"
+    snapshot_every: ClassVar[int] = 20
+    open: dict[str, int] = attrs.field(factory=dict)
+    closed: set[str] = attrs.field(factory=set)
+
+    @signal
+    def hold(self, workflow: str, amount: int) -> None:
+        if workflow not in self.open and workflow not in self.closed:
+            self.emit(GrantHeld(workflow, amount))
+
+    @signal
+    def release(self, workflow: str) -> None:
+        if workflow in self.open:
+            self.emit(GrantReleased(workflow))
+
+    @signal
+    def spend(self, workflow: str) -> None:
+        if workflow in self.open:
+            self.emit(GrantSpent(workflow))
+
+    @applies
+    def _held(self, e: GrantHeld) -> None:
+        self.open = {**self.open, e.workflow: e.amount}
+
+    @applies
+    def _released(self, e: GrantReleased) -> None:
+        self.open = {k: v for k, v in self.open.items() if k != e.workflow}
+        self.closed = self.closed | {e.workflow}
+
+    @applies
+    def _spent(self, e: GrantSpent) -> None:
+        self.open = {k: v for k, v in self.open.items() if k != e.workflow}
+        self.closed = self.closed | {e.workflow}
+
+
+@event_type("torture.wf_started")
+@attrs.frozen
+class WfStarted:
+    amount: int
+
+
+@event_type("torture.wf_approved")
+@attrs.frozen
+class WfApproved:
+    pass
+
+
+@event_type("torture.wf_ended")
+@attrs.frozen
+class WfEnded:
+    outcome: str
+
+
+@attrs.define
+class ApprovalFlow(Entity):
+    """A workflow parked on a human: hold a grant, wait for ``approve`` with a deadline,
+    then spend it; timed out or cancelled, the saga releases it."""
+
+    entity_name = "TortureApproval"
+    amount: int = 0
+    approved: bool = False
+    outcome: str | None = None
+
+    @signal
+    async def request(self, amount: int) -> str:
+        self.emit(WfStarted(amount))
+        grants = self.ref(Grants, "grants")
+        try:  # a cancel reaches the next durable await: the hold's ask, the wait or the spend
+            async with self.saga() as saga:
+                saga.compensate(grants.ask, Grants.release, self.id)
+                await grants.ask(Grants.hold, self.id, amount)
+                approved = await self.wait_until(lambda: self.approved, timeout=WF_DEADLINE)
+                if not approved:
+                    self.emit(WfEnded("timed out"))
+                    raise Rejected("no approval in time", commit=True)
+                await grants.ask(Grants.spend, self.id)
+                self.emit(WfEnded("approved"))
+        except Cancelled:
+            self.emit(WfEnded("cancelled"))  # after the compensations; kept with the outcome
+            raise
+        return "approved"
+
+    @signal
+    def approve(self) -> None:
+        if not self.approved and self.outcome is None:
+            self.emit(WfApproved())
+
+    @query
+    def get_outcome(self) -> str | None:
+        return self.outcome
+
+    @applies
+    def _started(self, e: WfStarted) -> None:
+        self.amount = e.amount
+
+    @applies
+    def _approved(self, e: WfApproved) -> None:
+        self.approved = True
+
+    @applies
+    def _ended(self, e: WfEnded) -> None:
+        self.outcome = e.outcome
+
+
+ENTITIES: list[type[Entity]] = [Account, Transfer, Ledger, Ticker, Vault, Grants, ApprovalFlow]
 
 
 def system_on(db: Path) -> ActorSystem:
@@ -550,9 +697,38 @@ async def child(db: Path, acks: Path, gen: int, seed: int, senders: int) -> None
                         while await ref.query(Transfer.get_status) in ("new", "running"):  # noqa: ASYNC110
                             await anyio.sleep(0.005)  # a poll: part of the workload
 
-            async with anyio.create_task_group() as tg:
-                for n in range(senders):
-                    tg.start_soon(sender, n)
+            wfd = os.open(f"{acks}.wf", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+            def wf_ack(line: str) -> None:
+                os.write(wfd, f"{line}\n".encode())
+                os.fsync(wfd)
+
+            async def workflows() -> None:
+                """Start approval workflows; approve some, cancel some, leave the rest to time out.
+                An intent line is written before each call, an ack line after it returned."""
+                rng = random.Random(f"{seed}/{gen}/wf")
+                for i in itertools.count():
+                    wid = f"w{gen}-{i}"
+                    ref = system.ref(ApprovalFlow, wid)
+                    choice = rng.choice(("approve", "approve", "cancel", "cancel", "wait"))
+                    wf_ack(f"{wid} intent-{choice}")
+                    handle = await ref.options(key=wid).start(ApprovalFlow.request, rng.randint(1, 50))
+                    wf_ack(f"{wid} started")
+                    await anyio.sleep(rng.uniform(0, 0.2))  # often parked by now, not always
+                    if choice == "approve":
+                        await ref.options(key=f"{wid}/approve").tell(ApprovalFlow.approve)
+                        wf_ack(f"{wid} approved")
+                    elif choice == "cancel":
+                        await handle.cancel("sender changed its mind")
+                        wf_ack(f"{wid} cancelled")
+
+            try:
+                async with anyio.create_task_group() as tg:
+                    for n in range(senders):
+                        tg.start_soon(sender, n)
+                    tg.start_soon(workflows)
+            finally:
+                os.close(wfd)
         finally:
             os.close(fd)
 
@@ -1284,6 +1460,15 @@ def _rows(db: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any
         conn.close()
 
 
+def parked_workflows(db: Path) -> int:
+    """Workflows a kill left parked at a wait (journaled with a park and no resume)."""
+    rows = _rows(
+        db,
+        "SELECT result FROM journal WHERE entity_type = 'TortureApproval' AND kind = 'wait'",
+    )
+    return sum(1 for (r,) in rows if "park" in (d := json.loads(r)) and "resume" not in d)
+
+
 def in_flight(db: Path) -> int:
     """Signals, journaled steps and outbox messages a kill left behind (unfinished work)."""
     return sum(_rows(db, f"SELECT count(*) FROM {t}")[0][0] for t in ("inbox", "outbox", "journal"))
@@ -1314,6 +1499,15 @@ def settled(db: Path, since: float) -> tuple[bool, str]:
         (since,),
     )[0][0]
     pending["no_tick_yet"] = int(ticks_since == 0)
+    wf = Counter(
+        r[0]
+        for r in _rows(
+            db,
+            "SELECT type_name FROM events WHERE entity_type = 'TortureApproval' "
+            "AND type_name IN ('torture.wf_started', 'torture.wf_ended')",
+        )
+    )
+    pending["workflows_open"] = wf["torture.wf_started"] - wf["torture.wf_ended"]
     busy = {k: v for k, v in pending.items() if v}
     return not busy, ", ".join(f"{k}={v}" for k, v in busy.items())
 
@@ -1431,6 +1625,88 @@ def read_acks(path: Path) -> dict[str, Ack]:
     return out
 
 
+def read_wf_acks(path: Path) -> dict[str, set[str]]:
+    """What the workflow sender wrote per workflow: ``intent-*`` before a call, and
+    ``started``/``approved``/``cancelled`` after it returned (a torn last line is dropped)."""
+    out: dict[str, set[str]] = defaultdict(set)
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines(keepends=True):
+        if line.endswith("\n"):
+            wid, what = line.split()
+            out[wid].add(what)
+    return out
+
+
+def check_workflows(db: Path, acks: dict[str, set[str]], rep: Report) -> None:
+    """Every started workflow ended exactly once, as its sender's calls allow; each grant
+    it held ended once, spent if approved, released (compensated) otherwise."""
+    started: Counter[str] = Counter()
+    ended: dict[str, list[str]] = defaultdict(list)
+    approved: Counter[str] = Counter()
+    held: Counter[str] = Counter()
+    spent: Counter[str] = Counter()
+    released: Counter[str] = Counter()
+    for eid, tname, data in _rows(
+        db,
+        "SELECT entity_id, type_name, data FROM events WHERE entity_type IN "
+        "('TortureApproval', 'TortureGrants') ORDER BY entity_type, entity_id, seq",
+    ):
+        d = json.loads(data)
+        if tname == "torture.wf_started":
+            started[eid] += 1
+        elif tname == "torture.wf_ended":
+            ended[eid].append(d["outcome"])
+        elif tname == "torture.wf_approved":
+            approved[eid] += 1
+        elif tname == "torture.grant_held":
+            held[d["workflow"]] += 1
+        elif tname == "torture.grant_spent":
+            spent[d["workflow"]] += 1
+        elif tname == "torture.grant_released":
+            released[d["workflow"]] += 1
+    outcomes: Counter[str] = Counter()
+    for wid, what in acks.items():
+        if "started" in what and not started[wid]:
+            rep.bad(f"acknowledged workflow {wid} never started")
+    for wid in set(started) | set(ended) | set(held):
+        what = acks.get(wid, set())
+        if started[wid] != 1:
+            rep.bad(f"workflow {wid} started {started[wid]} times")
+        if not what:
+            rep.bad(f"workflow {wid} ran, but its sender never meant to start it")
+        ends = ended.get(wid, [])
+        if len(ends) != 1:
+            rep.bad(f"workflow {wid} ended {len(ends)} times: {ends}")
+            continue
+        outcome = ends[0]
+        outcomes[outcome] += 1
+        if approved[wid] > 1:
+            rep.bad(f"workflow {wid} approved {approved[wid]} times")
+        if outcome == "approved" and "intent-approve" not in what:
+            rep.bad(f"workflow {wid} approved, but nobody sent an approval")
+        if outcome == "cancelled" and "intent-cancel" not in what:
+            rep.bad(f"workflow {wid} cancelled, but nobody asked for it")
+        if "cancelled" in what and outcome == "approved":
+            rep.bad(f"workflow {wid}: its cancel was acknowledged, yet it was approved")
+        if outcome not in ("approved", "timed out", "cancelled"):
+            rep.bad(f"workflow {wid} ended as {outcome!r}")
+        moved = (held[wid], spent[wid], released[wid])
+        want = (1, 1, 0) if outcome == "approved" else (1, 0, 1)
+        if outcome == "cancelled" and moved == (0, 0, 0):
+            want = moved  # cancelled at the hold's ask, before it was sent: nothing held
+        if moved != want:
+            rep.bad(f"workflow {wid} {outcome} with grant (held, spent, released) = {moved}, expected {want}")
+    rep.stats.update(
+        {
+            "workflows": len(started),
+            "wf_approved": outcomes["approved"],
+            "wf_timed_out": outcomes["timed out"],
+            "wf_cancelled": outcomes["cancelled"],
+        }
+    )
+
+
 @attrs.define
 class Report:
     violations: list[str] = attrs.field(factory=list)
@@ -1440,7 +1716,7 @@ class Report:
         self.violations.append(text)
 
 
-def check(db: Path, acks: dict[str, Ack], live: dict[str, int]) -> Report:
+def check(db: Path, acks: dict[str, Ack], live: dict[str, int], acks_path: Path | None = None) -> Report:
     """Check the database against the invariants (see the module docstring)."""
     rep = Report()
     rows = _rows(db, "SELECT entity_type, entity_id, seq, type_name, data FROM events ORDER BY 1, 2, 3")
@@ -1566,6 +1842,8 @@ def check(db: Path, acks: dict[str, Ack], live: dict[str, int]) -> Report:
         "booked": sum(len(b) for b in booked.values()),
         "ticks": sum(ticks.values()),
     }
+    if acks_path is not None:
+        check_workflows(db, read_wf_acks(Path(f"{acks_path}.wf")), rep)
     return rep
 
 
@@ -1647,19 +1925,20 @@ def parent(args: argparse.Namespace) -> int:
         tmp = tempfile.mkdtemp(prefix="torture-")
         db = Path(tmp) / "torture.db"
     acks, log = Path(f"{db}.acks"), Path(f"{db}.log")
-    for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm"), acks, log):
+    for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm"), acks, Path(f"{acks}.wf"), log):
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
     rng = random.Random(args.seed)
     anyio.run(setup, db)
     violations: list[str] = []
-    interrupted = 0
+    interrupted = parked_at_kills = 0
     for gen in range(args.kills):
         problem = run_generation(args, db, acks, log, gen, rng)
         if problem:
             violations.append(problem)
             break
         interrupted += in_flight(db) > 0
+        parked_at_kills += parked_workflows(db)
         if args.verbose and gen % 50 == 49:
             print(f"torture: {gen + 1} kills, {len(read_acks(acks))} acked", flush=True)
     live: dict[str, int] = {}
@@ -1668,7 +1947,7 @@ def parent(args: argparse.Namespace) -> int:
         anyio.run(quiesce, db, args.settle)
     except SystemExit as e:
         violations.append(str(e))
-    rep = check(db, read_acks(acks), live)
+    rep = check(db, read_acks(acks), live, acks)
     violations += rep.violations
     kill_elapsed = time.monotonic() - started
     fault_results: dict[str, dict[str, Any]] = {}
@@ -1689,6 +1968,8 @@ def parent(args: argparse.Namespace) -> int:
         f"transfers={s['transfers']} "
         f"completed={s['completed']} compensated={s['compensated']} refused={s['refused']} "
         f"timers_fired={s['timers_fired']} expired={s['expired']} booked={s['booked']} ticks={s['ticks']} "
+        f"workflows={s['workflows']} approved={s['wf_approved']} timed_out={s['wf_timed_out']} "
+        f"cancelled={s['wf_cancelled']} parked_at_kills={parked_at_kills} "
         f"elapsed={kill_elapsed:.1f}s "
         f"violations={len(violations)} {'OK' if not violations else 'FAILED'}",
         flush=True,
@@ -1725,7 +2006,7 @@ def parent(args: argparse.Namespace) -> int:
                     "seed": args.seed,
                     "kill_loop": {
                         "violations": violations,
-                        "stats": rep.stats,
+                        "stats": {**rep.stats, "parked_at_kills": parked_at_kills},
                         "seconds": round(kill_elapsed, 1),
                     },
                     "faults": fault_results,

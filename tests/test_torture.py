@@ -9,6 +9,7 @@ a test of its own (issue 10).
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = re.compile(
     r"^torture: kills=20 \(mid-work (\d+)\) seed=1 acked=(\d+) transfers=(\d+) completed=(\d+) "
     r"compensated=(\d+) refused=(\d+) timers_fired=(\d+) expired=(\d+) booked=(\d+) ticks=(\d+) "
+    r"workflows=(\d+) approved=(\d+) timed_out=(\d+) cancelled=(\d+) parked_at_kills=(\d+) "
     r"elapsed=[\d.]+s violations=0 OK$",
     re.MULTILINE,
 )
@@ -51,9 +53,23 @@ def test_twenty_sigkills_lose_nothing_and_apply_everything_once(tmp_path: Path) 
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-5000:]}"
     m = SUMMARY.search(proc.stdout)
     assert m is not None, proc.stdout
-    mid_work, acked, transfers, completed, compensated, refused, audits, _expired, booked, ticks = map(
-        int, m.groups()
-    )
+    (
+        mid_work,
+        acked,
+        transfers,
+        completed,
+        compensated,
+        refused,
+        audits,
+        _expired,
+        booked,
+        ticks,
+        workflows,
+        approved,
+        timed_out,
+        cancelled,
+        parked_at_kills,
+    ) = map(int, m.groups())
     assert mid_work >= 10  # the kills did land in the middle of work
     assert acked > 100
     assert transfers >= acked
@@ -63,6 +79,13 @@ def test_twenty_sigkills_lose_nothing_and_apply_everything_once(tmp_path: Path) 
     assert audits == transfers
     assert booked == transfers
     assert ticks > 0
+    # parked and cancelled workflows under the same kills: each ended exactly once
+    assert workflows >= 10
+    assert approved + timed_out + cancelled == workflows
+    assert approved
+    assert timed_out
+    assert cancelled
+    assert parked_at_kills > 0  # kills did land while workflows were parked
 
 
 def test_the_checks_catch_a_transfer_applied_twice(tmp_path: Path) -> None:
@@ -108,6 +131,30 @@ def test_the_checks_catch_a_transfer_applied_twice(tmp_path: Path) -> None:
     found = "\n".join(torture.check(db, acks, {}).violations)
     assert "money not conserved" in found
     assert "(debits, credits, refunds) = (2," in found
+
+    # and a workflow's grant released twice, and one ended twice, are reported
+    ack_path = Path(f"{db}.acks")
+    assert not [v for v in torture.check(db, acks, {}, ack_path).violations if "workflow" in v]
+    conn = sqlite3.connect(db)
+    with conn:
+        wid, outcome = conn.execute(
+            "SELECT entity_id, json_extract(data, '$.outcome') FROM events "
+            "WHERE type_name = 'torture.wf_ended' LIMIT 1"
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO events VALUES ('TortureGrants', 'grants', ?, 'torture.grant_released', 1, ?, 0)",
+            (10**9, json.dumps({"workflow": wid})),
+        )
+    found = "\n".join(torture.check(db, acks, {}, ack_path).violations)
+    assert f"workflow {wid} {outcome} with grant (held, spent, released) = (1, " in found
+    with conn:
+        conn.execute(
+            "INSERT INTO events VALUES ('TortureApproval', ?, ?, 'torture.wf_ended', 1, ?, 0)",
+            (wid, 10**9, json.dumps({"outcome": outcome})),
+        )
+    conn.close()
+    found = "\n".join(torture.check(db, acks, {}, ack_path).violations)
+    assert f"workflow {wid} ended 2 times" in found
 
 
 def test_the_final_check_runs_on_a_store_at_rest(tmp_path: Path) -> None:
