@@ -31,6 +31,7 @@ from actors.errors import InvalidArguments as InvalidArguments
 from actors.errors import InvalidWrite as InvalidWrite
 from actors.errors import NonDeterminismError as NonDeterminismError
 from actors.errors import NotOurDatabase as NotOurDatabase
+from actors.errors import Overloaded as Overloaded
 from actors.errors import PayloadTooLarge as PayloadTooLarge
 from actors.errors import Rejected as Rejected
 from actors.errors import SerializationError as SerializationError
@@ -69,6 +70,7 @@ __all__ = [
     "InvocationHandle",
     "NonDeterminismError",
     "NotOurDatabase",
+    "Overloaded",
     "PayloadTooLarge",
     "Rejected",
     "Retention",

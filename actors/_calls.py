@@ -16,18 +16,41 @@ from actors._journal import request_cancel
 from actors._kernel import Kernel
 from actors._ref import InvocationHandle
 from actors._spec import EntitySpec, HandlerSpec
-from actors.errors import SystemClosed
+from actors.errors import Overloaded, SystemClosed
 from persistence.store import Accept, Accepted, Duplicate, SignalRecord
 
 
 class Calls:
     """The outside caller: builds each call's record and hands it to the committer or an actor."""
 
-    __slots__ = ("directory", "kernel")
+    __slots__ = ("directory", "kernel", "max_mailbox")
 
-    def __init__(self, kernel: Kernel, directory: Directory) -> None:
+    def __init__(self, kernel: Kernel, directory: Directory, *, max_mailbox: int | None = None) -> None:
         self.kernel = kernel
         self.directory = directory
+        self.max_mailbox = max_mailbox
+        """Signals an entity may have queued in memory before outside calls are refused."""
+
+    def _check_room(self, spec: EntitySpec, entity_id: str) -> None:
+        """Back-pressure: refuse an outside call to a flooded entity before anything is written.
+
+        Only calls from outside are refused; what is already durable (the inbox, timers,
+        the outbox, journaled calls) is always delivered.
+        """
+        limit = self.max_mailbox
+        if limit is None:
+            return
+        actor = self.directory.actors.get((spec.name, entity_id))
+        queued = len(actor.mailbox) if actor is not None else 0
+        if queued >= limit:
+            raise Overloaded(
+                f"{spec.name}/{entity_id} has {queued} signals queued (max_mailbox={limit}): "
+                "nothing was written; send it again later",
+                entity_type=spec.name,
+                entity_id=entity_id,
+                queued=queued,
+                limit=limit,
+            )
 
     def _check_running(self) -> None:
         tasks = self.kernel.tasks
@@ -142,6 +165,7 @@ class Calls:
         timeout: float | None,
         signal_id: str | None,
     ) -> HandlerSpec:
+        self._check_room(spec, entity_id)
         h, values, rec = self._signal(spec, entity_id, handler, args, kwargs, key, signal_id)
         sid, fp = rec.signal_id, rec.fingerprint
         keyed = key is not None or signal_id is not None
@@ -186,6 +210,7 @@ class Calls:
         timeout: float | None,
     ) -> Any:
         """Deliver a signal to its actor and wait for the answer (after its commit)."""
+        self._check_room(spec, entity_id)
         h, values, rec = self._signal(spec, entity_id, handler, args, kwargs, key)
         reply = Reply()
         shared = values if h.immutable_args else None  # else the handler decodes its own copy

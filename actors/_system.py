@@ -107,7 +107,10 @@ class ActorSystem:
     runtime's observations (``actors.observe``). ``recover=False`` starts without
     resuming the inbox, due timers and the outbox (for tools that make one call and
     exit, like the ``actors`` command): that pending work waits for a system that does.
-    ``retention`` (an ``actors.Retention``) prunes old processed marks and dead
+    ``max_mailbox`` (default 10,000; ``None`` unbounded) is back-pressure: an outside
+    ``tell``/``ask``/``start`` to an entity with that many signals queued in memory is
+    refused with ``Overloaded`` before anything is written (durable work already
+    accepted is always delivered). ``retention`` (an ``actors.Retention``) prunes old processed marks and dead
     letters periodically; without it they are kept forever.
     """
 
@@ -122,6 +125,7 @@ class ActorSystem:
         max_payload: int = 2 * 1024 * 1024,
         max_batch: int = 2000,
         max_id_length: int = 256,
+        max_mailbox: int | None = 10_000,
         resources: Mapping[type, object] | None = None,
         observer: Observer = NO_OBSERVER,
         recover: bool = True,
@@ -148,7 +152,9 @@ class ActorSystem:
         )
         self._directory = Directory(kernel)
         kernel.router = self._directory
-        self._calls = Calls(kernel, self._directory)
+        if max_mailbox is not None:
+            check_int("max_mailbox", max_mailbox, 1)
+        self._calls = Calls(kernel, self._directory, max_mailbox=max_mailbox)
         if retention is not None and not isinstance(retention, Retention):
             raise InvalidArguments(f"retention must be an actors.Retention or None, got {retention!r:.80}")
         self._retention = retention

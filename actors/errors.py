@@ -15,6 +15,7 @@ ActorsError
 ├── ActivityFailed           an activity failed for good; ``__cause__`` says why
 ├── CompensationFailed       a saga's compensation failed for good: dead-lettered
 ├── Cancelled                the invocation was cancelled through its handle
+├── Overloaded               an entity's mailbox is full: refused, nothing written
 ├── SystemClosed             the system is not running (``accepted`` says if the call was)
 ├── InvalidWrite             a store write built with bad arguments     (ValueError)
 └── StoreError               the store failed (I/O, disk full, unusable file)
@@ -65,6 +66,7 @@ __all__ = [
     "InvalidWrite",
     "NonDeterminismError",
     "NotOurDatabase",
+    "Overloaded",
     "PayloadTooLarge",
     "Rejected",
     "SerializationError",
@@ -169,6 +171,23 @@ class ActivityFailed(ActorsError):
         super().__init__(message)
         self.activity = activity
         self.cause_type = cause_type
+
+
+class Overloaded(ActorsError):
+    """An entity has too many signals queued (``ActorSystem(max_mailbox=...)``): the call
+    was refused and nothing of it was written; send it again later.
+
+    ``entity_type``, ``entity_id``, ``queued`` and ``limit`` say which and how full.
+    """
+
+    def __init__(
+        self, message: str, *, entity_type: str = "", entity_id: str = "", queued: int = 0, limit: int = 0
+    ) -> None:
+        super().__init__(message)
+        self.entity_type = entity_type
+        self.entity_id = entity_id
+        self.queued = queued
+        self.limit = limit
 
 
 class CompensationFailed(ActorsError):

@@ -176,7 +176,7 @@ ACTORS_ALL = {
     "UnknownHandler", "applies", "event_type", "query", "register_type", "signal",
     # the store's errors (issue 13) and retention (issue 15), importable from actors too
     "CommitUnknown", "DatabaseNotFound", "InvalidWrite", "StoreFull", "StoreReadOnly", "StoreTimeout",
-    "StoreUnavailable", "Retention",
+    "StoreUnavailable", "Retention", "Overloaded",
 }  # fmt: skip
 
 ACTOR_SYSTEM_PUBLIC = {
