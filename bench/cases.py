@@ -133,6 +133,33 @@ def plan(mode: Mode) -> list[Case]:
                 )
             )
     ours_w1 = "W1/ours/NORMAL/c{}"
+    for inflight in (1, 512):  # the same run on uvloop's event loop (issue 16)
+        ops = _sz(mode, 100_000, 5000, 1000) if inflight > 1 else _sz(mode, 100_000, 800, 200)
+        add(
+            Case(
+                f"W1/ours-uvloop/c{inflight}",
+                "W1",
+                "ours on uvloop",
+                "bench.ours:w1_ask",
+                {
+                    "accounts": accounts,
+                    "ops": ops,
+                    "inflight": inflight,
+                    "synchronous": "NORMAL",
+                    "loop": "uvloop",
+                },
+                (
+                    Row(
+                        f"{inflight} in flight, uvloop, n={ops:,}",
+                        "ops_per_s",
+                        "asks/s",
+                        latency="",
+                        compare=(ours_w1.format(inflight), "ops_per_s"),
+                    ),
+                ),
+                reps=reps,
+            )
+        )
     for inflight in (1, 512):  # the cost of telemetry (issue 15): the same run with an OtelObserver
         ops = _sz(mode, 100_000, 5000, 1000) if inflight > 1 else _sz(mode, 100_000, 800, 200)
         add(

@@ -64,12 +64,21 @@ def _system(path: str | Path, **kw: Any) -> ActorSystem:
     return ActorSystem(_store(path, sync), entities=ENTITIES, **kw)
 
 
+def _run(p: Params, coro: Coroutine[Any, Any, Metrics]) -> Metrics:
+    """``asyncio.run``, on uvloop's event loop when the case asks for it (``loop: uvloop``)."""
+    if p.get("loop") == "uvloop":
+        import uvloop
+
+        return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
 def _located(p: Params, fn: Callable[[Params], Coroutine[Any, Any, Metrics]]) -> Metrics:
     """Run ``fn(p)``; on PostgreSQL with a fresh database given to it as ``p["_where"]``."""
     if p.get("store") != "postgres":
-        return asyncio.run(fn(p))
+        return _run(p, fn(p))
     with location("postgres", Path("."), "") as dsn:
-        return asyncio.run(fn({**p, "_where": dsn}))
+        return _run(p, fn({**p, "_where": dsn}))
 
 
 async def _closed_loop(
