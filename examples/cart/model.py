@@ -8,10 +8,15 @@ them safely.
 A cart holds stock for its lines while it is open: adding a line reserves it
 (so asking for more than is in stock is refused at once), and the cart expires
 30 minutes after its last change (a durable timer, set again on every change),
-releasing what it holds. Checkout reserves every line again, in parallel (a no-op
-for lines still held; it takes them again after a failed payment released them),
-charges the payment gateway (an activity, retried against a flaky gateway), then
-commits the reservations. When the payment fails, the saga releases them.
+releasing what it holds. Checkout is a workflow: it marks the cart "checking out",
+starts one ``InventoryItem.reserve`` child per line (fan-out; a no-op for lines still
+held, it takes them again after a failed payment released them) and awaits their
+handles (fan-in: each ``handle.result()`` is a checkpoint, the cart parks and keeps
+answering, refusing changes with ``CheckoutInProgress``), charges the payment gateway
+(an activity, retried against a flaky gateway), then commits the reservations. When
+a line is out of stock, the payment fails or the checkout is cancelled, the saga
+releases every reservation and ``CheckoutFailed`` opens the cart again (its expiry
+timer set anew).
 """
 
 from __future__ import annotations
@@ -22,7 +27,18 @@ from typing import ClassVar, Literal, cast
 
 import attrs
 
-from actors import ActivityFailed, Entity, EntityRef, Rejected, RetryPolicy, applies, query, signal
+from actors import (
+    ActivityFailed,
+    Cancelled,
+    Entity,
+    EntityRef,
+    InvocationHandle,
+    Rejected,
+    RetryPolicy,
+    applies,
+    query,
+    signal,
+)
 from examples.cart.payments import CardDeclined, PaymentGateway
 
 CART_TTL = dt.timedelta(minutes=30)
@@ -75,6 +91,10 @@ class NotInCart(ShopError):
 
 class CartClosed(ShopError):
     """The cart was checked out or expired: it takes no more changes."""
+
+
+class CheckoutInProgress(CartClosed):
+    """The cart is checking out: it takes no changes until the checkout ends."""
 
 
 class EmptyCart(ShopError):
@@ -294,7 +314,20 @@ class CartExpired:
     at: dt.datetime
 
 
-CartStatus = Literal["open", "ordered", "expired"]
+@attrs.frozen
+class CheckoutStarted:
+    at: dt.datetime
+
+
+@attrs.frozen
+class CheckoutFailed:
+    """The checkout ended without an order: the cart is open again (its reservations released)."""
+
+    reason: str
+    at: dt.datetime
+
+
+CartStatus = Literal["open", "checking out", "ordered", "expired"]
 
 
 @attrs.frozen
@@ -318,6 +351,8 @@ class Cart(Entity):
     lines: dict[str, Line] = attrs.field(factory=dict)
     updated_at: dt.datetime | None = None
     order: Order | None = None
+    last_failure: str | None = None
+    """Why the last checkout failed (None once an order is placed or before any failure)."""
     gateway: ClassVar[PaymentGateway | None] = None
     """The payment gateway checkouts charge (set by ``using``)."""
 
@@ -340,6 +375,8 @@ class Cart(Entity):
         return f"cart/{self.id}/{sku}"
 
     def _check_open(self) -> None:
+        if self.status == "checking out":
+            raise CheckoutInProgress(f"cart {self.id!r} is checking out: it takes no changes until that ends")
         if self.status != "open":
             raise CartClosed(f"cart {self.id!r} is {self.status}: it takes no more changes")
 
@@ -393,35 +430,52 @@ class Cart(Entity):
         if gateway is None:
             raise PaymentFailed("this shop has no payment gateway (build the cart with Cart.using)")
         lines = sorted(self.lines.values(), key=lambda line: line.sku)
+        self.emit(CheckoutStarted(self.now()))
+        self.cancel(EXPIRY)  # a cart checking out does not expire; a failure sets the timer again
         try:
             async with self.saga() as saga:
                 for line in lines:  # release is idempotent: registered before the step, as sagas do
                     saga.compensate(self._item(line.sku).ask, InventoryItem.release, self._rid(line.sku))
-                held: list[Reservation] = await self.gather(*(self._hold(line) for line in lines))
+                # fan-out: each start is journaled and sent with the first checkpoint below
+                handles = [await self._start_hold(line) for line in lines]
+                held = [await handle.result() for handle in handles]  # fan-in: each a checkpoint
                 total = sum(r.quantity * r.unit_price for r in held)
                 payment = await self.run(
                     gateway.charge, card, total, retry=PAYMENT_RETRY, timeout=PAYMENT_TIMEOUT
                 )
         except ActivityFailed as e:
-            raise PaymentFailed(f"payment failed, nothing charged: {_cause(e)}") from None
+            reason = f"payment failed, nothing charged: {_cause(e)}"
+            self._failed(reason)
+            raise PaymentFailed(reason, commit=True) from None
+        except Rejected as r:  # a line out of stock (or gone from the catalog)
+            self._failed(r.message)
+            r.commit = True  # keep CheckoutFailed: the cart is open again
+            raise
+        except Cancelled as c:
+            self._failed(f"cancelled: {c}")
+            raise
         await self.gather(*(self._item(r.sku).ask(InventoryItem.commit, r.reservation_id) for r in held))
         order = Order(
             self.id, tuple(Line(r.sku, r.quantity, r.unit_price) for r in held), total, payment, self.now()
         )
         self.emit(OrderPlaced(order))
-        self.cancel(EXPIRY)
         return order
 
-    def _hold(self, line: Line) -> Awaitable[Reservation]:
-        """The un-awaited reserve of one line (a step for ``self.gather``)."""
-        return self._item(line.sku).ask(InventoryItem.reserve, self._rid(line.sku), line.quantity)
+    def _start_hold(self, line: Line) -> Awaitable[InvocationHandle[Reservation]]:
+        """Start the reservation of one line as a child invocation (await it for the handle)."""
+        return self._item(line.sku).start(InventoryItem.reserve, self._rid(line.sku), line.quantity)
+
+    def _failed(self, reason: str) -> None:
+        """Open the cart again after a failed checkout (the saga released its reservations)."""
+        self.emit(CheckoutFailed(reason[:500], self.now()))
+        self.schedule(Cart.expire, after=CART_TTL, key=EXPIRY)
 
     @signal
     async def expire(self) -> None:
         """The expiry timer: release everything held and close the cart (if it is still due)."""
         due = self.expires_at
         if due is None or self.now() < due:
-            return  # changed since the timer was set, or closed
+            return  # changed since the timer was set, checking out, or closed
         await self.gather(
             *(self._item(sku).ask(InventoryItem.release, self._rid(sku)) for sku in sorted(self.lines))
         )
@@ -447,9 +501,20 @@ class Cart(Entity):
         self.updated_at = e.at
 
     @applies
+    def _checkout_started(self, e: CheckoutStarted) -> None:
+        self.status = "checking out"
+
+    @applies
+    def _checkout_failed(self, e: CheckoutFailed) -> None:
+        self.status = "open"
+        self.last_failure = e.reason
+        self.updated_at = e.at  # the cart's 30 minutes start again
+
+    @applies
     def _placed(self, e: OrderPlaced) -> None:
         self.status = "ordered"
         self.order = e.order
+        self.last_failure = None
 
     @applies
     def _expired(self, e: CartExpired) -> None:
