@@ -89,13 +89,70 @@ class Flow(Entity):
         self.log = (*self.log, e.text)
 
 
+@attrs.define
+class Kid(Entity):
+    """A child: runs an activity (counted), then waits for ``go`` before it answers."""
+
+    entity_name = "KillKid"
+    go: bool = False
+
+    @signal
+    async def work(self, n: int, counter: str) -> int:
+        await self.run(count, counter)
+        await self.wait_until(lambda: self.go)
+        return n * n
+
+    @signal
+    def release(self) -> None:
+        self.emit(Decided("go"))
+
+    @applies
+    def _decided(self, e: Decided) -> None:
+        self.go = True
+
+
+@attrs.define
+class Parent(Entity):
+    """Starts three kids and awaits their results (each await is a checkpoint)."""
+
+    entity_name = "KillParent"
+    log: tuple[str, ...] = ()
+
+    @signal
+    async def fan(self, counter: str) -> int:
+        handles = [await self.ref(Kid, f"k{i}").start(Kid.work, i + 1, counter) for i in range(3)]
+        self.emit(Logged("started"))
+        total = 0
+        for h in handles:
+            total += await h.result()
+        self.emit(Logged(f"total {total}"))
+        return total
+
+    @query
+    def state(self) -> tuple[str, ...]:
+        return self.log
+
+    @applies
+    def _logged(self, e: Logged) -> None:
+        self.log = (*self.log, e.text)
+
+
 async def main() -> None:
     from tests._stores import store_at
 
     stage, db = sys.argv[1], sys.argv[2]
-    async with ActorSystem(store_at(db), [Flow]) as system:
+    async with ActorSystem(store_at(db), [Flow, Kid, Parent]) as system:
         ref = system.ref(Flow, "f")
-        if stage == "wait":
+        if stage == "children":
+            handle = await system.ref(Parent, "p").start(Parent.fan, sys.argv[3])
+            await system.wait_idle()  # the kids ran their activity and wait; the parent awaits k0
+            print(handle.id, flush=True)
+        elif stage == "children2":
+            await system.wait_idle()  # recovered: the kids re-ran to their waits, the parent awaits
+            await system.ref(Kid, "k0").tell(Kid.release)
+            await system.wait_idle()  # k0 answered; the parent took it and awaits k1
+            print("awaiting k1", flush=True)
+        elif stage == "wait":
             handle = await ref.start(Flow.request, 50, sys.argv[3])
             await system.wait_idle()  # parked in its wait
             assert (await ref.query(Flow.state))[2] == ("pre-wait small",)

@@ -1,6 +1,7 @@
-"""kill -9 during a wait and during a durable sleep: nothing acknowledged is lost, nothing
-applied twice, no activity called again, and the re-run takes its first pre-wait branch
-although another signal changed the field it read while the workflow was parked."""
+"""kill -9 during a wait, during a durable sleep and while a parent awaits its children:
+nothing acknowledged is lost, nothing applied twice, no activity called again, and the
+re-run takes its first pre-wait branch although another signal changed the field it
+read while the workflow was parked."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from actors import ActorSystem
 from tests._stores import store_at
-from tests.workflows._kill_flow import Flow
+from tests.workflows._kill_flow import Flow, Kid, Parent
 
 pytestmark = pytest.mark.anyio
 
@@ -52,3 +53,16 @@ async def test_sigkill_while_waiting_and_while_sleeping(tmp_path: Path) -> None:
     assert (amount, decision) == (500, "ann")
     assert log == ("pre-wait small", "post-wait small", "woke")
     assert counter.read_text() == "called\n"  # the activity ran once across two kills
+
+
+async def test_sigkill_while_a_parent_awaits_its_children(tmp_path: Path) -> None:
+    db = str(tmp_path / "db")
+    counter = tmp_path / "counter"
+    hid = await _run_until_line(["children", db, str(counter)], tmp_path / "c1.log")
+    await _run_until_line(["children2", db], tmp_path / "c2.log")
+    async with ActorSystem(store_at(db), [Flow, Kid, Parent]) as system:
+        for k in ("k1", "k2"):
+            await system.ref(Kid, k).tell(Kid.release)
+        assert await system.handle(hid).result(timeout=15) == 1 + 4 + 9
+        assert await system.ref(Parent, "p").query(Parent.state) == ("started", "total 14")
+    assert counter.read_text() == "called\n" * 3  # each kid's activity ran once across two kills
