@@ -63,6 +63,7 @@ class Actor:
         "activating",
         "asking",
         "backup",
+        "committing",
         "crashes",
         "entity",
         "held",
@@ -70,6 +71,7 @@ class Actor:
         "kernel",
         "last_active",
         "mailbox",
+        "pause_pending",
         "resumable",
         "running",
         "runs",
@@ -103,6 +105,9 @@ class Actor:
         """Inbox signals that came while stopped; delivered in order when it resumes."""
         self.activating: anyio.Event | None = None
         self.scope: anyio.CancelScope | None = None
+        self.committing = 0
+        """Commits of this actor under way: a pause waits for them (cheaper than a shield)."""
+        self.pause_pending = False
         """The drain's cancel scope while it runs (cancelled by ``pause``)."""
         self.asking: dict[str, str] = {}
         """Keyed asks not yet handled (they are not in the inbox): id -> fingerprint."""
@@ -186,6 +191,9 @@ class Actor:
         resumes from the inbox and its journal after the next start. Parked
         invocations are dropped from memory: they resume from their journal.
         """
+        if self.committing:  # a commit under way is finished and answered first
+            self.pause_pending = True
+            return
         if self.scope is not None:
             self.scope.cancel()
         for run in list(self.runs):

@@ -54,9 +54,11 @@ class Committing:
                 mark=env.keyed,
                 from_inbox=env.from_inbox,
             )
+            # a commit under way is finished and answered: pause() waits for it (this flag
+            # costs less than a shielded cancel scope, on the path every message takes)
+            actor.committing += 1
             try:
-                with anyio.CancelScope(shield=True):  # a commit under way is finished and answered
-                    done = await kernel.committer.submit(commit)
+                done = await kernel.committer.submit(commit)
             except StoreError as e:
                 actor.rollback()
                 actor.deactivate()  # rebuild from what is really stored
@@ -66,6 +68,11 @@ class Committing:
                 if env.reply is not None:
                     env.reply.fail(e)
                 return Step.DONE
+            finally:
+                actor.committing -= 1
+                if not actor.committing and actor.pause_pending:
+                    actor.pause_pending = False
+                    actor.pause()  # takes effect at the next await: the answer below goes first
         self._finish(actor, env, inv, done, rejected, result)
         if env.keyed:
             kernel.outcomes.notify(s.signal_id, text)
