@@ -12,6 +12,7 @@ stop/resume by restart intensity (``actors._restarts``).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -76,11 +77,11 @@ class Actor:
         "running",
         "runs",
         "runtime",
-        "scope",
         "seq",
         "snap_seq",
         "spec",
         "stopped_until",
+        "task",
         "telling",
         "view",
     )
@@ -104,7 +105,8 @@ class Actor:
         self.held: list[Envelope] = []
         """Inbox signals that came while stopped; delivered in order when it resumes."""
         self.activating: anyio.Event | None = None
-        self.scope: anyio.CancelScope | None = None
+        self.task: asyncio.Task[None] | None = None
+        """The drain task while one runs (pause() cancels it)."""
         self.committing = 0
         """Commits of this actor under way: a pause waits for them (cheaper than a shield)."""
         self.pause_pending = False
@@ -169,7 +171,7 @@ class Actor:
             # one unit of busy work per running drain, not per queued signal: signals queued
             # behind a handler parked on the clock are not runnable (VirtualClock.advance)
             self.kernel.work.inc()
-            self.kernel.tasks.spawn_drain(self.runtime.drain(self))
+            self.task = self.kernel.tasks.spawn_drain(self.runtime.drain(self))
 
     def handled(self, env: Envelope) -> None:
         """``env`` is handled: forget its key (asks and tells in flight)."""
@@ -194,13 +196,26 @@ class Actor:
         if self.committing:  # a commit under way is finished and answered first
             self.pause_pending = True
             return
-        if self.scope is not None:
-            self.scope.cancel()
+        # the drain is cancelled natively (no cancel scope per drain burst: they cost on the
+        # path every message takes); the commits it must finish hold the pause (hold())
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
         for run in list(self.runs):
             if run.scope is not None:
                 run.scope.cancel()
             else:
                 run.cancel_pending = True
+
+    def hold(self) -> None:
+        """A write that must finish and be answered is under way: a pause waits for it."""
+        self.committing += 1
+
+    def release(self) -> None:
+        """That write finished: a pause that waited takes effect (at the next await)."""
+        self.committing -= 1
+        if not self.committing and self.pause_pending:
+            self.pause_pending = False
+            self.pause()
 
     def fail_pending(self) -> None:
         """Fail every queued ask with SystemClosed (the system is closing)."""

@@ -56,7 +56,7 @@ class Committing:
             )
             # a commit under way is finished and answered: pause() waits for it (this flag
             # costs less than a shielded cancel scope, on the path every message takes)
-            actor.committing += 1
+            actor.hold()
             try:
                 done = await kernel.committer.submit(commit)
             except StoreError as e:
@@ -69,10 +69,7 @@ class Committing:
                     env.reply.fail(e)
                 return Step.DONE
             finally:
-                actor.committing -= 1
-                if not actor.committing and actor.pause_pending:
-                    actor.pause_pending = False
-                    actor.pause()  # takes effect at the next await: the answer below goes first
+                actor.release()  # a waiting pause takes effect at the next await: the answer goes first
         self._finish(actor, env, inv, done, rejected, result)
         if env.keyed:
             kernel.outcomes.notify(s.signal_id, text)

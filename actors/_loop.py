@@ -73,35 +73,37 @@ class Loop:
         return await self.parking.park(actor, inv, predicate, deadline, deadline_value, watch)
 
     async def drain(self, actor: Actor) -> None:
-        """Handle the actor's mailbox (resumed invocations first) until it is empty."""
+        """Handle the actor's mailbox (resumed invocations first) until it is empty.
+
+        ``Actor.pause`` cancels this task natively when the system closes; a commit under
+        way holds the pause until it is written and answered (``Actor.hold``).
+        """
         try:
-            with anyio.CancelScope() as scope:  # cancelled by pause(): the system is closing
-                actor.scope = scope
-                mailbox, resumable = actor.mailbox, actor.resumable
-                while True:
-                    if resumable:  # a parked invocation whose wait is over goes first
-                        await self.parking.resume(actor, resumable.popleft())
-                        continue
-                    if not mailbox:
-                        break
-                    env = mailbox.popleft()
-                    if env.handler.is_async:  # may park: runs in a task of its own
-                        await self._start_run(actor, env)
-                        continue
-                    try:
-                        await self.handle(actor, env)
-                    except anyio.get_cancelled_exc_class():
-                        actor.rollback()
-                        actor.deactivate()
-                        if env.reply is not None:
-                            env.reply.fail(closed_error(env))
-                        raise
-                    except Exception as e:  # a bug in the runtime: keep the system alive, say so
-                        self._internal_error(actor, env, e)
-                    finally:
-                        actor.handled(env)
+            mailbox, resumable = actor.mailbox, actor.resumable
+            while True:
+                if resumable:  # a parked invocation whose wait is over goes first
+                    await self.parking.resume(actor, resumable.popleft())
+                    continue
+                if not mailbox:
+                    break
+                env = mailbox.popleft()
+                if env.handler.is_async:  # may park: runs in a task of its own
+                    await self._start_run(actor, env)
+                    continue
+                try:
+                    await self.handle(actor, env)
+                except anyio.get_cancelled_exc_class():
+                    actor.rollback()
+                    actor.deactivate()
+                    if env.reply is not None:
+                        env.reply.fail(closed_error(env))
+                    raise
+                except Exception as e:  # a bug in the runtime: keep the system alive, say so
+                    self._internal_error(actor, env, e)
+                finally:
+                    actor.handled(env)
         finally:
-            actor.scope = None
+            actor.task = None
             actor.running = False
             actor.last_active = self.kernel.clock.now()
             self.kernel.work.dec()
@@ -222,7 +224,7 @@ class Loop:
                 if scratch is not None:
                     entity = scratch
         inv.target = entity
-        scope = run.scope if run is not None else actor.scope
+        scope = run.scope if run is not None else None  # a drain is cancelled natively
         obs = self.kernel.observer
         if obs.active:
             inv.token = obs.invocation_started(inv.info)

@@ -73,6 +73,7 @@ class Repeats:
             mark=False,
             from_inbox=True,
         )
+        actor.hold()
         try:
             with anyio.CancelScope(shield=True):
                 await kernel.committer.submit(drop)
@@ -80,3 +81,5 @@ class Repeats:
             kernel.log.warning(
                 "could not drop repeated signal %s of %r: %s", s.signal_id, actor, e, extra=actor.extra(env)
             )
+        finally:
+            actor.release()

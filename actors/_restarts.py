@@ -39,7 +39,11 @@ class Restarts:
             if kernel.observer.active:
                 kernel.observer.dead_lettered(inv.info, error)
             kernel.dead_letters += 1
-            return await write_dead_letter(kernel, env, failure, error, attempt, actor.seq)
+            actor.hold()  # the dead letter is written and answered, even if the system closes
+            try:
+                return await write_dead_letter(kernel, env, failure, error, attempt, actor.seq)
+            finally:
+                actor.release()
         assert isinstance(decision, Retry)
         actor.ended(inv, "crashed", error)
         kernel.retries += 1

@@ -40,7 +40,7 @@ class Tasks:
         """Starting or running: new tasks may start."""
         return self.state in ("starting", "running")
 
-    def spawn_drain(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn_drain(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
         """Start an actor's drain loop.
 
         Drains are the one per-message-burst task, so they are created on the loop
@@ -49,10 +49,11 @@ class Tasks:
         """
         if not self.live:
             coro.close()
-            return
+            return None
         task = asyncio.get_running_loop().create_task(coro)
         self.drains.add(task)
         task.add_done_callback(self.drains.discard)
+        return task
 
     def spawn(self, fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         """Start a task owned by the system, unless it is closing."""
