@@ -165,6 +165,7 @@ class Kernel:
             route=self._route_accepted,
             log=log,
             observer=observer,
+            work=self.work,
         )
         self.outcomes = Outcomes()
         self.router: Router | None = None

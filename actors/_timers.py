@@ -15,6 +15,7 @@ from actors._clock import MAX_DUE, Clock, from_timestamp
 from actors._commit import After, GroupCommitter
 from actors._ids import derived_id, generated_id
 from actors._observing import SafeObserver
+from actors._work import Work
 from actors.errors import CorruptRecord
 from persistence.codec import fingerprint
 from persistence.store import FireTimer, SignalRecord, Store, TimerRecord, WriteResult
@@ -58,6 +59,7 @@ class TimerService:
         route: Callable[[SignalRecord], After],
         log: logging.Logger,
         observer: SafeObserver,
+        work: Work,
         window: int | None = None,
     ) -> None:
         self._store = store
@@ -67,6 +69,7 @@ class TimerService:
         self._route = route
         self._log = log
         self._observer = observer
+        self._work = work
         self._current: dict[tuple[str, str, str], TimerRecord] = {}
         self._heap: list[tuple[float, int, TimerRecord]] = []
         self._seq = itertools.count()
@@ -92,9 +95,11 @@ class TimerService:
         """
         self._loaded = True
         self._changes = []
+        self._work.inc()  # a read in flight is work: a virtual clock must not skip past it
         try:
             rows = await self._store.read_timers(limit=self._window)
         finally:
+            self._work.dec()
             changes, self._changes = self._changes, None
         self._current.clear()
         self._heap.clear()

@@ -8,8 +8,11 @@ recurring timer whose next tick leaves the window) runs with a handful of timers
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 import attrs
 import pytest
 
@@ -17,6 +20,7 @@ import actors._timers
 from actors import ActorSystem, Entity, applies, query, signal
 from actors.testing import VirtualClock
 from persistence import MemoryStore, SqliteStore, Store
+from persistence.store import TimerRecord
 
 pytestmark = pytest.mark.anyio
 
@@ -104,3 +108,19 @@ async def test_a_recurring_timer_keeps_ticking_across_windows() -> None:
         rang = await bell.query(Bell.get)
         assert rang.count("tick") == 6
         assert [t for t in rang if t != "tick"] == ["t0", "t1", "t2", "t3", "t4"]
+
+
+class _SlowTimerReads(MemoryStore):
+    """A store whose timer reads take wall time on a worker thread (a slow disk)."""
+
+    async def read_timers(self, *, limit: int, after_due: float = float("-inf")) -> list[TimerRecord]:
+        await anyio.to_thread.run_sync(time.sleep, 0.02)
+        return await super().read_timers(limit=limit, after_due=after_due)
+
+
+async def test_advance_waits_for_a_window_read_in_flight() -> None:
+    # regression: the next window's read ran on a thread while the virtual clock saw
+    # every task blocked, so advance() returned before the later timers had fired
+    clock = VirtualClock()
+    rang = await _ring_all(_SlowTimerReads(), clock)
+    assert rang == ("t9", "soon", "t8", "t7", "t6", "t5", "t4", "t3", "t2", "t1", "t0", "late")
