@@ -86,3 +86,17 @@ class StoreFull(StoreError):
 
 class DatabaseNotFound(StoreError, FileNotFoundError):
     """A read-only opening found no database file at the path (nothing was created)."""
+
+
+class ShardLost(StoreError):
+    """A fenced write was refused: this member no longer owns the entity's shard at the
+    epoch it holds (another member took it over, or it was handed off).
+
+    Nothing of the batch was written. ``shards`` names the lost shards; the store has
+    dropped them from its fence, so every later fenced write to them fails the same
+    way until they are claimed again.
+    """
+
+    def __init__(self, message: str, shards: frozenset[int] = frozenset()) -> None:
+        super().__init__(message)
+        self.shards = shards

@@ -13,8 +13,9 @@ seconds (float).
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
@@ -364,22 +365,173 @@ class Store(Protocol):
         """The processed mark of a signal, if it was processed."""
         ...
 
-    async def read_inbox(self, *, after: int, limit: int) -> list[InboxEntry]:
-        """Pending signals with ``position > after``, in acceptance order."""
+    async def read_inbox(
+        self, *, after: int, limit: int, shards: Collection[int] | None = None
+    ) -> list[InboxEntry]:
+        """Pending signals with ``position > after``, in acceptance order; with ``shards``,
+        only those of entities in these shards (:func:`shard_of`)."""
         ...
 
     async def read_dead_letters(self, *, limit: int) -> list[DeadLetter]:
         """Dead letters, oldest first."""
         ...
 
-    async def read_timers(self, *, limit: int, after_due: float = float("-inf")) -> list[TimerRecord]:
-        """Timers in due order."""
+    async def read_timers(
+        self, *, limit: int, after_due: float = float("-inf"), shards: Collection[int] | None = None
+    ) -> list[TimerRecord]:
+        """Timers in due order; with ``shards``, only those of entities in these shards."""
         ...
 
     async def read_journal(self, entity_type: str, entity_id: str, invocation_id: str) -> list[JournalEntry]:
         """The recorded steps of one invocation, in step order."""
         ...
 
-    async def read_outbox(self, *, after: int, limit: int) -> list[OutboxEntry]:
-        """Undelivered outbox messages with ``id > after``, in order."""
+    async def read_outbox(
+        self, *, after: int, limit: int, shards: Collection[int] | None = None
+    ) -> list[OutboxEntry]:
+        """Undelivered outbox messages with ``id > after``, in order; with ``shards``, only
+        those whose *sender* (the entity whose commit wrote them) is in these shards."""
+        ...
+
+
+# ---------------------------------------------------------------- several members
+
+SHARDS = 256
+"""Shards of a new shared database (fixed for the database's life; stored in it)."""
+
+FENCED_WRITES = (Commit, Journal, FireTimer, SaveSnapshot)
+"""Writes only the owner of the entity's shard may make (checked by the fence).
+Accepting a signal (``Accept``, ``TakeOutbox``), ``Requeue`` and ``Prune`` are not
+fenced: any member or client may put a signal in any entity's inbox."""
+
+
+def shard_of(entity_type: str, entity_id: str, shards: int = SHARDS) -> int:
+    """The shard of an entity: a stable hash of its type and id, modulo ``shards``.
+
+    The same in every process and version (BLAKE2b of ``type NUL id``, first 8 bytes
+    big-endian), so every member, client and store agrees on it.
+    """
+    h = hashlib.blake2b(f"{entity_type}\0{entity_id}".encode("utf-8", "surrogatepass"), digest_size=8)
+    return int.from_bytes(h.digest(), "big") % shards
+
+
+def write_entity(w: Write) -> tuple[str, str] | None:
+    """The entity a fenced write changes (``None`` for writes that are not fenced)."""
+    if isinstance(w, Commit):
+        return (w.entity_type, w.entity_id)
+    if isinstance(w, Journal):
+        return (w.entry.entity_type, w.entry.entity_id)
+    if isinstance(w, FireTimer):
+        return (w.timer.entity_type, w.timer.entity_id)
+    if isinstance(w, SaveSnapshot):
+        return (w.snapshot.entity_type, w.snapshot.entity_id)
+    return None
+
+
+@attrs.frozen
+class MemberRecord:
+    """A row of the membership table: one per process start (ids are never reused)."""
+
+    member_id: str
+    name: str
+    """A name for people (host and pid by default)."""
+    serves: bool
+    """False for a client: it owns no shards."""
+    status: str
+    """``alive``, ``left`` (it left cleanly) or ``dead`` (its lease expired)."""
+    ttl: float
+    """Its lease: declared dead when no heartbeat came for this many seconds."""
+    joined_at: float
+    heartbeat_at: float
+    """Its last heartbeat, by the database's clock (Unix seconds)."""
+    seen_ago: float
+    """Seconds since that heartbeat, by the database's clock when read."""
+
+
+@attrs.frozen
+class ShardRecord:
+    """A row of the shard table: who owns the shard, at which epoch (fencing token)."""
+
+    shard: int
+    owner: str | None
+    """The owning member's id, or None (free)."""
+    epoch: int
+    """Raised by one on every change of owner (claim and release)."""
+
+
+@runtime_checkable
+class SharedStore(Store, Protocol):
+    """A store several systems (members and clients) open at once: membership, shard
+    ownership with fencing, and wake-ups. Implemented by ``PostgresStore`` (any
+    hosts), ``SqliteStore(path, shared=True)`` (processes of one host) and
+    ``MemoryStore`` (systems of one process, for tests).
+
+    Every time (heartbeats, lease expiry) is the database's clock, never a member's.
+    Membership writes never wait on a row another transaction holds.
+    """
+
+    @property
+    def shard_count(self) -> int:
+        """The number of shards of this database (fixed when it was created)."""
+        ...
+
+    async def join(self, member_id: str, name: str, *, serves: bool, ttl: float) -> None:
+        """Add a member, alive, heartbeat now. ``member_id`` must be new (never reused)."""
+        ...
+
+    async def heartbeat(self, member_id: str) -> bool:
+        """Renew the member's lease; False when it is no longer alive (declared dead or
+        left): it then owns nothing and must stop, and may join again under a new id."""
+        ...
+
+    async def claim(self, member_id: str, wanted: Collection[int]) -> dict[int, int]:
+        """Take the ``wanted`` shards that are free or owned by a member that is not alive.
+
+        First declares dead every alive member whose heartbeat is older than its own
+        ``ttl`` (a store may also declare dead at once a member whose session or
+        process is provably gone). A shard another transaction holds is skipped, never
+        waited for. Each shard taken gets epoch + 1. Returns ``{shard: epoch}`` of the
+        shards taken now; nothing if this member is not alive.
+        """
+        ...
+
+    async def release(self, member_id: str, shards: Mapping[int, int]) -> None:
+        """Give up shards this member owns at these epochs (owner none, epoch + 1); a
+        shard it no longer owns at that epoch is left alone."""
+        ...
+
+    async def leave(self, member_id: str) -> None:
+        """The member leaves cleanly: status ``left``, every shard it owns released."""
+        ...
+
+    async def members(self) -> list[MemberRecord]:
+        """Every member row (alive first, then the most recent), with ``seen_ago``."""
+        ...
+
+    async def shard_map(self) -> list[ShardRecord]:
+        """Every shard, in order."""
+        ...
+
+    def set_fence(self, member_id: str, epochs: Mapping[int, int]) -> None:
+        """From now on, a batch with a fenced write (:data:`FENCED_WRITES`) is applied only
+        if this member owns every shard its fenced writes touch at exactly these epochs,
+        checked inside the batch's transaction (so a member paused past its lease can
+        never commit after another took over). Otherwise nothing of the batch is written
+        and :class:`~persistence.errors.ShardLost` names the shards, which leave the
+        fence. A shard not in ``epochs`` is refused before the database is asked.
+        Until ``set_fence`` is called the store does not fence (one owner)."""
+        ...
+
+    async def publish(self, topic: str, items: Sequence[str]) -> None:
+        """Wake other members (after a commit, never inside one): ``topic`` is
+        ``inbox`` (items: shard numbers with new inbox rows), ``outcome`` (items: signal
+        ids now processed) or ``shards`` (ownership changed). Best effort: a lost
+        wake-up only delays, because members also poll."""
+        ...
+
+    def subscribe(self, callback: Callable[[str, str], None]) -> None:
+        """Call ``callback(topic, item)`` for every item published by any member, this
+        one included, from the event loop. After a lost connection to the wake-ups the
+        store calls ``callback(topic, "*")`` for each topic (something may be missed:
+        poll now). A store that cannot wake (SQLite) never calls it: members poll."""
         ...
