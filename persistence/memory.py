@@ -91,15 +91,22 @@ class MemoryStore:
     """A Store kept in process memory; data survives closing and reopening the object.
 
     Reusing one ``MemoryStore`` across ``ActorSystem`` instances simulates a restart.
-    :meth:`connect` gives another connection to the same data, so several systems of
-    one process can share it as members (a ``SharedStore``; for tests): its database
+    With ``shared=True`` (or a connection from :meth:`connect`) several systems of one
+    process share it as members (a ``SharedStore``; for tests): its database
     clock is ``clock`` (default ``time.time``), and a member whose connection is
     closed without leaving counts as gone (like a server session that ended).
     """
 
-    def __init__(self, *, shards: int = 256, clock: Callable[[], float] = time.time) -> None:
+    wakes = True
+    """``subscribe`` is called back (systems of one process)."""
+
+    def __init__(
+        self, *, shared: bool = False, shards: int = 256, clock: Callable[[], float] = time.time
+    ) -> None:
         if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= 65536:
             raise StoreError(f"shards must be an int in 1..65536, got {shards!r:.40}")
+        self.shared = shared
+        """Whether systems on it run as members (``connect()`` gives more connections)."""
         self._d = _Data()
         self._c = _Cluster(shards, clock)
         self._open = False
@@ -111,7 +118,7 @@ class MemoryStore:
     def connect(self) -> MemoryStore:
         """Another connection to this store's data and membership (not yet open)."""
         other = MemoryStore.__new__(MemoryStore)
-        other._d, other._c = self._d, self._c
+        other._d, other._c, other.shared = self._d, self._c, True
         other._open, other._undo, other._fence, other._fence_member = False, [], None, ""
         other._mine = []
         return other
