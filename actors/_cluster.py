@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-import json
 import os
 import socket
 import uuid
@@ -39,7 +38,7 @@ import attrs
 
 from actors._directory import Directory
 from actors._ids import parse_start_id
-from actors._journal import CANCEL_STEP
+from actors._journal import CANCEL_STEP, cancel_reason
 from actors._kernel import Kernel
 from actors.errors import StoreError
 from persistence.store import MemberRecord, SharedStore
@@ -193,6 +192,8 @@ class Cluster:
     async def balance(self) -> None:
         """Claim this member's free target shards; hand off a few that belong elsewhere."""
         async with self._balancing:
+            if self.kernel.tasks.closing:
+                return
             store, own, me = self.store, self.kernel.shards, self.member_id
             await store.claim(me, ())  # declares dead the members whose lease is over
             live = [m.member_id for m in await store.members() if _live(m)]
@@ -221,7 +222,10 @@ class Cluster:
 
     def _lost(self, shards: Collection[int]) -> None:
         """The store refused a commit: these shards are someone else's now."""
-        lost = frozenset(s for s in shards if s in self.kernel.shards.epochs)
+        own = self.kernel.shards
+        lost = frozenset(s for s in shards if s in own.epochs)
+        for s in lost:  # at once: nothing more is routed to them here
+            del own.epochs[s]
         if lost:
             self.kernel.log.warning(
                 "member %s lost shards %s to another member", self.member_id, sorted(lost)[:10]
@@ -274,13 +278,14 @@ class Cluster:
             except StoreError as e:
                 self.kernel.log.warning("reading the inbox failed: %s", e)
                 continue
+            routed = 0
             for entry in rows:
                 s = entry.signal
                 if s.signal_id not in own.recent and own.owns(s.entity_type, s.entity_id):
-                    self.directory.route_stored(s, recovered=True)
+                    routed += self.directory.route_stored(s, recovered=True)
             own.recent = {k: v for k, v in own.recent.items() if v >= gen}
-            if len(rows) >= POLL_LIMIT:
-                self._poll_wake.set()  # more are waiting: read again soon
+            if len(rows) >= POLL_LIMIT and routed:
+                self._poll_wake.set()  # more may wait behind these: read again soon
 
     # ------------------------------------------------------------ wake-ups
     def _wake_inbox(self, shard: int) -> None:
@@ -328,11 +333,7 @@ class Cluster:
             return
         for e in await self.store.read_journal(etype, eid, handle_id):
             if e.step == CANCEL_STEP:
-                try:
-                    reason = str(json.loads(e.result).get("reason", ""))
-                except (ValueError, AttributeError):
-                    reason = ""
-                self.kernel.outcomes.cancel(handle_id, reason)
+                self.kernel.outcomes.cancel(handle_id, cancel_reason(e.result))
 
     # ------------------------------------------------------------ what people see
     async def members(self) -> list[Member]:

@@ -87,11 +87,9 @@ class Directory:
             value = outcome.decode(
                 self.kernel.codec, text, env.handler.returns, where=f"the outcome of {s.signal_id}"
             )
-        except BaseException as e:
+        except Exception as e:
             if reply is not None:
                 reply.fail(e)
-            if not isinstance(e, Exception):
-                raise
             return
         if reply is not None:
             reply.set(value)

@@ -123,6 +123,15 @@ CANCEL_STEP = -1
 """The journal step of an invocation's cancellation request."""
 
 
+def cancel_reason(text: str) -> str:
+    """The reason a stored cancellation request gives (empty if it cannot be read)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return ""
+    return str(data.get("reason", "")) if isinstance(data, dict) else ""
+
+
 async def request_cancel(
     kernel: Kernel, handle_id: str, entity_type: str, entity_id: str, reason: str
 ) -> None:

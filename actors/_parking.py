@@ -9,11 +9,14 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import anyio
+
 from actors._actor import Actor
 from actors._clock import from_timestamp
 from actors._entity import Entity
 from actors._ids import parse_start_id
 from actors._invocation import Invocation
+from actors._journal import CANCEL_STEP, cancel_reason
 from actors._kernel import Kernel
 from actors._run import Run
 from actors._spec import READ_ONLY
@@ -55,6 +58,8 @@ class Parking:
                 mark = await kernel.store.read_mark(etype, eid, watch)
                 if mark is not None:
                     self.wake(actor, run, mark.outcome)
+            if kernel.shards.clustered and not run.woken:
+                self._watch_store(actor, run, watch)
             if deadline is not None and not run.woken:
                 if kernel.clock.now() >= from_timestamp(deadline):
                     self.wake(actor, run, deadline_value)
@@ -87,6 +92,47 @@ class Parking:
         if run.parked:
             run.flag.delivered = True
             self.wake(actor, run, None, run.flag.error())
+
+    def _watch_store(self, actor: Actor, run: Run, watch: str | None) -> None:
+        """On a shared store, what a parked invocation waits for may happen on another
+        member: a child's outcome committed there, a cancellation recorded by a client.
+        Read them from the store when a member says so, and now and then anyway."""
+        kernel = self.kernel
+        nudged = anyio.Event()
+        off = kernel.outcomes.on_poke(watch, nudged.set) if watch is not None else (lambda: None)
+        wakes = bool(getattr(kernel.store, "wakes", True))
+
+        async def poll() -> None:
+            nonlocal nudged
+            s = run.env.signal
+            delay = 0.01
+            while run.parked and not run.woken:
+                with anyio.move_on_after(delay):
+                    await nudged.wait()
+                nudged = anyio.Event()
+                delay = min(delay * 2, 1.0)
+                if watch is not None:
+                    etype, eid = parse_start_id(watch)
+                    mark = await kernel.store.read_mark(etype, eid, watch)
+                    if mark is not None:
+                        self.wake(actor, run, mark.outcome)
+                        return
+                if not wakes and not run.flag.active:  # no wake-up for a cancel: look for one
+                    for e in await kernel.store.read_journal(s.entity_type, s.entity_id, s.signal_id):
+                        if e.step == CANCEL_STEP:
+                            kernel.outcomes.cancel(s.signal_id, cancel_reason(e.result))
+
+        task = kernel.tasks.spawn_task(poll())
+        before = run.unwatch
+
+        def unwatch() -> None:
+            if before is not None:
+                before()
+            off()
+            if task is not None:
+                task.cancel()
+
+        run.unwatch = unwatch
 
     def wake(self, actor: Actor, run: Run, value: object, error: BaseException | None = None) -> None:
         """A parked invocation's wait is over (predicate, deadline, child, cancel)."""

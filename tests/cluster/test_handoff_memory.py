@@ -137,3 +137,36 @@ async def test_bad_cluster_arguments_are_refused(tmp_path: object) -> None:
         assert alone.member_id is None
         with pytest.raises(InvalidArguments, match="not shared"):
             await alone.members()
+
+
+@attrs.define
+class Child(Entity):
+    @signal
+    def work(self, n: int) -> int:
+        return n * 2
+
+
+@attrs.define
+class Parent(Entity):
+    @signal
+    async def go(self, child: str, n: int) -> int:
+        handle = await self.ref(Child, child).start(Child.work, n)
+        return int(await handle.result()) + 1  # parked until the child's outcome
+
+
+async def test_a_parent_awaits_a_child_that_runs_on_another_member() -> None:
+    mem = MemoryStore(shared=True, shards=8)
+    async with (
+        ActorSystem(mem.connect(), [Parent, Child], lease_ttl=TTL) as a,
+        ActorSystem(mem.connect(), [Parent, Child], lease_ttl=TTL) as b,
+    ):
+
+        async def split() -> bool:
+            ms = {m.member_id: m.shards for m in await a.members()}
+            return bool(ms.get(a.member_id)) and bool(ms.get(b.member_id)) and sum(map(len, ms.values())) == 8
+
+        await until(split, "both members own shards")
+        parent = next(f"p{i}" for i in range(1000) if a._kernel.shards.owns("Parent", f"p{i}"))
+        child = next(f"c{i}" for i in range(1000) if b._kernel.shards.owns("Child", f"c{i}"))
+        assert await a.ref(Parent, parent).options(timeout=10).ask(Parent.go, child, 20) == 41
+        assert await b.ref(Parent, parent).options(timeout=10).ask(Parent.go, child, 5) == 11  # asked from b
