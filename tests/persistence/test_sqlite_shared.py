@@ -329,11 +329,12 @@ async def test_membership_uses_the_database_clock_and_leases_expire(db: Path) ->
 
 async def test_membership_refuses_bad_arguments(db: Path) -> None:
     async with SqliteStore(db, shared=True, shards=4) as store:
-        for kwargs in (
+        bad_joins: list[dict[str, object]] = [
             {"serves": 1, "ttl": 1.0},
             {"serves": True, "ttl": 0},
             {"serves": True, "ttl": float("nan")},
-        ):
+        ]
+        for kwargs in bad_joins:
             with pytest.raises(InvalidWrite):
                 await store.join("m", "n", **kwargs)  # type: ignore[arg-type]
         with pytest.raises(InvalidWrite, match="member_id"):
@@ -342,9 +343,10 @@ async def test_membership_refuses_bad_arguments(db: Path) -> None:
         assert {p.parent.name for p in db.parent.rglob("*.lock") if p.parent != db.parent} == {
             "shared.db.members"
         }
-        for wanted in ([4], [-1], [True], ["0"]):
+        bad_shards: list[list[object]] = [[4], [-1], [True], ["0"]]
+        for wanted in bad_shards:
             with pytest.raises(InvalidWrite, match=r"shards are ints 0\.\.3"):
-                await store.claim("../../etc/passwd", wanted)  # type: ignore[list-item]
+                await store.claim("../../etc/passwd", wanted)  # type: ignore[arg-type]
         assert [s.owner for s in await store.shard_map()] == [None] * 4
 
 
