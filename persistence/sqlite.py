@@ -170,7 +170,7 @@ MIGRATIONS: dict[int, str] = {
 
 MAX_SHARDS = 4096
 """The most shards a database may have."""
-_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+NOW_SQL = "((julianday('now') - 2440587.5) * 86400.0)"
 """SQLite's clock as Unix seconds (millisecond resolution), for membership times."""
 _MAX_NAME = 500
 """The longest member id or name taken."""
@@ -1085,7 +1085,7 @@ class SqliteStore:
             with _transaction(conn):
                 conn.execute(
                     "INSERT INTO members (member_id, name, serves, status, ttl, joined_at, heartbeat_at) "
-                    f"VALUES (?, ?, ?, 'alive', ?, {_NOW}, {_NOW})",
+                    f"VALUES (?, ?, ?, 'alive', ?, {NOW_SQL}, {NOW_SQL})",
                     (member_id, name, int(serves), float(ttl)),
                 )
 
@@ -1108,7 +1108,7 @@ class SqliteStore:
         def renew(conn: sqlite3.Connection) -> bool:
             with _transaction(conn):
                 cur = conn.execute(
-                    f"UPDATE members SET heartbeat_at = {_NOW} WHERE member_id = ? AND status = 'alive'",
+                    f"UPDATE members SET heartbeat_at = {NOW_SQL} WHERE member_id = ? AND status = 'alive'",
                     (member_id,),
                 )
                 return cur.rowcount == 1
@@ -1142,11 +1142,12 @@ class SqliteStore:
         older than its ``ttl``, and at once every member whose process is gone (its
         member file is no longer locked). Each shard taken gets epoch + 1. Returns
         ``{shard: epoch}`` of the shards taken now; nothing if this member is not alive.
-        SQLite has no row locks: the claim waits for the one writer (at most
-        ``busy_timeout``), as every write does.
+        A shard number the database does not have is ignored. SQLite has no row
+        locks: the claim waits for the one writer (at most ``busy_timeout``), as every
+        write does.
         """
         _check_id("member_id", member_id)
-        shards = self._check_shards(wanted, "claim")
+        shards = [s for s in self._check_shards(wanted, "claim", in_range=False) if 0 <= s < self.shard_count]
 
         def take(conn: sqlite3.Connection) -> dict[int, int]:
             alive = [r[0] for r in conn.execute("SELECT member_id FROM members WHERE status = 'alive'")]
@@ -1154,7 +1155,7 @@ class SqliteStore:
             with _transaction(conn):
                 conn.execute(
                     f"UPDATE members SET status = 'dead' WHERE status = 'alive' AND "
-                    f"(heartbeat_at < {_NOW} - ttl OR member_id IN (SELECT value FROM json_each(?)))",
+                    f"(heartbeat_at < {NOW_SQL} - ttl OR member_id IN (SELECT value FROM json_each(?)))",
                     (json.dumps(gone),),
                 )
                 me = conn.execute("SELECT status FROM members WHERE member_id = ?", (member_id,)).fetchone()
@@ -1224,7 +1225,7 @@ class SqliteStore:
         ``seen_ago`` by SQLite's clock."""
         rows = await self._read(
             "SELECT member_id, name, serves, status, ttl, joined_at, heartbeat_at, "
-            f"max(0.0, {_NOW} - heartbeat_at) FROM members "
+            f"max(0.0, {NOW_SQL} - heartbeat_at) FROM members "
             "ORDER BY status <> 'alive', heartbeat_at DESC, member_id",
             (),
         )
@@ -1276,10 +1277,12 @@ class SqliteStore:
         """Keeps ``callback`` but never calls it: SQLite has no wake-ups, members poll."""
         self._callbacks.append(callback)
 
-    def _check_shards(self, shards: Iterable[object], what: str) -> list[int]:
+    def _check_shards(self, shards: Iterable[object], what: str, *, in_range: bool = True) -> list[int]:
+        """The shards as a sorted list of ints; InvalidWrite for anything else (and, with
+        ``in_range``, for a shard the database does not have)."""
         out = []
         for s in shards:
-            if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < self.shard_count:
+            if isinstance(s, bool) or not isinstance(s, int) or (in_range and not 0 <= s < self.shard_count):
                 raise InvalidWrite(f"{what}: shards are ints 0..{self.shard_count - 1}, got {s!r:.80}")
             out.append(s)
         return sorted(set(out))

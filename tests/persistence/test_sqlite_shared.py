@@ -343,7 +343,8 @@ async def test_membership_refuses_bad_arguments(db: Path) -> None:
         assert {p.parent.name for p in db.parent.rglob("*.lock") if p.parent != db.parent} == {
             "shared.db.members"
         }
-        bad_shards: list[list[object]] = [[4], [-1], [True], ["0"]]
+        assert await store.claim("../../etc/passwd", [4, -1]) == {}  # no such shards
+        bad_shards: list[list[object]] = [[True], ["0"], [1.0]]
         for wanted in bad_shards:
             with pytest.raises(InvalidWrite, match=r"shards are ints 0\.\.3"):
                 await store.claim("../../etc/passwd", wanted)  # type: ignore[arg-type]
