@@ -248,8 +248,7 @@ class SqliteStore:
         ):
             raise ValueError(f"shards must be an int 1..{MAX_SHARDS} or None, got {shards!r}")
         self.path = p
-        self.shared = shared
-        """Whether other processes of this host may open the file at the same time."""
+        self._shared = shared
         self._shards_wanted = shards
         self._shard_count = shards if shards is not None else 0
         self._shared_db: tuple[int, int] | None = None
@@ -278,6 +277,17 @@ class SqliteStore:
     def __repr__(self) -> str:
         shared = ", shared=True" if self.shared else ""
         return f"SqliteStore({str(self.path)!r}{shared})"
+
+    @property
+    def shared(self) -> bool:
+        """Whether other systems (of any process of this host) may open the file at the
+        same time: then each is a member or a client, and commits are fenced."""
+        return self._shared
+
+    @property
+    def wakes(self) -> bool:
+        """False: SQLite cannot call other processes back; members poll."""
+        return False
 
     @property
     def shard_count(self) -> int:
