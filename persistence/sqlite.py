@@ -250,7 +250,7 @@ class SqliteStore:
         self.path = p
         self._shared = shared
         self._shards_wanted = shards
-        self._shard_count = shards if shards is not None else 0
+        self._shard_count = 0
         self._shared_db: tuple[int, int] | None = None
         """Key of this process's shared flock on the database file (shared mode)."""
         self._member_fds: dict[str, int] = {}
@@ -291,10 +291,9 @@ class SqliteStore:
 
     @property
     def shard_count(self) -> int:
-        """The number of shards of this database (fixed when it was created; known once open)."""
-        if not self._shard_count:
-            raise StoreError(f"{self!r} is not open: its shard count is read from the database")
-        return self._shard_count
+        """The number of shards of this database (fixed when it was created), read when
+        the store opens; before that, the count asked for (256 by default)."""
+        return self._shard_count or self._shards_wanted or SHARDS
 
     # ------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Self:
