@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import anyio
 import attrs
 import pytest
 
@@ -86,3 +87,89 @@ async def test_two_members_split_the_shards_and_hand_off_on_leave() -> None:
         await until(back, "a takes b's shards back after b left")
         for i in range(20):
             assert await a.ref(Counter, f"c{i}").query(Counter.get) == 3
+
+
+async def _owner(system: ActorSystem, entity_type: str, entity_id: str) -> str | None:
+    shard = system._kernel.shards.shard(entity_type, entity_id)
+    for m in await system.members():
+        if shard in m.shards:
+            return m.member_id
+    return None
+
+
+async def _split(a: ActorSystem, b: ActorSystem) -> None:
+    async def split() -> bool:
+        ms = {m.member_id: m for m in await a.members()}
+        mine, theirs = ms[a.member_id].shards, ms[b.member_id].shards
+        return len(mine) + len(theirs) == a._kernel.shards.count and bool(mine) and bool(theirs)
+
+    await until(split, "both members own shards")
+
+
+async def test_sagas_across_members_and_a_client_move_money_once() -> None:
+    from examples.bank.model import ENTITIES, Account, Transfer
+
+    mem = MemoryStore(shared=True, shards=16)
+    async with (
+        ActorSystem(mem.connect(), ENTITIES, lease_ttl=TTL) as a,
+        ActorSystem(mem.connect(), ENTITIES, lease_ttl=TTL) as b,
+        ActorSystem(mem.connect(), ENTITIES, serve=False, lease_ttl=TTL) as client,
+    ):
+        await _split(a, b)
+        names = [f"acc-{i}" for i in range(6)]
+        owners = {await _owner(a, "Account", n) for n in names}
+        assert owners == {a.member_id, b.member_id}  # the accounts live on both members
+        for n in names:
+            await client.ref(Account, n).ask(Account.open, n)
+            await client.ref(Account, n).ask(Account.deposit, 100)
+        handles = []
+        for i in range(12):
+            src, dst = names[i % 6], names[(i + 1) % 6]
+            h = await client.ref(Transfer, f"t{i}").options(key=f"t{i}").start(Transfer.start, src, dst, 10)
+            handles.append(h)
+        for h in handles:
+            view = await h.result(timeout=20)
+            assert view.status == "completed"
+        again = (
+            await client.ref(Transfer, "t3").options(key="t3").start(Transfer.start, names[3], names[4], 10)
+        )
+        assert (await again.result(timeout=5)).status == "completed"  # a repeat: answered, not re-run
+        balances = [await client.ref(Account, n).query(Account.get_balance) for n in names]
+        assert balances == [100] * 6  # each account sent 2 x 10 and received 2 x 10
+        for n in names:  # no step applied twice
+            log = await client.store.read_events("Account", n, after=0, limit=1000)
+            assert [e.seq for e in log] == list(range(1, len(log) + 1))
+            assert len(log) == 1 + 1 + 2 + 2  # opened, deposited, 2 debits, 2 credits
+
+
+async def test_a_member_paused_past_its_lease_commits_nothing_after_the_takeover() -> None:
+    mem = MemoryStore(shared=True, shards=4)
+    async with ActorSystem(mem.connect(), [Counter], lease_ttl=TTL) as a:
+        ref_a = a.ref(Counter, "x")
+        assert await ref_a.ask(Counter.add, 1) == 1
+        stuck = anyio.Event()
+
+        async def paused(member_id: str) -> bool:  # a's heartbeats stop (as if SIGSTOPped)
+            await stuck.wait()
+            return False
+
+        a._cluster.store.heartbeat = paused  # type: ignore[union-attr,method-assign]
+        async with ActorSystem(mem.connect(), [Counter], lease_ttl=TTL) as b:
+
+            async def took_over() -> bool:
+                return await _owner(b, "Counter", "x") == b.member_id
+
+            await until(took_over, "b takes x's shard after a's lease expired")
+            # a still believes it owns x: its tell is accepted (anyone may accept), but its
+            # commit is fenced off; b runs the signal from the inbox
+            await ref_a.tell(Counter.add, 10)
+
+            async def applied() -> bool:
+                return await b.ref(Counter, "x").query(Counter.get) == 11
+
+            await until(applied, "b applies the tell a accepted")
+            assert not a._kernel.shards.owns("Counter", "x")  # a gave the shard up
+            assert await a.ref(Counter, "x").ask(Counter.add, 100) == 111  # now asked through b
+            log = await b.store.read_events("Counter", "x", after=0, limit=100)
+            assert [e.seq for e in log] == [1, 2, 3]
+            stuck.set()

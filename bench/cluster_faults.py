@@ -1,0 +1,567 @@
+"""Faults against several members on one shared store: SIGKILL, SIGSTOP past the lease
+(a zombie that resumes right after the takeover), SIGTERM and restart, a database
+restart; then the checks.
+
+``python -m bench.cluster_faults [--store postgres|sqlite] [--members 3] [--faults 200]
+[--ttl 2] [--seed 1] [--no-fence] [--json FILE]``
+
+The parent starts ``--members`` member processes (``--node`` mode of this module,
+each an ``ActorSystem`` on the shared store with ``member_name=node-N``) and opens
+a client (``serve=False``) itself. Once every shard has an owner it opens ten
+accounts and runs, all through the client, until the faults are done:
+
+- **transfers**: keyed ``Transfer.start`` sagas (journaled asks between accounts
+  that live on different members), each acknowledged once ``start`` returned;
+- **tallies**: unkeyed ``tell`` of a unique nonce to four fast ``Tally`` entities;
+- **slow tallies**: the same to two ``Slow`` entities whose handler holds the
+  event loop for 0.3 s, so a member is nearly always mid-handler when it is hit.
+
+Faults, one after another, on a seeded random member: ``kill`` (SIGKILL, wait until
+the others own its shards, restart it), ``stop`` (SIGSTOP the owner of a slow
+tally, wait until the others own its shards, then SIGCONT at once: a zombie whose
+handler finishes right after the takeover), ``term`` (SIGTERM: it hands its
+shards off and exits; restart it) and, on the embedded PostgreSQL, ``db`` (the
+server stopped and started again). The time from each fault until every shard has
+a live owner again is its failover time.
+
+After the last fault every member runs, every acknowledged transfer's result is
+awaited, every acknowledged nonce must show up, and the store is read:
+
+- every acknowledged transfer finished once: completed (one debit, one credit) or
+  refused; no transfer debited, credited or refunded twice; money is conserved;
+- every acknowledged nonce was applied exactly once, no nonce twice;
+- every entity's log runs 1..n without a gap; the inbox is empty; no dead letters.
+
+``--no-fence`` is the negative control: the members never fence their commits
+(``set_fence`` does nothing), and the zombies then apply signals twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import datetime as dt
+import json
+import os
+import random
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import attrs
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from actors import ActorsError, ActorSystem, Entity, applies, event_type, query
+from actors import signal as on_signal
+from examples.bank.model import Account, Transfer
+from persistence import PostgresStore, SqliteStore, Store
+from persistence.pg_embedded import EmbeddedPostgres
+
+ROOT = Path(__file__).resolve().parents[1]
+ACCOUNTS = tuple(f"acc-{i}" for i in range(10))
+OPENING = 1_000
+TALLIES = tuple(f"tally-{i}" for i in range(4))
+SLOWS = ("slow-0", "slow-1")
+SLOW_HANDLER = 0.3
+"""Seconds a slow tally's handler holds its member's event loop."""
+
+
+@event_type("cluster_faults.Noted")
+@attrs.frozen
+class Noted:
+    nonce: str
+
+
+@attrs.define
+class Tally(Entity):
+    """Counts nonces (one event each)."""
+
+    seen: int = 0
+
+    @on_signal
+    def note(self, nonce: str) -> None:
+        self.emit(Noted(nonce))
+
+    @query
+    def count(self) -> int:
+        return self.seen
+
+    @applies
+    def _noted(self, e: Noted) -> None:
+        self.seen += 1
+
+
+@attrs.define
+class Slow(Entity):
+    """Counts nonces, slowly: the handler blocks its member for a moment."""
+
+    seen: int = 0
+
+    @on_signal
+    def note(self, nonce: str) -> None:
+        time.sleep(SLOW_HANDLER)  # a CPU-bound handler: the member is busy in it
+        self.emit(Noted(nonce))
+
+    @query
+    def count(self) -> int:
+        return self.seen
+
+    @applies
+    def _noted(self, e: Noted) -> None:
+        self.seen += 1
+
+
+ENTITIES: list[type[Entity]] = [Account, Transfer, Tally, Slow]
+
+
+def shared_store(location: str) -> Store:
+    """The shared store at ``location``: a ``postgresql://`` DSN or a SQLite path."""
+    if location.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(location)
+    return SqliteStore(location, shared=True)  # type: ignore[call-arg]
+
+
+# ---------------------------------------------------------------- a member process
+
+
+async def node(location: str, ttl: float, name: str, fence: bool) -> None:
+    store = shared_store(location)
+    if not fence:  # the negative control: nothing is ever fenced
+        store.set_fence = lambda member_id, epochs: None  # type: ignore[attr-defined]
+    stop = anyio.Event()
+    async with ActorSystem(
+        store, ENTITIES, lease_ttl=anyio_seconds(ttl), member_name=name, passivate_after=None
+    ) as system:
+        print("ready", system.member_id, flush=True)
+        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+            async with anyio.create_task_group() as tg:
+
+                async def on_term() -> None:
+                    async for _ in signals:
+                        stop.set()
+                        return
+
+                tg.start_soon(on_term)
+                await stop.wait()
+                tg.cancel_scope.cancel()
+    print("left", flush=True)
+
+
+def anyio_seconds(seconds: float) -> dt.timedelta:
+    return dt.timedelta(seconds=seconds)
+
+
+# ---------------------------------------------------------------- the parent
+
+
+@attrs.define
+class Node:
+    """A member process the parent runs and hurts."""
+
+    index: int
+    location: str
+    ttl: float
+    fence: bool
+    proc: anyio.abc.Process | None = None
+    stdout: BufferedByteReceiveStream | None = None
+    stopped: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"node-{self.index}"
+
+    async def start(self) -> None:
+        cmd = [sys.executable, "-m", "bench.cluster_faults", "--node", self.location, "--ttl", str(self.ttl)]
+        cmd += ["--name", self.name] + ([] if self.fence else ["--no-fence"])
+        self.proc = await anyio.open_process(cmd, cwd=ROOT, stderr=None)
+        assert self.proc.stdout is not None
+        self.stdout = BufferedByteReceiveStream(self.proc.stdout)
+        with anyio.fail_after(60):
+            while True:
+                line = (await self.stdout.receive_until(b"\n", 1 << 16)).decode()
+                if line.startswith("ready"):
+                    return
+
+    def send(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        self.stopped = sig == signal.SIGSTOP
+
+    async def wait_exit(self, deadline: float = 30.0) -> int | None:
+        assert self.proc is not None
+        with anyio.fail_after(deadline):
+            return await self.proc.wait()
+
+    async def close(self) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        if self.stopped:
+            self.send(signal.SIGCONT)
+        self.send(signal.SIGTERM)
+        try:
+            await self.wait_exit(30)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+@attrs.define
+class Report:
+    """What a run did and found."""
+
+    store: str
+    fence: bool
+    faults: dict[str, list[float]] = attrs.field(factory=dict)
+    """Fault kind -> failover seconds of each."""
+    transfers: int = 0
+    completed: int = 0
+    refused: int = 0
+    nonces: int = 0
+    unacked_calls: int = 0
+    violations: list[str] = attrs.field(factory=list)
+    elapsed: float = 0.0
+
+    def summary(self) -> str:
+        parts = []
+        for kind, times in sorted(self.faults.items()):
+            if times:
+                med, top = statistics.median(times), max(times)
+                parts.append(f"{kind}={len(times)} (failover median {med:.2f}s max {top:.2f}s)")
+        state = "OK" if not self.violations else f"VIOLATIONS={len(self.violations)}"
+        return (
+            f"cluster-faults: store={self.store} fence={'on' if self.fence else 'off'} "
+            f"faults={sum(len(t) for t in self.faults.values())} {' '.join(parts)} "
+            f"transfers={self.transfers} completed={self.completed} refused={self.refused} "
+            f"nonces={self.nonces} unacked={self.unacked_calls} elapsed={self.elapsed:.1f}s "
+            f"violations={len(self.violations)} {state}"
+        )
+
+
+async def live_owners(client: ActorSystem, ttl: float) -> dict[int, str]:
+    """shard -> name of its owner, counting only members alive by their lease."""
+    out: dict[int, str] = {}
+    for m in await client.members():
+        if m.status == "alive" and m.seen_ago <= ttl:
+            for s in m.shards:
+                out[s] = m.name
+    return out
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, deadline: float) -> float:
+    """Poll ``check`` every 20 ms; seconds it took, or TimeoutError naming ``what``."""
+    t0 = time.monotonic()
+    with anyio.move_on_after(deadline):
+        while not await check():  # noqa: ASYNC110 - polls what other processes did
+            await anyio.sleep(0.02)
+        return time.monotonic() - t0
+    raise TimeoutError(f"not within {deadline:g}s: {what}")
+
+
+async def covered(client: ActorSystem, ttl: float, count: int, without: str | None = None) -> bool:
+    owners = await live_owners(client, ttl)
+    return len(owners) == count and (without is None or without not in owners.values())
+
+
+async def run(
+    location: str,
+    *,
+    members: int = 3,
+    faults: int = 10,
+    ttl: float = 2.0,
+    seed: int = 1,
+    fence: bool = True,
+    kinds: tuple[str, ...] = ("kill", "stop", "term"),
+    db: EmbeddedPostgres | None = None,
+    log: Callable[[str], None] = print,
+) -> Report:
+    """Run the load and ``faults`` faults; return what the checks found."""
+    rng = random.Random(seed)
+    report = Report("postgres" if location.startswith("postgres") else "sqlite", fence)
+    started = time.monotonic()
+    nodes = [Node(i, location, ttl, fence) for i in range(members)]
+    try:
+        for n in nodes:
+            await n.start()
+        async with ActorSystem(
+            shared_store(location), ENTITIES, serve=False, lease_ttl=anyio_seconds(ttl)
+        ) as client:
+            count = client._kernel.shards.count
+            await until(lambda: covered(client, ttl, count), "every shard has an owner", 60)
+            for a in ACCOUNTS:
+                await client.ref(Account, a).options(key=f"open-{a}").ask(Account.open, a)
+                await client.ref(Account, a).options(key=f"fund-{a}").ask(Account.deposit, OPENING)
+            state = _Load(client, rng)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(state.send_transfers)
+                tg.start_soon(state.tallies)
+                tg.start_soon(state.slow_tallies)
+                for i in range(faults):
+                    kind = rng.choice(kinds)
+                    took = await _fault(kind, nodes, client, ttl, count, rng, db)
+                    report.faults.setdefault(kind, []).append(took)
+                    log(f"fault {i + 1}/{faults}: {kind} failover {took:.2f}s")
+                    await anyio.sleep(rng.uniform(0.2, 0.8))
+                tg.cancel_scope.cancel()
+            await _settle(client, state, report, ttl, count)
+    finally:
+        for n in nodes:
+            with contextlib.suppress(Exception):
+                await n.close()
+    report.elapsed = time.monotonic() - started
+    return report
+
+
+class _Load:
+    """The client's calls, and which of them were acknowledged."""
+
+    def __init__(self, client: ActorSystem, rng: random.Random) -> None:
+        self.client = client
+        self.rng = random.Random(rng.random())
+        self.transfers: dict[str, tuple[str, str, int]] = {}
+        self.handles: dict[str, str] = {}
+        self.nonces: dict[str, str] = {}
+        """Acknowledged nonce -> the entity it was told to."""
+        self.unacked = 0
+
+    async def send_transfers(self) -> None:
+        n = 0
+        while True:
+            n += 1
+            tid = f"t{n}"
+            src, dst = self.rng.sample(ACCOUNTS, 2)
+            amount = self.rng.randint(1, 20)
+            try:
+                h = (
+                    await self.client.ref(Transfer, tid)
+                    .options(key=tid)
+                    .start(Transfer.start, src, dst, amount)
+                )
+            except ActorsError:
+                self.unacked += 1
+                await anyio.sleep(0.05)
+                continue
+            self.transfers[tid] = (src, dst, amount)
+            self.handles[tid] = h.id
+            await anyio.sleep(0.01)
+
+    async def _tell(self, kind: type[Entity], names: tuple[str, ...], prefix: str, pause: float) -> None:
+        n = 0
+        while True:
+            n += 1
+            nonce = f"{prefix}{n}"
+            target = self.rng.choice(names)
+            try:
+                await self.client.ref(kind, target).tell(kind.note, nonce)  # type: ignore[attr-defined]
+            except ActorsError:
+                self.unacked += 1
+                await anyio.sleep(0.05)
+                continue
+            self.nonces[nonce] = target
+            await anyio.sleep(pause)
+
+    async def tallies(self) -> None:
+        await self._tell(Tally, TALLIES, "n", 0.005)
+
+    async def slow_tallies(self) -> None:
+        await self._tell(Slow, SLOWS, "s", 0.25)
+
+
+async def _owner_of(client: ActorSystem, ttl: float, entity: type[Entity], entity_id: str) -> str | None:
+    shard = client._kernel.shards.shard(entity.__name__, entity_id)
+    return (await live_owners(client, ttl)).get(shard)
+
+
+async def _fault(
+    kind: str,
+    nodes: list[Node],
+    client: ActorSystem,
+    ttl: float,
+    count: int,
+    rng: random.Random,
+    db: EmbeddedPostgres | None,
+) -> float:
+    """Inflict one fault; return seconds until every shard has a live owner again."""
+    if kind == "db":
+        assert db is not None
+        t0 = time.monotonic()
+        await anyio.to_thread.run_sync(lambda: db.stop(keep_data=True))
+        await anyio.to_thread.run_sync(db.start)
+        await until(lambda: _quiet(client, ttl, count), "members back after the restart", 60)
+        return time.monotonic() - t0
+    if kind == "stop":  # the owner of a slow tally: nearly always mid-handler
+        owner = await _owner_of(client, ttl, Slow, rng.choice(SLOWS))
+        victim = next((n for n in nodes if n.name == owner), rng.choice(nodes))
+    else:
+        victim = rng.choice(nodes)
+    t0 = time.monotonic()
+    if kind == "kill":
+        victim.send(signal.SIGKILL)
+        await victim.wait_exit()
+        await until(lambda: covered(client, ttl, count, victim.name), f"{victim.name}'s shards taken", 60)
+        took = time.monotonic() - t0
+        await victim.start()
+        return took
+    if kind == "term":
+        victim.send(signal.SIGTERM)
+        await victim.wait_exit()
+        await until(lambda: covered(client, ttl, count, victim.name), f"{victim.name}'s shards taken", 60)
+        took = time.monotonic() - t0
+        await victim.start()
+        return took
+    if kind == "stop":
+        victim.send(signal.SIGSTOP)
+        await until(lambda: covered(client, ttl, count, victim.name), f"{victim.name}'s shards taken", 60)
+        took = time.monotonic() - t0
+        victim.send(signal.SIGCONT)  # at once: its handler ends right after the takeover
+        return took
+    raise ValueError(f"unknown fault {kind!r}")
+
+
+async def _quiet(client: ActorSystem, ttl: float, count: int) -> bool:
+    try:
+        return await covered(client, ttl, count)
+    except ActorsError:
+        return False
+
+
+async def _settle(client: ActorSystem, load: _Load, report: Report, ttl: float, count: int) -> None:
+    """Wait for everything acknowledged to finish, then check the store."""
+    await until(lambda: _quiet(client, ttl, count), "every shard owned after the faults", 60)
+    v = report.violations
+    report.transfers = len(load.transfers)
+    report.unacked_calls = load.unacked
+    report.nonces = len(load.nonces)
+    for tid, hid in load.handles.items():
+        try:
+            view = await client.handle(hid).result(timeout=60)
+        except ActorsError as e:
+            v.append(f"transfer {tid} acknowledged but not finished: {e!r}")
+            continue
+        status = view["status"] if isinstance(view, dict) else getattr(view, "status", None)
+        if status == "completed":
+            report.completed += 1
+        else:
+            report.refused += 1
+
+    async def all_noted() -> bool:
+        noted = await _noted(client.store)
+        return all(noted[n] >= 1 for n in load.nonces)
+
+    with contextlib.suppress(TimeoutError):  # the checks below name what is missing
+        await until(all_noted, "every acknowledged nonce applied", 60)
+    noted = await _noted(client.store)
+    for nonce, target in load.nonces.items():
+        if noted[nonce] == 0:
+            v.append(f"nonce {nonce} acknowledged (to {target}) but never applied")
+    for nonce, n in noted.items():
+        if n > 1:
+            v.append(f"nonce {nonce} applied {n} times")
+    total = 0
+    moves: dict[str, list[tuple[str, str]]] = {}
+    for a in ACCOUNTS:
+        total += await client.ref(Account, a).query(Account.get_balance)
+        events = await client.store.read_events("Account", a, after=0, limit=1_000_000)
+        _check_seqs(v, "Account", a, events)
+        moves[a] = []
+        for e in events:
+            kind = e.type_name.rsplit(".", 1)[-1]
+            if kind in ("Withdrawn", "Deposited"):
+                ref = json.loads(e.data).get("reference", "")
+                if ref.startswith("transfer "):
+                    moves[a].append((kind, ref))
+        for (kind, ref), n in collections.Counter(moves[a]).items():
+            if n > 1:
+                v.append(f"{a}: {kind} {ref!r} applied {n} times")
+    if total != OPENING * len(ACCOUNTS):
+        v.append(f"money not conserved: {total} != {OPENING * len(ACCOUNTS)}")
+    for name in (*TALLIES, *SLOWS):
+        et = "Slow" if name in SLOWS else "Tally"
+        _check_seqs(v, et, name, await client.store.read_events(et, name, after=0, limit=1_000_000))
+    pending = await client.store.read_inbox(after=0, limit=10)
+    if pending:
+        v.append(f"{len(pending)}+ signals left in the inbox, e.g. {pending[0].signal.handler}")
+    dead = await client.store.read_dead_letters(limit=10)
+    if dead:
+        v.append(f"{len(dead)} dead letters, e.g. {dead[0].error[:120]}")
+
+
+def _check_seqs(v: list[str], et: str, eid: str, events: list[Any]) -> None:
+    seqs = [e.seq for e in events]
+    if seqs != list(range(1, len(seqs) + 1)):
+        v.append(f"{et}/{eid}: log seqs are not 1..{len(seqs)}")
+
+
+async def _noted(store: Store) -> collections.Counter[str]:
+    out: collections.Counter[str] = collections.Counter()
+    for et, names in (("Tally", TALLIES), ("Slow", SLOWS)):
+        for name in names:
+            for e in await store.read_events(et, name, after=0, limit=1_000_000):
+                out[json.loads(e.data)["nonce"]] += 1
+    return out
+
+
+# ---------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.cluster_faults", description=__doc__.split("\n\n")[0])
+    p.add_argument("--node", help=argparse.SUPPRESS)
+    p.add_argument("--name", default="node", help=argparse.SUPPRESS)
+    p.add_argument("--store", choices=("postgres", "sqlite"), default="postgres")
+    p.add_argument("--dsn", default=os.environ.get("ACTORS_POSTGRES_DSN"))
+    p.add_argument("--members", type=int, default=3)
+    p.add_argument("--faults", type=int, default=20)
+    p.add_argument("--ttl", type=float, default=2.0)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--no-fence", action="store_true")
+    p.add_argument("--kinds", default="")
+    p.add_argument("--json", type=Path)
+    a = p.parse_args(argv)
+    if a.node:
+        anyio.run(node, a.node, a.ttl, a.name, not a.no_fence)
+        return 0
+    kinds = tuple(k for k in a.kinds.split(",") if k) or (
+        ("kill", "stop", "term", "db") if a.store == "postgres" and not a.dsn else ("kill", "stop", "term")
+    )
+    with contextlib.ExitStack() as stack:
+        server = None
+        if a.store == "postgres":
+            if a.dsn:
+                location = a.dsn
+            else:
+                server = stack.enter_context(EmbeddedPostgres())
+                location = server.dsn()
+        else:
+            location = str(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "bank.db")
+        report = anyio.run(
+            lambda: run(
+                location,
+                members=a.members,
+                faults=a.faults,
+                ttl=a.ttl,
+                seed=a.seed,
+                fence=not a.no_fence,
+                kinds=kinds,
+                db=server,
+            )
+        )
+    for line in report.violations[:30]:
+        print("violation:", line)
+    print(report.summary())
+    if a.json:
+        a.json.write_text(json.dumps(attrs.asdict(report), indent=2))
+    return 0 if not report.violations else 1
+
+
+if __name__ == "__main__":
+    from bench.cluster_faults import main as _main  # the module, not a second __main__ copy
+
+    raise SystemExit(_main())

@@ -1,0 +1,139 @@
+"""Handoff and takeover resume everything a member had: parked workflows, timers,
+the outbox; a cancel and a result reach an invocation wherever it runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import attrs
+import pytest
+
+from actors import ActorSystem, Cancelled, Entity, InvalidArguments, applies, query, signal
+from examples.approval.model import Budget, Expense
+from persistence import MemoryStore, SqliteStore
+from persistence.testing import until
+
+pytestmark = pytest.mark.anyio
+
+TTL = dt.timedelta(seconds=1)
+APPROVAL = [Budget, Expense]
+
+
+@attrs.frozen
+class Rang:
+    tag: str
+
+
+@attrs.define
+class Bell(Entity):
+    rang: tuple[str, ...] = ()
+
+    @signal
+    def set(self, tag: str, seconds: float) -> None:
+        self.schedule(Bell.ring, tag, after=dt.timedelta(seconds=seconds), key=tag)
+
+    @signal
+    def ring(self, tag: str) -> None:
+        self.emit(Rang(tag))
+
+    @signal
+    def forward(self, to: str, tag: str) -> None:
+        self.ref(Bell, to).tell(Bell.ring, tag)  # through the outbox, after this commits
+
+    @query
+    def get(self) -> tuple[str, ...]:
+        return self.rang
+
+    @applies
+    def _rang(self, e: Rang) -> None:
+        self.rang = (*self.rang, e.tag)
+
+
+async def test_a_parked_workflow_resumes_on_the_member_that_takes_its_shard() -> None:
+    mem = MemoryStore(shared=True, shards=8)
+    async with ActorSystem(mem.connect(), APPROVAL, serve=False, lease_ttl=TTL) as client:
+        async with ActorSystem(mem.connect(), APPROVAL, lease_ttl=TTL) as a:
+            ok = await client.ref(Expense, "e1").start(Expense.submit, "team", 50)
+            gone = await client.ref(Expense, "e2").start(Expense.submit, "team", 30)
+
+            async def parked() -> bool:
+                held = await client.ref(Budget, "team").query(Budget.status)
+                return held.held == 80
+
+            await until(parked, "both workflows hold their amount and wait")
+            assert a.statistics().active_actors >= 2
+        async with ActorSystem(mem.connect(), APPROVAL, lease_ttl=TTL) as b:  # a left: b has everything
+            await client.ref(Expense, "e1").tell(Expense.approve, "manager")
+            assert await ok.result(timeout=10) == "approved by manager"
+            await gone.cancel("withdrawn")
+            with pytest.raises(Cancelled):
+                await gone.result(timeout=10)
+            status = await b.ref(Budget, "team").query(Budget.status)
+            assert (status.held, status.spent) == (0, 50)
+
+
+async def test_a_timer_set_on_one_member_fires_once_on_the_next() -> None:
+    mem = MemoryStore(shared=True, shards=8)
+    async with ActorSystem(mem.connect(), [Bell], lease_ttl=TTL) as a:
+        await a.ref(Bell, "b").ask(Bell.set, "later", 0.3)
+        assert len(a._kernel.timers) == 1
+    async with ActorSystem(mem.connect(), [Bell], lease_ttl=TTL) as b:
+
+        async def rang() -> bool:
+            return await b.ref(Bell, "b").query(Bell.get) == ("later",)
+
+        await until(rang, "the timer fires on the member that took the entity")
+        assert await b.store.read_timers(limit=10) == []
+
+
+async def test_an_outbox_tell_reaches_an_entity_of_another_member() -> None:
+    mem = MemoryStore(shared=True, shards=8)
+    async with (
+        ActorSystem(mem.connect(), [Bell], lease_ttl=TTL) as a,
+        ActorSystem(mem.connect(), [Bell], lease_ttl=TTL) as b,
+    ):
+
+        async def split() -> bool:
+            ms = {m.member_id: m.shards for m in await a.members()}
+            return bool(ms.get(a.member_id)) and bool(ms.get(b.member_id)) and sum(map(len, ms.values())) == 8
+
+        await until(split, "both members own shards")
+        own_a, own_b = a._kernel.shards, b._kernel.shards
+        src = next(f"s{i}" for i in range(1000) if own_a.owns("Bell", f"s{i}"))
+        dst = next(f"d{i}" for i in range(1000) if own_b.owns("Bell", f"d{i}"))
+        await a.ref(Bell, src).ask(Bell.forward, dst, "hello")
+
+        async def arrived() -> bool:
+            return await a.ref(Bell, dst).query(Bell.get) == ("hello",)
+
+        await until(arrived, "the outbox message reaches the other member's entity")
+        assert await b.ref(Bell, dst).query(Bell.get) == ("hello",)
+
+
+async def test_a_member_whose_session_ended_is_replaced_at_once() -> None:
+    mem = MemoryStore(shared=True, shards=8)
+    a = ActorSystem(mem.connect(), [Bell], lease_ttl=dt.timedelta(minutes=10))
+    await a.__aenter__()
+    await a.ref(Bell, "b").ask(Bell.ring, "one")
+    a._cluster.joined = False  # type: ignore[union-attr]  # dies without leaving: no handoff
+    await a.aclose()
+    async with ActorSystem(mem.connect(), [Bell], lease_ttl=dt.timedelta(minutes=10)) as b:
+        assert await b.ref(Bell, "b").ask(Bell.ring, "two") is None  # no 10-minute wait
+        assert await b.ref(Bell, "b").query(Bell.get) == ("one", "two")
+        statuses = {m.member_id: m.status for m in await b.members()}
+        assert statuses[a.member_id] == "dead"
+
+
+async def test_bad_cluster_arguments_are_refused(tmp_path: object) -> None:
+    with pytest.raises(InvalidArguments, match="serve=False"):
+        ActorSystem(MemoryStore(), [Bell], serve=False)
+    with pytest.raises(InvalidArguments, match="lease_ttl"):
+        ActorSystem(MemoryStore(shared=True), [Bell], lease_ttl=dt.timedelta(0))
+    with pytest.raises(InvalidArguments, match="lease_ttl"):
+        ActorSystem(MemoryStore(shared=True), [Bell], lease_ttl=5)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArguments, match="member_name"):
+        ActorSystem(MemoryStore(shared=True), [Bell], member_name="")
+    async with ActorSystem(MemoryStore(), [Bell]) as alone:
+        assert alone.member_id is None
+        with pytest.raises(InvalidArguments, match="not shared"):
+            await alone.members()
