@@ -26,7 +26,7 @@ import aiosqlite
 import attrs
 
 from persistence.errors import DatabaseNotFound, NotOurDatabase, StoreError
-from persistence.sqlite import APPLICATION, SCHEMA_VERSION, translate
+from persistence.sqlite import APPLICATION, NOW_SQL, SCHEMA_VERSION, translate
 from persistence.store import (
     DeadLetter,
     InboxEntry,
@@ -68,9 +68,15 @@ class Members:
     """The members of a cluster on this store; ``clustered`` is False for a single owner."""
 
     clustered: bool
-    """Whether the store keeps a membership table at all."""
+    """Whether a member ever joined the store (it has a membership table with rows)."""
     rows: tuple[dict[str, object], ...] = ()
-    """One record per member, as stored."""
+    """One record per member, alive first, then by latest heartbeat: ``member_id``,
+    ``name``, ``serves``, ``status``, ``ttl``, ``joined_at``, ``heartbeat_at`` (Unix
+    seconds by the database's clock), ``seen_ago`` (seconds since that heartbeat, by
+    the database's clock now), ``shards`` (how many it owns) and ``owns`` (which, as
+    ranges like ``0-63,128``)."""
+    shards: tuple[dict[str, object], ...] = ()
+    """The shard map: ``shard``, ``owner`` (a member id or None) and ``epoch``."""
 
 
 @runtime_checkable
@@ -328,16 +334,51 @@ class SqliteInspector:
         return [JournalEntry(*r) for r in rows]
 
     async def members(self) -> Members:
-        """The cluster's members (``clustered=False`` while the store has one owner)."""
-        if "members" not in self._tables:
+        """The cluster's members and the shard map (``clustered=False`` while no member
+        ever joined: the store has had one owner)."""
+        if not {"members", "shards"} <= self._tables:
             return Members(False)
-        if self._conn is None:
-            raise StoreError(f"{self!r} is not open (use it with async with)")
-        try:
-            cur = await self._conn.execute("SELECT * FROM members")
-            names = [d[0] for d in cur.description]
-            rows = await cur.fetchall()
-            await cur.close()
-        except sqlite3.Error as e:
-            raise translate(e, f"read {self.path}") from e
-        return Members(True, tuple(dict(zip(names, r, strict=True)) for r in rows))
+        rows = list(
+            await self._read(
+                "SELECT member_id, name, serves, status, ttl, joined_at, heartbeat_at, "
+                f"max(0.0, {NOW_SQL} - heartbeat_at) FROM members "
+                "ORDER BY status <> 'alive', heartbeat_at DESC, member_id",
+                (),
+            )
+        )
+        if not rows:
+            return Members(False)
+        shards = [
+            (int(r[0]), r[1], int(r[2]))
+            for r in await self._read("SELECT shard, owner, epoch FROM shards ORDER BY shard", ())
+        ]
+        owned: dict[object, list[int]] = {}
+        for shard, owner, _ in shards:
+            owned.setdefault(owner, []).append(shard)
+        members = tuple(
+            {
+                "member_id": r[0],
+                "name": r[1],
+                "serves": bool(r[2]),
+                "status": r[3],
+                "ttl": r[4],
+                "joined_at": r[5],
+                "heartbeat_at": r[6],
+                "seen_ago": round(float(r[7]), 3),
+                "shards": len(owned.get(r[0], ())),
+                "owns": _ranges(owned.get(r[0], [])),
+            }
+            for r in rows
+        )
+        return Members(True, members, tuple({"shard": s, "owner": o, "epoch": e} for s, o, e in shards))
+
+
+def _ranges(shards: list[int]) -> str:
+    """Sorted shard numbers as ranges: ``[0, 1, 2, 5]`` -> ``0-2,5``."""
+    runs: list[list[int]] = []
+    for s in shards:
+        if runs and s == runs[-1][1] + 1:
+            runs[-1][1] = s
+        else:
+            runs.append([s, s])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)

@@ -2,26 +2,41 @@
 
 One writer connection applies each batch with a handful of ``executemany`` calls;
 a second, query-only connection serves reads, so a read never sees a transaction
-that is still open. The store is single-owner: it holds an ``flock`` on the
-database file itself (so a symlink, a hard link or another spelling of the path is
-the same lock) and on a lock file beside the file's real path (``<path>.lock``,
+that is still open. By default the store is single-owner: it holds an ``flock`` on
+the database file itself (so a symlink, a hard link or another spelling of the path
+is the same lock) and on a lock file beside the file's real path (``<path>.lock``,
 which also names the owner); a second system, in this or another process, gets
 :class:`StoreLocked` naming the owner; the kernel drops the locks when its process
 dies, so a stale owner is taken over without any cleanup. Writes run on a worker
 thread of the store's own, so activities filling the shared thread pool never
 delay a commit.
+
+``SqliteStore(path, shared=True)`` is the :class:`~persistence.store.SharedStore` of
+processes of one host: it takes the same locks *shared*, so any number of shared
+openers coexist and exclude an exclusive one (and the other way round). Each batch
+is one ``BEGIN IMMEDIATE`` transaction (SQLite has one writer at a time; others wait
+up to ``busy_timeout``), membership times are SQLite's clock, and the fence is
+checked inside the batch's write transaction, which makes it exact. A member also
+holds an ``flock`` on its own file (``<path>.members/<hash of its id>.lock``) for
+as long as it is joined, so ``claim`` declares a member whose process is gone dead
+at once instead of waiting for its lease. SQLite cannot wake other processes:
+``publish`` does nothing and subscribers are never called; members poll.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import hashlib
 import json
+import math
 import os
 import socket
 import sqlite3
+import threading
 import time
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self, TypeVar
@@ -29,8 +44,9 @@ from typing import Literal, Self, TypeVar
 import aiosqlite
 import anyio
 
-from persistence.errors import NotOurDatabase, StoreError, StoreLocked
+from persistence.errors import InvalidWrite, NotOurDatabase, ShardLost, StoreError, StoreLocked
 from persistence.store import (
+    SHARDS,
     Accept,
     Accepted,
     Commit,
@@ -41,12 +57,14 @@ from persistence.store import (
     InboxEntry,
     Journal,
     JournalEntry,
+    MemberRecord,
     OutboxEntry,
     ProcessedMark,
     Prune,
     Pruned,
     Requeue,
     SaveSnapshot,
+    ShardRecord,
     SignalRecord,
     SnapshotRecord,
     StoredEvent,
@@ -54,10 +72,12 @@ from persistence.store import (
     TimerRecord,
     Write,
     WriteResult,
+    shard_of,
+    write_entity,
 )
 
 APPLICATION = "durable-actors"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SIG_COLS = "entity_type, entity_id, signal_id, handler, args, fingerprint, accepted_at"
 """A signal's columns as version 1 created them (its DDL is built from this)."""
@@ -117,13 +137,52 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX processed_by_time ON processed (processed_at);
     CREATE INDEX dead_letters_by_time ON dead_letters (failed_at);
     """,
+    # several members: the shard of every queued row (inbox and timers: their entity's;
+    # outbox: the sender's; a row written before version 4 does not name its sender
+    # and gets its target's shard), computed by the store's ``actors_shard`` function with the
+    # count the opener put in actors_meta in the same transaction; membership and the
+    # shard table, every shard free at epoch 0
+    4: """
+    ALTER TABLE inbox ADD COLUMN shard INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE timers ADD COLUMN shard INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE outbox ADD COLUMN shard INTEGER NOT NULL DEFAULT 0;
+    UPDATE inbox SET shard = actors_shard(entity_type, entity_id,
+        (SELECT CAST(value AS INTEGER) FROM actors_meta WHERE key = 'shard_count'));
+    UPDATE timers SET shard = actors_shard(entity_type, entity_id,
+        (SELECT CAST(value AS INTEGER) FROM actors_meta WHERE key = 'shard_count'));
+    UPDATE outbox SET shard = actors_shard(entity_type, entity_id,
+        (SELECT CAST(value AS INTEGER) FROM actors_meta WHERE key = 'shard_count'));
+    CREATE INDEX inbox_by_shard ON inbox (shard, position);
+    CREATE INDEX timers_by_shard ON timers (shard, due_at);
+    CREATE INDEX outbox_by_shard ON outbox (shard, id);
+    CREATE TABLE members (
+        member_id TEXT PRIMARY KEY, name TEXT NOT NULL, serves INTEGER NOT NULL,
+        status TEXT NOT NULL, ttl REAL NOT NULL, joined_at REAL NOT NULL,
+        heartbeat_at REAL NOT NULL) WITHOUT ROWID;
+    CREATE TABLE shards (shard INTEGER PRIMARY KEY, owner TEXT, epoch INTEGER NOT NULL);
+    INSERT INTO shards (shard, owner, epoch)
+        WITH RECURSIVE n(s) AS (SELECT 0 UNION ALL SELECT s + 1 FROM n WHERE s + 1 <
+            (SELECT CAST(value AS INTEGER) FROM actors_meta WHERE key = 'shard_count'))
+        SELECT s, NULL, 0 FROM n;
+    """,
 }
 """Schema scripts by version; version N upgrades a database at N - 1."""
+
+MAX_SHARDS = 4096
+"""The most shards a database may have."""
+NOW_SQL = "((julianday('now') - 2440587.5) * 86400.0)"
+"""SQLite's clock as Unix seconds (millisecond resolution), for membership times."""
+_MAX_NAME = 500
+"""The longest member id or name taken."""
 
 Synchronous = Literal["NORMAL", "FULL"]
 _SEQ_CACHE = 200_000
 """Entities whose last sequence the writer remembers (then it forgets them all)."""
 _T = TypeVar("_T")
+
+
+_shard = functools.lru_cache(maxsize=1 << 16)(shard_of)
+"""shard_of, remembered for the entities seen recently."""
 
 
 def _sig_row(s: SignalRecord) -> tuple[str, str, str, str, str, str, float, str | None]:
@@ -170,6 +229,8 @@ class SqliteStore:
         *,
         synchronous: Synchronous = "NORMAL",
         busy_timeout: float = 5.0,
+        shared: bool = False,
+        shards: int | None = None,
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"SqliteStore path must be a str or os.PathLike, got {path!r}")
@@ -180,7 +241,24 @@ class SqliteStore:
             raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
         if not isinstance(busy_timeout, (int, float)) or busy_timeout < 0:
             raise ValueError(f"busy_timeout must be seconds >= 0, got {busy_timeout!r}")
+        if not isinstance(shared, bool):
+            raise ValueError(f"shared must be True or False, got {shared!r}")
+        if shards is not None and (
+            isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS
+        ):
+            raise ValueError(f"shards must be an int 1..{MAX_SHARDS} or None, got {shards!r}")
         self.path = p
+        self._shared = shared
+        self._shards_wanted = shards
+        self._shard_count = 0
+        self._shared_db: tuple[int, int] | None = None
+        """Key of this process's shared flock on the database file (shared mode)."""
+        self._member_fds: dict[str, int] = {}
+        """The flocked file of each member joined through this store."""
+        self._fence: tuple[str, dict[int, int]] | None = None
+        self._seq_keys: dict[int, set[tuple[str, str]]] = {}
+        """Shared mode: the entities of each fenced shard whose last seq is cached."""
+        self._callbacks: list[Callable[[str, str], None]] = []
         self.synchronous: Synchronous = synchronous
         self._busy_ms = int(busy_timeout * 1000)
         self._w: _Direct | None = None
@@ -191,12 +269,31 @@ class SqliteStore:
         self._threads = anyio.CapacityLimiter(1)
         """The writer's own thread: never queued behind activities on anyio's default pool."""
         self._seqs: dict[tuple[str, str], int] = {}
-        """Last event seq per entity as committed (this store is the file's one owner)."""
+        """Last event seq per entity as committed: by the file's one owner, or (shared)
+        only for entities of shards this member holds in its fence."""
         self._pending_seqs: dict[tuple[str, str], int] = {}
         """One transaction at a time on the writer connection."""
 
     def __repr__(self) -> str:
-        return f"SqliteStore({str(self.path)!r})"
+        shared = ", shared=True" if self.shared else ""
+        return f"SqliteStore({str(self.path)!r}{shared})"
+
+    @property
+    def shared(self) -> bool:
+        """Whether other systems (of any process of this host) may open the file at the
+        same time: then each is a member or a client, and commits are fenced."""
+        return self._shared
+
+    @property
+    def wakes(self) -> bool:
+        """False: SQLite cannot call other processes back; members poll."""
+        return False
+
+    @property
+    def shard_count(self) -> int:
+        """The number of shards of this database (fixed when it was created), read when
+        the store opens; before that, the count asked for (256 by default)."""
+        return self._shard_count or self._shards_wanted or SHARDS
 
     # ------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Self:
@@ -232,10 +329,14 @@ class SqliteStore:
                     with contextlib.suppress(Exception):
                         await conn.close()  # _Direct.close is a plain call despite the await
         self._r = self._w = None
-        for fd in (self._lock_fd, self._db_fd):
+        for fd in (*self._member_fds.values(), self._lock_fd, self._db_fd):
             if fd is not None:
                 os.close(fd)  # releases its flock
+        self._member_fds.clear()
         self._lock_fd = self._db_fd = None
+        if self._shared_db is not None:
+            _release_shared(self._shared_db)
+            self._shared_db = None
 
     def _check_file(self) -> None:
         p = self.path
@@ -264,7 +365,21 @@ class SqliteStore:
             self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
             raise StoreError(f"cannot create lock file {lock_path}: {e}") from e
+        if self.shared:
+            if not _try_flock(self._lock_fd, shared=True):
+                raise self._locked(self._lock_fd)
+            self._shared_db = _take_shared(real)
+            if self._shared_db is None:
+                raise self._locked(self._lock_fd)
+            return
         if not _try_flock(self._lock_fd):
+            if _try_flock(self._lock_fd, shared=True):  # held only by shared openers
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                raise StoreLocked(
+                    f"{self.path} is in use by systems that opened it with shared=True "
+                    "(open it with SqliteStore(path, shared=True) to join them)",
+                    {"shared": True},
+                )
             raise self._locked(self._lock_fd)
         try:
             self._db_fd = os.open(real, os.O_RDWR | os.O_CREAT, 0o644)
@@ -282,10 +397,11 @@ class SqliteStore:
 
     def _locked(self, fd: int) -> StoreLocked:
         owner = _read_owner(fd)
+        but = " (it is exclusive: shared=True cannot join it)" if self.shared else ""
         return StoreLocked(
             f"{self.path} is in use by another running system "
             f"(pid {owner.get('pid', '?')} on {owner.get('host', '?')} "
-            f"since {owner.get('since', '?')})",
+            f"since {owner.get('since', '?')}){but}",
             owner,
         )
 
@@ -297,6 +413,7 @@ class SqliteStore:
         try:
             conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.create_function("actors_shard", 3, _shard_sql, deterministic=True)
         except sqlite3.Error as e:
             conn.close()
             raise translate(e, f"cannot open {self.path}") from e
@@ -320,31 +437,36 @@ class SqliteStore:
             raise
         return conn
 
+    async def _version(self, db: _Direct) -> int:
+        """The schema version of the file (0: empty); NotOurDatabase for a foreign one."""
+        rows = await db.execute_fetchall(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+        tables = {r[0] for r in rows}
+        version = 0
+        if tables:
+            if "actors_meta" not in tables:
+                raise NotOurDatabase(
+                    f"{self.path} is a SQLite database of another application "
+                    f"(tables: {', '.join(sorted(tables)[:5])})"
+                )
+            meta = {r[0]: r[1] for r in await db.execute_fetchall("SELECT key, value FROM actors_meta")}
+            if meta.get("application") != APPLICATION:
+                raise NotOurDatabase(f"{self.path} belongs to {meta.get('application')!r}")
+            stored = str(meta.get("schema_version", ""))
+            if not stored.isdecimal():
+                raise NotOurDatabase(f"{self.path} has no valid schema version ({stored!r})")
+            version = int(stored)
+            if version > SCHEMA_VERSION:
+                raise NotOurDatabase(
+                    f"{self.path} has schema version {version}, newer than this "
+                    f"code's {SCHEMA_VERSION}: upgrade the package"
+                )
+        return version
+
     async def _migrate(self, db: _Direct) -> None:
         try:
-            rows = await db.execute_fetchall(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-            )
-            tables = {r[0] for r in rows}
-            version = 0
-            if tables:
-                if "actors_meta" not in tables:
-                    raise NotOurDatabase(
-                        f"{self.path} is a SQLite database of another application "
-                        f"(tables: {', '.join(sorted(tables)[:5])})"
-                    )
-                meta = {r[0]: r[1] for r in await db.execute_fetchall("SELECT key, value FROM actors_meta")}
-                if meta.get("application") != APPLICATION:
-                    raise NotOurDatabase(f"{self.path} belongs to {meta.get('application')!r}")
-                stored = str(meta.get("schema_version", ""))
-                if not stored.isdecimal():
-                    raise NotOurDatabase(f"{self.path} has no valid schema version ({stored!r})")
-                version = int(stored)
-                if version > SCHEMA_VERSION:
-                    raise NotOurDatabase(
-                        f"{self.path} has schema version {version}, newer than this "
-                        f"code's {SCHEMA_VERSION}: upgrade the package"
-                    )
+            version = await self._version(db)
             # only now that the file is known to be ours (or empty) may it be changed
             mode = list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
             row = mode[0] if mode else None
@@ -352,6 +474,15 @@ class SqliteStore:
                 raise StoreError(f"{self.path}: cannot switch to WAL mode (got {row!r})")
             for v in range(version + 1, SCHEMA_VERSION + 1):
                 await db.execute("BEGIN IMMEDIATE")
+                # another process opening the file at the same time may have done it
+                if await self._version(db) >= v:
+                    await db.execute("COMMIT")
+                    continue
+                if v == 4:  # the shard count its statements read (actors_meta exists since 1)
+                    await db.execute(
+                        "INSERT OR REPLACE INTO actors_meta VALUES ('shard_count', ?)",
+                        (str(self._shards_wanted or SHARDS),),
+                    )
                 for stmt in _statements(MIGRATIONS[v]):
                     await db.execute(stmt)
                 await db.execute(
@@ -359,10 +490,24 @@ class SqliteStore:
                     (APPLICATION, str(v)),
                 )
                 await db.execute("COMMIT")
+            await self._read_shard_count(db)
         except sqlite3.Error as e:
             with contextlib.suppress(sqlite3.Error):
                 await db.execute("ROLLBACK")
             raise translate(e, f"cannot open {self.path}") from e
+
+    async def _read_shard_count(self, db: _Direct) -> None:
+        rows = list(await db.execute_fetchall("SELECT value FROM actors_meta WHERE key = 'shard_count'"))
+        stored = str(rows[0][0]) if rows else ""
+        if not stored.isdecimal() or not 1 <= int(stored) <= MAX_SHARDS:
+            raise NotOurDatabase(f"{self.path} has no valid shard count ({stored!r})")
+        count = int(stored)
+        if self._shards_wanted is not None and self._shards_wanted != count:
+            raise StoreError(
+                f"{self.path} has {count} shards, not the {self._shards_wanted} asked for: the "
+                "count is fixed when the database is created (pass shards=None to use it)"
+            )
+        self._shard_count = count
 
     # ------------------------------------------------------------ writes
     @property
@@ -383,19 +528,57 @@ class SqliteStore:
         Consecutive items of the same kind are applied together with ``executemany``;
         the whole batch runs in one call to a worker thread (one hop, not one per
         statement), which is not abandoned on cancellation.
+
+        With a fence (:meth:`set_fence`), a batch with fenced writes is checked first:
+        a shard not in the fence is refused before the database is asked; then, inside
+        the batch's ``BEGIN IMMEDIATE`` transaction and before any other statement, the
+        owner and epoch of every touched shard must be this member's and the fence's,
+        or nothing is written and :class:`ShardLost` names the lost shards.
         """
         async with self._write_lock:
-            return await anyio.to_thread.run_sync(
-                _drive, self._write(self._writer, batch), limiter=self._threads
-            )
+            check = self._fence_check(batch)
+            try:
+                return await anyio.to_thread.run_sync(
+                    _drive, self._write(self._writer, batch, check), limiter=self._threads
+                )
+            except ShardLost as e:
+                if check is not None:
+                    self._drop_fence({s: check[1][s] for s in e.shards if s in check[1]})
+                raise
 
-    async def _write(self, db: _Direct, batch: Sequence[Write]) -> list[WriteResult]:
+    def _fence_check(self, batch: Sequence[Write]) -> tuple[str, dict[int, int]] | None:
+        """The (member, {shard: epoch}) the batch's fenced writes need; ShardLost for a
+        shard outside the fence; None when nothing is to be checked."""
+        if self._fence is None:
+            return None
+        member, epochs = self._fence
+        touched = set()
+        for w in batch:
+            entity = write_entity(w)
+            if entity is not None:
+                touched.add(_shard(*entity, self._shard_count))
+        if not touched:
+            return None
+        missing = touched - epochs.keys()
+        if missing:
+            raise ShardLost(
+                f"member {member} does not hold shard(s) {sorted(missing)} in its fence: "
+                "nothing of the batch was written",
+                frozenset(missing),
+            )
+        return member, {s: epochs[s] for s in touched}
+
+    async def _write(
+        self, db: _Direct, batch: Sequence[Write], check: tuple[str, dict[int, int]] | None = None
+    ) -> list[WriteResult]:
         self._pending_seqs = {}
         try:
             await db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
             raise translate(e, "write") from e
         try:
+            if check is not None:
+                await self._check_fence(db, *check)
             results: list[WriteResult] = []
             i = 0
             while i < len(batch):
@@ -405,9 +588,7 @@ class SqliteStore:
                 results.extend(await self._apply_run(db, batch[i:j]))
                 i = j
             await db.execute("COMMIT")
-            if len(self._seqs) > _SEQ_CACHE:
-                self._seqs.clear()
-            self._seqs.update(self._pending_seqs)
+            self._remember_seqs()
             return results
         except BaseException as e:
             with contextlib.suppress(Exception):
@@ -415,6 +596,38 @@ class SqliteStore:
             if isinstance(e, sqlite3.Error):
                 raise translate(e, "write") from e
             raise
+
+    async def _check_fence(self, db: _Direct, member: str, epochs: dict[int, int]) -> None:
+        rows = await db.execute_fetchall(
+            "SELECT shard, owner, epoch FROM shards WHERE shard IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(epochs)),),
+        )
+        held = {int(r[0]) for r in rows if r[1] == member and r[2] == epochs[int(r[0])]}
+        lost = epochs.keys() - held
+        if lost:
+            raise ShardLost(
+                f"member {member} no longer owns shard(s) {sorted(lost)} at the epochs it "
+                "holds (taken over or released): nothing of the batch was written",
+                frozenset(lost),
+            )
+
+    def _remember_seqs(self) -> None:
+        """Keep the committed batch's last seqs: all of them for the file's one owner; in
+        shared mode only those of entities in shards of the fence (dropped with them)."""
+        if len(self._seqs) > _SEQ_CACHE:
+            self._seqs.clear()
+            self._seq_keys.clear()
+        if not self.shared:
+            self._seqs.update(self._pending_seqs)
+            return
+        if self._fence is None:
+            return
+        epochs = self._fence[1]
+        for key, seq in self._pending_seqs.items():
+            shard = _shard(*key, self._shard_count)
+            if shard in epochs:
+                self._seqs[key] = seq
+                self._seq_keys.setdefault(shard, set()).add(key)
 
     async def _apply_run(self, db: _Direct, run: Sequence[Write]) -> list[WriteResult]:
         first = run[0]
@@ -494,10 +707,10 @@ class SqliteStore:
                 results.append(dup)
                 continue
             known[key] = Duplicate(s.fingerprint, None)
-            rows.append(_sig_row(s))
+            rows.append((*_sig_row(s), _shard(s.entity_type, s.entity_id, self._shard_count)))
             results.append(Accepted())
         if rows:
-            await db.executemany(f"INSERT INTO inbox ({_SIG}) VALUES ({_SIG_PARAMS})", rows)
+            await db.executemany(f"INSERT INTO inbox ({_SIG}, shard) VALUES ({_SIG_PARAMS}, ?)", rows)
         return results
 
     async def _commit(self, db: _Direct, run: Sequence[Commit]) -> list[Committed]:
@@ -597,9 +810,20 @@ class SqliteStore:
             )
         if c.set_timers:
             await db.executemany(
-                "INSERT OR REPLACE INTO timers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO timers (entity_type, entity_id, key, handler, args, due_at, "
+                "every, trace, shard) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (t.entity_type, t.entity_id, t.key, t.handler, t.args, t.due_at, t.every, t.trace)
+                    (
+                        t.entity_type,
+                        t.entity_id,
+                        t.key,
+                        t.handler,
+                        t.args,
+                        t.due_at,
+                        t.every,
+                        t.trace,
+                        _shard(t.entity_type, t.entity_id, self._shard_count),
+                    )
                     for t in c.set_timers
                 ],
             )
@@ -609,8 +833,11 @@ class SqliteStore:
                 [(c.entity_type, c.entity_id, k) for k in c.cancel_timers],
             )
         ids = []
+        sender = _shard(c.entity_type, c.entity_id, self._shard_count) if c.outbox else 0
         for s in c.outbox:
-            cur = await db.execute(f"INSERT INTO outbox ({_SIG}) VALUES ({_SIG_PARAMS})", _sig_row(s))
+            cur = await db.execute(
+                f"INSERT INTO outbox ({_SIG}, shard) VALUES ({_SIG_PARAMS}, ?)", (*_sig_row(s), sender)
+            )
             ids.append(int(cur.lastrowid or 0))
         return Committed(tuple(ids))
 
@@ -765,11 +992,17 @@ class SqliteStore:
             return ProcessedMark(*r)
         return None
 
-    async def read_inbox(self, *, after: int, limit: int) -> list[InboxEntry]:
-        """Pending signals with ``position > after``, in acceptance order."""
+    async def read_inbox(
+        self, *, after: int, limit: int, shards: Collection[int] | None = None
+    ) -> list[InboxEntry]:
+        """Pending signals with ``position > after``, in acceptance order; with ``shards``,
+        only those of entities in these shards."""
+        where, params = _in_shards(shards)
+        if where is None:
+            return []
         rows = await self._read(
-            f"SELECT position, {_SIG} FROM inbox WHERE position > ? ORDER BY position LIMIT ?",
-            (after, limit),
+            f"SELECT position, {_SIG} FROM inbox WHERE {where}position > ? ORDER BY position LIMIT ?",
+            (*params, after, limit),
         )
         return [InboxEntry(r[0], _sig(r[1:])) for r in rows]
 
@@ -781,12 +1014,17 @@ class SqliteStore:
         )
         return [DeadLetter(r[0], _sig(r[1:9]), r[9], r[10], r[11], r[12]) for r in rows]
 
-    async def read_timers(self, *, limit: int, after_due: float = float("-inf")) -> list[TimerRecord]:
-        """Timers in due order."""
+    async def read_timers(
+        self, *, limit: int, after_due: float = float("-inf"), shards: Collection[int] | None = None
+    ) -> list[TimerRecord]:
+        """Timers in due order; with ``shards``, only those of entities in these shards."""
+        where, params = _in_shards(shards)
+        if where is None:
+            return []
         rows = await self._read(
             "SELECT entity_type, entity_id, key, handler, args, due_at, every, trace FROM timers "
-            "WHERE due_at > ? ORDER BY due_at, entity_type, entity_id, key LIMIT ?",
-            (after_due if after_due != float("-inf") else -1e300, limit),
+            f"WHERE {where}due_at > ? ORDER BY due_at, entity_type, entity_id, key LIMIT ?",
+            (*params, after_due if after_due != float("-inf") else -1e300, limit),
         )
         return [TimerRecord(*r) for r in rows]
 
@@ -800,12 +1038,263 @@ class SqliteStore:
         )
         return [JournalEntry(*r) for r in rows]
 
-    async def read_outbox(self, *, after: int, limit: int) -> list[OutboxEntry]:
-        """Undelivered outbox messages with ``id > after``, in order."""
+    async def read_outbox(
+        self, *, after: int, limit: int, shards: Collection[int] | None = None
+    ) -> list[OutboxEntry]:
+        """Undelivered outbox messages with ``id > after``, in order; with ``shards``, only
+        those whose sender (the entity whose commit wrote them) is in these shards."""
+        where, params = _in_shards(shards)
+        if where is None:
+            return []
         rows = await self._read(
-            f"SELECT id, {_SIG} FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
+            f"SELECT id, {_SIG} FROM outbox WHERE {where}id > ? ORDER BY id LIMIT ?",
+            (*params, after, limit),
         )
         return [OutboxEntry(r[0], _sig(r[1:])) for r in rows]
+
+    # ------------------------------------------------------------ several members
+    async def _membership(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``fn`` on the writer connection, on its thread, after the pending writes."""
+        conn = self._writer._conn
+        async with self._write_lock:
+            try:
+                return await anyio.to_thread.run_sync(fn, conn, limiter=self._threads)
+            except sqlite3.Error as e:
+                raise translate(e, "membership") from e
+
+    def _member_file(self, member_id: str) -> str:
+        digest = hashlib.sha256(member_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return os.path.join(f"{os.path.realpath(self.path)}.members", f"{digest}.lock")
+
+    async def join(self, member_id: str, name: str, *, serves: bool, ttl: float) -> None:
+        """Add a member, alive, heartbeat now (SQLite's clock). ``member_id`` must be new.
+
+        The member holds an ``flock`` on its own file beside the database until it
+        leaves or the store closes, so others see at once when its process is gone.
+        """
+        _check_id("member_id", member_id)
+        _check_id("name", name)
+        if not isinstance(serves, bool):
+            raise InvalidWrite(f"join serves must be True or False, got {serves!r}")
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not (0 < ttl < math.inf):
+            raise InvalidWrite(f"join ttl must be seconds > 0, got {ttl!r}")
+        if member_id in self._member_fds:
+            raise StoreError(f"member {member_id} already joined through {self!r}")
+        path = self._member_file(member_id)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise StoreError(f"cannot create member lock file {path}: {e}") from e
+        if not _try_flock(fd):
+            os.close(fd)
+            raise StoreError(f"member id {member_id!r} is in use by a running member (ids are never reused)")
+
+        def insert(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.execute(
+                    "INSERT INTO members (member_id, name, serves, status, ttl, joined_at, heartbeat_at) "
+                    f"VALUES (?, ?, ?, 'alive', ?, {NOW_SQL}, {NOW_SQL})",
+                    (member_id, name, int(serves), float(ttl)),
+                )
+
+        try:
+            await self._membership(insert)
+        except StoreError as e:
+            os.close(fd)
+            if "UNIQUE" in str(e):
+                raise StoreError(f"member id {member_id!r} was used before (ids are never reused)") from e
+            raise
+        except BaseException:
+            os.close(fd)
+            raise
+        self._member_fds[member_id] = fd
+
+    async def heartbeat(self, member_id: str) -> bool:
+        """Renew the member's lease (SQLite's clock); False when it is no longer alive."""
+        _check_id("member_id", member_id)
+
+        def renew(conn: sqlite3.Connection) -> bool:
+            with _transaction(conn):
+                cur = conn.execute(
+                    f"UPDATE members SET heartbeat_at = {NOW_SQL} WHERE member_id = ? AND status = 'alive'",
+                    (member_id,),
+                )
+                return cur.rowcount == 1
+
+        return await self._membership(renew)
+
+    def _gone(self, member_ids: Iterable[str]) -> list[str]:
+        """Members whose process is provably gone: nobody holds their flock any more."""
+        gone = []
+        for member_id in member_ids:
+            if member_id in self._member_fds:
+                continue
+            path = self._member_file(member_id)
+            try:
+                fd = os.open(path, os.O_RDWR)
+            except OSError:
+                continue  # no file (removed by hand): only its lease tells
+            try:
+                if _try_flock(fd):
+                    gone.append(member_id)
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+            finally:
+                os.close(fd)
+        return gone
+
+    async def claim(self, member_id: str, wanted: Collection[int]) -> dict[int, int]:
+        """Take the ``wanted`` shards that are free or owned by a member that is not alive.
+
+        First declares dead every alive member whose heartbeat (SQLite's clock) is
+        older than its ``ttl``, and at once every member whose process is gone (its
+        member file is no longer locked). Each shard taken gets epoch + 1. Returns
+        ``{shard: epoch}`` of the shards taken now; nothing if this member is not alive.
+        A shard number the database does not have is ignored. SQLite has no row
+        locks: the claim waits for the one writer (at most ``busy_timeout``), as every
+        write does.
+        """
+        _check_id("member_id", member_id)
+        shards = [s for s in self._check_shards(wanted, "claim", in_range=False) if 0 <= s < self.shard_count]
+
+        def take(conn: sqlite3.Connection) -> dict[int, int]:
+            alive = [r[0] for r in conn.execute("SELECT member_id FROM members WHERE status = 'alive'")]
+            gone = self._gone(m for m in alive if m != member_id)
+            with _transaction(conn):
+                conn.execute(
+                    f"UPDATE members SET status = 'dead' WHERE status = 'alive' AND "
+                    f"(heartbeat_at < {NOW_SQL} - ttl OR member_id IN (SELECT value FROM json_each(?)))",
+                    (json.dumps(gone),),
+                )
+                me = conn.execute("SELECT status FROM members WHERE member_id = ?", (member_id,)).fetchone()
+                if me is None or me[0] != "alive" or not shards:
+                    return {}
+                rows = conn.execute(
+                    "UPDATE shards SET owner = ?, epoch = epoch + 1 "
+                    "WHERE shard IN (SELECT value FROM json_each(?)) AND (owner IS NULL OR NOT EXISTS "
+                    "(SELECT 1 FROM members m WHERE m.member_id = shards.owner AND m.status = 'alive')) "
+                    "RETURNING shard, epoch",
+                    (member_id, json.dumps(shards)),
+                ).fetchall()
+                return {int(r[0]): int(r[1]) for r in rows}
+
+        return await self._membership(take)
+
+    async def release(self, member_id: str, shards: Mapping[int, int]) -> None:
+        """Give up shards this member owns at these epochs (owner none, epoch + 1); a
+        shard it no longer owns at that epoch is left alone. They leave the fence."""
+        _check_id("member_id", member_id)
+        if not isinstance(shards, Mapping):
+            raise InvalidWrite(f"release shards must be a mapping of shard to epoch, got {shards!r:.80}")
+        self._check_shards(shards.keys(), "release")
+        for e in shards.values():
+            if isinstance(e, bool) or not isinstance(e, int):
+                raise InvalidWrite(f"release epochs must be ints, got {e!r:.80}")
+        rows = [(s, member_id, e) for s, e in shards.items()]
+
+        def give(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.executemany(
+                    "UPDATE shards SET owner = NULL, epoch = epoch + 1 "
+                    "WHERE shard = ? AND owner = ? AND epoch = ?",
+                    rows,
+                )
+
+        await self._membership(give)
+        if self._fence is not None and self._fence[0] == member_id:
+            self._drop_fence(dict(shards))
+
+    async def leave(self, member_id: str) -> None:
+        """The member leaves cleanly: status ``left``, every shard it owns released, its
+        member file unlocked and removed."""
+        _check_id("member_id", member_id)
+
+        def go(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.execute(
+                    "UPDATE members SET status = 'left' WHERE member_id = ? AND status = 'alive'",
+                    (member_id,),
+                )
+                conn.execute(
+                    "UPDATE shards SET owner = NULL, epoch = epoch + 1 WHERE owner = ?", (member_id,)
+                )
+
+        await self._membership(go)
+        if self._fence is not None and self._fence[0] == member_id:
+            self._drop_fence(dict(self._fence[1]))
+        fd = self._member_fds.pop(member_id, None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._member_file(member_id))
+            os.close(fd)
+
+    async def members(self) -> list[MemberRecord]:
+        """Every member row (alive first, then the most recent heartbeat first), with
+        ``seen_ago`` by SQLite's clock."""
+        rows = await self._read(
+            "SELECT member_id, name, serves, status, ttl, joined_at, heartbeat_at, "
+            f"max(0.0, {NOW_SQL} - heartbeat_at) FROM members "
+            "ORDER BY status <> 'alive', heartbeat_at DESC, member_id",
+            (),
+        )
+        return [MemberRecord(r[0], r[1], bool(r[2]), r[3], r[4], r[5], r[6], r[7]) for r in rows]
+
+    async def shard_map(self) -> list[ShardRecord]:
+        """Every shard, in order."""
+        rows = await self._read("SELECT shard, owner, epoch FROM shards ORDER BY shard", ())
+        return [ShardRecord(int(r[0]), r[1], int(r[2])) for r in rows]
+
+    def set_fence(self, member_id: str, epochs: Mapping[int, int]) -> None:
+        """From now on, apply a batch with fenced writes only if ``member_id`` owns every
+        shard they touch at exactly these epochs, checked inside the batch's write
+        transaction (see :meth:`write`). Replaces the previous fence; cached sequences
+        of shards whose epoch changed or that left the fence are forgotten."""
+        _check_id("member_id", member_id)
+        if not isinstance(epochs, Mapping):
+            raise InvalidWrite(f"set_fence epochs must be a mapping of shard to epoch, got {epochs!r:.80}")
+        new: dict[int, int] = {}
+        for s, e in epochs.items():
+            if isinstance(s, bool) or not isinstance(s, int) or isinstance(e, bool) or not isinstance(e, int):
+                raise InvalidWrite(f"set_fence takes int shards and epochs, got {s!r:.40}: {e!r:.40}")
+            new[s] = e
+        old = self._fence[1] if self._fence is not None and self._fence[0] == member_id else {}
+        self._forget_seqs(s for s, e in old.items() if new.get(s) != e)
+        if self._fence is not None and self._fence[0] != member_id:
+            self._forget_seqs(list(self._seq_keys))
+        self._fence = (member_id, new)
+
+    def _drop_fence(self, shards: Mapping[int, int]) -> None:
+        """Remove shards from the fence if they are still held there at these epochs."""
+        if self._fence is None:
+            return
+        epochs = self._fence[1]
+        dropped = [s for s, e in shards.items() if epochs.get(s) == e]
+        for s in dropped:
+            del epochs[s]
+        self._forget_seqs(dropped)
+
+    def _forget_seqs(self, shards: Iterable[int]) -> None:
+        for s in shards:
+            for key in self._seq_keys.pop(s, ()):
+                self._seqs.pop(key, None)
+
+    async def publish(self, topic: str, items: Sequence[str]) -> None:
+        """Does nothing: SQLite cannot wake other processes; members poll."""
+
+    def subscribe(self, callback: Callable[[str, str], None]) -> None:
+        """Keeps ``callback`` but never calls it: SQLite has no wake-ups, members poll."""
+        self._callbacks.append(callback)
+
+    def _check_shards(self, shards: Iterable[object], what: str, *, in_range: bool = True) -> list[int]:
+        """The shards as a sorted list of ints; InvalidWrite for anything else (and, with
+        ``in_range``, for a shard the database does not have)."""
+        out = []
+        for s in shards:
+            if isinstance(s, bool) or not isinstance(s, int) or (in_range and not 0 <= s < self.shard_count):
+                raise InvalidWrite(f"{what}: shards are ints 0..{self.shard_count - 1}, got {s!r:.80}")
+            out.append(s)
+        return sorted(set(out))
 
 
 class _Direct:
@@ -841,12 +1330,87 @@ def _drive(coro: Coroutine[object, None, _T]) -> _T:
     raise RuntimeError("the SQLite write path suspended; it must only await _Direct calls")
 
 
-def _try_flock(fd: int) -> bool:
+def _try_flock(fd: int, *, shared: bool = False) -> bool:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
     return True
+
+
+_shared_files: dict[tuple[int, int], list[int]] = {}
+"""Shared mode: per database file (device, inode), this process's one flocked fd and
+how many open stores use it. One fd per process, closed only when the last of them
+closes: closing any fd of the file would drop SQLite's own POSIX locks on it, which
+belong to the process, not to a connection."""
+_shared_files_lock = threading.Lock()
+
+
+def _take_shared(real: str) -> tuple[int, int] | None:
+    """Hold a shared flock on the database file for one more store of this process;
+    its key, or None when an exclusive owner holds the file."""
+    with _shared_files_lock:
+        with contextlib.suppress(FileNotFoundError):
+            st = os.stat(real)
+            entry = _shared_files.get((st.st_dev, st.st_ino))
+            if entry is not None:
+                entry[1] += 1
+                return (st.st_dev, st.st_ino)
+        fd = os.open(real, os.O_RDWR | os.O_CREAT, 0o644)
+        if not _try_flock(fd, shared=True):
+            os.close(fd)  # no store of this process has the file open (it would be listed)
+            return None
+        st = os.fstat(fd)
+        _shared_files[(st.st_dev, st.st_ino)] = [fd, 1]
+        return (st.st_dev, st.st_ino)
+
+
+def _release_shared(key: tuple[int, int]) -> None:
+    with _shared_files_lock:
+        entry = _shared_files[key]
+        entry[1] -= 1
+        if entry[1] == 0:
+            del _shared_files[key]
+            os.close(entry[0])
+
+
+def _shard_sql(entity_type: object, entity_id: object, count: object) -> int:
+    """``actors_shard(type, id, count)`` for the schema upgrade: :func:`shard_of` in SQL."""
+    return shard_of(str(entity_type), str(entity_id), int(count))  # type: ignore[call-overload]
+
+
+def _in_shards(shards: Collection[int] | None) -> tuple[str | None, tuple[object, ...]]:
+    """The WHERE prefix and parameters of a shard-filtered read (None: no shard asked)."""
+    if shards is None:
+        return "", ()
+    picked = set()
+    for s in shards:
+        if isinstance(s, bool) or not isinstance(s, int):
+            raise InvalidWrite(f"shards must be ints, got {s!r:.80}")
+        picked.add(s)
+    if not picked:
+        return None, ()
+    return "shard IN (SELECT value FROM json_each(?)) AND ", (json.dumps(sorted(picked)),)
+
+
+def _check_id(what: str, value: object) -> None:
+    if not isinstance(value, str) or not value or len(value) > _MAX_NAME:
+        raise InvalidWrite(
+            f"{what} must be a non-empty str of at most {_MAX_NAME} characters, got {value!r:.80}"
+        )
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One ``BEGIN IMMEDIATE`` transaction: committed, or rolled back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _read_owner(fd: int) -> dict[str, object]:

@@ -53,6 +53,11 @@ def indexes(where: str) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
+def newest(where: str) -> str:
+    """The schema version this code writes for that kind of store."""
+    return str(postgres.SCHEMA_VERSION if where.startswith("postgresql://") else sqlite.SCHEMA_VERSION)
+
+
 def version(where: str) -> str:
     [(v,)] = sql_at(where, "SELECT value FROM actors_meta WHERE key = 'schema_version'")
     return str(v)
@@ -71,7 +76,7 @@ def signal(sid: str) -> SignalRecord:
 async def test_a_new_database_has_the_retention_indexes(store_location: str) -> None:
     async with store_at(store_location):
         pass
-    assert version(store_location) == "3"
+    assert version(store_location) == newest(store_location)
     assert indexes(store_location) >= INDEXES
 
 
@@ -91,9 +96,9 @@ async def test_a_version_2_database_is_upgraded_and_prunes(v2_location: str) -> 
             Accepted(),
             Duplicate("fp-new", await store.read_mark("Account", "alice", "new")),
         ]
-    assert version(v2_location) == "3"
+    assert version(v2_location) == newest(v2_location)
     assert indexes(v2_location) >= INDEXES
-    async with store_at(v2_location) as store:  # a second open finds version 3: nothing to do
+    async with store_at(v2_location) as store:  # a second open finds the newest: nothing to do
         assert await store.read_mark("Account", "alice", "old") is None
 
 

@@ -27,6 +27,8 @@ pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = {
     "actors_meta",
+    "members",
+    "shards",
     "events",
     "snapshots",
     "inbox",
@@ -329,7 +331,7 @@ async def test_a_new_database_gets_the_schema_and_its_version(db: Path) -> None:
     tables = {r[0] for r in query(db, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables - {"sqlite_sequence"} == TABLES
     meta = dict(query(db, "SELECT key, value FROM actors_meta"))
-    assert meta == {"application": APPLICATION, "schema_version": str(SCHEMA_VERSION)}
+    assert meta == {"application": APPLICATION, "schema_version": str(SCHEMA_VERSION), "shard_count": "256"}
     # reopening an up-to-date database changes nothing in the schema
     await open_and_close(db)
     assert dict(query(db, "SELECT key, value FROM actors_meta")) == meta

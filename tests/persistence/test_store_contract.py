@@ -34,3 +34,11 @@ class TestSharedMemoryStore(SharedStoreContract):
     def make_shared(self) -> SharedFactory:
         mem = MemoryStore(shards=SHARED_SHARDS)
         return mem.connect
+
+
+class TestSharedSqliteStore(SharedStoreContract):
+    wakes = False  # SQLite cannot wake other processes: members poll
+
+    @pytest.fixture
+    def make_shared(self, tmp_path: Path) -> SharedFactory:
+        return lambda: SqliteStore(tmp_path / "shared.db", shared=True, shards=SHARED_SHARDS)
