@@ -10,7 +10,7 @@ import pytest
 
 from actors import ActorSystem, Cancelled, Entity, InvalidArguments, applies, query, signal
 from examples.approval.model import Budget, Expense
-from persistence import MemoryStore, SqliteStore
+from persistence import MemoryStore
 from persistence.testing import until
 
 pytestmark = pytest.mark.anyio

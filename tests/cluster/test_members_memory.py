@@ -42,21 +42,23 @@ class Counter(Entity):
 
 async def test_a_lone_member_owns_every_shard_and_a_client_none() -> None:
     mem = MemoryStore(shared=True, shards=16)
-    async with ActorSystem(mem.connect(), [Counter], lease_ttl=TTL) as a:
-        async with ActorSystem(mem.connect(), [Counter], serve=False, lease_ttl=TTL) as c:
-            ms = {m.member_id: m for m in await c.members()}
-            assert ms[a.member_id].shards == tuple(range(16))
-            assert ms[c.member_id].shards == ()
-            assert not ms[c.member_id].serves
-            for i in range(20):
-                assert await c.ref(Counter, f"c{i}").ask(Counter.add, i) == i
-            await c.ref(Counter, "c1").tell(Counter.add, 5)
+    async with (
+        ActorSystem(mem.connect(), [Counter], lease_ttl=TTL) as a,
+        ActorSystem(mem.connect(), [Counter], serve=False, lease_ttl=TTL) as c,
+    ):
+        ms = {m.member_id: m for m in await c.members()}
+        assert ms[a.member_id].shards == tuple(range(16))
+        assert ms[c.member_id].shards == ()
+        assert not ms[c.member_id].serves
+        for i in range(20):
+            assert await c.ref(Counter, f"c{i}").ask(Counter.add, i) == i
+        await c.ref(Counter, "c1").tell(Counter.add, 5)
 
-            async def seen() -> bool:
-                return await c.ref(Counter, "c1").query(Counter.get) == 6
+        async def seen() -> bool:
+            return await c.ref(Counter, "c1").query(Counter.get) == 6
 
-            await until(seen, "the tell from the client is applied by the member")
-            assert await a.ref(Counter, "c1").query(Counter.get) == 6
+        await until(seen, "the tell from the client is applied by the member")
+        assert await a.ref(Counter, "c1").query(Counter.get) == 6
 
 
 async def test_two_members_split_the_shards_and_hand_off_on_leave() -> None:
