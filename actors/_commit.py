@@ -267,7 +267,10 @@ class GroupCommitter:
                 return await self._write(batch[half:]) or first
             for slot in batch:
                 slot.error = err
-            self._log.error("commit of %d writes failed: %s", len(batch), err)
+            if isinstance(err, ShardLost):  # expected while shards move: the writer gives them up
+                self._log.info("commit of %d writes refused: %s", len(batch), err)
+            else:
+                self._log.error("commit of %d writes failed: %s", len(batch), err)
             return True
         for i, r in zip(order, results, strict=True):
             slot = batch[i]

@@ -18,8 +18,8 @@ from actors._envelope import Envelope, Reply
 from actors._ids import derived_id, digest, internal_key_id, parse_start_id, start_id
 from actors._journal import request_cancel
 from actors._ref import InvocationHandle
-from actors._spec import EntitySpec
-from actors.errors import DeadlineExceeded, InvalidArguments, Rejected
+from actors._spec import EntitySpec, HandlerSpec
+from actors.errors import DeadlineExceeded, InvalidArguments, Rejected, SystemClosed
 from persistence.store import SignalRecord
 
 
@@ -169,6 +169,24 @@ class Outcalls:
         etype, eid = parse_start_id(handle_id)
         await request_cancel(self.inv.kernel, handle_id, etype, eid, reason)
 
+    async def _answer(
+        self, spec: EntitySpec, entity_id: str, h: HandlerSpec, rec: SignalRecord, values: dict[str, object]
+    ) -> Any:
+        """Deliver a journaled ask and wait for its answer. If the target's shard moves
+        to another member while the ask waits there (nothing of it was kept), it is
+        sent on to the new owner: its key makes it run once wherever it runs."""
+        kernel = self.inv.kernel
+        while True:
+            reply = Reply()
+            kernel.route.deliver(
+                spec, entity_id, Envelope(h, rec, values=values, keyed=True, reply=reply, from_inbox=False)
+            )
+            try:
+                return await reply.wait()
+            except SystemClosed as e:
+                if e.accepted or not kernel.tasks.running or kernel.shards.owns(spec.name, entity_id):
+                    raise
+
     # ------------------------------------------------------------ journaled asks
     def ask(
         self,
@@ -230,19 +248,15 @@ class Outcalls:
                 "use self.ref(...).tell or call the logic directly"
             )
         kernel.waits.check_cycle(me, target)
-        reply = Reply()
-        kernel.route.deliver(
-            spec, entity_id, Envelope(h, rec, values=values, keyed=True, reply=reply, from_inbox=False)
-        )
         token = inv.step_started("ask", name, 1)
         try:
             with kernel.waits.waiting(me, target):
                 async with inv.parked():
                     if timeout is None:
-                        value = await reply.wait()
+                        value = await self._answer(spec, entity_id, h, rec, values)
                     else:
                         with anyio.move_on_after(timeout) as waited:
-                            value = await reply.wait()
+                            value = await self._answer(spec, entity_id, h, rec, values)
                         if waited.cancelled_caught:
                             raise DeadlineExceeded(f"{name}: no answer within {timeout:g}s")
         except DeadlineExceeded as d:

@@ -152,7 +152,8 @@ async def node(location: str, ttl: float, name: str, fence: bool) -> None:
                 tg.start_soon(on_term)
                 await stop.wait()
                 tg.cancel_scope.cancel()
-    print("left", flush=True)
+    with contextlib.suppress(OSError):  # the parent may have stopped reading
+        print("left", flush=True)
 
 
 def anyio_seconds(seconds: float) -> dt.timedelta:
