@@ -1629,12 +1629,12 @@ def _payloads(items: Sequence[str]) -> list[str]:
         if n + 2 > _PAYLOAD_MAX:
             item, enc, n = "*", '"*"', 4
         if chunk and size + n > _PAYLOAD_MAX:
-            out.append(json.dumps(chunk))
+            out.append(json.dumps(chunk, separators=(",", ":")))
             chunk, size = [], 2
         chunk.append(item)
         size += n
     if chunk:
-        out.append(json.dumps(chunk))
+        out.append(json.dumps(chunk, separators=(",", ":")))
     return out
 
 
