@@ -3,6 +3,7 @@
 from actors._activities import ActivityContext as ActivityContext
 from actors._clock import Clock as Clock
 from actors._clock import SystemClock as SystemClock
+from actors._cluster import Member as Member
 from actors._entity import Entity as Entity
 from actors._entity import applies as applies
 from actors._entity import query as query
@@ -35,6 +36,7 @@ from actors.errors import Overloaded as Overloaded
 from actors.errors import PayloadTooLarge as PayloadTooLarge
 from actors.errors import Rejected as Rejected
 from actors.errors import SerializationError as SerializationError
+from actors.errors import ShardLost as ShardLost
 from actors.errors import StoreError as StoreError
 from actors.errors import StoreFull as StoreFull
 from actors.errors import StoreLocked as StoreLocked
@@ -68,6 +70,7 @@ __all__ = [
     "InvalidArguments",
     "InvalidWrite",
     "InvocationHandle",
+    "Member",
     "NonDeterminismError",
     "NotOurDatabase",
     "Overloaded",
@@ -76,6 +79,7 @@ __all__ = [
     "Retention",
     "RetryPolicy",
     "SerializationError",
+    "ShardLost",
     "StoreError",
     "StoreFull",
     "StoreLocked",

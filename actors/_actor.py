@@ -69,6 +69,7 @@ class Actor:
         "entity",
         "held",
         "id",
+        "inbox_ids",
         "kernel",
         "last_active",
         "mailbox",
@@ -115,6 +116,8 @@ class Actor:
         """Keyed asks not yet handled (they are not in the inbox): id -> fingerprint."""
         self.telling: dict[str, str] = {}
         """Keyed tells from being accepted until handled: id -> fingerprint."""
+        self.inbox_ids: set[str] = set()
+        """Ids of inbox signals routed here and not yet handled (routed once)."""
         self.runs: set[Run] = set()
         """Invocations of async handlers in progress (running or parked)."""
         self.resumable: deque[Run] = deque()
@@ -176,7 +179,13 @@ class Actor:
     def handled(self, env: Envelope) -> None:
         """``env`` is handled: forget its key (asks and tells in flight)."""
         # by the caller's kind: a journaled ask is in the inbox too by now
-        (self.asking if env.reply is not None else self.telling).pop(env.signal.signal_id, None)
+        sid = env.signal.signal_id
+        (self.asking if env.reply is not None else self.telling).pop(sid, None)
+        if env.from_inbox:
+            self.inbox_ids.discard(sid)
+            own = self.kernel.shards
+            if own.clustered:
+                own.recent[sid] = own.poll_gen
 
     def stopped_error(self) -> HandlerFailed:
         """What an ask to a stopped actor fails with."""

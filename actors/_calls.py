@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
-
-import anyio
 
 from actors import _outcome as outcome
 from actors._directory import Directory, within
@@ -16,7 +13,7 @@ from actors._journal import request_cancel
 from actors._kernel import Kernel
 from actors._ref import InvocationHandle
 from actors._spec import EntitySpec, HandlerSpec
-from actors.errors import Overloaded, SystemClosed
+from actors.errors import Overloaded, ShardLost, SystemClosed
 from persistence.store import Accept, Accepted, Duplicate, SignalRecord
 
 
@@ -108,38 +105,17 @@ class Calls:
     async def handle_result(self, handle_id: str, returns: object, timeout: float | None) -> Any:
         """Wait for a started invocation's outcome (its processed mark)."""
         etype, eid = parse_start_id(handle_id)
-        kernel = self.kernel
-        loop = asyncio.get_running_loop()
-        got: asyncio.Future[str] = loop.create_future()
-
-        def seen(text: str) -> None:
-            if not got.done():
-                got.set_result(text)
-
-        unwatch = kernel.outcomes.watch(handle_id, seen)
-
-        async def wait() -> str:
-            delay = 0.01
-            while True:
-                mark = await kernel.store.read_mark(etype, eid, handle_id)
-                if mark is not None:
-                    return mark.outcome
-                # in-process outcomes arrive at once; another process's are polled
-                with anyio.move_on_after(delay):
-                    return await asyncio.shield(got)
-                delay = min(delay * 2, 1.0)
-
-        try:
-            text = await within(wait(), timeout)
-        finally:
-            unwatch()
-        return outcome.decode(kernel.codec, text, returns, where=f"the outcome of {handle_id}")
+        text = await within(self.directory.await_outcome(etype, eid, handle_id), timeout)
+        return outcome.decode(self.kernel.codec, text, returns, where=f"the outcome of {handle_id}")
 
     async def handle_cancel(self, handle_id: str, reason: str) -> None:
         """Request a started invocation's cancellation, durably."""
         self._check_running()
         etype, eid = parse_start_id(handle_id)
         await request_cancel(self.kernel, handle_id, etype, eid, reason)
+        own = self.kernel.shards
+        if not own.owns(etype, eid):
+            own.send("cancel", handle_id)  # reach it on the member that runs it
 
     async def tell(
         self,
@@ -169,8 +145,9 @@ class Calls:
         h, values, rec = self._signal(spec, entity_id, handler, args, kwargs, key, signal_id)
         sid, fp = rec.signal_id, rec.fingerprint
         keyed = key is not None or signal_id is not None
-        directory, tasks = self.directory, self.kernel.tasks
-        actor = directory.actor(spec, entity_id) if keyed else None
+        directory, tasks, own = self.directory, self.kernel.tasks, self.kernel.shards
+        local = own.owns(spec.name, entity_id)
+        actor = directory.actor(spec, entity_id) if keyed and local else None
         fresh = False
         if actor is not None:  # a keyed call of the same key may be under way: compare
             asked, told = actor.asking.get(sid), actor.telling.get(sid)
@@ -182,11 +159,19 @@ class Calls:
 
         def route(result: object) -> None:
             nonlocal routed
-            if isinstance(result, Accepted) and tasks.running:
-                routed = True
-                shared = values if h.immutable_args else None  # else the handler decodes its own copy
-                env = Envelope(h, rec, values=shared, keyed=keyed, reply=None, from_inbox=True)
-                directory.actor(spec, entity_id).deliver(env)
+            if not isinstance(result, Accepted) or not tasks.running:
+                return
+            if not own.owns(spec.name, entity_id):  # another member's entity: wake it
+                own.wake_inbox(own.shard(spec.name, entity_id))
+                return
+            target = directory.actor(spec, entity_id)
+            if sid in target.inbox_ids:
+                return
+            target.inbox_ids.add(sid)
+            routed = True
+            shared = values if h.immutable_args else None  # else the handler decodes its own copy
+            env = Envelope(h, rec, values=shared, keyed=keyed, reply=None, from_inbox=True)
+            target.deliver(env)
 
         try:
             result = await within(
@@ -209,7 +194,49 @@ class Calls:
         key: str | None,
         timeout: float | None,
     ) -> Any:
-        """Deliver a signal to its actor and wait for the answer (after its commit)."""
+        """Deliver a signal to its actor and wait for the answer (after its commit).
+
+        Another member's entity is asked through the stored inbox, and so is one whose
+        shard moved away while the ask waited here (nothing of it was written then)."""
+        own = self.kernel.shards
+        if not own.owns(spec.name, entity_id):
+            return await self._remote_ask(spec, entity_id, handler, args, kwargs, key, timeout)
+        try:
+            return await self._local_ask(spec, entity_id, handler, args, kwargs, key, timeout)
+        except (SystemClosed, ShardLost) as e:
+            moved = not own.owns(spec.name, entity_id)
+            if not moved or not self.kernel.tasks.running or (isinstance(e, SystemClosed) and e.accepted):
+                raise
+        return await self._remote_ask(spec, entity_id, handler, args, kwargs, key, timeout)
+
+    async def _remote_ask(
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        key: str | None,
+        timeout: float | None,
+    ) -> Any:
+        """Ask another member's entity: accepted into its inbox, answered from its mark."""
+        sid = None if key is not None else start_id(spec.name, entity_id, "g", generated_id())
+        h, _values, rec = self._signal(spec, entity_id, handler, args, kwargs, key, sid)
+        env = Envelope(h, rec, values=None, keyed=True, reply=Reply(), from_inbox=False)
+        await within(self.directory.remote(env), timeout)
+        assert env.reply is not None
+        return env.reply.future.result()
+
+    async def _local_ask(
+        self,
+        spec: EntitySpec,
+        entity_id: str,
+        handler: object,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        key: str | None,
+        timeout: float | None,
+    ) -> Any:
         self._check_room(spec, entity_id)
         h, values, rec = self._signal(spec, entity_id, handler, args, kwargs, key)
         reply = Reply()

@@ -35,9 +35,10 @@ import anyio
 from actors._clock import Clock
 from actors._observing import SafeObserver
 from actors._policies import SupervisorPolicy
+from actors._shards import Ownership
 from actors._tasks import Tasks
 from actors._work import Work
-from actors.errors import StoreError, StoreLocked, SystemClosed
+from actors.errors import ShardLost, StoreError, StoreLocked, SystemClosed
 from persistence.store import (
     Accept,
     Commit,
@@ -138,8 +139,10 @@ class GroupCommitter:
         tasks: Tasks,
         log: logging.Logger,
         observer: SafeObserver,
+        shards: Ownership | None = None,
     ) -> None:
         self._store = store
+        self._shards = shards if shards is not None else Ownership()
         self._clock = clock
         self._policy = policy
         self._work = work
@@ -223,7 +226,9 @@ class GroupCommitter:
         self.batches += 1
         self.writes += len(batch)
         for slot in batch:
-            if slot.error is not None and slot.done is None:
+            if isinstance(slot.error, ShardLost) and slot.done is None:
+                self._dropped(slot)  # its shard's new owner redoes it from what is stored
+            elif slot.error is not None and slot.done is None:
                 self._retry_later(slot)
             elif slot.done is not None and not slot.done.done():
                 slot.done.set_result(None)
@@ -254,6 +259,8 @@ class GroupCommitter:
             err = e if isinstance(e, StoreError) else StoreError(f"store write failed: {e!r}")
             if err is not e:
                 err.__cause__ = e
+            if isinstance(err, ShardLost) and err.shards:
+                self._shards.lose(err.shards)  # the store dropped them from its fence
             if len(batch) > 1 and not _environmental(err):
                 half = len(batch) // 2
                 first = await self._write(batch[:half])
@@ -274,6 +281,16 @@ class GroupCommitter:
                         slot.error = e  # the write itself committed: never retried
                     self._log.exception("after-commit hook of %s failed", type(slot.write).__name__)
         return False
+
+    def _dropped(self, slot: _Slot) -> None:
+        """An internal write of a shard this member lost: not retried here."""
+        self._log.info("%s dropped: its shard moved to another member", type(slot.write).__name__)
+        slot.error = None
+        if slot.after is not None:
+            try:
+                slot.after(None)  # as if the store had found it done: hooks count it as settled
+            except Exception:
+                self._log.exception("after-commit hook of %s failed", type(slot.write).__name__)
 
     def _retry_later(self, slot: _Slot) -> None:
         """Queue a failed write that nobody waits for again, after a backoff."""

@@ -72,7 +72,7 @@ class Committing:
                 actor.release()  # a waiting pause takes effect at the next await: the answer goes first
         self._finish(actor, env, inv, done, rejected, result)
         if env.keyed:
-            kernel.outcomes.notify(s.signal_id, text)
+            kernel.outcomes.notify(s.signal_id, text, remote=env.recovered)
         self.parking.check(actor)
         return Step.DONE
 

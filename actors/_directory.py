@@ -3,21 +3,24 @@ of the inbox and delivery of the outbox. Implements the kernel's ``Router``. Int
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import anyio
 
+from actors import _outcome as outcome
+from actors import _replay
 from actors._actor import Actor
-from actors._envelope import Envelope
-from actors._ids import is_keyed
+from actors._envelope import Envelope, closed_error
+from actors._ids import conflict_error, is_keyed
 from actors._kernel import Kernel
 from actors._loop import Loop
 from actors._spec import IMMUTABLE_VALUES, EntitySpec
 from actors.errors import DeadlineExceeded, SystemClosed
-from persistence.store import Accept, Accepted, SignalRecord, TakeOutbox
+from persistence.store import Accept, Accepted, Duplicate, SignalRecord, TakeOutbox
 
 _INBOX_CHUNK = 1000
 
@@ -58,11 +61,102 @@ class Directory:
         return actor
 
     def deliver(self, spec: EntitySpec, entity_id: str, env: Envelope) -> None:
-        """Put ``env`` in the mailbox of the entity's actor."""
-        self.actor(spec, entity_id).deliver(env)
+        """Put ``env`` in the mailbox of the entity's actor (another member's entity: in
+        the stored inbox, and its answer read from the store when committed)."""
+        if self.kernel.shards.owns(spec.name, entity_id):
+            self.actor(spec, entity_id).deliver(env)
+        else:
+            self.kernel.tasks.spawn(lambda: self.remote(env))
+
+    async def remote(self, env: Envelope) -> None:
+        """Run ``env`` on the member that owns its entity: accept it into the stored inbox
+        (waking that member), then answer ``env.reply`` with the committed outcome.
+
+        The signal's id must keep a processed mark (a keyed or started id)."""
+        s, reply = env.signal, env.reply
+        try:
+            result = await self.kernel.committer.submit(
+                Accept(s, check_duplicate=True), self.route_accepted(s)
+            )
+            if isinstance(result, Duplicate) and result.fingerprint != s.fingerprint:
+                raise conflict_error(s)
+            if isinstance(result, Duplicate) and result.mark is not None:
+                text = result.mark.outcome
+            else:
+                text = await self.await_outcome(s.entity_type, s.entity_id, s.signal_id)
+            value = outcome.decode(
+                self.kernel.codec, text, env.handler.returns, where=f"the outcome of {s.signal_id}"
+            )
+        except BaseException as e:
+            if reply is not None:
+                reply.fail(e)
+            if not isinstance(e, Exception):
+                raise
+            return
+        if reply is not None:
+            reply.set(value)
+
+    async def await_outcome(self, entity_type: str, entity_id: str, signal_id: str) -> str:
+        """Wait for a signal's outcome: committed here (at once), or read from its
+        processed mark when another member commits it (woken by that member, and polled)."""
+        kernel = self.kernel
+        loop = asyncio.get_running_loop()
+        got: asyncio.Future[str] = loop.create_future()
+        nudged = anyio.Event()
+
+        def seen(text: str) -> None:
+            if not got.done():
+                got.set_result(text)
+
+        def poke() -> None:
+            nudged.set()
+
+        unwatch = kernel.outcomes.watch(signal_id, seen)
+        off = kernel.outcomes.on_poke(signal_id, poke)
+        try:
+            delay = 0.005
+            ceiling = 1.0 if getattr(kernel.store, "wakes", True) else 0.1
+            while True:
+                mark = await kernel.store.read_mark(entity_type, entity_id, signal_id)
+                if mark is not None:
+                    return mark.outcome
+                if got.done():
+                    return got.result()
+                with anyio.move_on_after(delay):
+                    await nudged.wait()
+                if got.done():
+                    return got.result()
+                nudged = anyio.Event()
+                delay = min(delay * 2, ceiling)
+        finally:
+            unwatch()
+            off()
+
+    def move_pending(self, actor: Actor) -> None:
+        """The actor's shard moves away: what waits in its mailbox goes to the new owner.
+
+        A keyed ask is re-sent through the stored inbox (its answer comes back from
+        there); an unkeyed ask fails with ``SystemClosed(accepted=False)``, which the
+        caller here sends again to the new owner; an inbox signal stays in the inbox.
+        """
+        while actor.mailbox:
+            env = actor.mailbox.popleft()
+            if env.reply is None or env.from_inbox:
+                continue
+            if env.keyed:
+                self.kernel.tasks.spawn(lambda env=env: self.remote(env))  # type: ignore[misc]
+            else:
+                env.reply.fail(closed_error(env))
+        actor.held.clear()
+        actor.inbox_ids.clear()
 
     def route_stored(self, s: SignalRecord, *, recovered: bool = False) -> int:
-        """Deliver an inbox signal to its actor; 0 (and a warning) if nobody here runs it."""
+        """Deliver an inbox signal to its actor (once: a signal already routed here is
+        not routed again); 0 if nobody here runs it (another member's: it is woken)."""
+        kernel = self.kernel
+        if not kernel.shards.owns(s.entity_type, s.entity_id):
+            kernel.shards.wake_inbox(kernel.shards.shard(s.entity_type, s.entity_id))
+            return 0
         spec = self.kernel.registry.specs.get(s.entity_type)
         h = spec.signals.get(s.handler) if spec is not None else None
         if spec is None or h is None:
@@ -75,7 +169,11 @@ class Directory:
                 extra={"entity_type": s.entity_type, "entity_id": s.entity_id, "signal_id": s.signal_id},
             )
             return 0
-        self.actor(spec, s.entity_id).deliver(
+        actor = self.actor(spec, s.entity_id)
+        if s.signal_id in actor.inbox_ids:
+            return 0
+        actor.inbox_ids.add(s.signal_id)
+        actor.deliver(
             Envelope(
                 h,
                 s,
@@ -119,6 +217,9 @@ class Directory:
             raise SystemClosed(f"the actor system is {tasks.state}, not running")
         h = spec.resolve(handler, "query")
         values = h.bind(args, kwargs)
+        if not self.kernel.shards.owns(spec.name, entity_id):  # another member's: its stored state
+            state, _seq, _snap = await within(_replay.load(self.kernel, spec, entity_id), timeout)
+            return h.call_query(state, values)
         actor = self.actor(spec, entity_id)
         if actor.view is None:
             await within(actor.ensure_active(), timeout)
@@ -128,13 +229,18 @@ class Directory:
         return result if type(result) in IMMUTABLE_VALUES else copy.deepcopy(result)
 
     # ------------------------------------------------------------ recovery
-    async def recover(self, only: tuple[str, str] | None = None) -> int:
-        """Route pending inbox signals (of one entity, or all) to their actors."""
+    async def recover(
+        self, only: tuple[str, str] | None = None, *, shards: Collection[int] | None = None
+    ) -> int:
+        """Route pending inbox signals (of one entity, of some shards, or all) to their actors."""
         after = 0
         count = 0
         store = self.kernel.store
         while True:
-            entries = await store.read_inbox(after=after, limit=_INBOX_CHUNK)
+            if shards is None:
+                entries = await store.read_inbox(after=after, limit=_INBOX_CHUNK)
+            else:
+                entries = await store.read_inbox(after=after, limit=_INBOX_CHUNK, shards=shards)
             for entry in entries:
                 after = entry.position
                 s = entry.signal
@@ -146,11 +252,15 @@ class Directory:
             self.kernel.log.info("recovered %d pending signals from the inbox", count)
         return count
 
-    async def recover_outbox(self) -> None:
-        """Deliver every outbox message left by the last run."""
+    async def recover_outbox(self, *, shards: Collection[int] | None = None) -> None:
+        """Deliver every outbox message left by the last run (of senders in ``shards``)."""
         after = 0
+        store = self.kernel.store
         while True:
-            entries = await self.kernel.store.read_outbox(after=after, limit=_INBOX_CHUNK)
+            if shards is None:
+                entries = await store.read_outbox(after=after, limit=_INBOX_CHUNK)
+            else:
+                entries = await store.read_outbox(after=after, limit=_INBOX_CHUNK, shards=shards)
             for e in entries:
                 after = e.id
                 self.kernel.route.deliver_outbox([e.id], [e.signal])

@@ -18,6 +18,7 @@ from actors._envelope import Envelope
 from actors._observing import SafeObserver
 from actors._policies import SupervisorPolicy
 from actors._registry import Registry
+from actors._shards import Ownership
 from actors._spec import EntitySpec
 from actors._supervisor import Supervisor
 from actors._tasks import Tasks
@@ -60,10 +61,13 @@ class Outcomes:
     """Invocations' outcomes as they commit, for handles waiting in this process, and
     the live invocations a cancellation can reach."""
 
-    __slots__ = ("_waiters", "cancellers", "requested")
+    __slots__ = ("_pokes", "_waiters", "cancellers", "publish", "requested")
 
     def __init__(self) -> None:
         self._waiters: dict[str, list[Callable[[str], None]]] = {}
+        self._pokes: dict[str, list[Callable[[], None]]] = {}
+        self.publish: Callable[[str], None] | None = None
+        """Set by the cluster: tell other members an outcome was committed here."""
         self.cancellers: dict[str, Callable[[str], None]] = {}
         """Invocations in memory by signal id -> request their cancellation."""
         self.requested: dict[str, str] = {}
@@ -90,11 +94,38 @@ class Outcomes:
 
         return unwatch
 
-    def notify(self, signal_id: str, outcome: str) -> None:
-        """An invocation's outcome was committed."""
+    def notify(self, signal_id: str, outcome: str, *, remote: bool = False) -> None:
+        """An invocation's outcome was committed; ``remote``: its signal came from the
+        stored inbox, so a caller on another member may wait for it (wake them)."""
         self.requested.pop(signal_id, None)
         for fn in self._waiters.pop(signal_id, ()):
             fn(outcome)
+        if remote and self.publish is not None:
+            self.publish(signal_id)
+
+    def on_poke(self, signal_id: str, fn: Callable[[], None]) -> Callable[[], None]:
+        """Call ``fn()`` when another member says ``signal_id``'s outcome may be stored
+        (then read it); returns the unregister."""
+        self._pokes.setdefault(signal_id, []).append(fn)
+
+        def off() -> None:
+            fns = self._pokes.get(signal_id)
+            if fns is not None and fn in fns:
+                fns.remove(fn)
+                if not fns:
+                    del self._pokes[signal_id]
+
+        return off
+
+    def poke(self, signal_id: str) -> None:
+        """Another member committed ``signal_id``'s outcome (``*``: maybe any)."""
+        if signal_id == "*":
+            for fns in list(self._pokes.values()):
+                for fn in list(fns):
+                    fn()
+            return
+        for fn in list(self._pokes.get(signal_id, ())):
+            fn()
 
 
 class Kernel:
@@ -111,6 +142,7 @@ class Kernel:
         "registry",
         "retries",
         "router",
+        "shards",
         "store",
         "supervision",
         "supervisor",
@@ -145,6 +177,7 @@ class Kernel:
         self.observer = observer
         self.log = log
         self.work = Work()
+        self.shards = Ownership()
         self.tasks = Tasks(log)
         self.waits = WaitGraph()
         self.committer = GroupCommitter(
@@ -156,6 +189,7 @@ class Kernel:
             tasks=self.tasks,
             log=log,
             observer=observer,
+            shards=self.shards,
         )
         self.timers = TimerService(
             store,
@@ -166,6 +200,7 @@ class Kernel:
             log=log,
             observer=observer,
             work=self.work,
+            shards=self.shards,
         )
         self.outcomes = Outcomes()
         self.router: Router | None = None

@@ -127,7 +127,7 @@ class Loop:
             return
         run = Run(env)
         actor.runs.add(run)
-        kernel.tasks.spawn_drain(self._run_task(actor, run))
+        run.task = kernel.tasks.spawn_drain(self._run_task(actor, run))
         await run.segment
 
     async def _run_task(self, actor: Actor, run: Run) -> None:
@@ -186,6 +186,8 @@ class Loop:
                 step = Step.STORE_FAILED
             if step is Step.DONE or actor.stopped_until is not None:
                 return
+            if step is Step.STORE_FAILED and not self.kernel.shards.owns(actor.spec.name, actor.id):
+                return  # its shard moved to another member: that one runs it from the inbox
             runs += 1
             if step is Step.RETRY:
                 attempt += 1

@@ -30,6 +30,7 @@ class Run:
         "predicate",
         "scope",
         "segment",
+        "task",
         "timer",
         "unwatch",
         "value",
@@ -52,6 +53,8 @@ class Run:
         self.go: asyncio.Future[None] | None = None
         self.predicate: Callable[[], object] | None = None
         self.timer: asyncio.Task[Any] | None = None
+        self.task: asyncio.Task[None] | None = None
+        """The task running it (a handoff waits for it to end)."""
         self.unwatch: Callable[[], None] | None = None
         self.flag = CancelFlag()
 

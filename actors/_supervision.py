@@ -87,7 +87,7 @@ async def write_dead_letter(
         if env.reply is not None:
             env.reply.fail(e)
         return Step.DONE
-    kernel.outcomes.notify(s.signal_id, text)
+    kernel.outcomes.notify(s.signal_id, text, remote=env.recovered)
     if env.reply is not None:
         env.reply.fail(failure)
     return Step.DONE

@@ -21,6 +21,7 @@ import attrs
 
 from actors._calls import Calls
 from actors._clock import Clock, SystemClock
+from actors._cluster import Cluster, Member
 from actors._directory import Directory
 from actors._entity import Entity
 from actors._kernel import Kernel
@@ -32,7 +33,7 @@ from actors._retention import run_retention
 from actors.errors import InvalidArguments, SystemClosed
 from actors.observe import NO_OBSERVER, Observer
 from persistence.codec import Codec
-from persistence.store import DeadLetter, Requeue, Store
+from persistence.store import DeadLetter, Requeue, SharedStore, Store
 
 E = TypeVar("E", bound=Entity)
 T = TypeVar("T")
@@ -112,6 +113,14 @@ class ActorSystem:
     refused with ``Overloaded`` before anything is written (durable work already
     accepted is always delivered). ``retention`` (an ``actors.Retention``) prunes old processed marks and dead
     letters periodically; without it they are kept forever.
+
+    On a shared store (``PostgresStore``, ``SqliteStore(path, shared=True)``) the
+    system is a **member**: it owns a share of the entities (shards) and any number
+    of members and clients may run at once; every call reaches its entity wherever
+    it runs. ``serve=False`` makes it a **client** that owns nothing (a web worker,
+    a script). ``lease_ttl`` is how long a member that stops heartbeating keeps its
+    shards before the others take them over; ``member_name`` names it for people
+    (``members()``, ``actors members``).
     """
 
     def __init__(
@@ -130,8 +139,27 @@ class ActorSystem:
         observer: Observer = NO_OBSERVER,
         recover: bool = True,
         retention: Retention | None = None,
+        serve: bool = True,
+        lease_ttl: dt.timedelta = dt.timedelta(seconds=10),
+        member_name: str | None = None,
     ) -> None:
         _check_config(store, entities, passivate_after, clock, supervision, observer, resources)
+        shared = isinstance(store, SharedStore) and bool(getattr(store, "shared", False))
+        if not isinstance(serve, bool):
+            raise InvalidArguments(f"serve must be True or False, got {serve!r:.40}")
+        if not serve and not shared:
+            raise InvalidArguments(
+                "serve=False makes a client of a shared store (PostgresStore, "
+                f"SqliteStore(path, shared=True)); {store!r:.60} is not shared"
+            )
+        if not isinstance(lease_ttl, dt.timedelta) or not dt.timedelta(
+            seconds=0.5
+        ) <= lease_ttl <= dt.timedelta(hours=1):
+            raise InvalidArguments(
+                f"lease_ttl must be a timedelta from 0.5 s to 1 hour, got {lease_ttl!r:.60}"
+            )
+        if member_name is not None and (not isinstance(member_name, str) or not 0 < len(member_name) <= 200):
+            raise InvalidArguments(f"member_name must be a str of 1..200 characters, got {member_name!r:.60}")
         check_int("max_batch", max_batch, 1)
         check_int("max_id_length", max_id_length, 1)
         try:
@@ -159,6 +187,18 @@ class ActorSystem:
             raise InvalidArguments(f"retention must be an actors.Retention or None, got {retention!r:.80}")
         self._retention = retention
         self._recover_at_start = bool(recover)
+        self._cluster = (
+            Cluster(
+                kernel,
+                self._directory,
+                store,  # type: ignore[arg-type]
+                serve=serve,
+                lease_ttl=lease_ttl.total_seconds(),
+                name=member_name,
+            )
+            if shared
+            else None
+        )
         self._passivate_after = passivate_after
         self._stack: contextlib.AsyncExitStack | None = None
 
@@ -198,7 +238,11 @@ class ActorSystem:
             if attach is not None:
                 attach(self)
                 stack.callback(kernel.clock.detach, self)  # type: ignore[attr-defined]
-            if self._recover_at_start:
+            cluster = self._cluster
+            if cluster is not None:  # a member recovers the shards it claims, as it claims them
+                await cluster.start()
+                await kernel.timers.load()
+            elif self._recover_at_start:
                 await directory.recover()
                 await directory.recover_outbox()
                 await kernel.timers.load()
@@ -254,11 +298,27 @@ class ActorSystem:
                 if drains:
                     await asyncio.gather(*drains, return_exceptions=True)
                 await self._kernel.committer.close()
+                if self._cluster is not None:  # hand every shard off now: no one waits for a lease
+                    await self._cluster.leave()
                 await tasks.stop(list(tasks.tasks))
                 await self._stack.aclose()
         finally:
             tasks.state = "closed"
             actors.clear()
+
+    async def members(self) -> list[Member]:
+        """The members and clients of this system's shared store, with the shards each
+        owns and its last heartbeat (by the database's clock); alive ones first.
+        On an exclusive store: InvalidArguments (there is one owner)."""
+        self._check_running()
+        if self._cluster is None:
+            raise InvalidArguments(f"{self.store!r:.60} is not shared: it has one owner and no members")
+        return await self._cluster.members()
+
+    @property
+    def member_id(self) -> str | None:
+        """This system's id in the membership of a shared store (None on an exclusive one)."""
+        return self._cluster.member_id if self._cluster is not None else None
 
     @property
     def running(self) -> bool:

@@ -15,6 +15,7 @@ from actors._clock import MAX_DUE, Clock, from_timestamp
 from actors._commit import After, GroupCommitter
 from actors._ids import derived_id, generated_id
 from actors._observing import SafeObserver
+from actors._shards import Ownership
 from actors._work import Work
 from actors.errors import CorruptRecord
 from persistence.codec import fingerprint
@@ -60,6 +61,7 @@ class TimerService:
         log: logging.Logger,
         observer: SafeObserver,
         work: Work,
+        shards: Ownership | None = None,
         window: int | None = None,
     ) -> None:
         self._store = store
@@ -70,6 +72,8 @@ class TimerService:
         self._log = log
         self._observer = observer
         self._work = work
+        self._shards = shards if shards is not None else Ownership()
+        self._reload = False
         self._current: dict[tuple[str, str, str], TimerRecord] = {}
         self._heap: list[tuple[float, int, TimerRecord]] = []
         self._seq = itertools.count()
@@ -97,7 +101,11 @@ class TimerService:
         self._changes = []
         self._work.inc()  # a read in flight is work: a virtual clock must not skip past it
         try:
-            rows = await self._store.read_timers(limit=self._window)
+            owned = self._shards.owned()
+            if owned is None:
+                rows = await self._store.read_timers(limit=self._window)
+            else:
+                rows = await self._store.read_timers(limit=self._window, shards=owned)
         finally:
             self._work.dec()
             changes, self._changes = self._changes, None
@@ -144,6 +152,18 @@ class TimerService:
             else:  # beyond the window: the store has it; the window reaches it later
                 self._current.pop((t.entity_type, t.entity_id, t.key), None)
 
+    def reload(self) -> None:
+        """Read the window again (the owned shards changed)."""
+        self._reload = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def forget(self, shards: frozenset[int]) -> None:
+        """Drop from memory the timers of shards this member gave up (their owner fires them)."""
+        shard = self._shards.shard
+        for k in [k for k in self._current if shard(k[0], k[1]) in shards]:
+            del self._current[k]
+
     def pending(self, entity_type: str, entity_id: str) -> list[TimerRecord]:
         """The entity's scheduled timers held in memory (the window), in due order."""
         ts = [t for (et, ei, _k), t in self._current.items() if (et, ei) == (entity_type, entity_id)]
@@ -153,6 +173,10 @@ class TimerService:
         """Fire timers as they fall due, until cancelled."""
         clock = self._clock
         while True:
+            if self._reload:
+                self._reload = False
+                await self.load()
+                continue
             self._fire_due()
             nxt = self._peek()
             if self._window_done(nxt):

@@ -26,6 +26,7 @@ ActorsError
     ├── StoreTimeout         a statement ran past the store's timeout
     ├── StoreReadOnly        the database refuses writes
     ├── StoreFull            the disk holding the database is full
+    ├── ShardLost            this member no longer owns the entity's shard: not written
     └── StoreUnavailable     the server cannot be reached
         └── CommitUnknown    the connection died during a commit: outcome unknown
 """
@@ -41,6 +42,7 @@ from persistence.errors import (
     NotOurDatabase,
     PayloadTooLarge,
     SerializationError,
+    ShardLost,
     StoreError,
     StoreFull,
     StoreLocked,
@@ -70,6 +72,7 @@ __all__ = [
     "PayloadTooLarge",
     "Rejected",
     "SerializationError",
+    "ShardLost",
     "StoreError",
     "StoreFull",
     "StoreLocked",

@@ -15,6 +15,9 @@ from persistence.errors import (
     NotOurDatabase as NotOurDatabase,
 )
 from persistence.errors import (
+    ShardLost as ShardLost,
+)
+from persistence.errors import (
     StoreError as StoreError,
 )
 from persistence.errors import (
@@ -35,6 +38,7 @@ from persistence.errors import (
 from persistence.memory import MemoryStore as MemoryStore
 from persistence.postgres import PostgresStore as PostgresStore
 from persistence.sqlite import SqliteStore as SqliteStore
+from persistence.store import SharedStore as SharedStore
 from persistence.store import Store as Store
 
 __all__ = [
@@ -45,6 +49,8 @@ __all__ = [
     "MemoryStore",
     "NotOurDatabase",
     "PostgresStore",
+    "ShardLost",
+    "SharedStore",
     "SqliteStore",
     "Store",
     "StoreError",

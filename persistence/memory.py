@@ -6,13 +6,15 @@ Nothing survives the process; everything else behaves as the SQLite store does
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
 from types import TracebackType
 from typing import Self
 
 import attrs
 
-from persistence.errors import StoreError
+from persistence.errors import ShardLost, StoreError
 from persistence.store import (
     Accept,
     Accepted,
@@ -24,12 +26,14 @@ from persistence.store import (
     InboxEntry,
     Journal,
     JournalEntry,
+    MemberRecord,
     OutboxEntry,
     ProcessedMark,
     Prune,
     Pruned,
     Requeue,
     SaveSnapshot,
+    ShardRecord,
     SignalRecord,
     SnapshotRecord,
     StoredEvent,
@@ -37,6 +41,8 @@ from persistence.store import (
     TimerRecord,
     Write,
     WriteResult,
+    shard_of,
+    write_entity,
 )
 
 Key = tuple[str, str]
@@ -54,7 +60,27 @@ class _Data:
     timers: dict[tuple[str, str, str], TimerRecord] = attrs.field(factory=dict)
     journal: dict[SigKey, dict[int, JournalEntry]] = attrs.field(factory=dict)
     outbox: dict[int, OutboxEntry] = attrs.field(factory=dict)
+    outbox_from: dict[int, Key] = attrs.field(factory=dict)
+    """The sender of each outbox message (whose shard delivers it)."""
     counter: int = 0
+
+
+@attrs.define
+class _Cluster:
+    """Membership, shard ownership and wake-ups, shared by every connection of a store."""
+
+    shard_count: int
+    clock: Callable[[], float]
+    members: dict[str, MemberRecord] = attrs.field(factory=dict)
+    holders: dict[str, object] = attrs.field(factory=dict)
+    """member id -> the connection that joined it (gone when it closes: the member is dead)."""
+    owners: list[str | None] = attrs.field(factory=list)
+    epochs: list[int] = attrs.field(factory=list)
+    listeners: list[Callable[[str, str], None]] = attrs.field(factory=list)
+
+    def __attrs_post_init__(self) -> None:
+        self.owners = [None] * self.shard_count
+        self.epochs = [0] * self.shard_count
 
 
 def _sig_key(s: SignalRecord) -> SigKey:
@@ -65,12 +91,37 @@ class MemoryStore:
     """A Store kept in process memory; data survives closing and reopening the object.
 
     Reusing one ``MemoryStore`` across ``ActorSystem`` instances simulates a restart.
+    With ``shared=True`` (or a connection from :meth:`connect`) several systems of one
+    process share it as members (a ``SharedStore``; for tests): its database
+    clock is ``clock`` (default ``time.time``), and a member whose connection is
+    closed without leaving counts as gone (like a server session that ended).
     """
 
-    def __init__(self) -> None:
+    wakes = True
+    """``subscribe`` is called back (systems of one process)."""
+
+    def __init__(
+        self, *, shared: bool = False, shards: int = 256, clock: Callable[[], float] = time.time
+    ) -> None:
+        if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= 65536:
+            raise StoreError(f"shards must be an int in 1..65536, got {shards!r:.40}")
+        self.shared = shared
+        """Whether systems on it run as members (``connect()`` gives more connections)."""
         self._d = _Data()
+        self._c = _Cluster(shards, clock)
         self._open = False
         self._undo: list[Callable[[], None]] = []
+        self._fence: dict[int, int] | None = None
+        self._fence_member = ""
+        self._mine: list[Callable[[str, str], None]] = []
+
+    def connect(self) -> MemoryStore:
+        """Another connection to this store's data and membership (not yet open)."""
+        other = MemoryStore.__new__(MemoryStore)
+        other._d, other._c, other.shared = self._d, self._c, True
+        other._open, other._undo, other._fence, other._fence_member = False, [], None, ""
+        other._mine = []
+        return other
 
     async def __aenter__(self) -> Self:
         if self._open:
@@ -85,6 +136,13 @@ class MemoryStore:
         tb: TracebackType | None,
     ) -> None:
         self._open = False
+        self._fence, self._fence_member = None, ""
+        for cb in self._mine:
+            self._c.listeners.remove(cb)
+        self._mine = []
+        for mid, holder in list(self._c.holders.items()):
+            if holder is self:  # its session ended: the member is gone
+                del self._c.holders[mid]
 
     def _check(self) -> None:
         if not self._open:
@@ -98,6 +156,8 @@ class MemoryStore:
     async def write(self, batch: Sequence[Write]) -> list[WriteResult]:
         """Apply ``batch`` atomically: on any error, every change of the batch is undone."""
         self._check()
+        if self._fence is not None:
+            self._check_fence(batch)
         self._undo = []
         counter = self._d.counter
         try:
@@ -140,6 +200,7 @@ class MemoryStore:
             return self._fire(w)
         elif isinstance(w, TakeOutbox):
             self._pop(self._d.outbox, w.outbox_id)
+            self._pop(self._d.outbox_from, w.outbox_id)
             return self._accept(w.accept.signal, w.accept.check_duplicate)
         elif isinstance(w, Prune):
             return self._prune(w)
@@ -204,6 +265,7 @@ class MemoryStore:
         for s in c.outbox:
             oid = self._next_id()
             self._set(self._d.outbox, oid, OutboxEntry(oid, s))
+            self._set(self._d.outbox_from, oid, (c.entity_type, c.entity_id))
             ids.append(oid)
         return Committed(tuple(ids))
 
@@ -303,21 +365,39 @@ class MemoryStore:
         self._check()
         return self._d.marks.get((entity_type, entity_id, signal_id))
 
-    async def read_inbox(self, *, after: int, limit: int) -> list[InboxEntry]:
-        """Pending signals with ``position > after``, in acceptance order."""
+    def _in(self, shards: Collection[int] | None, entity_type: str, entity_id: str) -> bool:
+        return shards is None or shard_of(entity_type, entity_id, self._c.shard_count) in shards
+
+    async def read_inbox(
+        self, *, after: int, limit: int, shards: Collection[int] | None = None
+    ) -> list[InboxEntry]:
+        """Pending signals with ``position > after``, in acceptance order (of ``shards``)."""
         self._check()
-        return sorted((e for p, e in self._d.inbox.items() if p > after), key=lambda e: e.position)[:limit]
+        return sorted(
+            (
+                e
+                for p, e in self._d.inbox.items()
+                if p > after and self._in(shards, e.signal.entity_type, e.signal.entity_id)
+            ),
+            key=lambda e: e.position,
+        )[:limit]
 
     async def read_dead_letters(self, *, limit: int) -> list[DeadLetter]:
         """Dead letters, oldest first."""
         self._check()
         return [self._d.dead[k] for k in sorted(self._d.dead)][:limit]
 
-    async def read_timers(self, *, limit: int, after_due: float = float("-inf")) -> list[TimerRecord]:
-        """Timers in due order."""
+    async def read_timers(
+        self, *, limit: int, after_due: float = float("-inf"), shards: Collection[int] | None = None
+    ) -> list[TimerRecord]:
+        """Timers in due order (of ``shards``)."""
         self._check()
         ts = sorted(
-            (t for t in self._d.timers.values() if t.due_at > after_due),
+            (
+                t
+                for t in self._d.timers.values()
+                if t.due_at > after_due and self._in(shards, t.entity_type, t.entity_id)
+            ),
             key=lambda t: (t.due_at, t.entity_type, t.entity_id, t.key),
         )
         return ts[:limit]
@@ -328,7 +408,145 @@ class MemoryStore:
         steps = self._d.journal.get((entity_type, entity_id, invocation_id), {})
         return [steps[k] for k in sorted(steps)]
 
-    async def read_outbox(self, *, after: int, limit: int) -> list[OutboxEntry]:
-        """Undelivered outbox messages with ``id > after``, in order."""
+    async def read_outbox(
+        self, *, after: int, limit: int, shards: Collection[int] | None = None
+    ) -> list[OutboxEntry]:
+        """Undelivered outbox messages with ``id > after``, in order (of senders in ``shards``)."""
         self._check()
-        return [self._d.outbox[k] for k in sorted(self._d.outbox) if k > after][:limit]
+        frm = self._d.outbox_from
+        return [
+            self._d.outbox[k]
+            for k in sorted(self._d.outbox)
+            if k > after and (shards is None or self._in(shards, *frm[k]))
+        ][:limit]
+
+    # ------------------------------------------------------------ several members
+    @property
+    def shard_count(self) -> int:
+        """The number of shards (fixed when the store was made)."""
+        return self._c.shard_count
+
+    def _now(self) -> float:
+        return float(self._c.clock())
+
+    async def join(self, member_id: str, name: str, *, serves: bool, ttl: float) -> None:
+        """Add a member, alive, heartbeat now (see ``SharedStore.join``)."""
+        self._check()
+        c = self._c
+        if member_id in c.members:
+            raise StoreError(f"member id {member_id!r} was used before")
+        now = self._now()
+        c.members[member_id] = MemberRecord(member_id, name, serves, "alive", float(ttl), now, now, 0.0)
+        c.holders[member_id] = self
+
+    async def heartbeat(self, member_id: str) -> bool:
+        """Renew the member's lease; False when it is no longer alive."""
+        self._check()
+        c = self._c
+        m = c.members.get(member_id)
+        if m is None or m.status != "alive":
+            return False
+        c.members[member_id] = attrs.evolve(m, heartbeat_at=self._now())
+        return True
+
+    def _expire(self) -> None:
+        c = self._c
+        now = self._now()
+        for mid, m in list(c.members.items()):
+            if m.status == "alive" and (now - m.heartbeat_at > m.ttl or mid not in c.holders):
+                c.members[mid] = attrs.evolve(m, status="dead")
+
+    async def claim(self, member_id: str, wanted: Collection[int]) -> dict[int, int]:
+        """Take the wanted shards that are free or owned by a member not alive."""
+        self._check()
+        c = self._c
+        self._expire()
+        me = c.members.get(member_id)
+        if me is None or me.status != "alive":
+            return {}
+        taken: dict[int, int] = {}
+        for shard in sorted(set(wanted)):
+            if not 0 <= shard < c.shard_count:
+                continue
+            owner = c.owners[shard]
+            if owner is None or (owner != member_id and c.members[owner].status != "alive"):
+                c.owners[shard] = member_id
+                c.epochs[shard] += 1
+                taken[shard] = c.epochs[shard]
+        return taken
+
+    async def release(self, member_id: str, shards: Mapping[int, int]) -> None:
+        """Give up shards owned at these epochs (owner none, epoch + 1)."""
+        self._check()
+        c = self._c
+        for shard, epoch in shards.items():
+            if 0 <= shard < c.shard_count and c.owners[shard] == member_id and c.epochs[shard] == epoch:
+                c.owners[shard] = None
+                c.epochs[shard] += 1
+
+    async def leave(self, member_id: str) -> None:
+        """Leave cleanly: status ``left``, every shard released."""
+        self._check()
+        c = self._c
+        m = c.members.get(member_id)
+        if m is not None and m.status == "alive":
+            c.members[member_id] = attrs.evolve(m, status="left")
+        for shard, owner in enumerate(c.owners):
+            if owner == member_id:
+                c.owners[shard] = None
+                c.epochs[shard] += 1
+        c.holders.pop(member_id, None)
+
+    async def members(self) -> list[MemberRecord]:
+        """Every member, alive first, then the most recent."""
+        self._check()
+        self._expire()
+        now = self._now()
+        ms = [attrs.evolve(m, seen_ago=max(now - m.heartbeat_at, 0.0)) for m in self._c.members.values()]
+        return sorted(ms, key=lambda m: (m.status != "alive", -m.joined_at))
+
+    async def shard_map(self) -> list[ShardRecord]:
+        """Every shard, in order."""
+        self._check()
+        c = self._c
+        return [ShardRecord(i, c.owners[i], c.epochs[i]) for i in range(c.shard_count)]
+
+    def set_fence(self, member_id: str, epochs: Mapping[int, int]) -> None:
+        """Fence every later batch's fenced writes (see ``SharedStore.set_fence``)."""
+        self._fence_member = member_id
+        self._fence = dict(epochs)
+
+    def _check_fence(self, batch: Sequence[Write]) -> None:
+        fence = self._fence
+        assert fence is not None
+        c = self._c
+        lost: set[int] = set()
+        for w in batch:
+            ent = write_entity(w)
+            if ent is None:
+                continue
+            shard = shard_of(ent[0], ent[1], c.shard_count)
+            epoch = fence.get(shard)
+            if epoch is None or c.owners[shard] != self._fence_member or c.epochs[shard] != epoch:
+                lost.add(shard)
+        if lost:
+            for shard in lost:
+                fence.pop(shard, None)
+            raise ShardLost(
+                f"this member no longer owns shard(s) {sorted(lost)[:10]} at the epoch it holds: "
+                "nothing of the batch was written",
+                frozenset(lost),
+            )
+
+    async def publish(self, topic: str, items: Sequence[str]) -> None:
+        """Wake every subscriber of every connection (soon, on the event loop)."""
+        self._check()
+        loop = asyncio.get_running_loop()
+        for cb in list(self._c.listeners):
+            for item in items:
+                loop.call_soon(cb, topic, item)
+
+    def subscribe(self, callback: Callable[[str, str], None]) -> None:
+        """Call ``callback(topic, item)`` for every published item."""
+        self._c.listeners.append(callback)
+        self._mine.append(callback)

@@ -400,9 +400,10 @@ SHARDS = 256
 """Shards of a new shared database (fixed for the database's life; stored in it)."""
 
 FENCED_WRITES = (Commit, Journal, FireTimer, SaveSnapshot)
-"""Writes only the owner of the entity's shard may make (checked by the fence).
-Accepting a signal (``Accept``, ``TakeOutbox``), ``Requeue`` and ``Prune`` are not
-fenced: any member or client may put a signal in any entity's inbox."""
+"""Writes only the owner of the entity's shard may make (checked by the fence; see
+:func:`write_entity`, which also exempts a ``Journal`` entry of kind ``cancel``: a
+cancellation request). Accepting a signal (``Accept``, ``TakeOutbox``), ``Requeue``
+and ``Prune`` are not fenced: any member or client may put a signal in any inbox."""
 
 
 def shard_of(entity_type: str, entity_id: str, shards: int = SHARDS) -> int:
@@ -420,6 +421,8 @@ def write_entity(w: Write) -> tuple[str, str] | None:
     if isinstance(w, Commit):
         return (w.entity_type, w.entity_id)
     if isinstance(w, Journal):
+        if w.entry.kind == "cancel" and w.inbox is None:
+            return None  # a cancellation *request*: any member or client may record it
         return (w.entry.entity_type, w.entry.entity_id)
     if isinstance(w, FireTimer):
         return (w.timer.entity_type, w.timer.entity_id)
@@ -510,6 +513,17 @@ class SharedStore(Store, Protocol):
 
     async def shard_map(self) -> list[ShardRecord]:
         """Every shard, in order."""
+        ...
+
+    @property
+    def shared(self) -> bool:
+        """Whether several systems may open this store at once (then each is a member or
+        a client, and commits are fenced); False for an exclusive store."""
+        ...
+
+    @property
+    def wakes(self) -> bool:
+        """Whether ``subscribe`` is ever called back (False: members must poll)."""
         ...
 
     def set_fence(self, member_id: str, epochs: Mapping[int, int]) -> None:

@@ -17,14 +17,14 @@ pytest plugin (``-p anyio``) with an ``anyio_backend`` fixture.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import ClassVar
 
 import anyio
 import attrs
 import pytest
 
-from persistence.errors import ActorsError, InvalidWrite, StoreError
+from persistence.errors import ActorsError, InvalidWrite, ShardLost, StoreError
 from persistence.store import (
     Accept,
     Accepted,
@@ -43,6 +43,8 @@ from persistence.store import (
     Pruned,
     Requeue,
     SaveSnapshot,
+    ShardRecord,
+    SharedStore,
     SignalRecord,
     SnapshotRecord,
     Store,
@@ -50,6 +52,7 @@ from persistence.store import (
     TakeOutbox,
     TimerRecord,
     Write,
+    shard_of,
 )
 
 StoreFactory = Callable[[], Store]
@@ -1090,3 +1093,243 @@ class StoreContract:
             assert await store.last_seq(T, f"e{i}") == 2
             assert await store.read_mark(T, f"e{i}", f"c{i}") is not None
         assert await store.read_inbox(after=0, limit=BIG) == []
+
+
+# ---------------------------------------------------------------- several members
+
+SharedFactory = Callable[[], "SharedStore"]
+"""Gives a new, closed connection to the same shared store on each call."""
+
+SHARED_SHARDS = 16
+"""The shard count the shared suite's factories must give their store."""
+
+
+def in_shard(shard: int, count: int = SHARED_SHARDS, *, entity_type: str = T, start: int = 0) -> str:
+    """An entity id of ``entity_type`` whose shard is ``shard`` (searched from ``start``)."""
+    n = start
+    while shard_of(entity_type, f"e{n}", count) != shard:
+        n += 1
+    return f"e{n}"
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, deadline: float = 10.0) -> None:
+    """Poll ``check`` until it holds; fail naming ``what`` after ``deadline`` seconds."""
+    with anyio.move_on_after(deadline):
+        while not await check():  # noqa: ASYNC110 - polls another connection's view: no event to wait on
+            await anyio.sleep(0.02)
+        return
+    raise AssertionError(f"not within {deadline:g} s: {what}")
+
+
+class SharedStoreContract:
+    """The contract of a store several members share (``SharedStore``): membership,
+    claims with epochs, the fence and shard-filtered reads.
+
+    Subclass it and give a ``make_shared`` fixture returning a factory of *new
+    connections* to one store with :data:`SHARED_SHARDS` shards; set ``wakes = False``
+    for a store whose ``subscribe`` never calls (members poll it).
+    """
+
+    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.anyio]
+    wakes: ClassVar[bool] = True
+
+    @pytest.fixture
+    def make_shared(self) -> SharedFactory:
+        """Override: a factory of new (closed) connections to one shared store."""
+        raise NotImplementedError("a SharedStoreContract subclass must define make_shared")
+
+    async def test_a_new_store_has_free_shards_at_epoch_zero(self, make_shared: SharedFactory) -> None:
+        async with make_shared() as a:
+            assert isinstance(a, SharedStore)
+            assert a.shard_count == SHARED_SHARDS
+            assert await a.shard_map() == [ShardRecord(i, None, 0) for i in range(SHARED_SHARDS)]
+            assert await a.members() == []
+
+    async def test_join_heartbeat_and_members(self, make_shared: SharedFactory) -> None:
+        async with make_shared() as a, make_shared() as b:
+            await a.join("m-a", "alpha", serves=True, ttl=10.0)
+            await b.join("m-b", "beta", serves=False, ttl=5.0)
+            assert await a.heartbeat("m-a") is True
+            assert await b.heartbeat("nobody") is False
+            ms = {m.member_id: m for m in await b.members()}
+            assert set(ms) == {"m-a", "m-b"}
+            assert (ms["m-a"].name, ms["m-a"].serves, ms["m-a"].status, ms["m-a"].ttl) == (
+                "alpha",
+                True,
+                "alive",
+                10.0,
+            )
+            assert (ms["m-b"].serves, ms["m-b"].ttl) == (False, 5.0)
+            assert all(0.0 <= m.seen_ago < 5.0 for m in ms.values())
+            assert ms["m-a"].heartbeat_at >= ms["m-a"].joined_at
+            with pytest.raises(StoreError):
+                await b.join("m-a", "again", serves=True, ttl=10.0)  # ids are never reused
+
+    async def test_claim_takes_free_shards_once_with_a_new_epoch(self, make_shared: SharedFactory) -> None:
+        async with make_shared() as a, make_shared() as b:
+            await a.join("m-a", "a", serves=True, ttl=10.0)
+            await b.join("m-b", "b", serves=True, ttl=10.0)
+            assert await a.claim("m-a", [0, 1, 2]) == {0: 1, 1: 1, 2: 1}
+            assert await b.claim("m-b", [1, 2, 3]) == {3: 1}  # 1 and 2 belong to a live member
+            assert await a.claim("m-a", [0]) == {}  # already its own: nothing new
+            owners = {r.shard: (r.owner, r.epoch) for r in await b.shard_map()}
+            assert owners[0] == ("m-a", 1)
+            assert owners[3] == ("m-b", 1)
+            assert owners[4] == (None, 0)
+            assert await a.claim("m-a", [SHARED_SHARDS, -1]) == {}  # no such shards
+
+    async def test_release_frees_a_shard_with_a_new_epoch_only_at_the_held_epoch(
+        self, make_shared: SharedFactory
+    ) -> None:
+        async with make_shared() as a, make_shared() as b:
+            await a.join("m-a", "a", serves=True, ttl=10.0)
+            await b.join("m-b", "b", serves=True, ttl=10.0)
+            await a.claim("m-a", [0, 1])
+            await a.release("m-a", {0: 1, 1: 7})  # 1 is not held at epoch 7: left alone
+            owners = {r.shard: (r.owner, r.epoch) for r in await a.shard_map()}
+            assert owners[0] == (None, 2)
+            assert owners[1] == ("m-a", 1)
+            await b.release("m-b", {1: 1})  # not b's: left alone
+            assert {r.shard: r.owner for r in await a.shard_map()}[1] == "m-a"
+            assert await b.claim("m-b", [0, 1]) == {0: 3}
+
+    async def test_leave_releases_everything_and_ends_the_lease(self, make_shared: SharedFactory) -> None:
+        async with make_shared() as a, make_shared() as b:
+            await a.join("m-a", "a", serves=True, ttl=10.0)
+            await b.join("m-b", "b", serves=True, ttl=10.0)
+            await a.claim("m-a", range(SHARED_SHARDS))
+            await a.leave("m-a")
+            assert await a.heartbeat("m-a") is False
+            assert await a.claim("m-a", [0]) == {}
+            assert {m.member_id: m.status for m in await b.members()}["m-a"] == "left"
+            taken = await b.claim("m-b", range(SHARED_SHARDS))
+            assert taken == dict.fromkeys(range(SHARED_SHARDS), 3)  # claimed 1, released 2, claimed 3
+
+    async def test_a_member_without_heartbeat_past_its_ttl_is_declared_dead(
+        self, make_shared: SharedFactory
+    ) -> None:
+        async with make_shared() as a, make_shared() as b:
+            await a.join("m-a", "a", serves=True, ttl=0.3)
+            await b.join("m-b", "b", serves=True, ttl=10.0)
+            await a.claim("m-a", [0, 1])
+            taken: dict[int, int] = {}
+
+            async def took() -> bool:
+                taken.update(await b.claim("m-b", [0, 1]))
+                return len(taken) == 2
+
+            await until(took, "b takes over a's shards after a's lease expired")
+            assert taken == {0: 2, 1: 2}
+            assert await a.heartbeat("m-a") is False  # declared dead: it must stop
+            assert {m.member_id: m.status for m in await b.members()}["m-a"] == "dead"
+
+    async def test_heartbeats_keep_a_lease(self, make_shared: SharedFactory) -> None:
+        async with make_shared() as a, make_shared() as b:
+            await a.join("m-a", "a", serves=True, ttl=0.5)
+            await b.join("m-b", "b", serves=True, ttl=10.0)
+            await a.claim("m-a", [0])
+            for _ in range(8):  # 0.8 s: past the ttl, but renewed all along
+                assert await a.heartbeat("m-a") is True
+                assert await b.claim("m-b", [0]) == {}
+                await anyio.sleep(0.1)
+
+    async def test_the_fence_refuses_a_member_that_lost_its_shard(self, make_shared: SharedFactory) -> None:
+        async with make_shared() as a, make_shared() as b:
+            await a.join("m-a", "a", serves=True, ttl=10.0)
+            await b.join("m-b", "b", serves=True, ttl=10.0)
+            epochs = await a.claim("m-a", [0, 1])
+            a.set_fence("m-a", epochs)
+            e0, e1 = in_shard(0), in_shard(1)
+            s0, s1 = sig("s1", e0), sig("s2", e1)
+            await a.write([Accept(s0), Accept(s1)])
+            await a.write([commit(s0, 1, ev(1))])  # owned: written
+            assert await b.last_seq(T, e0) == 1
+            await a.release("m-a", {0: epochs[0]})
+            assert await b.claim("m-b", [0]) == {0: 3}
+            before = await dump(b)
+            inbox_before = await b.read_inbox(after=0, limit=BIG)
+            with pytest.raises(ShardLost) as lost:  # a batch touching the lost shard: nothing of it
+                await a.write([Accept(sig("s3", e1)), commit(s1, 1, ev(2)), commit(sig("s4", e0), 2, ev(3))])
+            assert lost.value.shards == frozenset({0})
+            assert await b.read_inbox(after=0, limit=BIG) == inbox_before
+            assert await b.last_seq(T, e0) == 1
+            assert await b.last_seq(T, e1) == 0
+            await assert_unchanged(b, before)
+            with pytest.raises(ShardLost):  # it left the fence: refused again
+                await a.write([Journal(step("s5", 0, entity_id=e0))])
+            await a.write([commit(s1, 1, ev(2))])  # shard 1 is still a's
+            assert await b.last_seq(T, e1) == 1
+
+    async def test_the_fence_refuses_after_a_takeover_by_expiry(self, make_shared: SharedFactory) -> None:
+        async with make_shared() as a, make_shared() as b:
+            await a.join("m-a", "a", serves=True, ttl=0.3)
+            await b.join("m-b", "b", serves=True, ttl=10.0)
+            a.set_fence("m-a", await a.claim("m-a", [2]))
+            e2 = in_shard(2)
+            s = sig("s1", e2)
+            await a.write([Accept(s)])
+
+            async def took() -> bool:
+                return bool(await b.claim("m-b", [2]))
+
+            await until(took, "b takes shard 2")
+            b.set_fence("m-b", {2: 2})
+            for w in (
+                commit(s, 1, ev(1)),
+                SaveSnapshot(snap(1, e2)),
+                FireTimer(timer("t", 1.0, e2), sig("t1", e2), None),
+            ):
+                with pytest.raises(ShardLost):  # every fenced kind of write
+                    await a.write([w])
+            assert await b.last_seq(T, e2) == 0
+            await b.write([commit(s, 1, ev(1))])
+            assert await a.last_seq(T, e2) == 1
+
+    async def test_a_fence_without_a_shard_refuses_fenced_writes_but_accepts_signals(
+        self, make_shared: SharedFactory
+    ) -> None:
+        async with make_shared() as a, make_shared() as client:
+            await a.join("m-a", "a", serves=True, ttl=10.0)
+            await client.join("m-c", "client", serves=False, ttl=10.0)
+            a.set_fence("m-a", await a.claim("m-a", range(SHARED_SHARDS)))
+            client.set_fence("m-c", {})
+            e = in_shard(5)
+            s = sig("s1", e)
+            assert await client.write([Accept(s)]) == [Accepted()]  # anyone may accept
+            with pytest.raises(ShardLost):
+                await client.write([commit(s, 1, ev(1))])
+            await a.write([commit(s, 1, ev(1))])
+            assert await client.last_seq(T, e) == 1
+
+    async def test_reads_filter_by_shard(self, make_shared: SharedFactory) -> None:
+        async with make_shared() as a:
+            e3, e4 = in_shard(3), in_shard(4)
+            s3, s4 = sig("s1", e3), sig("s2", e4)
+            await a.write([Accept(s3), Accept(s4), Accept(sig("s3", e3))])
+            await a.write([commit(s3, 1, set_timers=(timer("t", 5.0, e3),), outbox=(sig("m1", e4),))])
+            await a.write([commit(s4, 1, set_timers=(timer("u", 4.0, e4),))])
+            assert [e.signal.signal_id for e in await a.read_inbox(after=0, limit=BIG, shards={3})] == ["s3"]
+            assert await a.read_inbox(after=0, limit=BIG, shards={4}) == []
+            assert len(await a.read_inbox(after=0, limit=BIG, shards=None)) == 1
+            assert [t.key for t in await a.read_timers(limit=BIG, shards={3})] == ["t"]
+            assert [t.key for t in await a.read_timers(limit=BIG, shards=[3, 4])] == ["u", "t"]
+            assert await a.read_timers(limit=BIG, shards=set()) == []
+            # the outbox goes with its sender's shard (e3 sent to e4)
+            assert [o.signal.signal_id for o in await a.read_outbox(after=0, limit=BIG, shards={3})] == ["m1"]
+            assert await a.read_outbox(after=0, limit=BIG, shards={4}) == []
+
+    async def test_publish_wakes_the_subscribers_of_every_connection(
+        self, make_shared: SharedFactory
+    ) -> None:
+        async with make_shared() as a, make_shared() as b:
+            got: list[tuple[str, str]] = []
+            b.subscribe(lambda topic, item: got.append((topic, item)))
+            await a.publish("inbox", ["3", "4"])
+            await a.publish("outcome", ["s:x"])
+            if not self.wakes:
+                return  # a polling store: publishing is harmless, nobody is called
+
+            async def woke() -> bool:
+                return {("inbox", "3"), ("inbox", "4"), ("outcome", "s:x")} <= set(got)
+
+            await until(woke, "b hears what a published")

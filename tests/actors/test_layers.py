@@ -177,10 +177,12 @@ ACTORS_ALL = {
     # the store's errors (issue 13) and retention (issue 15), importable from actors too
     "CommitUnknown", "DatabaseNotFound", "InvalidWrite", "StoreFull", "StoreReadOnly", "StoreTimeout",
     "StoreUnavailable", "Retention", "Overloaded",
+    "Member", "ShardLost",  # issue 14: several members
 }  # fmt: skip
 
 ACTOR_SYSTEM_PUBLIC = {
     "handle",  # issue 12: workflows
+    "members", "member_id",  # issue 14: several members
     "aclose", "clock", "codec", "dead_letters", "is_active", "passivate_idle", "recover_entity",
     "ref", "resource", "retry_dead_letter", "running", "statistics", "store", "supervision", "wait_idle",
 }  # fmt: skip
@@ -192,11 +194,11 @@ def test_actors_all_is_pinned() -> None:
 
 
 def test_persistence_all_is_pinned() -> None:
-    assert sorted(persistence.__all__) == [
+    assert sorted(persistence.__all__) == sorted([
         "Codec", "CommitUnknown", "CorruptRecord", "InvalidWrite", "MemoryStore", "NotOurDatabase",
         "PostgresStore", "SqliteStore", "Store", "StoreError", "StoreFull", "StoreLocked", "StoreReadOnly",
-        "StoreTimeout", "StoreUnavailable", "event_type",
-    ]  # fmt: skip
+        "ShardLost", "SharedStore", "StoreTimeout", "StoreUnavailable", "event_type",
+    ])  # fmt: skip
 
 
 def test_actor_system_public_names_are_the_documented_ones() -> None:

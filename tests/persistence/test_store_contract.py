@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from persistence import MemoryStore, PostgresStore, SqliteStore
-from persistence.testing import StoreContract, StoreFactory
+from persistence.testing import SHARED_SHARDS, SharedFactory, SharedStoreContract, StoreContract, StoreFactory
 
 
 class TestMemoryStore(StoreContract):
@@ -27,3 +27,10 @@ class TestPostgresStore(StoreContract):
     @pytest.fixture
     def make_store(self, pg_dsn: str) -> StoreFactory:
         return lambda: PostgresStore(pg_dsn)
+
+
+class TestSharedMemoryStore(SharedStoreContract):
+    @pytest.fixture
+    def make_shared(self) -> SharedFactory:
+        mem = MemoryStore(shards=SHARED_SHARDS)
+        return mem.connect

@@ -1,0 +1,363 @@
+"""Several systems on one shared store: membership, shard ownership, handoff and
+failover, and the wake-ups between members. Internal.
+
+A system on a shared store is a **member** (it owns shards) or, with
+``serve=False``, a **client** (it owns none). Each member heartbeats its row of the
+membership table; every ``lease_ttl / 5`` it also *balances*: the shards whose
+rendezvous hash ranks it first among the live serving members are its target; it
+claims those that are free or whose owner is dead (each claim raises the shard's
+epoch), and hands off (at most :data:`MOVES` per round) owned shards whose target is
+another live member. A member that stops heartbeating is declared dead by the
+database's clock once its lease is over, and the others claim its shards. Leaving
+hands everything off at once.
+
+Safety never rests on timing: the store fences every commit with the epochs this
+member holds (``SharedStore.set_fence``), so a member paused past its lease or cut
+off commits nothing after it resumes; the committer reports such a refusal
+(``ShardLost``) and the member gives the shard up here.
+
+Taking a shard over resumes it as after a crash: its inbox is routed to actors,
+its outbox delivered, its timers read. Signals accepted by other members wake the
+owner (``publish("inbox", shard)``); it also polls its shards' inbox, because a
+wake-up can be lost and SQLite has none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import os
+import socket
+import uuid
+from collections.abc import Collection
+from typing import Any
+
+import anyio
+import attrs
+
+from actors._directory import Directory
+from actors._ids import parse_start_id
+from actors._journal import CANCEL_STEP
+from actors._kernel import Kernel
+from actors.errors import StoreError
+from persistence.store import MemberRecord, SharedStore
+
+MOVES = 32
+"""Shards a member hands off per balancing round at most (no rebalancing storms)."""
+
+POLL_LIMIT = 1000
+"""Inbox rows one poll reads (the oldest pending of the owned shards)."""
+
+
+@attrs.frozen
+class Member:
+    """A member (or client) of a shared store, as ``ActorSystem.members()`` shows it."""
+
+    member_id: str
+    name: str
+    serves: bool
+    """False for a client (``serve=False``): it owns no shards."""
+    status: str
+    """``alive``, ``left`` or ``dead``."""
+    heartbeat_at: dt.datetime
+    """Its last heartbeat (the database's clock), UTC."""
+    seen_ago: float
+    """Seconds since that heartbeat, by the database's clock."""
+    lease_ttl: float
+    """Its lease in seconds."""
+    shards: tuple[int, ...]
+    """The shards it owns now."""
+    me: bool
+    """Whether this is the system asking."""
+
+
+def _rank(member_id: str, shard: int) -> bytes:
+    return hashlib.blake2b(f"{member_id}\0{shard}".encode(), digest_size=8).digest()
+
+
+def placement(members: Collection[str], shard: int) -> str:
+    """The member a shard belongs on: the highest rendezvous hash (stable as members
+    come and go: only the shards of a member that joins or leaves move)."""
+    return max(members, key=lambda m: _rank(m, shard))
+
+
+class Cluster:
+    """This system's membership of a shared store (see the module docstring)."""
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        directory: Directory,
+        store: SharedStore,
+        *,
+        serve: bool,
+        lease_ttl: float,
+        name: str | None,
+    ) -> None:
+        self.kernel = kernel
+        self.directory = directory
+        self.store = store
+        self.serve = serve
+        self.ttl = lease_ttl
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.member_id = ""
+        self.beat = lease_ttl / 5
+        self.poll = 1.0 if store.wakes else 0.05
+        self._poll_wake = anyio.Event()
+        self._balance_wake = anyio.Event()
+        self._publish_wake = anyio.Event()
+        self._outgoing: dict[str, set[str]] = {
+            "inbox": set(),
+            "outcome": set(),
+            "shards": set(),
+            "cancel": set(),
+        }
+        self._balancing = anyio.Lock()
+        self.joined = False
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Join, claim this member's share, and start heartbeating, balancing and polling."""
+        kernel, store = self.kernel, self.store
+        own = kernel.shards
+        own.clustered = True
+        own.count = store.shard_count
+        own.wake_inbox = self._wake_inbox
+        own.send = self._send
+        own.lose = self._lost
+        kernel.outcomes.publish = self._outcome
+        store.subscribe(self._heard)
+        await self._join()
+        if self.serve:
+            await self.balance()
+        tasks = kernel.tasks
+        tasks.start(self._heartbeats)
+        tasks.start(self._publisher)
+        if self.serve:
+            tasks.start(self._balancer)
+            tasks.start(self._poller)
+
+    async def _join(self) -> None:
+        self.member_id = f"m-{uuid.uuid4().hex}"
+        self.kernel.shards.member_id = self.member_id
+        self.store.set_fence(self.member_id, {})
+        await self.store.join(self.member_id, self.name, serves=self.serve, ttl=self.ttl)
+        self.joined = True
+
+    async def leave(self) -> None:
+        """Hand off every shard at once (the actors are already paused and the
+        committer drained): the other members take them without waiting for a lease."""
+        own = self.kernel.shards
+        self.store.set_fence(self.member_id, {})
+        own.epochs.clear()
+        if not self.joined:
+            return
+        self.joined = False
+        try:
+            await self.store.leave(self.member_id)
+            await self.store.publish("shards", [self.member_id])
+        except StoreError as e:  # the lease ends by itself: the others take over then
+            self.kernel.log.warning("leaving the cluster failed (%s); the lease will expire", e)
+
+    # ------------------------------------------------------------ heartbeats and balance
+    async def _heartbeats(self) -> None:
+        while True:
+            await anyio.sleep(self.beat)
+            try:
+                alive = await self.store.heartbeat(self.member_id)
+            except StoreError as e:
+                self.kernel.log.warning("heartbeat failed: %s", e)
+                continue
+            if not alive:  # declared dead (paused or cut off past the lease): start over
+                self.kernel.log.warning(
+                    "member %s was declared dead: giving up its %d shards and joining again",
+                    self.member_id,
+                    len(self.kernel.shards.epochs),
+                )
+                await self._give_up(frozenset(self.kernel.shards.epochs), release=False)
+                await self._join()
+                self._balance_wake.set()
+
+    async def _balancer(self) -> None:
+        while True:
+            with anyio.move_on_after(self.beat):
+                await self._balance_wake.wait()
+            self._balance_wake = anyio.Event()
+            try:
+                await self.balance()
+            except StoreError as e:
+                self.kernel.log.warning("balancing shards failed: %s", e)
+
+    async def balance(self) -> None:
+        """Claim this member's free target shards; hand off a few that belong elsewhere."""
+        async with self._balancing:
+            store, own, me = self.store, self.kernel.shards, self.member_id
+            await store.claim(me, ())  # declares dead the members whose lease is over
+            live = [m.member_id for m in await store.members() if _live(m)]
+            if me not in live:
+                return
+            targets = {s for s in range(own.count) if placement(live, s) == me}
+            want = targets - own.epochs.keys()
+            if want:
+                got = await store.claim(me, want)
+                if got:
+                    await self._adopt(got)
+            away = sorted(own.epochs.keys() - targets)[:MOVES]
+            if away:
+                await self._give_up(frozenset(away), release=True)
+
+    async def _adopt(self, got: dict[int, int]) -> None:
+        """Shards just claimed: fence them and resume their work as after a crash."""
+        own = self.kernel.shards
+        own.epochs.update(got)
+        self.store.set_fence(self.member_id, own.epochs)
+        shards = frozenset(got)
+        self.kernel.log.info("member %s took %d shards", self.member_id, len(shards))
+        await self.directory.recover(shards=shards)
+        await self.directory.recover_outbox(shards=shards)
+        self.kernel.timers.reload()
+
+    def _lost(self, shards: Collection[int]) -> None:
+        """The store refused a commit: these shards are someone else's now."""
+        lost = frozenset(s for s in shards if s in self.kernel.shards.epochs)
+        if lost:
+            self.kernel.log.warning(
+                "member %s lost shards %s to another member", self.member_id, sorted(lost)[:10]
+            )
+            self.kernel.tasks.spawn(lambda: self._give_up(lost, release=False))
+
+    async def _give_up(self, shards: frozenset[int], *, release: bool) -> None:
+        """Stop running these shards here: pause their actors (a commit under way
+        finishes), drop them and their timers, then (a handoff) release the shards."""
+        if not shards:
+            return
+        kernel, own = self.kernel, self.kernel.shards
+        epochs = {s: own.epochs.pop(s) for s in shards if s in own.epochs}
+        moving = [
+            (key, a) for key, a in list(self.directory.actors.items()) if own.shard(key[0], key[1]) in shards
+        ]
+        waits: list[Any] = []
+        for _key, actor in moving:
+            self.directory.move_pending(actor)
+            actor.pause()
+            if actor.task is not None:
+                waits.append(actor.task)
+            waits.extend(r.task for r in actor.runs if r.task is not None)
+        if waits:
+            await asyncio.gather(*waits, return_exceptions=True)
+        for key, actor in moving:
+            if self.directory.actors.get(key) is actor:
+                del self.directory.actors[key]
+        kernel.timers.forget(shards)
+        kernel.timers.reload()
+        self.store.set_fence(self.member_id, own.epochs)
+        if release and epochs:
+            await self.store.release(self.member_id, epochs)
+            self._send("shards", self.member_id)
+            self.kernel.log.info("member %s handed off %d shards", self.member_id, len(epochs))
+
+    # ------------------------------------------------------------ the inbox of owned shards
+    async def _poller(self) -> None:
+        own = self.kernel.shards
+        while True:
+            with anyio.move_on_after(self.poll):
+                await self._poll_wake.wait()
+            self._poll_wake = anyio.Event()
+            if not own.epochs:
+                continue
+            own.poll_gen += 1
+            gen = own.poll_gen
+            try:
+                rows = await self.store.read_inbox(after=0, limit=POLL_LIMIT, shards=frozenset(own.epochs))
+            except StoreError as e:
+                self.kernel.log.warning("reading the inbox failed: %s", e)
+                continue
+            for entry in rows:
+                s = entry.signal
+                if s.signal_id not in own.recent and own.owns(s.entity_type, s.entity_id):
+                    self.directory.route_stored(s, recovered=True)
+            own.recent = {k: v for k, v in own.recent.items() if v >= gen}
+            if len(rows) >= POLL_LIMIT:
+                self._poll_wake.set()  # more are waiting: read again soon
+
+    # ------------------------------------------------------------ wake-ups
+    def _wake_inbox(self, shard: int) -> None:
+        self._send("inbox", str(shard))
+
+    def _outcome(self, signal_id: str) -> None:
+        self._send("outcome", signal_id)
+
+    def _send(self, topic: str, item: str) -> None:
+        self._outgoing[topic].add(item)
+        self._publish_wake.set()
+
+    async def _publisher(self) -> None:
+        while True:
+            await self._publish_wake.wait()
+            self._publish_wake = anyio.Event()
+            for topic, items in self._outgoing.items():
+                if items:
+                    self._outgoing[topic] = set()
+                    try:
+                        await self.store.publish(topic, sorted(items))
+                    except StoreError as e:  # best effort: members poll as well
+                        self.kernel.log.warning("waking other members failed: %s", e)
+
+    def _heard(self, topic: str, item: str) -> None:
+        own = self.kernel.shards
+        if topic == "inbox":
+            if item == "*" or (item.isdecimal() and int(item) in own.epochs):
+                self._poll_wake.set()
+        elif topic == "outcome":
+            self.kernel.outcomes.poke(item)
+        elif topic == "shards":
+            if item != self.member_id:
+                self._balance_wake.set()
+        elif topic == "cancel" and item != "*":
+            self.kernel.tasks.spawn(lambda: self._reach_cancel(item))
+
+    async def _reach_cancel(self, handle_id: str) -> None:
+        """Another member recorded a cancellation of an invocation that may run here."""
+        try:
+            etype, eid = parse_start_id(handle_id)
+        except Exception:  # a wake-up names no valid handle: ignore it
+            return
+        if not self.kernel.shards.owns(etype, eid):
+            return
+        for e in await self.store.read_journal(etype, eid, handle_id):
+            if e.step == CANCEL_STEP:
+                try:
+                    reason = str(json.loads(e.result).get("reason", ""))
+                except (ValueError, AttributeError):
+                    reason = ""
+                self.kernel.outcomes.cancel(handle_id, reason)
+
+    # ------------------------------------------------------------ what people see
+    async def members(self) -> list[Member]:
+        """Every member row with the shards it owns now."""
+        store = self.store
+        rows = await store.members()
+        owners: dict[str, list[int]] = {}
+        for r in await store.shard_map():
+            if r.owner is not None:
+                owners.setdefault(r.owner, []).append(r.shard)
+        return [
+            Member(
+                m.member_id,
+                m.name,
+                m.serves,
+                m.status,
+                dt.datetime.fromtimestamp(m.heartbeat_at, dt.UTC),
+                m.seen_ago,
+                m.ttl,
+                tuple(owners.get(m.member_id, ())),
+                m.member_id == self.member_id,
+            )
+            for m in rows
+        ]
+
+
+def _live(m: MemberRecord) -> bool:
+    return m.status == "alive" and m.serves and m.seen_ago <= m.ttl
