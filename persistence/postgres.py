@@ -391,6 +391,17 @@ class PostgresStore:
         """The number of shards of this database (fixed when it was created)."""
         return self._shard_count
 
+    @property
+    def shared(self) -> bool:
+        """Always True: several systems may open one PostgreSQL database (commits are
+        fenced once :meth:`set_fence` is called)."""
+        return True
+
+    @property
+    def wakes(self) -> bool:
+        """True: :meth:`subscribe` is called back (``LISTEN``/``NOTIFY``)."""
+        return True
+
     # ------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Self:
         if self._open:
@@ -1251,7 +1262,7 @@ class PostgresStore:
     def _epochs_arg(self, epochs: object, what: str) -> dict[int, int]:
         if not isinstance(epochs, Mapping):
             raise InvalidWrite(f"{what} needs a mapping of shard to epoch, got {epochs!r:.80}")
-        shards = self._shard_arg(list(epochs), what)
+        shards = self._shard_arg(list(epochs), what, strict=what == "set_fence")
         out: dict[int, int] = {}
         for s in shards:
             e = epochs[s]
@@ -1503,15 +1514,19 @@ class PostgresStore:
             )
         return [OutboxEntry(r[0], SignalRecord(*r[1:])) for r in rows]
 
-    def _shard_arg(self, shards: object, what: str) -> list[int]:
-        """``shards`` as a list of valid shard numbers (InvalidWrite names a bad one)."""
+    def _shard_arg(self, shards: object, what: str, *, strict: bool = False) -> list[int]:
+        """``shards`` as a list of shard numbers; a number out of range is no shard and is
+        dropped (refused when ``strict``); anything but ints is :class:`InvalidWrite`."""
         if isinstance(shards, (str, bytes)) or not isinstance(shards, Collection):
             raise InvalidWrite(f"{what} shards must be a collection of ints or None, got {shards!r:.80}")
         out: list[int] = []
         for s in shards:
-            if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s < self._shard_count:
-                raise InvalidWrite(f"{what}: {s!r:.40} is not a shard (0..{self._shard_count - 1})")
-            out.append(s)
+            if not isinstance(s, int) or isinstance(s, bool):
+                raise InvalidWrite(f"{what}: a shard must be an int, got {s!r:.40}")
+            if 0 <= s < self._shard_count:
+                out.append(s)
+            elif strict:
+                raise InvalidWrite(f"{what}: {s} is not a shard (0..{self._shard_count - 1})")
         return out
 
 

@@ -34,3 +34,9 @@ class TestSharedMemoryStore(SharedStoreContract):
     def make_shared(self) -> SharedFactory:
         mem = MemoryStore(shards=SHARED_SHARDS)
         return mem.connect
+
+
+class TestSharedPostgresStore(SharedStoreContract):
+    @pytest.fixture
+    def make_shared(self, pg_dsn: str) -> SharedFactory:
+        return lambda: PostgresStore(pg_dsn, shards=SHARED_SHARDS)
