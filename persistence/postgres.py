@@ -6,7 +6,7 @@ dedicated *writer* connection; reads through a small read-only pool; membership,
 shard claims and wake-ups through a *control* connection opened on first use (it also
 holds a session advisory lock per joined member, so a member whose process is gone is
 declared dead at once); wake-ups arrive on one *listener* connection
-(``LISTEN``) opened by :meth:`PostgresStore.subscribe`. Every session sets
+(``LISTEN``, from opening on; see :meth:`PostgresStore.subscribe`). Every session sets
 ``idle_in_transaction_session_timeout``, so a paused process cannot hold a row lock
 for long.
 
@@ -410,6 +410,12 @@ class PostgresStore:
             self._w = await self._connect_writer()
             await self._migrate(self._w)
             self._pool = await self._create_pool()
+            # listen from the start, so a subscriber hears everything published after
+            # subscribe() returns (the first connection is awaited, a failed one retried)
+            self._listening = asyncio.Event()
+            self._listen_task = asyncio.get_running_loop().create_task(self._listen())
+            with anyio.move_on_after(self._connect_timeout):
+                await self._listening.wait()
         except BaseException:
             await self._close()
             raise
@@ -1298,16 +1304,15 @@ class PostgresStore:
 
     def subscribe(self, callback: Callable[[str, str], None]) -> None:
         """Call ``callback(topic, item)`` on the event loop for every item published by any
-        store on this database, this one included. One listener connection serves every
-        callback; when it is lost it is established again (with backoff) and then every
-        callback gets ``(topic, "*")`` for each topic: something may have been missed."""
+        store on this database, this one included, from now on. The store listens from
+        the moment it is opened, on one connection for every callback; when it is lost
+        it is established again (with backoff) and then every callback gets
+        ``(topic, "*")`` for each topic: something may have been missed."""
         if not callable(callback):
             raise TypeError(f"subscribe needs a callable, got {callback!r:.80}")
         if not self._open:
             raise StoreError(f"{self!r} is closed")
         self._callbacks.append(callback)
-        if self._listen_task is None:
-            self._listen_task = asyncio.get_running_loop().create_task(self._listen())
 
     def _emit(self, topic: str, item: str) -> None:
         for cb in list(self._callbacks):
