@@ -1,16 +1,28 @@
 """PostgreSQL store on asyncpg: one transaction per batch, few round trips, typed errors.
 
-Writes go through one dedicated *writer* connection, which also holds a session-level
-advisory lock naming this store the database's one owner (a second system gets
-:class:`StoreLocked`); the server drops the lock when the owner's connection ends, so a
-killed owner is taken over without cleanup. Reads go through a small pool and see
-committed data only.
+Several systems (members and clients, on any hosts) may open one database at once:
+the store implements :class:`~persistence.store.SharedStore`. Writes go through one
+dedicated *writer* connection; reads through a small read-only pool; membership,
+shard claims and wake-ups through a *control* connection opened on first use (it also
+holds a session advisory lock per joined member, so a member whose process is gone is
+declared dead at once); wake-ups arrive on one *listener* connection
+(``LISTEN``, from opening on; see :meth:`PostgresStore.subscribe`). Every session sets
+``idle_in_transaction_session_timeout``, so a paused process cannot hold a row lock
+for long.
 
 A batch is applied in one transaction. Consecutive items of one kind form a *run*, and
 each run is one statement built on ``unnest`` of parameter arrays (data-modifying CTEs
 for the several tables a commit touches), so a batch of a thousand commits costs about
 as many round trips as a batch of one: ``BEGIN``, the transaction id, one statement
 per run (plus a sequence lookup for entities the store has not seen), ``COMMIT``.
+
+Fencing: once :meth:`PostgresStore.set_fence` was called, a batch with fenced writes
+is checked twice. Before ``BEGIN``: every shard it touches must be in the fence.
+Inside the transaction, in the statement that also fetches the transaction id: the
+``shards`` rows must still name this member at the fence's epochs, read ``FOR SHARE``
+(which conflicts with a claim's ``UPDATE``), so the check costs no extra round trip
+and holds until ``COMMIT``. Fewer rows than shards: rollback and
+:class:`~persistence.errors.ShardLost`.
 
 Faults: a connection lost before ``COMMIT`` was sent rolled the transaction back, so
 the batch is retried once on a new connection. A connection lost while ``COMMIT`` was
@@ -21,12 +33,15 @@ in flight is resolved by asking the server for the fate of the transaction id
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
+import json
+import logging
 import os
 import socket
-import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -39,15 +54,18 @@ except ImportError:  # pragma: no cover - the 'postgres' extra is missing: Postg
 
 from persistence.errors import (
     CommitUnknown,
+    InvalidWrite,
     NotOurDatabase,
+    ShardLost,
     StoreError,
     StoreFull,
-    StoreLocked,
     StoreReadOnly,
     StoreTimeout,
     StoreUnavailable,
 )
 from persistence.store import (
+    FENCED_WRITES,
+    SHARDS,
     Accept,
     Accepted,
     Commit,
@@ -58,12 +76,14 @@ from persistence.store import (
     InboxEntry,
     Journal,
     JournalEntry,
+    MemberRecord,
     OutboxEntry,
     ProcessedMark,
     Prune,
     Pruned,
     Requeue,
     SaveSnapshot,
+    ShardRecord,
     SignalRecord,
     SnapshotRecord,
     StoredEvent,
@@ -71,12 +91,24 @@ from persistence.store import (
     TimerRecord,
     Write,
     WriteResult,
+    shard_of,
+    write_entity,
 )
 
 APPLICATION = "durable-actors"
-SCHEMA_VERSION = 3
-LOCK_KEY = 0x6475726163746F72  # "ducactor"-ish: the advisory lock of the store's owner
-"""Key of the session advisory lock the owning store holds (per database)."""
+SCHEMA_VERSION = 4
+MIGRATE_KEY = 0x6475726163746F72  # "ducactor"-ish
+"""Key of the transaction advisory lock that serializes opening (migrating) a database."""
+MAX_SHARDS = 65_536
+"""The most shards a database may have."""
+TOPICS = ("inbox", "outcome", "shards")
+"""The wake-up topics of :meth:`PostgresStore.publish`."""
+CHANNEL_PREFIX = "durable_actors_"
+"""Prefix of the ``NOTIFY`` channels (``durable_actors_inbox``...), so they cannot clash."""
+_PAYLOAD_MAX = 7_900
+"""Bytes of one ``NOTIFY`` payload at most (the server's limit is 8,000)."""
+
+log = logging.getLogger(__name__)
 
 _SIG = "entity_type, entity_id, signal_id, handler, args, fingerprint, accepted_at, trace"
 """A signal's columns as read and written (``trace`` came with version 2, nullable)."""
@@ -134,8 +166,40 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX processed_by_time ON processed (processed_at)",
         "CREATE INDEX dead_letters_by_time ON dead_letters (failed_at)",
     ],
+    # several members: the shard of every row a member reads by shard (filled by the
+    # store, see _migrate_v4), membership and shard ownership with epochs
+    4: [
+        *(f"ALTER TABLE {t} ADD COLUMN shard int" for t in ("inbox", "timers", "outbox")),
+        """CREATE TABLE members (
+            member_id text PRIMARY KEY, name text NOT NULL, serves boolean NOT NULL,
+            status text NOT NULL CHECK (status IN ('alive', 'left', 'dead')),
+            ttl double precision NOT NULL, joined_at double precision NOT NULL,
+            heartbeat_at double precision NOT NULL,
+            lock_key bigint)""",
+        """CREATE TABLE shards (
+            shard int PRIMARY KEY, owner text REFERENCES members (member_id),
+            epoch bigint NOT NULL DEFAULT 0)""",
+    ],
 }
-"""Schema statements by version; version N upgrades a database at N - 1."""
+"""Schema statements by version; version N upgrades a database at N - 1 (version 4 also
+runs :func:`_migrate_v4`: the shard of existing rows is computed in Python)."""
+
+_V4_AFTER = [
+    *(f"ALTER TABLE {t} ALTER COLUMN shard SET NOT NULL" for t in ("inbox", "timers", "outbox")),
+    "CREATE INDEX inbox_by_shard ON inbox (shard, position)",
+    "CREATE INDEX timers_by_shard ON timers (shard, due_at)",
+    "CREATE INDEX outbox_by_shard ON outbox (shard, id)",
+    "CREATE INDEX shards_by_owner ON shards (owner)",
+]
+"""Version 4, after the shards of existing rows are filled."""
+
+_MEMBERSHIP_LOCK_TIMEOUT = "2000"
+"""``lock_timeout`` (ms) of the control connection: membership never waits long."""
+_LISTEN_PING = 5.0
+"""Seconds between checks that an idle listener connection still answers."""
+
+_NOW = "extract(epoch FROM clock_timestamp())::float8"
+"""The database's clock in Unix seconds: every membership time is taken from it."""
 
 _SEQ_CACHE = 200_000
 """Entities whose last sequence the writer remembers (then it forgets them all)."""
@@ -224,14 +288,19 @@ def _conflict(e: asyncpg.exceptions.UniqueViolationError) -> str:
 
 
 class PostgresStore:
-    """A Store on a PostgreSQL server (asyncpg), owned by one running system at a time.
+    """A Store on a PostgreSQL server (asyncpg), shared by any number of systems.
 
     ``dsn`` is a ``postgresql://user:password@host:port/database`` URL (a libpq
     key/value string works too). ``min_connections``/``max_connections`` bound the
-    connections the store opens: one writer (which holds the owner lock) plus a pool
-    of readers. ``statement_timeout`` (seconds) cancels any statement running longer,
-    as :class:`StoreTimeout`; ``lock_wait`` is how long opening waits for a previous
-    owner's lock to go (a killed owner's server process takes a moment to notice).
+    writer and the pool of readers (membership and wake-ups add a control and a
+    listener connection when used). ``statement_timeout`` (seconds) cancels any
+    statement running longer, as :class:`StoreTimeout`. ``shards`` is the number of
+    shards of a new database (``None``: the database's own, :data:`SHARDS` for a new
+    one); a value that differs from an existing database's is a :class:`StoreError`.
+    ``idle_in_transaction_timeout`` (seconds) is set on every session: the server ends
+    a session that stays inside a transaction that long (a paused process), so its row
+    locks cannot block a takeover. ``lock_wait`` is accepted for compatibility and
+    ignored: the store no longer takes an owner lock (safety comes from the fence).
     """
 
     def __init__(
@@ -242,7 +311,9 @@ class PostgresStore:
         max_connections: int = 4,
         connect_timeout: float = 10.0,
         statement_timeout: float | None = None,
-        lock_wait: float = 5.0,
+        shards: int | None = None,
+        idle_in_transaction_timeout: float = 5.0,
+        lock_wait: float = 0.0,
     ) -> None:
         if asyncpg is None:
             raise StoreError("PostgresStore needs asyncpg: pip install 'durable-actors[postgres]'")
@@ -262,31 +333,74 @@ class PostgresStore:
         for name, t in (("connect_timeout", connect_timeout), ("lock_wait", lock_wait)):
             if not isinstance(t, (int, float)) or isinstance(t, bool) or not t >= 0:
                 raise ValueError(f"{name} must be seconds >= 0, got {t!r}")
-        if statement_timeout is not None and (
-            not isinstance(statement_timeout, (int, float))
-            or isinstance(statement_timeout, bool)
-            or not statement_timeout > 0
+        timeouts: list[tuple[str, float | None]] = [
+            ("statement_timeout", statement_timeout),
+            ("idle_in_transaction_timeout", idle_in_transaction_timeout),
+        ]
+        for name, limit in timeouts:
+            if limit is None and name == "statement_timeout":
+                continue
+            if not isinstance(limit, (int, float)) or isinstance(limit, bool) or not 0 < limit < 86_400:
+                raise ValueError(f"{name} must be seconds > 0 (below a day), got {limit!r}")
+        if shards is not None and (
+            not isinstance(shards, int) or isinstance(shards, bool) or not 1 <= shards <= MAX_SHARDS
         ):
-            raise ValueError(f"statement_timeout must be seconds > 0 or None, got {statement_timeout!r}")
+            raise ValueError(f"shards must be an int 1..{MAX_SHARDS} or None, got {shards!r:.40}")
         self.dsn = dsn
         self.min_connections = min_connections
         self.max_connections = max_connections
         self._connect_timeout = float(connect_timeout)
-        self._lock_wait = float(lock_wait)
-        self._settings: dict[str, str] = {"application_name": _owner_name()}
+        self._shards_wanted = shards
+        self._shard_count = shards or SHARDS
+        self._settings: dict[str, str] = {
+            "application_name": _owner_name(),
+            "idle_in_transaction_session_timeout": str(max(1, int(idle_in_transaction_timeout * 1000))),
+        }
         if statement_timeout is not None:
             self._settings["statement_timeout"] = str(max(1, int(statement_timeout * 1000)))
         self._w: asyncpg.Connection | None = None
         self._pool: asyncpg.Pool | None = None
         self._open = False
         self._write_lock = anyio.Lock()
-        self._seqs: dict[tuple[str, str], int] = {}
+        # the writer's last sequence per entity, by shard (dropped when a shard's fence changes)
+        self._seqs: dict[int, dict[tuple[str, str], int]] = {}
+        self._seq_count = 0
+        self._seq_gen = 0
         self._pending_seqs: dict[tuple[str, str], int] = {}
+        # the fence: None until set_fence (then only these shards at these epochs)
+        self._fence: dict[int, int] | None = None
+        self._fence_member = ""
+        # membership and wake-ups
+        self._ctl: asyncpg.Connection | None = None
+        self._ctl_lock = anyio.Lock()
+        self._joined: dict[str, int] = {}  # member id -> key of its session advisory lock
+        self._callbacks: list[Callable[[str, str], None]] = []
+        self._listener: asyncpg.Connection | None = None
+        self._listen_task: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
         self.retries = 0
         """Batches applied again after the connection was lost (for tests and metrics)."""
+        self.reconnects = 0
+        """Times the wake-up listener connection was established again after a loss."""
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact(self.dsn)!r})"
+
+    @property
+    def shard_count(self) -> int:
+        """The number of shards of this database (fixed when it was created)."""
+        return self._shard_count
+
+    @property
+    def shared(self) -> bool:
+        """Always True: several systems may open one PostgreSQL database (commits are
+        fenced once :meth:`set_fence` is called)."""
+        return True
+
+    @property
+    def wakes(self) -> bool:
+        """True: :meth:`subscribe` is called back (``LISTEN``/``NOTIFY``)."""
+        return True
 
     # ------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Self:
@@ -296,6 +410,12 @@ class PostgresStore:
             self._w = await self._connect_writer()
             await self._migrate(self._w)
             self._pool = await self._create_pool()
+            # listen from the start, so a subscriber hears everything published after
+            # subscribe() returns (the first connection is awaited, a failed one retried)
+            self._listening = asyncio.Event()
+            self._listen_task = asyncio.get_running_loop().create_task(self._listen())
+            with anyio.move_on_after(self._connect_timeout):
+                await self._listening.wait()
         except BaseException:
             await self._close()
             raise
@@ -313,22 +433,31 @@ class PostgresStore:
     async def _close(self) -> None:
         with anyio.CancelScope(shield=True):
             self._open = False
+            task, self._listen_task = self._listen_task, None
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException), anyio.move_on_after(5):
+                    await task
             pool, self._pool = self._pool, None
-            w, self._w = self._w, None
+            conns = [self._w, self._ctl, self._listener]
+            self._w = self._ctl = self._listener = None
             if pool is not None:
                 with contextlib.suppress(Exception), anyio.move_on_after(5):
                     await pool.close()
                 pool.terminate()
-            if w is not None:
-                with contextlib.suppress(Exception), anyio.move_on_after(5):
-                    await w.close()
-                w.terminate()
+            for conn in conns:
+                if conn is not None:
+                    with contextlib.suppress(Exception), anyio.move_on_after(5):
+                        await conn.close()
+                    conn.terminate()
         self._seqs.clear()
+        self._seq_count = 0
+        self._joined.clear()
 
-    async def _connect(self) -> asyncpg.Connection:
+    async def _connect(self, **settings: str) -> asyncpg.Connection:
         try:
             conn: asyncpg.Connection = await asyncpg.connect(
-                self.dsn, timeout=self._connect_timeout, server_settings=self._settings
+                self.dsn, timeout=self._connect_timeout, server_settings={**self._settings, **settings}
             )
         except (asyncpg.PostgresError, *_CONNECTION_LOST, TimeoutError, ValueError) as e:
             if isinstance(e, ValueError) and not isinstance(e, UnicodeError):
@@ -340,26 +469,9 @@ class PostgresStore:
         return conn
 
     async def _connect_writer(self) -> asyncpg.Connection:
-        """Connect and take the owner lock (waiting up to ``lock_wait`` for a dead owner's)."""
+        """Connect the writer (a new writer re-reads every entity's last sequence)."""
         conn = await self._connect()
-        try:
-            deadline = time.monotonic() + self._lock_wait
-            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
-                if time.monotonic() >= deadline:
-                    owner = await _lock_owner(conn)
-                    raise StoreLocked(
-                        f"{redact(self.dsn)} is in use by another running system "
-                        f"({owner.get('application_name', '?')} from {owner.get('client_addr', '?')} "
-                        f"since {owner.get('backend_start', '?')})",
-                        owner,
-                    )
-                await anyio.sleep(0.05)
-        except BaseException as e:
-            conn.terminate()
-            if isinstance(e, asyncpg.PostgresError | OSError):
-                raise translate(e, f"cannot open {redact(self.dsn)}") from e
-            raise
-        self._seqs.clear()  # whatever happened while no lock was held, re-read it
+        self._forget_seqs(None)  # whatever other members did meanwhile, read it again
         return conn
 
     async def _create_pool(self) -> asyncpg.Pool:
@@ -376,47 +488,92 @@ class PostgresStore:
         return pool
 
     async def _migrate(self, db: asyncpg.Connection) -> None:
+        """Check the database is ours and bring it to :data:`SCHEMA_VERSION`, in one
+        transaction that holds an advisory lock, so stores opening at once take turns."""
         where = redact(self.dsn)
         try:
-            tables = {
-                r[0]
-                for r in await db.fetch(
-                    "SELECT c.relname FROM pg_class c WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') "
-                    "AND c.relnamespace = current_schema()::regnamespace"
-                )
-            }
-            version = 0
-            if tables:
-                if "actors_meta" not in tables:
-                    raise NotOurDatabase(
-                        f"{where} holds tables of another application in schema "
-                        f"{await db.fetchval('SELECT current_schema()')!r} "
-                        f"({', '.join(sorted(tables)[:5])}); use an empty database"
+            async with db.transaction():
+                await db.execute("SELECT pg_advisory_xact_lock($1)", MIGRATE_KEY)
+                tables = {
+                    r[0]
+                    for r in await db.fetch(
+                        "SELECT c.relname FROM pg_class c WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') "
+                        "AND c.relnamespace = current_schema()::regnamespace"
                     )
-                meta = {r[0]: r[1] for r in await db.fetch("SELECT key, value FROM actors_meta")}
-                if meta.get("application") != APPLICATION:
-                    raise NotOurDatabase(f"{where} belongs to {meta.get('application')!r}")
-                stored = str(meta.get("schema_version", ""))
-                if not stored.isdecimal():
-                    raise NotOurDatabase(f"{where} has no valid schema version ({stored!r})")
-                version = int(stored)
-                if version > SCHEMA_VERSION:
-                    raise NotOurDatabase(
-                        f"{where} has schema version {version}, newer than this code's "
-                        f"{SCHEMA_VERSION}: upgrade the package"
-                    )
-            for v in range(version + 1, SCHEMA_VERSION + 1):
-                async with db.transaction():
+                }
+                version = 0
+                meta: dict[str, str] = {}
+                if tables:
+                    if "actors_meta" not in tables:
+                        raise NotOurDatabase(
+                            f"{where} holds tables of another application in schema "
+                            f"{await db.fetchval('SELECT current_schema()')!r} "
+                            f"({', '.join(sorted(tables)[:5])}); use an empty database"
+                        )
+                    meta = {r[0]: r[1] for r in await db.fetch("SELECT key, value FROM actors_meta")}
+                    if meta.get("application") != APPLICATION:
+                        raise NotOurDatabase(f"{where} belongs to {meta.get('application')!r}")
+                    stored = str(meta.get("schema_version", ""))
+                    if not stored.isdecimal():
+                        raise NotOurDatabase(f"{where} has no valid schema version ({stored!r})")
+                    version = int(stored)
+                    if version > SCHEMA_VERSION:
+                        raise NotOurDatabase(
+                            f"{where} has schema version {version}, newer than this code's "
+                            f"{SCHEMA_VERSION}: upgrade the package"
+                        )
+                for v in range(version + 1, SCHEMA_VERSION + 1):
                     for stmt in MIGRATIONS[v]:
                         await db.execute(stmt)
+                    if v == 4:
+                        await self._migrate_v4(db)
                     await db.execute(
                         "INSERT INTO actors_meta VALUES ('application', $1), ('schema_version', $2) "
                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                         APPLICATION,
                         str(v),
                     )
+                if version >= 4:
+                    self._check_shards(meta.get("shards", ""), where)
         except (asyncpg.PostgresError, *_CONNECTION_LOST) as e:
             raise translate(e, f"cannot open {where}") from e
+
+    def _check_shards(self, stored: str, where: str) -> None:
+        if not stored.isdecimal() or not 1 <= int(stored) <= MAX_SHARDS:
+            raise NotOurDatabase(f"{where} has no valid shard count ({stored!r:.40})")
+        n = int(stored)
+        if self._shards_wanted is not None and self._shards_wanted != n:
+            raise StoreError(
+                f"{where} has {n} shards, but this store was opened with shards={self._shards_wanted} "
+                f"(the shard count of a database is fixed when it is created)"
+            )
+        self._shard_count = n
+
+    async def _migrate_v4(self, db: asyncpg.Connection) -> None:
+        """Fill the shard of existing rows (computed here, with :func:`shard_of`), then
+        constrain and index it, and make every shard free at epoch 0.
+
+        Outbox rows written before version 4 do not name their sender; they get the
+        shard of their target (any member may deliver a message: delivery is an
+        unfenced accept).
+        """
+        n = self._shard_count
+        for table in ("inbox", "timers", "outbox"):
+            keys = [
+                (r[0], r[1]) for r in await db.fetch(f"SELECT DISTINCT entity_type, entity_id FROM {table}")
+            ]
+            if keys:
+                await db.execute(
+                    f"UPDATE {table} x SET shard = k.s FROM unnest($1::text[], $2::text[], $3::int[]) "
+                    "AS k(t, i, s) WHERE x.entity_type = k.t AND x.entity_id = k.i",
+                    [k[0] for k in keys],
+                    [k[1] for k in keys],
+                    [shard_of(t, i, n) for t, i in keys],
+                )
+        for stmt in _V4_AFTER:
+            await db.execute(stmt)
+        await db.execute("INSERT INTO shards (shard) SELECT generate_series(0, $1::int - 1)", n)
+        await db.execute("INSERT INTO actors_meta VALUES ('shards', $1)", str(n))
 
     # ------------------------------------------------------------ writes
     async def write(self, batch: Sequence[Write]) -> list[WriteResult]:
@@ -424,6 +581,9 @@ class PostgresStore:
 
         Retried once on a new connection when the old one died before ``COMMIT``
         (nothing was applied then); see the module docstring for a loss during it.
+        With a fence (:meth:`set_fence`), a batch with fenced writes is applied only
+        while this member owns their shards at the fence's epochs, else
+        :class:`ShardLost` and nothing is written.
         """
         if not self._open:
             raise StoreError(f"{self!r} is closed")
@@ -431,13 +591,38 @@ class PostgresStore:
             return []
         async with self._write_lock:
             for attempt in (1, 2):
+                fence = self._fence_of(batch)
                 try:
-                    return await self._write_once(batch)
+                    return await self._write_once(batch, fence)
                 except _LostBeforeCommit as lost:
                     if attempt == 2:
                         raise translate(lost.__cause__ or lost, "write") from lost.__cause__
                     self.retries += 1
             raise AssertionError("unreachable")  # pragma: no cover
+
+    def _fence_of(self, batch: Sequence[Write]) -> tuple[str, list[int], list[int]] | None:
+        """The fence check a batch needs: (member, shards, epochs), or None (no fenced
+        write, or no fence). A shard outside the fence is refused here, before BEGIN."""
+        if self._fence is None:
+            return None
+        n = self._shard_count
+        touched: set[int] = set()
+        for w in batch:
+            if isinstance(w, FENCED_WRITES):
+                entity = write_entity(w)
+                if entity is not None:
+                    touched.add(shard_of(entity[0], entity[1], n))
+        if not touched:
+            return None
+        missing = touched.difference(self._fence)
+        if missing:
+            raise ShardLost(
+                f"write refused: this member ({self._fence_member}) does not own shard(s) "
+                f"{_shard_list(missing)}; nothing was written",
+                frozenset(missing),
+            )
+        shards = sorted(touched)
+        return (self._fence_member, shards, [self._fence[s] for s in shards])
 
     async def _writer(self) -> asyncpg.Connection:
         w = self._w
@@ -448,16 +633,27 @@ class PostgresStore:
             self._w = await self._connect_writer()
         return self._w
 
-    async def _write_once(self, batch: Sequence[Write]) -> list[WriteResult]:
+    async def _write_once(
+        self, batch: Sequence[Write], fence: tuple[str, list[int], list[int]] | None
+    ) -> list[WriteResult]:
         try:
             db = await self._writer()
         except StoreUnavailable as e:
             raise StoreUnavailable(f"write: {e}") from e.__cause__
         self._pending_seqs = {}
+        gen = self._seq_gen
         xid: str | None = None
         try:
             await db.execute("BEGIN")
-            xid = await db.fetchval("SELECT pg_current_xact_id()::text")
+            if fence is None:
+                xid = await db.fetchval("SELECT pg_current_xact_id()::text")
+            else:
+                member, shards, epochs = fence
+                row = await db.fetchrow(_FENCE_SQL, shards, epochs, member)
+                assert row is not None  # a SELECT without FROM gives one row
+                xid = row[0]
+                if len(row[1]) < len(shards):
+                    raise self._lost(member, dict(zip(shards, epochs, strict=True)), set(row[1]))
             results: list[WriteResult] = []
             i = 0
             while i < len(batch):
@@ -478,18 +674,50 @@ class PostgresStore:
         except _CONNECTION_LOST as e:
             self._drop_writer()
             if await self._committed(xid, e):
-                return self._done(results)
+                return self._done(results, gen)
             raise _LostBeforeCommit() from e
         except asyncpg.PostgresError as e:  # a deferred check or the server refusing at commit
             await self._rollback(db)
             raise translate(e, "write") from e
-        return self._done(results)
+        return self._done(results, gen)
 
-    def _done(self, results: list[WriteResult]) -> list[WriteResult]:
-        if len(self._seqs) > _SEQ_CACHE:
-            self._seqs.clear()
-        self._seqs.update(self._pending_seqs)
+    def _lost(self, member: str, checked: dict[int, int], held: set[int]) -> ShardLost:
+        """The fence check found fewer shards than it asked for: drop the lost ones from
+        the fence (unless :meth:`set_fence` changed them meanwhile)."""
+        lost = frozenset(checked).difference(held)
+        if self._fence is not None and self._fence_member == member:
+            gone = [s for s in lost if self._fence.get(s) == checked[s]]
+            for s in gone:
+                del self._fence[s]
+            self._forget_seqs(gone)
+        return ShardLost(
+            f"write refused: this member ({member}) no longer owns shard(s) {_shard_list(lost)} "
+            f"at the epochs it holds (taken over or handed off); nothing was written",
+            lost,
+        )
+
+    def _done(self, results: list[WriteResult], gen: int) -> list[WriteResult]:
+        if gen != self._seq_gen:
+            return results  # a fence changed during the write: what it learned may be stale
+        n = self._shard_count
+        for key, last in self._pending_seqs.items():
+            per = self._seqs.setdefault(shard_of(key[0], key[1], n), {})
+            if key not in per:
+                self._seq_count += 1
+            per[key] = last
+        if self._seq_count > _SEQ_CACHE:
+            self._forget_seqs(None)
         return results
+
+    def _forget_seqs(self, shards: Collection[int] | None) -> None:
+        """Forget the last sequences of these shards' entities (``None``: all)."""
+        self._seq_gen += 1
+        if shards is None:
+            self._seqs.clear()
+            self._seq_count = 0
+            return
+        for s in shards:
+            self._seq_count -= len(self._seqs.pop(s, ()))
 
     def _drop_writer(self) -> None:
         if self._w is not None:
@@ -570,7 +798,9 @@ class PostgresStore:
                 first.add(key)
                 sent.append(n)
         cols = _columns([_sig_row(items[n][0]) for n in sent], 8)
-        rows = await db.fetch(_ACCEPT_SQL, *cols[:7], [items[n][1] for n in sent], cols[7])
+        shard_count = self._shard_count
+        shards = [shard_of(items[n][0].entity_type, items[n][0].entity_id, shard_count) for n in sent]
+        rows = await db.fetch(_ACCEPT_SQL, *cols[:7], [items[n][1] for n in sent], cols[7], shards)
         found: dict[int, Duplicate] = {}
         for r in rows:
             n = sent[int(r["ord"]) - 1]
@@ -625,6 +855,10 @@ class PostgresStore:
         ]
         cancel_rows = [k for k, t in timers.items() if t is None]
         outbox = [_sig_row(s) for c in run for s in c.outbox]
+        n = self._shard_count
+        # an outbox row carries the shard of its sender (the committing entity)
+        outbox_shards = [shard_of(c.entity_type, c.entity_id, n) for c in run for _ in c.outbox]
+        timer_shards = [shard_of(r[0], r[1], n) for r in set_rows]
         dead_cols = _columns(dead, 12)
         set_cols = _columns(set_rows, 8)
         outbox_cols = _columns(outbox, 8)
@@ -641,6 +875,8 @@ class PostgresStore:
             dead_cols[7],  # the traces come last: $48, $49 and $50
             outbox_cols[7],
             set_cols[7],
+            timer_shards,  # $51 and $52
+            outbox_shards,
         ]
         rows = await db.fetch(_COMMIT_SQL, *args)
         ids = sorted(int(r[0]) for r in rows)
@@ -659,8 +895,11 @@ class PostgresStore:
             return
         nexts: dict[tuple[str, str], int] = {}
         unknown = []
+        n = self._shard_count
         for k in keys:
-            last = self._pending_seqs.get(k, self._seqs.get(k))
+            last = self._pending_seqs.get(k)
+            if last is None:
+                last = self._seqs.get(shard_of(k[0], k[1], n), {}).get(k)
             if last is None:
                 unknown.append(k)
             else:
@@ -826,6 +1065,319 @@ class PostgresStore:
             )
         return result
 
+    # ------------------------------------------------------------ several members
+    async def _control(self) -> asyncpg.Connection:
+        """The control connection (membership, claims, wake-ups sent), opened on first use.
+
+        A new one takes again the advisory lock of every member joined through this
+        store; a member whose lock could not be taken again (its old session still
+        lingers on the server) is then declared dead by the next claim of any member,
+        and finds out at its next heartbeat.
+        """
+        c = self._ctl
+        if c is not None and not c.is_closed():
+            return c
+        self._drop_ctl()
+        c = await self._connect(lock_timeout=_MEMBERSHIP_LOCK_TIMEOUT)
+        try:
+            for key in self._joined.values():
+                await c.fetchval("SELECT pg_try_advisory_lock($1)", key)
+        except BaseException:
+            c.terminate()
+            raise
+        self._ctl = c
+        return c
+
+    def _drop_ctl(self) -> None:
+        if self._ctl is not None:
+            self._ctl.terminate()
+            self._ctl = None
+
+    async def _ctl_do(self, what: str, fn: Callable[[asyncpg.Connection], Any], *, retry: bool = True) -> Any:
+        """Run ``fn`` on the control connection; once more on a new one when the old one
+        was lost (only for ``retry``: statements whose repetition is harmless)."""
+        if not self._open:
+            raise StoreError(f"{self!r} is closed")
+        async with self._ctl_lock:
+            for attempt in (1, 2):
+                try:
+                    conn = await self._control()
+                    return await fn(conn)
+                except _CONNECTION_LOST as e:
+                    self._drop_ctl()
+                    if attempt == 2 or not retry:
+                        raise translate(e, what) from e
+                except (asyncpg.PostgresError, UnicodeError) as e:
+                    raise translate(e, what) from e
+            raise AssertionError("unreachable")  # pragma: no cover
+
+    async def join(self, member_id: str, name: str, *, serves: bool, ttl: float) -> None:
+        """Add a member, alive, heartbeat now (the database's clock); ``member_id`` must
+        be new. The store holds a session advisory lock for it, so other members can
+        tell at once when its process is gone."""
+        _check_member(member_id)
+        if not isinstance(name, str):
+            raise InvalidWrite(f"join name must be a str, got {name!r:.80}")
+        if not isinstance(serves, bool):
+            raise InvalidWrite(f"join serves must be a bool, got {serves!r:.40}")
+        if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not 0 < ttl <= 86_400:
+            raise InvalidWrite(f"join ttl must be seconds in (0, 86400], got {ttl!r:.40}")
+        key = _member_key(member_id)
+
+        async def go(db: asyncpg.Connection) -> None:
+            if not await db.fetchval("SELECT pg_try_advisory_lock($1)", key):
+                raise StoreError(f"member {member_id!r} is already joined (its lock is held)")
+            try:
+                done = await db.fetchval(
+                    "INSERT INTO members (member_id, name, serves, status, ttl, joined_at, heartbeat_at, "
+                    f"lock_key) VALUES ($1, $2, $3, 'alive', $4, {_NOW}, {_NOW}, $5) "
+                    "ON CONFLICT (member_id) DO NOTHING RETURNING 1",
+                    member_id,
+                    name,
+                    serves,
+                    float(ttl),
+                    key,
+                )
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await db.fetchval("SELECT pg_advisory_unlock($1)", key)
+                raise
+            if done is None:
+                await db.fetchval("SELECT pg_advisory_unlock($1)", key)
+                raise StoreError(f"member id {member_id!r} was used before (a member id is never reused)")
+
+        await self._ctl_do("join", go, retry=False)
+        self._joined[member_id] = key
+
+    async def heartbeat(self, member_id: str) -> bool:
+        """Renew the member's lease (the database's clock); False when it is no longer
+        alive: it owns nothing then and must stop (it may join again under a new id)."""
+        _check_member(member_id)
+
+        async def go(db: asyncpg.Connection) -> bool:
+            row = await db.fetchval(
+                f"UPDATE members SET heartbeat_at = {_NOW} WHERE member_id = $1 AND status = 'alive' "
+                "RETURNING 1",
+                member_id,
+            )
+            if row is None and member_id in self._joined:
+                with contextlib.suppress(Exception):
+                    await db.fetchval("SELECT pg_advisory_unlock($1)", self._joined.pop(member_id))
+            return row is not None
+
+        alive: bool = await self._ctl_do("heartbeat", go)
+        return alive
+
+    async def claim(self, member_id: str, wanted: Collection[int]) -> dict[int, int]:
+        """Take the ``wanted`` shards that are free or owned by a member that is not alive.
+
+        One statement: it first declares dead every alive member whose heartbeat is
+        older than its ttl by the database's clock, or whose advisory lock no session
+        holds (its process or connection is gone); rows another transaction holds are
+        skipped (``SKIP LOCKED``), never waited for. Each shard taken gets epoch + 1.
+        Returns ``{shard: epoch}`` of the shards taken now; nothing if this member is
+        not alive (or its own lease ran out). Not retried when the connection is lost
+        (:class:`StoreUnavailable`): shards it may have taken then show as this
+        member's in :meth:`shard_map`.
+        """
+        _check_member(member_id)
+        shards = self._shard_arg(wanted, "claim")
+
+        async def go(db: asyncpg.Connection) -> dict[int, int]:
+            rows = await db.fetch(_CLAIM_SQL, member_id, shards)
+            return {int(r[0]): int(r[1]) for r in rows}
+
+        taken: dict[int, int] = await self._ctl_do("claim", go, retry=False)
+        return dict(sorted(taken.items()))
+
+    async def release(self, member_id: str, shards: Mapping[int, int]) -> None:
+        """Give up shards this member owns at these epochs (owner none, epoch + 1); a
+        shard it no longer owns at that epoch is left alone. They leave the fence first."""
+        _check_member(member_id)
+        epochs = self._epochs_arg(shards, "release")
+        if self._fence is not None and self._fence_member == member_id:
+            gone = [s for s, e in epochs.items() if self._fence.get(s) == e]
+            for s in gone:
+                del self._fence[s]
+            self._forget_seqs(gone)
+
+        async def go(db: asyncpg.Connection) -> None:
+            await db.execute(
+                "UPDATE shards SET owner = NULL, epoch = shards.epoch + 1 "
+                "FROM unnest($2::int[], $3::int8[]) AS h(shard, epoch) "
+                "WHERE shards.shard = h.shard AND shards.epoch = h.epoch AND shards.owner = $1",
+                member_id,
+                list(epochs),
+                list(epochs.values()),
+            )
+
+        if epochs:
+            await self._ctl_do("release", go)
+
+    async def leave(self, member_id: str) -> None:
+        """The member leaves cleanly: status ``left``, every shard it owns released (in
+        one transaction), its advisory lock let go; the fence is emptied."""
+        _check_member(member_id)
+        if self._fence is not None and self._fence_member == member_id:
+            self._fence = {}
+            self._forget_seqs(None)
+
+        async def go(db: asyncpg.Connection) -> None:
+            await db.execute(
+                "WITH m AS (UPDATE members SET status = 'left' WHERE member_id = $1 AND status = 'alive') "
+                "UPDATE shards SET owner = NULL, epoch = epoch + 1 WHERE owner = $1",
+                member_id,
+            )
+            key = self._joined.pop(member_id, None)
+            if key is not None:
+                await db.fetchval("SELECT pg_advisory_unlock($1)", key)
+
+        await self._ctl_do("leave", go)
+
+    async def members(self) -> list[MemberRecord]:
+        """Every member row (alive first, then the most recent), with ``seen_ago``."""
+        rows = await self._read(
+            "SELECT member_id, name, serves, status, ttl, joined_at, heartbeat_at, "
+            f"{_NOW} - heartbeat_at FROM members "
+            "ORDER BY status = 'alive' DESC, joined_at DESC, member_id"
+        )
+        return [MemberRecord(*r) for r in rows]
+
+    async def shard_map(self) -> list[ShardRecord]:
+        """Every shard, in order."""
+        rows = await self._read("SELECT shard, owner, epoch FROM shards ORDER BY shard")
+        return [ShardRecord(*r) for r in rows]
+
+    def set_fence(self, member_id: str, epochs: Mapping[int, int]) -> None:
+        """From now on, a batch with a fenced write is applied only if ``member_id`` owns
+        every shard its fenced writes touch at exactly these epochs (checked inside the
+        transaction, see the module docstring); otherwise :class:`ShardLost`. The writer
+        forgets what it knew of the entities of every shard whose epoch changed or that
+        left the fence (another member may have written to them meanwhile)."""
+        _check_member(member_id)
+        new = self._epochs_arg(epochs, "set_fence")
+        old = self._fence
+        if old is None or self._fence_member != member_id:
+            self._forget_seqs(None)
+        else:
+            changed = {s for s in old.keys() | new.keys() if old.get(s) != new.get(s)}
+            self._forget_seqs(changed)
+        self._fence_member = member_id
+        self._fence = new
+
+    def _epochs_arg(self, epochs: object, what: str) -> dict[int, int]:
+        if not isinstance(epochs, Mapping):
+            raise InvalidWrite(f"{what} needs a mapping of shard to epoch, got {epochs!r:.80}")
+        shards = self._shard_arg(list(epochs), what, strict=what == "set_fence")
+        out: dict[int, int] = {}
+        for s in shards:
+            e = epochs[s]
+            if not isinstance(e, int) or isinstance(e, bool) or not 0 <= e <= 2**63 - 1:
+                raise InvalidWrite(f"{what}: the epoch of shard {s} must be an int >= 0, got {e!r:.40}")
+            out[s] = e
+        return out
+
+    # ------------------------------------------------------------ wake-ups
+    async def publish(self, topic: str, items: Sequence[str]) -> None:
+        """Wake the subscribers of every store on this database: one ``NOTIFY`` per
+        payload of at most 7,900 bytes (a JSON array of items), all in one round trip
+        on the control connection, never on the writer (``NOTIFY`` in a write
+        transaction takes a database-wide lock at commit). An item too large for a
+        payload is sent as ``"*"`` (poll now)."""
+        if topic not in TOPICS:
+            raise InvalidWrite(f"publish topic must be one of {', '.join(TOPICS)}, got {topic!r:.40}")
+        if isinstance(items, str) or not isinstance(items, Sequence):
+            raise InvalidWrite(f"publish items must be a sequence of str, got {items!r:.80}")
+        for item in items:
+            if not isinstance(item, str):
+                raise InvalidWrite(f"publish items must be str, got {item!r:.40}")
+        payloads = _payloads(items)
+        if not payloads:
+            return
+
+        async def go(db: asyncpg.Connection) -> None:
+            await db.execute(
+                "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", CHANNEL_PREFIX + topic, payloads
+            )
+
+        await self._ctl_do("publish", go)
+
+    def subscribe(self, callback: Callable[[str, str], None]) -> None:
+        """Call ``callback(topic, item)`` on the event loop for every item published by any
+        store on this database, this one included, from now on. The store listens from
+        the moment it is opened, on one connection for every callback; when it is lost
+        it is established again (with backoff) and then every callback gets
+        ``(topic, "*")`` for each topic: something may have been missed."""
+        if not callable(callback):
+            raise TypeError(f"subscribe needs a callable, got {callback!r:.80}")
+        if not self._open:
+            raise StoreError(f"{self!r} is closed")
+        self._callbacks.append(callback)
+
+    def _emit(self, topic: str, item: str) -> None:
+        for cb in list(self._callbacks):
+            try:
+                cb(topic, item)
+            except Exception:
+                log.exception("a wake-up callback failed (topic %s, item %r)", topic, item[:80])
+
+    def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
+        topic = channel.removeprefix(CHANNEL_PREFIX)
+        try:
+            items = json.loads(payload)
+            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+                raise ValueError(payload[:80])
+        except ValueError:
+            items = ["*"]  # not one of ours: look anyway
+        for item in items:
+            self._emit(topic, item)
+
+    async def _listen(self) -> None:
+        """Keep one ``LISTEN`` connection; after any loss, reconnect with backoff and say ``*``."""
+        delay = 0.05
+        missed = False
+        while True:
+            lost = asyncio.Event()
+            try:
+                conn = await self._connect()
+            except StoreError:
+                missed = True
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            try:
+                conn.add_termination_listener(_setter(lost))
+                for t in TOPICS:
+                    await conn.add_listener(CHANNEL_PREFIX + t, self._on_notify)
+            except (asyncpg.PostgresError, *_CONNECTION_LOST):
+                conn.terminate()
+                missed = True
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self._listener = conn
+            self._listening.set()
+            delay = 0.05
+            if missed:
+                self.reconnects += 1
+                for t in TOPICS:
+                    self._emit(t, "*")
+            # a closed socket ends the session at once; a silent network fails the ping
+            while not lost.is_set():
+                with anyio.move_on_after(_LISTEN_PING):
+                    await lost.wait()
+                if lost.is_set():
+                    break
+                try:
+                    with anyio.fail_after(_LISTEN_PING):
+                        await conn.fetchval("SELECT 1")
+                except (TimeoutError, asyncpg.PostgresError, *_CONNECTION_LOST):
+                    break
+            self._listening.clear()
+            self._listener = None
+            conn.terminate()
+            missed = True
+
     # ------------------------------------------------------------ reads
     async def _read(self, sql: str, *params: object) -> list[asyncpg.Record]:
         """A read on the pool; retried once when the connection was lost (reads are safe)."""
@@ -887,13 +1439,25 @@ class PostgresStore:
         )
         return ProcessedMark(*rows[0]) if rows else None
 
-    async def read_inbox(self, *, after: int, limit: int) -> list[InboxEntry]:
-        """Pending signals with ``position > after``, in acceptance order."""
-        rows = await self._read(
-            f"SELECT position, {_SIG} FROM inbox WHERE position > $1 ORDER BY position LIMIT $2",
-            after,
-            _limit(limit),
-        )
+    async def read_inbox(
+        self, *, after: int, limit: int, shards: Collection[int] | None = None
+    ) -> list[InboxEntry]:
+        """Pending signals with ``position > after``, in acceptance order; with ``shards``,
+        only those of entities in these shards."""
+        if shards is None:
+            rows = await self._read(
+                f"SELECT position, {_SIG} FROM inbox WHERE position > $1 ORDER BY position LIMIT $2",
+                after,
+                _limit(limit),
+            )
+        else:
+            rows = await self._read(
+                f"SELECT position, {_SIG} FROM inbox WHERE shard = ANY($3::int[]) AND position > $1 "
+                "ORDER BY position LIMIT $2",
+                after,
+                _limit(limit),
+                self._shard_arg(shards, "read_inbox"),
+            )
         return [InboxEntry(r[0], SignalRecord(*r[1:])) for r in rows]
 
     async def read_dead_letters(self, *, limit: int) -> list[DeadLetter]:
@@ -905,14 +1469,21 @@ class PostgresStore:
         )
         return [DeadLetter(r[0], SignalRecord(*r[1:9]), r[9], r[10], r[11], r[12]) for r in rows]
 
-    async def read_timers(self, *, limit: int, after_due: float = float("-inf")) -> list[TimerRecord]:
-        """Timers in due order."""
-        rows = await self._read(
-            "SELECT entity_type, entity_id, key, handler, args, due_at, every, trace FROM timers "
-            "WHERE due_at > $1 ORDER BY due_at, entity_type, entity_id, key LIMIT $2",
-            float(after_due),
-            _limit(limit),
-        )
+    async def read_timers(
+        self, *, limit: int, after_due: float = float("-inf"), shards: Collection[int] | None = None
+    ) -> list[TimerRecord]:
+        """Timers in due order; with ``shards``, only those of entities in these shards."""
+        cols = "SELECT entity_type, entity_id, key, handler, args, due_at, every, trace FROM timers "
+        order = " ORDER BY due_at, entity_type, entity_id, key LIMIT $2"
+        if shards is None:
+            rows = await self._read(cols + "WHERE due_at > $1" + order, float(after_due), _limit(limit))
+        else:
+            rows = await self._read(
+                cols + "WHERE shard = ANY($3::int[]) AND due_at > $1" + order,
+                float(after_due),
+                _limit(limit),
+                self._shard_arg(shards, "read_timers"),
+            )
         return [TimerRecord(*r) for r in rows]
 
     async def read_journal(self, entity_type: str, entity_id: str, invocation_id: str) -> list[JournalEntry]:
@@ -927,27 +1498,54 @@ class PostgresStore:
         )
         return [JournalEntry(*r) for r in rows]
 
-    async def read_outbox(self, *, after: int, limit: int) -> list[OutboxEntry]:
-        """Undelivered outbox messages with ``id > after``, in order."""
-        rows = await self._read(
-            f"SELECT id, {_SIG} FROM outbox WHERE id > $1 ORDER BY id LIMIT $2",
-            after,
-            _limit(limit),
-        )
+    async def read_outbox(
+        self, *, after: int, limit: int, shards: Collection[int] | None = None
+    ) -> list[OutboxEntry]:
+        """Undelivered outbox messages with ``id > after``, in order; with ``shards``, only
+        those whose sender (the entity whose commit wrote them) is in these shards."""
+        if shards is None:
+            rows = await self._read(
+                f"SELECT id, {_SIG} FROM outbox WHERE id > $1 ORDER BY id LIMIT $2",
+                after,
+                _limit(limit),
+            )
+        else:
+            rows = await self._read(
+                f"SELECT id, {_SIG} FROM outbox WHERE shard = ANY($3::int[]) AND id > $1 "
+                "ORDER BY id LIMIT $2",
+                after,
+                _limit(limit),
+                self._shard_arg(shards, "read_outbox"),
+            )
         return [OutboxEntry(r[0], SignalRecord(*r[1:])) for r in rows]
+
+    def _shard_arg(self, shards: object, what: str, *, strict: bool = False) -> list[int]:
+        """``shards`` as a list of shard numbers; a number out of range is no shard and is
+        dropped (refused when ``strict``); anything but ints is :class:`InvalidWrite`."""
+        if isinstance(shards, (str, bytes)) or not isinstance(shards, Collection):
+            raise InvalidWrite(f"{what} shards must be a collection of ints or None, got {shards!r:.80}")
+        out: list[int] = []
+        for s in shards:
+            if not isinstance(s, int) or isinstance(s, bool):
+                raise InvalidWrite(f"{what}: a shard must be an int, got {s!r:.40}")
+            if 0 <= s < self._shard_count:
+                out.append(s)
+            elif strict:
+                raise InvalidWrite(f"{what}: {s} is not a shard (0..{self._shard_count - 1})")
+        return out
 
 
 _ACCEPT_SQL = f"""WITH k AS (
-    SELECT * FROM unnest({_SIG_ARRAYS}, $8::bool[], $9::text[])
-    WITH ORDINALITY AS k(t, i, s, h, a, f, at, chk, tr, ord)),
+    SELECT * FROM unnest({_SIG_ARRAYS}, $8::bool[], $9::text[], $10::int[])
+    WITH ORDINALITY AS k(t, i, s, h, a, f, at, chk, tr, sh, ord)),
 d AS (
     SELECT k.ord, p.fingerprint AS pf, p.outcome, p.processed_at, q.fingerprint AS qf
     FROM k LEFT JOIN processed p ON p.entity_type = k.t AND p.entity_id = k.i AND p.signal_id = k.s
     LEFT JOIN inbox q ON q.entity_type = k.t AND q.entity_id = k.i AND q.signal_id = k.s
     WHERE k.chk AND (p.signal_id IS NOT NULL OR q.signal_id IS NOT NULL)),
 ins AS (
-    INSERT INTO inbox ({_SIG})
-    SELECT t, i, s, h, a, f, at, tr FROM k WHERE NOT EXISTS (SELECT 1 FROM d WHERE d.ord = k.ord)
+    INSERT INTO inbox ({_SIG}, shard)
+    SELECT t, i, s, h, a, f, at, tr, sh FROM k WHERE NOT EXISTS (SELECT 1 FROM d WHERE d.ord = k.ord)
     ORDER BY k.ord)
 SELECT ord, pf, outcome, processed_at, qf FROM d"""
 
@@ -965,18 +1563,105 @@ dl AS (INSERT INTO dead_letters ({_SIG}, error, traceback, attempts, failed_at)
         $23::text[], $24::text[], $25::text[], $26::float8[], $27::text[], $28::text[], $29::int8[],
         $30::float8[], $48::text[]) WITH ORDINALITY AS k(t, i, s, h, a, f, at, err, tb, n, fa, tr, ord)
         ORDER BY ord),
-ts AS (INSERT INTO timers (entity_type, entity_id, key, handler, args, due_at, every, trace)
+ts AS (INSERT INTO timers (entity_type, entity_id, key, handler, args, due_at, every, trace, shard)
         SELECT * FROM unnest($31::text[], $32::text[], $33::text[], $34::text[],
-        $35::text[], $36::float8[], $37::float8[], $50::text[])
+        $35::text[], $36::float8[], $37::float8[], $50::text[], $51::int[])
         ON CONFLICT (entity_type, entity_id, key) DO UPDATE SET handler = excluded.handler,
         args = excluded.args, due_at = excluded.due_at, every = excluded.every, trace = excluded.trace),
 tc AS (DELETE FROM timers USING unnest($38::text[], $39::text[], $40::text[]) AS k(t, i, s)
         WHERE timers.entity_type = k.t AND timers.entity_id = k.i AND timers.key = k.s),
-ob AS (INSERT INTO outbox ({_SIG})
-        SELECT t, i, s, h, a, f, at, tr FROM unnest($41::text[], $42::text[], $43::text[], $44::text[],
-        $45::text[], $46::text[], $47::float8[], $49::text[])
-        WITH ORDINALITY AS k(t, i, s, h, a, f, at, tr, ord) ORDER BY ord RETURNING id)
+ob AS (INSERT INTO outbox ({_SIG}, shard)
+        SELECT t, i, s, h, a, f, at, tr, sh FROM unnest($41::text[], $42::text[], $43::text[], $44::text[],
+        $45::text[], $46::text[], $47::float8[], $49::text[], $52::int[])
+        WITH ORDINALITY AS k(t, i, s, h, a, f, at, tr, sh, ord) ORDER BY ord RETURNING id)
 SELECT id FROM ob"""
+
+
+_FENCE_SQL = """WITH f AS MATERIALIZED (
+    SELECT s.shard FROM shards s JOIN unnest($1::int[], $2::int8[]) AS h(shard, epoch)
+    ON s.shard = h.shard AND s.epoch = h.epoch
+    WHERE s.owner = $3 FOR SHARE OF s)
+SELECT pg_current_xact_id()::text, ARRAY(SELECT shard FROM f)"""
+"""The fence, in the statement that fetches the transaction id: the touched shards this
+member still owns at the fence's epochs, locked FOR SHARE until COMMIT (a claim's UPDATE
+waits for it, or skips the row; a claim that committed first is seen, READ COMMITTED
+re-reading the newest row version)."""
+
+
+_CLAIM_SQL = f"""WITH me AS (
+    SELECT 1 FROM members WHERE member_id = $1 AND status = 'alive' AND heartbeat_at >= {_NOW} - ttl),
+held AS MATERIALIZED (
+    SELECT l.classid, l.objid FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())),
+gone AS (
+    SELECT m.member_id FROM members m
+    WHERE m.status = 'alive' AND m.member_id <> $1
+    AND (m.heartbeat_at < {_NOW} - m.ttl
+         OR (m.lock_key IS NOT NULL AND NOT EXISTS (
+             SELECT 1 FROM held WHERE held.classid = ((m.lock_key >> 32) & 4294967295)::oid
+             AND held.objid = (m.lock_key & 4294967295)::oid)))
+    FOR UPDATE OF m SKIP LOCKED),
+dead AS (
+    UPDATE members SET status = 'dead' FROM gone WHERE members.member_id = gone.member_id
+    RETURNING members.member_id),
+cand AS (
+    SELECT s.shard FROM shards s
+    WHERE s.shard = ANY($2::int[]) AND EXISTS (SELECT 1 FROM me)
+    AND (s.owner IS NULL OR s.owner IN (SELECT member_id FROM dead)
+         OR s.owner IN (SELECT member_id FROM members WHERE status <> 'alive'))
+    FOR UPDATE OF s SKIP LOCKED)
+UPDATE shards SET owner = $1, epoch = shards.epoch + 1 FROM cand
+WHERE shards.shard = cand.shard RETURNING shards.shard, shards.epoch"""
+"""Claim: declare dead the members whose lease ran out (database clock) or whose lock
+no session holds, then take the wanted shards that are free or a non-alive member's,
+skipping rows another transaction holds."""
+
+
+def _check_member(member_id: object) -> None:
+    if not isinstance(member_id, str) or not member_id or len(member_id) > 200:
+        raise InvalidWrite(
+            f"a member id must be a non-empty str (at most 200 characters), got {member_id!r:.80}"
+        )
+
+
+def _setter(event: asyncio.Event) -> Callable[[object], None]:
+    def done(_conn: object) -> None:
+        event.set()
+
+    return done
+
+
+def _member_key(member_id: str) -> int:
+    """The key of a member's session advisory lock (64 bits from its id)."""
+    h = hashlib.blake2b(f"durable-actors member\0{member_id}".encode("utf-8", "surrogatepass"), digest_size=8)
+    return int.from_bytes(h.digest(), "big", signed=True)
+
+
+def _payloads(items: Sequence[str]) -> list[str]:
+    """``items`` as JSON arrays of at most :data:`_PAYLOAD_MAX` bytes each."""
+    out: list[str] = []
+    chunk: list[str] = []
+    size = 2
+    for item in dict.fromkeys(items):  # a repeat wakes nobody twice
+        enc = json.dumps(item)
+        n = len(enc.encode()) + 1
+        if n + 2 > _PAYLOAD_MAX:
+            item, enc, n = "*", '"*"', 4
+        if chunk and size + n > _PAYLOAD_MAX:
+            out.append(json.dumps(chunk, separators=(",", ":")))
+            chunk, size = [], 2
+        chunk.append(item)
+        size += n
+    if chunk:
+        out.append(json.dumps(chunk, separators=(",", ":")))
+    return out
+
+
+def _shard_list(shards: Collection[int]) -> str:
+    some = sorted(shards)
+    text = ", ".join(str(s) for s in some[:20])
+    return text + (f" and {len(some) - 20} more" if len(some) > 20 else "")
 
 
 def _sig_row(s: SignalRecord) -> tuple[str, str, str, str, str, str, float, str | None]:
@@ -996,23 +1681,3 @@ def _limit(limit: int) -> int:
 
 def _owner_name() -> str:
     return f"{APPLICATION} pid={os.getpid()} host={socket.gethostname()}"[:63]
-
-
-async def _lock_owner(conn: asyncpg.Connection) -> dict[str, object]:
-    """Who holds the owner lock: application name, address, pid and start of its session."""
-    row = await conn.fetchrow(
-        "SELECT a.application_name, a.client_addr::text, a.pid, a.backend_start::text "
-        "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-        "WHERE l.locktype = 'advisory' AND l.granted AND l.database = "
-        "(SELECT oid FROM pg_database WHERE datname = current_database()) "
-        "AND l.objid = ($1::int8 & 4294967295)::oid LIMIT 1",
-        LOCK_KEY,
-    )
-    if row is None:
-        return {}
-    return {
-        "application_name": row[0],
-        "client_addr": row[1] or "local socket",
-        "pid": row[2],
-        "backend_start": row[3],
-    }

@@ -26,7 +26,6 @@ from persistence import (
     PostgresStore,
     StoreError,
     StoreFull,
-    StoreLocked,
     StoreReadOnly,
     StoreTimeout,
     StoreUnavailable,
@@ -83,6 +82,7 @@ async def test_a_new_database_gets_the_schema_and_its_version(pg_dsn: str) -> No
     assert sql_at(pg_dsn, "SELECT key, value FROM actors_meta ORDER BY key") == [
         ("application", "durable-actors"),
         ("schema_version", str(SCHEMA_VERSION)),
+        ("shards", "256"),
     ]
     async with PostgresStore(pg_dsn) as store:  # a second open migrates nothing
         assert await store.write([Accept(sig("s1"))]) == [Accepted()]
@@ -120,20 +120,29 @@ async def test_a_foreign_or_newer_meta_table_is_refused(
     assert sql_at(pg_dsn, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(1,)]
 
 
-# ---------------------------------------------------------------- owner lock
+# ---------------------------------------------------------------- several stores
 
 
-async def test_a_second_store_on_the_same_database_is_locked_out(pg_dsn: str) -> None:
-    async with PostgresStore(pg_dsn) as first:
-        await first.write([Accept(sig("s1"))])
-        second = PostgresStore(pg_dsn, lock_wait=0)
-        with pytest.raises(StoreLocked, match=f"pid={os.getpid()}") as info:
-            async with second:
-                pass
-        assert info.value.owner["pid"]
-        assert await first.write([Accept(sig("s2"))]) == [Accepted()]  # the owner is unaffected
-    async with PostgresStore(pg_dsn, lock_wait=0) as again:  # free once the owner closed
-        assert len(await again.read_inbox(after=0, limit=10)) == 2
+async def test_a_second_store_on_the_same_database_opens_and_shares_it(pg_dsn: str) -> None:
+    """No owner lock any more: stores share a database (the fence keeps one writer per shard)."""
+    async with PostgresStore(pg_dsn) as first, PostgresStore(pg_dsn, lock_wait=0) as second:
+        assert await first.write([Accept(sig("s1"))]) == [Accepted()]
+        assert await second.write([Accept(sig("s2"))]) == [Accepted()]
+        for store in (first, second):
+            assert [e.signal.signal_id for e in await store.read_inbox(after=0, limit=10)] == ["s1", "s2"]
+
+
+async def test_stores_opening_a_new_database_at_once_migrate_it_once(pg_dsn: str) -> None:
+    stores = [PostgresStore(pg_dsn, shards=8) for _ in range(4)]
+    async with anyio.create_task_group() as tg:
+        for store in stores:
+            tg.start_soon(store.__aenter__)
+    try:
+        assert {s.shard_count for s in stores} == {8}
+        assert sql_at(pg_dsn, "SELECT count(*) FROM shards") == [(8,)]
+    finally:
+        for store in stores:
+            await store.__aexit__(None, None, None)
 
 
 # ---------------------------------------------------------------- bad input
@@ -152,6 +161,12 @@ async def test_a_second_store_on_the_same_database_is_locked_out(pg_dsn: str) ->
         ({"statement_timeout": 0}, ValueError),
         ({"statement_timeout": -1.0}, ValueError),
         ({"lock_wait": float("nan")}, ValueError),
+        ({"shards": 0}, ValueError),
+        ({"shards": 65_537}, ValueError),
+        ({"shards": True}, ValueError),
+        ({"shards": "8"}, ValueError),
+        ({"idle_in_transaction_timeout": 0}, ValueError),
+        ({"idle_in_transaction_timeout": float("inf")}, ValueError),
         ({"connect_timeout": -1}, ValueError),
     ],
 )

@@ -26,6 +26,11 @@ def _statements(where: str, version: int) -> list[str]:
     return [s.strip() for s in sqlite.MIGRATIONS[version].split(";") if s.strip()]
 
 
+def newest(where: str) -> str:
+    """The schema version this code brings a database of that store to (3 or later)."""
+    return str(postgres.SCHEMA_VERSION if where.startswith("postgresql://") else sqlite.SCHEMA_VERSION)
+
+
 def make_v2_database(where: str) -> None:
     """A database as version 2 of the schema left it, with marks and dead letters."""
     for stmt in _statements(where, 1) + _statements(where, 2):

@@ -42,3 +42,9 @@ class TestSharedSqliteStore(SharedStoreContract):
     @pytest.fixture
     def make_shared(self, tmp_path: Path) -> SharedFactory:
         return lambda: SqliteStore(tmp_path / "shared.db", shared=True, shards=SHARED_SHARDS)
+
+
+class TestSharedPostgresStore(SharedStoreContract):
+    @pytest.fixture
+    def make_shared(self, pg_dsn: str) -> SharedFactory:
+        return lambda: PostgresStore(pg_dsn, shards=SHARED_SHARDS)
