@@ -58,11 +58,6 @@ def indexes(where: str) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
-def newest(where: str) -> str:
-    """The schema version this code writes for that kind of store."""
-    return str(postgres.SCHEMA_VERSION if where.startswith("postgresql://") else sqlite.SCHEMA_VERSION)
-
-
 def version(where: str) -> str:
     [(v,)] = sql_at(where, "SELECT value FROM actors_meta WHERE key = 'schema_version'")
     return str(v)
