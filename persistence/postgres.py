@@ -905,16 +905,17 @@ class PostgresStore:
             else:
                 nexts[k] = last + 1
         if unknown:
-            for r in await db.fetch(
-                "SELECT k.t, k.i, (SELECT max(seq) FROM events e WHERE e.entity_type = k.t "
-                "AND e.entity_id = k.i) FROM unnest($1::text[], $2::text[]) AS k(t, i)",
-                *_columns(unknown, 2),
-            ):
-                nexts[(r[0], r[1])] = int(r[2] or 0) + 1
+            nexts.update(await self._log_ends(db, unknown))
+        read = set(unknown)
         for c in run:
             if not c.events:
                 continue
             key = (c.entity_type, c.entity_id)
+            if c.first_seq != nexts[key] and key not in read and key not in self._pending_seqs:
+                # the remembered end may be stale (e.g. a commit whose outcome was unknown
+                # did commit): ask the database before calling it a conflict
+                nexts.update(await self._log_ends(db, [key]))
+                read.add(key)
             if c.first_seq != nexts[key]:
                 raise StoreError(
                     f"sequence conflict on {c.entity_type}/{c.entity_id}: appending at "
@@ -922,6 +923,17 @@ class PostgresStore:
                 )
             nexts[key] += len(c.events)
             self._pending_seqs[key] = nexts[key] - 1
+
+    async def _log_ends(
+        self, db: asyncpg.Connection, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], int]:
+        """The next sequence of each entity's log, as the database has it."""
+        rows = await db.fetch(
+            "SELECT k.t, k.i, (SELECT max(seq) FROM events e WHERE e.entity_type = k.t "
+            "AND e.entity_id = k.i) FROM unnest($1::text[], $2::text[]) AS k(t, i)",
+            *_columns(keys, 2),
+        )
+        return {(r[0], r[1]): int(r[2] or 0) + 1 for r in rows}
 
     async def _journal(self, db: asyncpg.Connection, run: Sequence[Journal]) -> None:
         steps: dict[tuple[str, str, str, int], JournalEntry] = {}

@@ -780,18 +780,15 @@ class SqliteStore:
                 unknown.append(k)
             else:
                 nexts[k] = last + 1
-        for chunk in _chunks(unknown, 300):
-            values = ", ".join("(?, ?)" for _ in chunk)
-            for row in await db.execute_fetchall(
-                f"WITH k(t, i) AS (VALUES {values}) SELECT t, i, (SELECT max(seq) FROM events "
-                "WHERE entity_type = k.t AND entity_id = k.i) FROM k",
-                [x for k in chunk for x in k],
-            ):
-                nexts[(row[0], row[1])] = int(row[2] or 0) + 1
+        nexts.update(await self._log_ends(db, unknown))
+        read = set(unknown)
         for c in run:
             if not c.events:
                 continue
             key = (c.entity_type, c.entity_id)
+            if c.first_seq != nexts[key] and key not in read and key not in self._pending_seqs:
+                nexts.update(await self._log_ends(db, [key]))  # the remembered end may be stale
+                read.add(key)
             if c.first_seq != nexts[key]:
                 raise StoreError(
                     f"sequence conflict on {c.entity_type}/{c.entity_id}: appending at "
@@ -799,6 +796,19 @@ class SqliteStore:
                 )
             nexts[key] += len(c.events)
             self._pending_seqs[key] = nexts[key] - 1
+
+    async def _log_ends(self, db: _Direct, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The next sequence of each entity's log, as the database has it."""
+        out: dict[tuple[str, str], int] = {}
+        for chunk in _chunks(keys, 300):
+            values = ", ".join("(?, ?)" for _ in chunk)
+            for row in await db.execute_fetchall(
+                f"WITH k(t, i) AS (VALUES {values}) SELECT t, i, (SELECT max(seq) FROM events "
+                "WHERE entity_type = k.t AND entity_id = k.i) FROM k",
+                [x for k in chunk for x in k],
+            ):
+                out[(row[0], row[1])] = int(row[2] or 0) + 1
+        return out
 
     async def _commit_extras(self, db: _Direct, c: Commit) -> Committed:
         if c.dead_letter is not None:

@@ -39,6 +39,7 @@ from persistence.store import (
     TimerRecord,
     shard_of,
 )
+from persistence.testing import commit, ev, sig
 from tests._stores import sql_at
 
 pytestmark = pytest.mark.anyio
@@ -649,3 +650,17 @@ async def test_reads_by_shard(pg_dsn: str) -> None:
         assert plan  # the statement plans (the index keeps it cheap on a large inbox)
         indexes = {str(r[0]) for r in sql_at(pg_dsn, "SELECT indexname FROM pg_indexes")}
         assert {"inbox_by_shard", "timers_by_shard", "outbox_by_shard"} <= indexes
+
+
+async def test_a_stale_remembered_log_end_is_checked_against_the_database(pg_dsn: str) -> None:
+    # regression: a commit whose outcome the writer never learned (CommitUnknown after a
+    # server restart) left its remembered log end behind the database; every later commit
+    # of that entity was refused as a "sequence conflict", forever
+    async with PostgresStore(pg_dsn) as a, PostgresStore(pg_dsn) as b:
+        await a.write([Accept(sig("s1", "x")), Accept(sig("s2", "x")), Accept(sig("s3", "x"))])
+        await a.write([commit(sig("s1", "x"), 1, ev(1))])  # a remembers: the log ends at 1
+        await b.write([commit(sig("s2", "x"), 2, ev(2))])  # written without a knowing
+        await a.write([commit(sig("s3", "x"), 3, ev(3))])  # appends after what the database has
+        assert [e.seq for e in await a.read_events("Account", "x", after=0, limit=10)] == [1, 2, 3]
+        with pytest.raises(StoreError, match="sequence conflict"):  # a real conflict still is one
+            await a.write([commit(sig("s3", "x"), 3, ev(4))])
