@@ -26,6 +26,7 @@ import asyncpg
 import pytest
 
 from persistence import InvalidWrite, PostgresStore, StoreError
+from persistence import testing as contract
 from persistence.errors import ShardLost
 from persistence.postgres import MIGRATIONS
 from persistence.store import (
@@ -39,7 +40,6 @@ from persistence.store import (
     TimerRecord,
     shard_of,
 )
-from persistence.testing import commit, ev, sig
 from tests._stores import sql_at
 
 pytestmark = pytest.mark.anyio
@@ -657,10 +657,22 @@ async def test_a_stale_remembered_log_end_is_checked_against_the_database(pg_dsn
     # server restart) left its remembered log end behind the database; every later commit
     # of that entity was refused as a "sequence conflict", forever
     async with PostgresStore(pg_dsn) as a, PostgresStore(pg_dsn) as b:
-        await a.write([Accept(sig("s1", "x")), Accept(sig("s2", "x")), Accept(sig("s3", "x"))])
-        await a.write([commit(sig("s1", "x"), 1, ev(1))])  # a remembers: the log ends at 1
-        await b.write([commit(sig("s2", "x"), 2, ev(2))])  # written without a knowing
-        await a.write([commit(sig("s3", "x"), 3, ev(3))])  # appends after what the database has
+        await a.write(
+            [
+                Accept(contract.sig("s1", "x")),
+                Accept(contract.sig("s2", "x")),
+                Accept(contract.sig("s3", "x")),
+            ]
+        )
+        await a.write(
+            [contract.commit(contract.sig("s1", "x"), 1, contract.ev(1))]
+        )  # a remembers: the log ends at 1
+        await b.write(
+            [contract.commit(contract.sig("s2", "x"), 2, contract.ev(2))]
+        )  # written without a knowing
+        await a.write(
+            [contract.commit(contract.sig("s3", "x"), 3, contract.ev(3))]
+        )  # appends after what the database has
         assert [e.seq for e in await a.read_events("Account", "x", after=0, limit=10)] == [1, 2, 3]
         with pytest.raises(StoreError, match="sequence conflict"):  # a real conflict still is one
-            await a.write([commit(sig("s3", "x"), 3, ev(4))])
+            await a.write([contract.commit(contract.sig("s3", "x"), 3, contract.ev(4))])
