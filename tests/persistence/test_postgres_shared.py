@@ -656,23 +656,12 @@ async def test_a_stale_remembered_log_end_is_checked_against_the_database(pg_dsn
     # regression: a commit whose outcome the writer never learned (CommitUnknown after a
     # server restart) left its remembered log end behind the database; every later commit
     # of that entity was refused as a "sequence conflict", forever
+    s1, s2, s3 = (contract.sig(f"s{i}", "x") for i in (1, 2, 3))
     async with PostgresStore(pg_dsn) as a, PostgresStore(pg_dsn) as b:
-        await a.write(
-            [
-                Accept(contract.sig("s1", "x")),
-                Accept(contract.sig("s2", "x")),
-                Accept(contract.sig("s3", "x")),
-            ]
-        )
-        await a.write(
-            [contract.commit(contract.sig("s1", "x"), 1, contract.ev(1))]
-        )  # a remembers: the log ends at 1
-        await b.write(
-            [contract.commit(contract.sig("s2", "x"), 2, contract.ev(2))]
-        )  # written without a knowing
-        await a.write(
-            [contract.commit(contract.sig("s3", "x"), 3, contract.ev(3))]
-        )  # appends after what the database has
+        await a.write([Accept(s1), Accept(s2), Accept(s3)])
+        await a.write([contract.commit(s1, 1, contract.ev(1))])  # a remembers: the log ends at 1
+        await b.write([contract.commit(s2, 2, contract.ev(2))])  # written without a knowing
+        await a.write([contract.commit(s3, 3, contract.ev(3))])  # appends after what the database has
         assert [e.seq for e in await a.read_events("Account", "x", after=0, limit=10)] == [1, 2, 3]
         with pytest.raises(StoreError, match="sequence conflict"):  # a real conflict still is one
-            await a.write([contract.commit(contract.sig("s3", "x"), 3, contract.ev(4))])
+            await a.write([contract.commit(s3, 3, contract.ev(4))])
