@@ -2,7 +2,9 @@
 
 ``async with self.saga() as saga:`` then ``saga.compensate(fn, *args)`` before each
 step registers its undo. If an exception leaves the block, the compensations run
-in reverse order and the exception propagates. Each compensation is a journaled
+in reverse order and the exception propagates; but not for a failure of the store
+or the system (``StoreError``, ``SystemClosed``): the invocation then runs again from
+its journal, and its finished steps stand. Each compensation is a journaled
 step: an activity function (retried with backoff, so it must be idempotent), or a
 ref's ``ask`` bound method (a journaled ask, asked again while it fails). Retries are
 bounded by the saga's ``retry`` policy (default: 20 attempts, about an hour): a
@@ -38,6 +40,7 @@ from actors.errors import (
     InvalidArguments,
     Rejected,
     StoreError,
+    SystemClosed,
 )
 
 
@@ -88,6 +91,11 @@ class Saga:
     ) -> None:
         if exc is None or not isinstance(exc, Exception):
             return  # success, or cancellation: nothing to undo now
+        if isinstance(exc, (StoreError, SystemClosed)):
+            # the store or the system failed, not the step: the invocation runs again from
+            # its journal (here or on the member that took its shard over) and the steps
+            # that did happen are replayed, so undoing them now would undo what stands
+            return
         inv = self._inv
         log = inv.kernel.log
         log.info("%r: saga failed (%r); running %d compensations", inv.actor, exc, len(self._undo))

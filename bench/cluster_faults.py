@@ -467,20 +467,40 @@ async def _settle(client: ActorSystem, load: _Load, report: Report, ttl: float, 
             v.append(f"nonce {nonce} applied {n} times")
     total = 0
     moves: dict[str, list[tuple[str, str]]] = {}
+    legs: dict[str, list[tuple[str, str, int]]] = collections.defaultdict(list)
     for a in ACCOUNTS:
-        total += await client.ref(Account, a).query(Account.get_balance)
+        answered = await client.ref(Account, a).query(Account.get_balance)
+        total += answered
         events = await client.store.read_events("Account", a, after=0, limit=1_000_000)
         _check_seqs(v, "Account", a, events)
         moves[a] = []
+        from_log = 0
         for e in events:
             kind = e.type_name.rsplit(".", 1)[-1]
             if kind in ("Withdrawn", "Deposited"):
-                ref = json.loads(e.data).get("reference", "")
+                data = json.loads(e.data)
+                from_log += data["amount"] if kind == "Deposited" else -data["amount"]
+                ref = data.get("reference", "")
                 if ref.startswith("transfer "):
                     moves[a].append((kind, ref))
+                    legs[ref.split()[1]].append(
+                        (kind if not ref.endswith("reversed") else "Refunded", a, data["amount"])
+                    )
+        if from_log != answered:
+            v.append(f"{a}: balance {answered} differs from its log's {from_log} (a bad snapshot?)")
         for (kind, ref), n in collections.Counter(moves[a]).items():
             if n > 1:
                 v.append(f"{a}: {kind} {ref!r} applied {n} times")
+    for tid, parts in legs.items():
+        kinds = sorted(k for k, _a, _n in parts)
+        if kinds not in (["Deposited", "Withdrawn"], ["Refunded", "Withdrawn"], ["Withdrawn"]):
+            v.append(f"transfer {tid}: legs {parts} do not balance")
+        elif tid in load.transfers:
+            src, dst, amount = load.transfers[tid]
+            if kinds == ["Deposited", "Withdrawn"] and sorted(parts) != sorted(
+                [("Withdrawn", src, amount), ("Deposited", dst, amount)]
+            ):
+                v.append(f"transfer {tid}: legs {parts} are not {amount} from {src} to {dst}")
     if total != OPENING * len(ACCOUNTS):
         v.append(f"money not conserved: {total} != {OPENING * len(ACCOUNTS)}")
     for name in (*TALLIES, *SLOWS):

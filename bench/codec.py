@@ -1,6 +1,6 @@
 """Codec choice, measured: stdlib json (+ cattrs) against orjson and msgspec, per call.
 
-    python -m bench.codec        # needs orjson and msgspec (pip install orjson msgspec)
+python -m bench.codec        # needs orjson and msgspec (pip install orjson msgspec)
 """
 
 from __future__ import annotations
@@ -23,15 +23,20 @@ class Deposited:
     amount: int
     note: str
 
+
 codec = Codec()
 codec.register_event(Deposited)
 ev = Deposited(5, "salary")
 raw = {"amount": 5, "note": "salary"}
 enc = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 N = 200_000
+
+
 def t(label: str, fn: Callable[[], object]) -> None:
     s = timeit.timeit(fn, number=N) / N * 1e6
     print(f"{label:55s} {s:6.2f} us")
+
+
 t("codec.encode_event (cattrs unstructure + json)", lambda: codec.encode_event(ev))
 t("cattrs unstructure only", lambda: codec.converter.unstructure(ev))
 t("json encode of the dict", lambda: enc(raw))
