@@ -17,9 +17,9 @@ accounts and runs, all through the client, until the faults are done:
   event loop for 0.3 s, so a member is nearly always mid-handler when it is hit.
 
 Faults, one after another, on a seeded random member: ``kill`` (SIGKILL, wait until
-the others own its shards, restart it), ``stop`` (SIGSTOP the owner of a slow
+the others own its shards, restart it), ``stop`` (SIGSTOP the owner of a
 tally, wait until the others own its shards, then SIGCONT at once: a zombie whose
-handler finishes right after the takeover), ``term`` (SIGTERM: it hands its
+handler finishes, and whose queued signals run, right after the takeover), ``term`` (SIGTERM: it hands its
 shards off and exits; restart it) and, on the embedded PostgreSQL, ``db`` (the
 server stopped and started again). The time from each fault until every shard has
 a live owner again is its failover time.
@@ -397,8 +397,9 @@ async def _fault(
         await anyio.to_thread.run_sync(db.start)
         await until(lambda: _quiet(client, ttl, count), "members back after the restart", 60)
         return time.monotonic() - t0
-    if kind == "stop":  # the owner of a slow tally: nearly always mid-handler
-        owner = await _owner_of(client, ttl, Slow, rng.choice(SLOWS))
+    if kind == "stop":  # the owner of a tally: nearly always mid-handler, with more queued
+        target = rng.choice([*((Slow, n) for n in SLOWS), *((Tally, n) for n in TALLIES)])
+        owner = await _owner_of(client, ttl, *target)
         victim = next((n for n in nodes if n.name == owner), rng.choice(nodes))
     else:
         victim = rng.choice(nodes)
@@ -440,9 +441,10 @@ async def _settle(client: ActorSystem, load: _Load, report: Report, ttl: float, 
     report.transfers = len(load.transfers)
     report.unacked_calls = load.unacked
     report.nonces = len(load.nonces)
+    deadline = time.monotonic() + 60  # for all of them: a wedged run must end too
     for tid, hid in load.handles.items():
         try:
-            view = await client.handle(hid).result(timeout=60)
+            view = await client.handle(hid).result(timeout=max(deadline - time.monotonic(), 0.05))
         except ActorsError as e:
             v.append(f"transfer {tid} acknowledged but not finished: {e!r}")
             continue
@@ -457,7 +459,7 @@ async def _settle(client: ActorSystem, load: _Load, report: Report, ttl: float, 
         return all(noted[n] >= 1 for n in load.nonces)
 
     with contextlib.suppress(TimeoutError):  # the checks below name what is missing
-        await until(all_noted, "every acknowledged nonce applied", 60)
+        await until(all_noted, "every acknowledged nonce applied", max(deadline - time.monotonic(), 5))
     noted = await _noted(client.store)
     for nonce, target in load.nonces.items():
         if noted[nonce] == 0:
