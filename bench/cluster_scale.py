@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -66,7 +67,7 @@ from persistence import PostgresStore, SqliteStore, Store
 ROOT = Path(__file__).resolve().parents[1]
 ENTITIES = [Account]
 WARMUP = 50
-"""Asks not counted at the start of a latency run."""
+"""Asks not counted at the start of a latency run (at most as many as it counts)."""
 
 
 def shared_store(location: str) -> Store:
@@ -176,13 +177,14 @@ class _Node:
         other = next(a for a in self.pool if not self.owns(a))
         remote = self.system.ref(Account, other)
         lat: dict[str, list[int]] = {"local": [], "remote": []}
-        for i in range(WARMUP + n):
+        warmup = min(WARMUP, n)
+        for i in range(warmup + n):
             for name, ref in (("local", local), ("remote", remote)):
                 s = time.perf_counter_ns()
                 await ref.ask(Account.deposit, 1)
-                if i >= WARMUP:
+                if i >= warmup:
                     lat[name].append(time.perf_counter_ns() - s)
-        self.answered += 2 * (WARMUP + n)
+        self.answered += 2 * (warmup + n)
         return {name: _lat_ms(v) for name, v in lat.items()}
 
 
@@ -207,7 +209,9 @@ async def node(location: str, ttl: float, name: str, inflight: int, per_member: 
             elif op == "prepare":
                 out = await me.prepare(int(cmd["pool"]))
             elif op == "run":
-                out = await me.run(cmd["mode"], float(cmd["start"]), float(cmd["seconds"]), cmd.get("profile"))
+                out = await me.run(
+                    cmd["mode"], float(cmd["start"]), float(cmd["seconds"]), cmd.get("profile")
+                )
             elif op == "latency":
                 out = await me.latency(int(cmd["n"]))
             else:
@@ -248,7 +252,8 @@ class Member:
         return await self.receive(deadline)
 
     async def send(self, **cmd: Any) -> None:
-        assert self.proc is not None and self.proc.stdin is not None
+        assert self.proc is not None
+        assert self.proc.stdin is not None
         await self.proc.stdin.send((json.dumps(cmd) + "\n").encode())
 
     async def close(self) -> None:
@@ -282,7 +287,11 @@ async def _settled(client: ActorSystem, n: int, ttl: float, deadline: float = 12
             ms = [m for m in await client.members() if m.serves and m.status == "alive" and m.seen_ago <= ttl]
             owner = {s: m.member_id for m in ms for s in m.shards}
             live = [m.member_id for m in ms]
-            ok = len(ms) == n and len(owner) == count and all(placement(live, s) == o for s, o in owner.items())
+            ok = (
+                len(ms) == n
+                and len(owner) == count
+                and all(placement(live, s) == o for s, o in owner.items())
+            )
             now = time.monotonic()
             if ok and owner == last:
                 if now - stable_since >= 1.0:
@@ -296,15 +305,18 @@ async def _settled(client: ActorSystem, n: int, ttl: float, deadline: float = 12
 async def _client_latency(client: ActorSystem, entity_id: str, n: int) -> dict[str, float]:
     ref = client.ref(Account, entity_id)
     lat: list[int] = []
-    for i in range(WARMUP + n):
+    warmup = min(WARMUP, n)
+    for i in range(warmup + n):
         s = time.perf_counter_ns()
         await ref.ask(Account.deposit, 1)
-        if i >= WARMUP:
+        if i >= warmup:
             lat.append(time.perf_counter_ns() - s)
     return _lat_ms(lat)
 
 
-async def _all(members: list[Member], call: Callable[[Member], Awaitable[dict[str, Any]]]) -> list[dict[str, Any]]:
+async def _all(
+    members: list[Member], call: Callable[[Member], Awaitable[dict[str, Any]]]
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = [{} for _ in members]
 
     async def one(i: int, m: Member) -> None:
@@ -316,9 +328,102 @@ async def _all(members: list[Member], call: Callable[[Member], Awaitable[dict[st
     return out
 
 
+class Group:
+    """N member processes on one fresh database, and a client of it in the parent."""
+
+    def __init__(self, location: str, n: int, *, inflight: int, per_member: int, ttl: float) -> None:
+        self.location, self.n, self.ttl, self.per_member = location, n, ttl, per_member
+        self.members = [Member(i, location, ttl, inflight, per_member) for i in range(n)]
+        self.result: dict[str, Any] = {"members": n, "windows": {"routed": [], "unrouted": []}}
+        self.client: ActorSystem | None = None
+        self.client_added = 0
+
+    @property
+    def pool(self) -> int:
+        return self.per_member * self.n
+
+    async def start(self, stack: contextlib.AsyncExitStack) -> None:
+        """Start the members, wait for a settled placement, activate each member's accounts."""
+        stack.push_async_callback(self.close)
+        async with anyio.create_task_group() as tg:
+            for m in self.members:
+                tg.start_soon(m.start)
+        self.client = await stack.enter_async_context(
+            ActorSystem(
+                shared_store(self.location), ENTITIES, serve=False, lease_ttl=dt.timedelta(seconds=self.ttl)
+            )
+        )
+        self.result["settle_s"] = round(await _settled(self.client, self.n, self.ttl), 2)
+        prepared = await _all(self.members, lambda m: m.ask(op="prepare", pool=self.pool))
+        self.result["own"] = [p["own"] for p in prepared]
+        self.result["shards"] = [p["shards"] for p in prepared]
+        if min(self.result["own"]) < self.per_member // 2:
+            raise RuntimeError(f"a member owns too few accounts of the pool: {self.result['own']}")
+
+    async def window(self, mode: str, seconds: float, profile: Path | None) -> dict[str, Any]:
+        """One window of ``mode`` on every member at once."""
+        start = time.time() + 0.3
+        busy0 = _cpu_busy()
+        outs = await _all(
+            self.members,
+            lambda m: m.ask(
+                op="run",
+                mode=mode,
+                start=start,
+                seconds=seconds,
+                profile=str(profile / f"N{self.n}-{mode}-{m.name}.prof") if profile else None,
+                deadline=seconds + 120,
+            ),
+        )
+        busy1 = _cpu_busy()
+        asks = sum(o["asks"] for o in outs)
+        w = {
+            "asks_per_s": asks / seconds,
+            "per_member": [round(o["asks"] / seconds) for o in outs],
+            "member_cpu": [round(o["cpu_s"] / seconds, 2) for o in outs],
+            "machine_busy_cores": round(
+                (busy1[0] - busy0[0]) / max(busy1[1] - busy0[1], 1) * (os.cpu_count() or 1), 2
+            ),
+            "remote_share": round(sum(o["remote"] for o in outs) / max(sum(o["total"] for o in outs), 1), 3),
+            "p50_ms": statistics.median(o["p50_ms"] for o in outs),
+            "p99_ms": max(o["p99_ms"] for o in outs),
+            "mean_batch": [round(o["mean_batch"], 1) for o in outs],
+            "moved": any(o["moved"] for o in outs),
+        }
+        self.result["windows"][mode].append(w)
+        return w
+
+    async def latency(self, n: int) -> None:
+        """Sequential asks from node-0 (local and remote) and from the client."""
+        assert self.client is not None
+        lat = await self.members[0].ask(op="latency", n=n, deadline=900)
+        lat["client"] = await _client_latency(self.client, account(self.pool - 1), n)
+        self.client_added += min(WARMUP, n) + n
+        self.result["latency"] = lat
+
+    async def finish(self) -> None:
+        """Stop the members; check that the deposits stored add up to the asks answered."""
+        assert self.client is not None
+        finals = await _all(self.members, lambda m: m.ask(op="quit"))
+        answered = sum(f["answered"] for f in finals) + self.client_added
+        stored = 0
+        for i in range(self.pool):
+            stored += await self.client.ref(Account, account(i)).query(Account.get_deposits)
+        self.result["answered"] = answered
+        self.result["stored_deposits"] = stored
+        for mode, ws in self.result["windows"].items():
+            self.result[mode] = statistics.median(w["asks_per_s"] for w in ws)
+        if stored != answered:
+            raise AssertionError(f"N={self.n}: {stored} deposits stored, {answered} asks answered")
+
+    async def close(self) -> None:
+        for m in self.members:
+            with contextlib.suppress(Exception):
+                await m.close()
+
+
 async def measure(
-    location: str,
-    n: int,
+    locations: dict[int, str],
     *,
     seconds: float,
     reps: int,
@@ -328,86 +433,36 @@ async def measure(
     lat: int,
     profile_dir: Path | None = None,
     log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """One member count on a fresh ``location``: the windows and (if asked) the latencies."""
-    members = [Member(i, location, ttl, inflight, per_member) for i in range(n)]
-    result: dict[str, Any] = {"members": n, "windows": {"routed": [], "unrouted": []}}
-    client_added = 0
-    try:
-        async with anyio.create_task_group() as tg:
-            for m in members:
-                tg.start_soon(m.start)
-        async with ActorSystem(
-            shared_store(location), ENTITIES, serve=False, lease_ttl=dt.timedelta(seconds=ttl)
-        ) as client:
-            result["settle_s"] = round(await _settled(client, n, ttl), 2)
-            pool = per_member * n
-            prepared = await _all(members, lambda m: m.ask(op="prepare", pool=pool))
-            result["own"] = [p["own"] for p in prepared]
-            result["shards"] = [p["shards"] for p in prepared]
-            if min(result["own"]) < per_member // 2:
-                raise RuntimeError(f"a member owns too few accounts of the pool: {result['own']}")
-            for rep in range(reps):
+) -> list[dict[str, Any]]:
+    """Every member count at once, each on its own database; windows interleaved.
+
+    Each round runs, for each N in turn, a routed and an unrouted window while the
+    other groups idle, so a change in the machine's load hits every N alike.
+    """
+    groups = [
+        Group(loc, n, inflight=inflight, per_member=per_member, ttl=ttl) for n, loc in locations.items()
+    ]
+    async with contextlib.AsyncExitStack() as stack:
+        for g in groups:
+            await g.start(stack)
+            log(f"  N={g.n}: settled in {g.result['settle_s']} s, accounts per member {g.result['own']}")
+        for rep in range(reps):
+            for g in groups:
                 for mode in ("routed", "unrouted"):
-                    start = time.time() + 0.3
-                    busy0 = _cpu_busy()
-                    prof = None
-                    if profile_dir is not None and rep == 0:
-                        prof = str(profile_dir / f"N{n}-{mode}-{{}}.prof")
-                    outs = await _all(
-                        members,
-                        lambda m, mode=mode, start=start, prof=prof: m.ask(
-                            op="run",
-                            mode=mode,
-                            start=start,
-                            seconds=seconds,
-                            profile=prof.format(m.name) if prof else None,
-                            deadline=seconds + 120,
-                        ),
-                    )
-                    busy1 = _cpu_busy()
-                    asks = sum(o["asks"] for o in outs)
-                    window = {
-                        "asks_per_s": asks / seconds,
-                        "per_member": [round(o["asks"] / seconds) for o in outs],
-                        "member_cpu": [round(o["cpu_s"] / seconds, 2) for o in outs],
-                        "machine_busy_cores": round(
-                            (busy1[0] - busy0[0]) / max(busy1[1] - busy0[1], 1) * (os.cpu_count() or 1), 2
-                        ),
-                        "remote_share": round(sum(o["remote"] for o in outs) / max(sum(o["total"] for o in outs), 1), 3),
-                        "p50_ms": statistics.median(o["p50_ms"] for o in outs),
-                        "p99_ms": max(o["p99_ms"] for o in outs),
-                        "mean_batch": [round(o["mean_batch"], 1) for o in outs],
-                        "moved": any(o["moved"] for o in outs),
-                    }
-                    result["windows"][mode].append(window)
+                    w = await g.window(mode, seconds, profile_dir if rep == 0 else None)
                     log(
-                        f"  N={n} rep {rep + 1} {mode}: {window['asks_per_s']:,.0f} asks/s "
-                        f"(members {window['per_member']}, cpu {window['member_cpu']}, "
-                        f"machine {window['machine_busy_cores']} cores busy)"
+                        f"  round {rep + 1} N={g.n} {mode}: {w['asks_per_s']:,.0f} asks/s "
+                        f"(members {w['per_member']}, cpu {w['member_cpu']}, "
+                        f"machine {w['machine_busy_cores']} cores busy)"
                     )
-            for mode, ws in result["windows"].items():
-                result[mode] = statistics.median(w["asks_per_s"] for w in ws)
-            if lat and n >= 2:
-                result["latency"] = (await members[0].ask(op="latency", n=lat, deadline=600))
-                result["latency"]["client"] = await _client_latency(client, account(pool - 1), lat)
-                client_added = WARMUP + lat
-                log(f"  N={n} latency: {result['latency']}")
-            # The check: the deposits stored add up to every ask answered.
-            finals = await _all(members, lambda m: m.ask(op="quit"))
-            answered = sum(f["answered"] for f in finals) + client_added
-            stored = 0
-            for i in range(pool):
-                stored += await client.ref(Account, account(i)).query(Account.get_deposits)
-            result["answered"] = answered
-            result["stored_deposits"] = stored
-            if stored != answered:
-                raise AssertionError(f"N={n}: {stored} deposits stored, {answered} asks answered")
-    finally:
-        for m in members:
-            with contextlib.suppress(Exception):
-                await m.close()
-    return result
+        lat_n = min((g.n for g in groups if g.n >= 2), default=0)
+        for g in groups:
+            if lat and g.n == lat_n:
+                await g.latency(lat)
+                log(f"  N={g.n} latency: {g.result['latency']}")
+        for g in groups:
+            await g.finish()
+    return [g.result for g in groups]
 
 
 # ---------------------------------------------------------------- locations
@@ -457,7 +512,6 @@ def fresh_location(store: str, admin: str | None, folder: Path, n: int) -> Any:
 def run(a: argparse.Namespace, log: Callable[[str], None] = print) -> dict[str, Any]:
     counts = [int(x) for x in a.members.split(",")]
     stores = [s for s in a.store.split(",") if s]
-    lat_n = min((c for c in counts if c >= 2), default=0)
     doc: dict[str, Any] = {
         "meta": {
             "command": "python -m bench.cluster_scale " + " ".join(sys.argv[1:]),
@@ -474,34 +528,29 @@ def run(a: argparse.Namespace, log: Callable[[str], None] = print) -> dict[str, 
         "stores": {},
     }
     for store in stores:
-        rows: list[dict[str, Any]] = []
         with contextlib.ExitStack() as stack:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-scale-")))
             admin = stack.enter_context(_postgres_server(a.dsn)) if store == "postgres" else None
-            for n in counts:
-                log(f"{store}: {n} member(s)")
-                with fresh_location(store, admin, folder, n) as where:
-                    prof = Path(a.profile) if a.profile else None
-                    if prof is not None:
-                        prof.mkdir(parents=True, exist_ok=True)
-                        prof = prof / store
-                        prof.mkdir(exist_ok=True)
-                    rows.append(
-                        anyio.run(
-                            lambda where=where, n=n, prof=prof: measure(
-                                where,
-                                n,
-                                seconds=a.seconds,
-                                reps=a.reps,
-                                inflight=a.inflight,
-                                per_member=a.accounts,
-                                ttl=a.ttl,
-                                lat=a.lat if n == lat_n else 0,
-                                profile_dir=prof,
-                                log=log,
-                            )
-                        )
-                    )
+            locations = {n: stack.enter_context(fresh_location(store, admin, folder, n)) for n in counts}
+            prof = None
+            if a.profile:
+                prof = Path(a.profile) / store
+                prof.mkdir(parents=True, exist_ok=True)
+            log(f"{store}: {', '.join(map(str, counts))} member(s), each on its own database")
+            rows = anyio.run(
+                functools.partial(
+                    measure,
+                    locations,
+                    seconds=a.seconds,
+                    reps=a.reps,
+                    inflight=a.inflight,
+                    per_member=a.accounts,
+                    ttl=a.ttl,
+                    lat=a.lat,
+                    profile_dir=prof,
+                    log=log,
+                )
+            )
         base = rows[0] if rows and rows[0]["members"] == 1 else None
         for r in rows:
             for mode in ("routed", "unrouted"):
@@ -516,10 +565,15 @@ def table(doc: dict[str, Any]) -> str:
     out = []
     for store, rows in doc["stores"].items():
         out.append(f"**{store}**\n")
-        out.append("| members | routed asks/s | x N=1 | unrouted asks/s | x N=1 | member CPU (cores) | machine busy (cores) |")
+        out.append(
+            "| members | routed asks/s | x N=1 | unrouted asks/s | x N=1 "
+            "| member CPU (cores) | machine busy (cores) |"
+        )
         out.append("|---|---|---|---|---|---|---|")
         for r in rows:
-            mid = sorted(r["windows"]["routed"], key=lambda w: w["asks_per_s"])[len(r["windows"]["routed"]) // 2]
+            mid = sorted(r["windows"]["routed"], key=lambda w: w["asks_per_s"])[
+                len(r["windows"]["routed"]) // 2
+            ]
             out.append(
                 f"| {r['members']} | {r['routed']:,.0f} | {r['routed_ratio']} | {r['unrouted']:,.0f} | "
                 f"{r['unrouted_ratio']} | {sum(mid['member_cpu']):.2f} | {mid['machine_busy_cores']} |"
@@ -530,8 +584,11 @@ def table(doc: dict[str, Any]) -> str:
                 out.append(f"Sequential asks, {r['members']} members ({store}):\n")
                 out.append("| from | to | p50 ms | p99 ms | mean ms |")
                 out.append("|---|---|---|---|---|")
-                names = {"local": ("member A", "an entity A owns"), "remote": ("member A", "an entity B owns"),
-                         "client": ("a client", "any entity")}
+                names = {
+                    "local": ("member A", "an entity A owns"),
+                    "remote": ("member A", "an entity B owns"),
+                    "client": ("a client", "any entity"),
+                }
                 for k, (frm, to) in names.items():
                     v = r["latency"][k]
                     out.append(f"| {frm} | {to} | {v['p50_ms']} | {v['p99_ms']} | {v['mean_ms']} |")
@@ -544,7 +601,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--node", help=argparse.SUPPRESS)
     p.add_argument("--name", default="node", help=argparse.SUPPRESS)
     p.add_argument("--store", default="postgres,sqlite", help="postgres, sqlite or both (comma-separated)")
-    p.add_argument("--dsn", default=os.environ.get("ACTORS_POSTGRES_DSN"), help="an admin DSN (default: embedded)")
+    p.add_argument(
+        "--dsn", default=os.environ.get("ACTORS_POSTGRES_DSN"), help="an admin DSN (default: embedded)"
+    )
     p.add_argument("--members", default="1,2,4", help="member counts, comma-separated")
     p.add_argument("--seconds", type=float, default=5.0, help="seconds per window")
     p.add_argument("--reps", type=int, default=3, help="windows per mode (the median is reported)")
