@@ -10,7 +10,8 @@ module, each an ``ActorSystem`` with ``member_name=node-i``) and opens a client
 (``serve=False``) itself. It waits until the placement is settled: every shard owned
 by the live member the rendezvous hash ranks first, and the shard map unchanged for
 a second. Each member then takes the first ``--accounts`` (1,000) accounts of the
-pool ``acc-0 .. acc-(1000 N - 1)`` whose shard it owns, and activates them.
+pool ``acc-0 .. acc-(3000 N - 1)`` whose shard it owns, and activates them; the
+union of the members' accounts is the *pool* of the unrouted windows.
 
 Then, for ``--reps`` rounds, two windows of ``--seconds`` each, all members at once
 (the parent sends every member one start time on stdin; each waits for it, runs,
@@ -19,7 +20,7 @@ drains its calls and answers a line on stdout):
 - **routed**: each member asks ``Account.deposit`` (a durable ask: the answer comes
   after the event is committed) of random accounts *it owns*, ``--inflight`` calls
   outstanding: the throughput a load balancer that routes by shard gets;
-- **unrouted**: the same, to random accounts of the whole pool, wherever they live
+- **unrouted**: the same, to random accounts of the pool, wherever they live
   (about (N-1)/N of the asks cross members: accepted into the stored inbox here,
   run by the owner, answered from its committed outcome).
 
@@ -108,12 +109,12 @@ class _Node:
     def owns(self, entity_id: str) -> bool:
         return self.system._kernel.shards.owns("Account", entity_id)
 
-    async def prepare(self, pool: int) -> dict[str, Any]:
-        self.pool = [account(i) for i in range(pool)]
-        self.own = [a for a in self.pool if self.owns(a)][: self.per_member]
+    async def prepare(self, candidates: int) -> dict[str, Any]:
+        mine = (a for a in map(account, range(candidates)) if self.owns(a))
+        self.own = [a for _, a in zip(range(self.per_member), mine, strict=False)]
         for a in self.own:  # activate them here (their owner)
             await self.system.ref(Account, a).query(Account.get_balance)
-        return {"own": len(self.own), "shards": len(self.system._kernel.shards.epochs)}
+        return {"own": self.own, "shards": len(self.system._kernel.shards.epochs)}
 
     async def run(self, mode: str, start: float, seconds: float, profile: str | None) -> dict[str, Any]:
         targets = self.own if mode == "routed" else self.pool
@@ -121,6 +122,7 @@ class _Node:
         away = [not self.owns(a) for a in targets]
         rng = random.Random(os.getpid())
         shards_before = dict(self.system._kernel.shards.epochs)
+        st0 = self.system.statistics()
         counted = 0
         total = 0
         remote = 0
@@ -167,7 +169,8 @@ class _Node:
             "remote": remote,
             "cpu_s": cpu,
             "moved": dict(self.system._kernel.shards.epochs) != shards_before,
-            "mean_batch": st.commit_writes / max(st.commit_batches, 1),
+            "mean_batch": (st.commit_writes - st0.commit_writes)
+            / max(st.commit_batches - st0.commit_batches, 1),
             **_lat_ms(lat or [0]),
         }
 
@@ -207,7 +210,10 @@ async def node(location: str, ttl: float, name: str, inflight: int, per_member: 
             if op == "quit":
                 out: dict[str, Any] = {"answered": me.answered}
             elif op == "prepare":
-                out = await me.prepare(int(cmd["pool"]))
+                out = await me.prepare(int(cmd["candidates"]))
+            elif op == "pool":
+                me.pool = list(cmd["pool"])
+                out = {"pool": len(me.pool)}
             elif op == "run":
                 out = await me.run(
                     cmd["mode"], float(cmd["start"]), float(cmd["seconds"]), cmd.get("profile")
@@ -266,6 +272,30 @@ class Member:
         except Exception:
             self.proc.kill()
             await self.proc.wait()
+
+
+def _server_cpu(data_dir: Path | None) -> float:
+    """CPU seconds used so far by the embedded PostgreSQL server (its postmaster and
+    live backends; -1 if unknown)."""
+    if data_dir is None:
+        return -1.0
+    try:
+        root = int((data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return -1.0
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for d in Path("/proc").iterdir():
+        if not d.name.isdecimal():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(d.name) == root or int(fields[1]) == root:  # fields[1]: the parent pid
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
 
 
 def _cpu_busy() -> tuple[float, float]:
@@ -331,16 +361,21 @@ async def _all(
 class Group:
     """N member processes on one fresh database, and a client of it in the parent."""
 
-    def __init__(self, location: str, n: int, *, inflight: int, per_member: int, ttl: float) -> None:
+    def __init__(
+        self, location: str, n: int, *, inflight: int, per_member: int, ttl: float, server_dir: Path | None
+    ) -> None:
         self.location, self.n, self.ttl, self.per_member = location, n, ttl, per_member
+        self.server_dir = server_dir
         self.members = [Member(i, location, ttl, inflight, per_member) for i in range(n)]
         self.result: dict[str, Any] = {"members": n, "windows": {"routed": [], "unrouted": []}}
         self.client: ActorSystem | None = None
         self.client_added = 0
+        self.pool: list[str] = []
 
     @property
-    def pool(self) -> int:
-        return self.per_member * self.n
+    def candidates(self) -> int:
+        """Accounts among which each member finds its ``per_member`` own ones."""
+        return 3 * self.per_member * self.n
 
     async def start(self, stack: contextlib.AsyncExitStack) -> None:
         """Start the members, wait for a settled placement, activate each member's accounts."""
@@ -354,16 +389,19 @@ class Group:
             )
         )
         self.result["settle_s"] = round(await _settled(self.client, self.n, self.ttl), 2)
-        prepared = await _all(self.members, lambda m: m.ask(op="prepare", pool=self.pool))
-        self.result["own"] = [p["own"] for p in prepared]
+        prepared = await _all(self.members, lambda m: m.ask(op="prepare", candidates=self.candidates))
+        self.pool = [a for p in prepared for a in p["own"]]
+        await _all(self.members, lambda m: m.ask(op="pool", pool=self.pool))
+        self.result["own"] = [len(p["own"]) for p in prepared]
         self.result["shards"] = [p["shards"] for p in prepared]
-        if min(self.result["own"]) < self.per_member // 2:
+        if min(self.result["own"]) < self.per_member:
             raise RuntimeError(f"a member owns too few accounts of the pool: {self.result['own']}")
 
     async def window(self, mode: str, seconds: float, profile: Path | None) -> dict[str, Any]:
         """One window of ``mode`` on every member at once."""
         start = time.time() + 0.3
         busy0 = _cpu_busy()
+        server0 = _server_cpu(self.server_dir)
         outs = await _all(
             self.members,
             lambda m: m.ask(
@@ -376,14 +414,17 @@ class Group:
             ),
         )
         busy1 = _cpu_busy()
+        server1 = _server_cpu(self.server_dir)
         asks = sum(o["asks"] for o in outs)
         w = {
             "asks_per_s": asks / seconds,
             "per_member": [round(o["asks"] / seconds) for o in outs],
             "member_cpu": [round(o["cpu_s"] / seconds, 2) for o in outs],
+            "asks_per_cpu_s": round(asks / max(sum(o["cpu_s"] for o in outs), 1e-9)),
             "machine_busy_cores": round(
                 (busy1[0] - busy0[0]) / max(busy1[1] - busy0[1], 1) * (os.cpu_count() or 1), 2
             ),
+            "server_cpu": round((server1 - server0) / seconds, 2) if server0 >= 0 and server1 >= 0 else None,
             "remote_share": round(sum(o["remote"] for o in outs) / max(sum(o["total"] for o in outs), 1), 3),
             "p50_ms": statistics.median(o["p50_ms"] for o in outs),
             "p99_ms": max(o["p99_ms"] for o in outs),
@@ -397,7 +438,7 @@ class Group:
         """Sequential asks from node-0 (local and remote) and from the client."""
         assert self.client is not None
         lat = await self.members[0].ask(op="latency", n=n, deadline=900)
-        lat["client"] = await _client_latency(self.client, account(self.pool - 1), n)
+        lat["client"] = await _client_latency(self.client, self.pool[-1], n)
         self.client_added += min(WARMUP, n) + n
         self.result["latency"] = lat
 
@@ -407,8 +448,8 @@ class Group:
         finals = await _all(self.members, lambda m: m.ask(op="quit"))
         answered = sum(f["answered"] for f in finals) + self.client_added
         stored = 0
-        for i in range(self.pool):
-            stored += await self.client.ref(Account, account(i)).query(Account.get_deposits)
+        for a in self.pool:
+            stored += await self.client.ref(Account, a).query(Account.get_deposits)
         self.result["answered"] = answered
         self.result["stored_deposits"] = stored
         for mode, ws in self.result["windows"].items():
@@ -432,6 +473,7 @@ async def measure(
     ttl: float,
     lat: int,
     profile_dir: Path | None = None,
+    server_dir: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     """Every member count at once, each on its own database; windows interleaved.
@@ -440,7 +482,8 @@ async def measure(
     other groups idle, so a change in the machine's load hits every N alike.
     """
     groups = [
-        Group(loc, n, inflight=inflight, per_member=per_member, ttl=ttl) for n, loc in locations.items()
+        Group(loc, n, inflight=inflight, per_member=per_member, ttl=ttl, server_dir=server_dir)
+        for n, loc in locations.items()
     ]
     async with contextlib.AsyncExitStack() as stack:
         for g in groups:
@@ -452,7 +495,7 @@ async def measure(
                     w = await g.window(mode, seconds, profile_dir if rep == 0 else None)
                     log(
                         f"  round {rep + 1} N={g.n} {mode}: {w['asks_per_s']:,.0f} asks/s "
-                        f"(members {w['per_member']}, cpu {w['member_cpu']}, "
+                        f"(members {w['per_member']}, cpu {w['member_cpu']}, server {w['server_cpu']}, "
                         f"machine {w['machine_busy_cores']} cores busy)"
                     )
         lat_n = min((g.n for g in groups if g.n >= 2), default=0)
@@ -471,12 +514,12 @@ async def measure(
 @contextlib.contextmanager
 def _postgres_server(dsn: str | None) -> Any:
     if dsn:
-        yield dsn
+        yield dsn, None
         return
     from persistence.pg_embedded import EmbeddedPostgres
 
     with EmbeddedPostgres() as server:
-        yield server.dsn()
+        yield server.dsn(), server.data_dir
 
 
 def _with_db(dsn: str, name: str) -> str:
@@ -530,7 +573,9 @@ def run(a: argparse.Namespace, log: Callable[[str], None] = print) -> dict[str, 
     for store in stores:
         with contextlib.ExitStack() as stack:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-scale-")))
-            admin = stack.enter_context(_postgres_server(a.dsn)) if store == "postgres" else None
+            admin, server_dir = (
+                stack.enter_context(_postgres_server(a.dsn)) if store == "postgres" else (None, None)
+            )
             locations = {n: stack.enter_context(fresh_location(store, admin, folder, n)) for n in counts}
             prof = None
             if a.profile:
@@ -548,6 +593,7 @@ def run(a: argparse.Namespace, log: Callable[[str], None] = print) -> dict[str, 
                     ttl=a.ttl,
                     lat=a.lat,
                     profile_dir=prof,
+                    server_dir=server_dir,
                     log=log,
                 )
             )
@@ -567,16 +613,17 @@ def table(doc: dict[str, Any]) -> str:
         out.append(f"**{store}**\n")
         out.append(
             "| members | routed asks/s | x N=1 | unrouted asks/s | x N=1 "
-            "| member CPU (cores) | machine busy (cores) |"
+            "| member CPU (cores) | asks per member CPU-second | server CPU (cores) | machine busy (cores) |"
         )
-        out.append("|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             mid = sorted(r["windows"]["routed"], key=lambda w: w["asks_per_s"])[
                 len(r["windows"]["routed"]) // 2
             ]
             out.append(
                 f"| {r['members']} | {r['routed']:,.0f} | {r['routed_ratio']} | {r['unrouted']:,.0f} | "
-                f"{r['unrouted_ratio']} | {sum(mid['member_cpu']):.2f} | {mid['machine_busy_cores']} |"
+                f"{r['unrouted_ratio']} | {sum(mid['member_cpu']):.2f} | {mid['asks_per_cpu_s']:,} "
+                f"| {mid['server_cpu'] if mid['server_cpu'] is not None else '-'} | {mid['machine_busy_cores']} |"
             )
         for r in rows:
             if "latency" in r:
@@ -609,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=3, help="windows per mode (the median is reported)")
     p.add_argument("--inflight", type=int, default=256, help="asks outstanding per member")
     p.add_argument("--accounts", type=int, default=1000, help="accounts per member")
-    p.add_argument("--ttl", type=float, default=3.0, help="lease_ttl of the members, seconds")
+    p.add_argument("--ttl", type=float, default=10.0, help="lease_ttl of the members, seconds")
     p.add_argument("--lat", type=int, default=2000, help="sequential asks per latency series (0: none)")
     p.add_argument("--profile", help="a folder: cProfile each member in the first window of each mode")
     p.add_argument("--json", type=Path)
