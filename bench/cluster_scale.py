@@ -280,7 +280,7 @@ def _server_cpu(data_dir: Path | None) -> float:
     if data_dir is None:
         return -1.0
     try:
-        root = int((data_dir / "postmaster.pid").read_text().split()[0])
+        root = int((data_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return -1.0
     tick = os.sysconf("SC_CLK_TCK")
@@ -623,7 +623,7 @@ def table(doc: dict[str, Any]) -> str:
             out.append(
                 f"| {r['members']} | {r['routed']:,.0f} | {r['routed_ratio']} | {r['unrouted']:,.0f} | "
                 f"{r['unrouted_ratio']} | {sum(mid['member_cpu']):.2f} | {mid['asks_per_cpu_s']:,} "
-                f"| {mid['server_cpu'] if mid['server_cpu'] is not None else '-'} | {mid['machine_busy_cores']} |"
+                f"| {'-' if mid['server_cpu'] is None else mid['server_cpu']} | {mid['machine_busy_cores']} |"
             )
         for r in rows:
             if "latency" in r:
