@@ -56,7 +56,7 @@ from actors._system import ActorSystem
 from actors.errors import ActorsError, InvalidArguments
 from persistence.errors import DatabaseNotFound, StoreLocked
 from persistence.inspect import PostgresInspector, SqliteInspector, inspector_for, is_dsn
-from persistence.postgres import PostgresStore
+from persistence.postgres import PostgresStore, redact
 from persistence.sqlite import SqliteStore
 from persistence.store import Prune, Pruned, Requeue, Store
 
@@ -194,7 +194,7 @@ async def _prune(a: argparse.Namespace) -> None:
         print(json.dumps(doc))
         return
     marks, dead, journals = _rules(prune)
-    table = Table("removed", "count", "rule", title=f"pruned {a.db}")
+    table = Table("removed", "count", "rule", title=f"pruned {redact(a.db) if is_dsn(a.db) else a.db}")
     table.add_row("processed marks", str(result.marks), marks)
     table.add_row("dead letters", str(result.dead_letters), dead)
     table.add_row("journal steps", str(result.journals), journals)
@@ -381,7 +381,8 @@ def _ui(a: argparse.Namespace) -> int:
             f"the web UI needs the ui extra (pip install 'durable-actors[ui]'): {e}"
         ) from None
     application = app(a.db, entities=_inspect_cli.entity_classes(a.entities))
-    print(f"actors ui: http://{a.host}:{a.port}/ (read-only view of {a.db}; Ctrl-C stops)", flush=True)
+    where = redact(a.db) if is_dsn(a.db) else a.db
+    print(f"actors ui: http://{a.host}:{a.port}/ (read-only view of {where}; Ctrl-C stops)", flush=True)
     uvicorn.run(application, host=a.host, port=a.port, log_level="warning")
     return 0
 
