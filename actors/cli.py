@@ -53,7 +53,7 @@ from rich.text import Text
 from actors import _inspect_cli
 from actors._inspect_cli import load_entity_class
 from actors._system import ActorSystem
-from actors.errors import ActorsError, InvalidArguments
+from actors.errors import ActorsError, DeadlineExceeded, InvalidArguments
 from persistence.errors import DatabaseNotFound, StoreLocked
 from persistence.inspect import PostgresInspector, SqliteInspector, inspector_for, is_dsn
 from persistence.postgres import PostgresStore, redact
@@ -237,7 +237,15 @@ async def _call(a: argparse.Namespace) -> None:
     try:
         # a client: it owns no shard; the entity's owner (a running member) runs the call
         async with ActorSystem(store, [cls], serve=False) as system:
-            await _send(a, system, cls, kwargs, _CLIENT_TIMEOUT if a.timeout is None else a.timeout)
+            try:
+                await _send(a, system, cls, kwargs, _CLIENT_TIMEOUT if a.timeout is None else a.timeout)
+            except DeadlineExceeded as e:
+                alive = [m for m in await system.members() if m.status == "alive" and m.serves]
+                queued = "; the signal stays accepted and runs" if a.cmd == "ask" else ""
+                raise DeadlineExceeded(
+                    f"{e}{queued} when a member serves the entity's shard "
+                    f"({len(alive)} member{'' if len(alive) == 1 else 's'} alive)"
+                ) from None
     except StoreLocked:
         if refused is not None:  # an exclusive owner: its own refusal says who holds it
             raise refused from None

@@ -138,6 +138,8 @@ def test_a_client_ask_with_no_member_running_times_out(
     err = capsys.readouterr().err
     assert code == 1
     assert err.startswith("actors: DeadlineExceeded")
+    assert "the signal stays accepted" in err
+    assert "(0 members alive)" in err
     assert err.count("\n") == 1
 
 
