@@ -241,9 +241,9 @@ async def _call(a: argparse.Namespace) -> None:
                 await _send(a, system, cls, kwargs, _CLIENT_TIMEOUT if a.timeout is None else a.timeout)
             except DeadlineExceeded as e:
                 alive = [m for m in await system.members() if m.status == "alive" and m.serves]
-                queued = "; the signal stays accepted and runs" if a.cmd == "ask" else ""
+                queued = "; the signal stays accepted and runs when a member serves its shard"
                 raise DeadlineExceeded(
-                    f"{e}{queued} when a member serves the entity's shard "
+                    f"{e}{queued if a.cmd == 'ask' else ''} "
                     f"({len(alive)} member{'' if len(alive) == 1 else 's'} alive)"
                 ) from None
     except StoreLocked:
