@@ -76,7 +76,7 @@ def add_parsers(sub: Any) -> None:
 
     def cmd(name: str, help: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = sub.add_parser(name, help=help)
-        p.add_argument("db", help="the database file (opened read-only; never created)")
+        p.add_argument("db", help="the database file or a postgresql:// DSN (read-only; never created)")
         p.add_argument("--json", action="store_true", help="print one JSON document")
         return p
 
@@ -231,12 +231,26 @@ def _invocations(console: Console, rows: Any) -> None:
     console.print(t)
 
 
+_MEMBER_COLS = ("name", "status", "shards", "owns", "heartbeat_at", "seen_ago", "role", "member_id")
+
+
 def _members(console: Console, m: Any) -> None:
     if not m["clustered"]:
-        console.print(Text("not clustered: this store has a single owner"))
+        console.print(
+            Text(
+                "no member has ever joined this store: it is not shared by a cluster "
+                "(a system on an exclusive store owns every entity)"
+            )
+        )
         return
-    rows = m["members"]
-    _table(console, rows, list(rows[0]) if rows else [], "no members")
+    rows = [
+        {**r, "seen_ago": f"{r['seen_ago']:.1f}s", "role": "member" if r["serves"] else "client"}
+        for r in m["members"]
+    ]
+    _table(console, rows, _MEMBER_COLS, "no members")
+    alive = [r for r in m["members"] if r["status"] == "alive"]
+    owned = sum(r["shards"] for r in m["members"])
+    console.print(Text(f"{len(alive)} alive of {len(rows)}; {owned} shards owned"))
 
 
 _RENDER: dict[str, Callable[[Console, Any], None]] = {

@@ -1,6 +1,7 @@
 """The ``actors`` command: look into a store and send signals by name.
 
-Read-only, safe on the database of a running system (no lock, never creates a file):
+``DB`` is a SQLite file or a ``postgresql://`` DSN. Read-only, safe on the database
+of a running system or cluster (no lock, never creates a file or a table):
 
     actors entities DB [TYPE] [--where FIELD=VALUE] [--entities MODULE:CLASS,...]
     actors show DB TYPE ID [--at SEQ] [--entities MODULE:CLASS,...]
@@ -9,14 +10,19 @@ Read-only, safe on the database of a running system (no lock, never creates a fi
     actors events DB TYPE ID          the event log of one entity, as JSON lines
     actors ui DB                      the web UI on localhost (needs the ``ui`` extra)
 
-Each read-only command but ``events`` takes ``--json``. These need the store to
-themselves (no running system):
+Each read-only command but ``events`` takes ``--json``. These write; on a SQLite
+file they need it to themselves (no running system):
 
     actors retry DB DEAD_LETTER_ID    move a dead letter back to the inbox
     actors prune DB [--marks-older-than 30d] [--dead-letters-older-than 90d]
                     [--keep-dead-letters N] [--json]
                                       forget old processed marks and dead letters
-    actors ask|tell|query DB MODULE:CLASS ID HANDLER [JSON_ARGS]
+
+Calls, beside running members too: on a shared store (a DSN, or a SQLite file that
+members use) the command is a client (``serve=False``) and the entity's owner runs
+the handler; on an unused SQLite file it runs the entity itself:
+
+    actors ask|tell|query DB MODULE:CLASS ID HANDLER [JSON_ARGS] [--timeout S]
 
 A deploy gate, read-only (exit 1 when the stored history does not fit the code):
 
@@ -47,12 +53,19 @@ from rich.text import Text
 from actors import _inspect_cli
 from actors._inspect_cli import load_entity_class
 from actors._system import ActorSystem
-from actors.errors import ActorsError, InvalidArguments
-from persistence.errors import DatabaseNotFound
-from persistence.inspect import SqliteInspector
-from persistence.postgres import PostgresStore
+from actors.errors import ActorsError, DeadlineExceeded, InvalidArguments
+from persistence.errors import DatabaseNotFound, StoreLocked
+from persistence.inspect import PostgresInspector, SqliteInspector, inspector_for, is_dsn
+from persistence.postgres import PostgresStore, redact
 from persistence.sqlite import SqliteStore
 from persistence.store import Prune, Pruned, Requeue, Store
+
+
+def _inspector(db: str) -> SqliteInspector | PostgresInspector:
+    try:
+        return inspector_for(db)
+    except ValueError as e:
+        raise InvalidArguments(str(e)) from None
 
 
 def _args(text: str) -> dict[str, Any]:
@@ -66,7 +79,7 @@ def _args(text: str) -> dict[str, Any]:
 
 
 async def _events(a: argparse.Namespace) -> None:
-    async with SqliteInspector(a.db) as ins:
+    async with _inspector(a.db) as ins:
         after = 0
         while batch := await ins.read_events(a.type, a.id, after=after, limit=1000):
             for e in batch:
@@ -99,9 +112,10 @@ that are no longer pending; dead letters older than --dead-letters-older-than;
 all but the newest --keep-dead-letters dead letters. A key repeated after its mark
 is pruned is applied again: keep marks longer than any client retries.
 
-It writes, so it needs the store to itself: on the database of a running system
-it fails with StoreLocked. A running system prunes itself periodically with
-ActorSystem(retention=actors.Retention(...)) instead.
+It writes. On a SQLite file it needs the store to itself: on the file of a
+running system it fails with StoreLocked and changes nothing. On PostgreSQL it is
+one transaction beside any running members (they prune the same way). A running
+system prunes itself periodically with ActorSystem(retention=actors.Retention(...)).
 """
 
 
@@ -180,28 +194,75 @@ async def _prune(a: argparse.Namespace) -> None:
         print(json.dumps(doc))
         return
     marks, dead, journals = _rules(prune)
-    table = Table("removed", "count", "rule", title=f"pruned {a.db}")
+    table = Table("removed", "count", "rule", title=f"pruned {redact(a.db) if is_dsn(a.db) else a.db}")
     table.add_row("processed marks", str(result.marks), marks)
     table.add_row("dead letters", str(result.dead_letters), dead)
     table.add_row("journal steps", str(result.journals), journals)
     Console().print(table)
 
 
+_CLIENT_TIMEOUT = 60.0
+"""Seconds a client's ``ask``/``query`` waits for the entity's owner by default."""
+
+
+async def _in_shared_use(db: str) -> bool:
+    """Whether ``db`` is a shared store, or a SQLite file that members ever joined (a
+    client leaves it to them). Checks the database is ours; never creates anything."""
+    if is_dsn(db):
+        return True
+    if not await anyio.Path(db).exists():
+        return False  # today's behaviour: the call makes a new database file
+    async with SqliteInspector(db) as ins:
+        return (await ins.members()).clustered
+
+
 async def _call(a: argparse.Namespace) -> None:
     cls = load_entity_class(a.entity)
     kwargs = _args(a.args)
-    # recover=False: pending work of the app (its inbox, timers and outbox) waits for the
-    # app's own system, which runs every entity type it needs; this one runs only ``cls``
-    async with ActorSystem(SqliteStore(a.db), [cls], recover=False) as system:
-        ref = system.ref(cls, a.id)
-        await system.recover_entity(cls, a.id)  # this entity's earlier signals go first
-        if a.cmd == "tell":
-            await ref.tell(a.handler, **kwargs)
-            print("accepted")
-        elif a.cmd == "ask":
-            print(json.dumps(system.codec.converter.unstructure(await ref.ask(a.handler, **kwargs))))
-        else:
-            print(json.dumps(system.codec.converter.unstructure(await ref.query(a.handler, **kwargs))))
+    if a.timeout is not None and not 0 < a.timeout <= 86_400:
+        raise InvalidArguments(f"--timeout must be seconds > 0 (at most a day), got {a.timeout}")
+    refused: StoreLocked | None = None
+    if not await _in_shared_use(a.db):
+        try:
+            # recover=False: pending work of the app (its inbox, timers and outbox) waits
+            # for the app's own system, which runs every entity type it needs; this one
+            # runs only ``cls``
+            async with ActorSystem(SqliteStore(a.db), [cls], recover=False) as system:
+                await system.recover_entity(cls, a.id)  # this entity's earlier signals go first
+                await _send(a, system, cls, kwargs, a.timeout)
+            return
+        except StoreLocked as e:
+            refused = e  # a running system holds the file: members (shared) let a client in
+    store = PostgresStore(a.db) if is_dsn(a.db) else SqliteStore(a.db, shared=True)
+    try:
+        # a client: it owns no shard; the entity's owner (a running member) runs the call
+        async with ActorSystem(store, [cls], serve=False) as system:
+            try:
+                await _send(a, system, cls, kwargs, _CLIENT_TIMEOUT if a.timeout is None else a.timeout)
+            except DeadlineExceeded as e:
+                alive = [m for m in await system.members() if m.status == "alive" and m.serves]
+                queued = "; the signal stays accepted and runs when a member serves its shard"
+                raise DeadlineExceeded(
+                    f"{e}{queued if a.cmd == 'ask' else ''} "
+                    f"({len(alive)} member{'' if len(alive) == 1 else 's'} alive)"
+                ) from None
+    except StoreLocked:
+        if refused is not None:  # an exclusive owner: its own refusal says who holds it
+            raise refused from None
+        raise
+
+
+async def _send(
+    a: argparse.Namespace, system: ActorSystem, cls: type[Any], kwargs: dict[str, Any], timeout: float | None
+) -> None:
+    ref = system.ref(cls, a.id).options(timeout=timeout)
+    if a.cmd == "tell":
+        await ref.tell(a.handler, **kwargs)
+        print("accepted")
+    elif a.cmd == "ask":
+        print(json.dumps(system.codec.converter.unstructure(await ref.ask(a.handler, **kwargs))))
+    else:
+        print(json.dumps(system.codec.converter.unstructure(await ref.query(a.handler, **kwargs))))
 
 
 _REPLAY_HELP = """\
@@ -259,12 +320,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
     ev = sub.add_parser("events", help="print an entity's event log")
-    ev.add_argument("db")
+    ev.add_argument("db", help="the database file or a postgresql:// DSN (read-only; never created)")
     ev.add_argument("type")
     ev.add_argument("id")
     _inspect_cli.add_parsers(sub)
     ui = sub.add_parser("ui", help="serve the web UI on localhost")
-    ui.add_argument("db")
+    ui.add_argument("db", help="the database file or a postgresql:// DSN (read-only; never created)")
     ui.add_argument("--entities", metavar="MODULE:CLASS,...", help="entity classes to decode state")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=8765)
@@ -273,7 +334,7 @@ def parser() -> argparse.ArgumentParser:
     rq.add_argument("dead_letter_id", type=int)
     pr = sub.add_parser(
         "prune",
-        help="forget old processed marks and dead letters (needs the store to itself)",
+        help="forget old processed marks and dead letters (a SQLite file: with no system running)",
         description=_PRUNE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -293,11 +354,17 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--json", action="store_true", help="print one JSON document")
     for name in ("ask", "tell", "query"):
         c = sub.add_parser(name, help=f"{name} an entity by handler name")
-        c.add_argument("db")
+        c.add_argument("db", help="the database file or a postgresql:// DSN")
         c.add_argument("entity", help="module:Class")
         c.add_argument("id")
         c.add_argument("handler")
         c.add_argument("args", nargs="?", default="{}", help="JSON object of arguments")
+        c.add_argument(
+            "--timeout",
+            type=float,
+            metavar="SECONDS",
+            help=f"give up waiting (DeadlineExceeded); a client waits {_CLIENT_TIMEOUT:.0f} s by default",
+        )
     return p
 
 
@@ -322,7 +389,8 @@ def _ui(a: argparse.Namespace) -> int:
             f"the web UI needs the ui extra (pip install 'durable-actors[ui]'): {e}"
         ) from None
     application = app(a.db, entities=_inspect_cli.entity_classes(a.entities))
-    print(f"actors ui: http://{a.host}:{a.port}/ (read-only view of {a.db}; Ctrl-C stops)", flush=True)
+    where = redact(a.db) if is_dsn(a.db) else a.db
+    print(f"actors ui: http://{a.host}:{a.port}/ (read-only view of {where}; Ctrl-C stops)", flush=True)
     uvicorn.run(application, host=a.host, port=a.port, log_level="warning")
     return 0
 

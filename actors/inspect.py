@@ -1,13 +1,13 @@
 """Look into a store, live or not: entities, state at any sequence, history and queues.
 
 :class:`Inspection` reads through a read-only :class:`persistence.inspect.Inspector`
-(a SQLite file by default), so it works on the database of a running system in
-another process and never changes it. Given the entity classes, it decodes state
-with the same codec and appliers as the runtime: the state as of sequence ``n`` is
-the newest snapshot at or before ``n`` plus the events after it, replayed. Without
-the classes, it shows what is stored as JSON (the newest snapshot and the events
-after it). Every record here is frozen, and :func:`to_json` turns any of them into
-plain JSON values with ISO 8601 times::
+(a SQLite file, or a PostgreSQL database given by a ``postgresql://`` DSN), so it
+works on the database of a running system in another process and never changes it.
+Given the entity classes, it decodes state with the same codec and appliers as the
+runtime: the state as of sequence ``n`` is the newest snapshot at or before ``n``
+plus the events after it, replayed. Without the classes, it shows what is stored as
+JSON (the newest snapshot and the events after it). Every record here is frozen,
+and :func:`to_json` turns any of them into plain JSON values with ISO 8601 times::
 
     async with Inspection("bank.db", entities=[Account]) as ins:
         print(to_json(await ins.state("Account", "alice", at=3)))
@@ -30,7 +30,7 @@ from actors._entity import Entity, build_spec
 from actors._spec import EntitySpec
 from actors.errors import CorruptRecord, InvalidArguments, SerializationError, UnknownEntity
 from persistence.codec import Codec
-from persistence.inspect import Inspector, Members, SqliteInspector
+from persistence.inspect import Inspector, Members, inspector_for
 from persistence.store import JournalEntry, SignalRecord, StoredEvent
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "InboxItem",
     "Inspection",
     "InvocationItem",
+    "MemberItem",
     "MembersView",
     "OutboxItem",
     "Progress",
@@ -218,11 +219,37 @@ class InvocationItem:
 
 
 @attrs.frozen
+class MemberItem:
+    """A member (or client) of the cluster on a shared store, as the store records it."""
+
+    name: str
+    """The name it joined with (host and process by default)."""
+    status: str
+    """``"alive"``, ``"left"`` (it left cleanly) or ``"dead"`` (its lease ran out or its
+    process is gone)."""
+    shards: int
+    """How many shards it owns now."""
+    owns: str
+    """Which, as ranges: ``0-63,128``."""
+    heartbeat_at: dt.datetime
+    """Its latest heartbeat, by the database's clock."""
+    seen_ago: float
+    """Seconds since that heartbeat, by the database's clock now."""
+    serves: bool
+    """False for a client (``serve=False``), which owns nothing."""
+    member_id: str
+    joined_at: dt.datetime
+    ttl: float
+    """Its lease, in seconds: without a heartbeat that long it is declared dead."""
+
+
+@attrs.frozen
 class MembersView:
-    """Members of the cluster; ``clustered`` is False for a single-owner store."""
+    """Members of the cluster; ``clustered`` is False while no member ever joined the
+    store (a store that has had one owner at a time)."""
 
     clustered: bool
-    members: tuple[dict[str, object], ...] = ()
+    members: tuple[MemberItem, ...] = ()
 
 
 def _signal_fields(s: SignalRecord) -> dict[str, Any]:
@@ -246,8 +273,10 @@ def _event(e: StoredEvent) -> EventView:
 class Inspection:
     """Decoded, read-only views of a store: open it with ``async with``.
 
-    ``source`` is a database path (opened with :class:`SqliteInspector`) or any
-    :class:`Inspector`, which this object enters and leaves. ``entities`` are the
+    ``source`` is a database file path (opened with
+    :class:`~persistence.inspect.SqliteInspector`), a ``postgresql://`` DSN (opened
+    with :class:`~persistence.inspect.PostgresInspector`) or any :class:`Inspector`,
+    which this object enters and leaves. ``entities`` are the
     entity classes used to decode state; types without a class are shown raw.
     """
 
@@ -255,11 +284,16 @@ class Inspection:
         self, source: Inspector | str | os.PathLike[str], *, entities: Sequence[type[Entity]] = ()
     ) -> None:
         if isinstance(source, (str, os.PathLike)):
-            self.inspector: Inspector = SqliteInspector(source)
+            try:
+                self.inspector: Inspector = inspector_for(source)
+            except ValueError as e:
+                raise InvalidArguments(str(e)) from None
         elif isinstance(source, Inspector) and not isinstance(source, type):
             self.inspector = source
         else:
-            raise InvalidArguments(f"source must be a database path or an Inspector, got {source!r:.80}")
+            raise InvalidArguments(
+                f"source must be a database path, a postgresql:// DSN or an Inspector, got {source!r:.80}"
+            )
         if isinstance(entities, (str, bytes)) or not isinstance(entities, Sequence):
             raise InvalidArguments(f"entities must be a list of Entity classes, got {entities!r:.80}")
         self.codec = Codec()
@@ -496,9 +530,24 @@ class Inspection:
         return [_invocation(key, journal, signals.get(key)) for key, journal in steps.items()]
 
     async def members(self) -> MembersView:
-        """Members of the cluster (none until the store is shared by several systems)."""
+        """Members of the cluster on a shared store, alive first (none until a member joins)."""
         m: Members = await self.inspector.members()
-        return MembersView(m.clustered, m.rows)
+        return MembersView(m.clustered, tuple(_member(r) for r in m.rows))
+
+
+def _member(r: Mapping[str, Any]) -> MemberItem:
+    return MemberItem(
+        name=str(r["name"]),
+        status=str(r["status"]),
+        shards=int(r["shards"]),
+        owns=str(r["owns"]),
+        heartbeat_at=_time(float(r["heartbeat_at"])),
+        seen_ago=float(r["seen_ago"]),
+        serves=bool(r["serves"]),
+        member_id=str(r["member_id"]),
+        joined_at=_time(float(r["joined_at"])),
+        ttl=float(r["ttl"]),
+    )
 
 
 def _parked(journal: list[JournalEntry]) -> bool:

@@ -25,6 +25,8 @@ from actors._system import ActorSystem
 from actors.errors import ActorsError, InvalidArguments, UnknownEntity
 from actors.inspect import Inspection, to_json
 from persistence.errors import DatabaseNotFound
+from persistence.inspect import is_dsn
+from persistence.postgres import redact
 
 _NAV = (
     ("/", "entities"),
@@ -59,7 +61,7 @@ def app(
     owns the store, to enable the retry button; it must run on the app's event loop.
     """
     if isinstance(source, (str, os.PathLike)):
-        if not Path(source).is_file():
+        if not is_dsn(source) and not Path(source).is_file():
             raise DatabaseNotFound(f"no database at {source} (nothing was created; check the path)")
         classes = list(entities)
 
@@ -68,7 +70,7 @@ def app(
             async with Inspection(source, entities=classes) as ins:
                 yield ins
 
-        label = str(source)
+        label = redact(str(source)) if is_dsn(source) else str(source)
     elif isinstance(source, Inspection):
         opened = source
 
@@ -78,7 +80,9 @@ def app(
 
         label = repr(source.inspector)
     else:
-        raise InvalidArguments(f"source must be a database path or an Inspection, got {source!r:.80}")
+        raise InvalidArguments(
+            f"source must be a database path, a postgresql:// DSN or an Inspection, got {source!r:.80}"
+        )
     if system is not None and not isinstance(system, ActorSystem):
         raise InvalidArguments(f"system must be an ActorSystem, got {system!r:.80}")
     env = jinja2.Environment(

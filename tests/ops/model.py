@@ -18,7 +18,8 @@ import anyio
 import attrs
 
 from actors import ActorSystem, Entity, HandlerFailed, SupervisorPolicy, applies, event_type, signal
-from persistence import SqliteStore
+from persistence import PostgresStore, SqliteStore
+from persistence.inspect import inspector_for, is_dsn
 
 
 @event_type("ops.noted")
@@ -117,14 +118,17 @@ WORKER = ("worker", "job-7", "queued behind")
 POLICY = SupervisorPolicy(max_attempts=1)
 
 
-def system(path: Path, gate: Gate) -> ActorSystem:
-    """The system every ops test runs: the ledger, no retries, the gate as a resource."""
-    return ActorSystem(SqliteStore(path), [Ledger], supervision=POLICY, resources={Gate: gate, Fuse: Fuse()})
+def system(path: Path | str, gate: Gate) -> ActorSystem:
+    """The system every ops test runs: the ledger, no retries, the gate as a resource.
+    ``path`` is a SQLite file or a ``postgresql://`` DSN."""
+    store = PostgresStore(path) if is_dsn(path) else SqliteStore(path)
+    return ActorSystem(store, [Ledger], supervision=POLICY, resources={Gate: gate, Fuse: Fuse()})
 
 
 @asynccontextmanager
-async def running(path: Path) -> AsyncIterator[ActorSystem]:
-    """A populated system on ``path``, in this process; the gate opens on the way out."""
+async def running(path: Path | str) -> AsyncIterator[ActorSystem]:
+    """A populated system on ``path`` (a file or a DSN), in this process; the gate opens
+    on the way out."""
     gate = Gate()
     async with system(path, gate) as s:
         await populate(s, path)
@@ -145,7 +149,7 @@ async def wait_for(check: Callable[[], Awaitable[bool]], what: str, deadline: fl
         raise AssertionError(f"still waiting after {deadline}s for {what}") from None
 
 
-async def populate(s: ActorSystem, path: Path) -> None:
+async def populate(s: ActorSystem, path: Path | str) -> None:
     """Fill the running system's store with the records described in the module docstring."""
     for entity_id, want in EXPECTED.items():
         r = s.ref(Ledger, entity_id)
@@ -164,10 +168,8 @@ async def populate(s: ActorSystem, path: Path) -> None:
     await w.tell(Ledger.work, WORKER[1])
     await w.tell(Ledger.note, WORKER[2])
 
-    from persistence.inspect import SqliteInspector
-
     async def settled() -> bool:
-        async with SqliteInspector(path) as ins:
+        async with inspector_for(path) as ins:
             journal = await ins.read_journals()
             snaps = await ins.read_snapshots("Ledger", "long")
         return len(journal) == 1 and bool(snaps) and snaps[0].seq == 9

@@ -143,7 +143,7 @@ def test_tables_for_people(held_db: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "RuntimeError" in out
     assert "┃" in out
     assert main(["members", str(held_db)]) == 0
-    assert "not clustered" in capsys.readouterr().out
+    assert "no member has ever joined this store" in capsys.readouterr().out
     assert main(["invocations", str(held_db)]) == 0
     out = capsys.readouterr().out
     assert "in_flight" in out

@@ -11,7 +11,7 @@ import pytest
 from actors import InvalidArguments, NotOurDatabase, StoreError, UnknownEntity
 from actors.inspect import Inspection, to_json
 from persistence import SqliteStore
-from persistence.inspect import DatabaseNotFound, Inspector, SqliteInspector
+from persistence.inspect import DatabaseNotFound, Inspector, SqliteInspector, is_dsn
 from tests.ops.model import DEAD, EXPECTED, LONG, TIMER, WORKER, Ledger, running
 
 
@@ -32,7 +32,7 @@ def expected_state(entity_id: str, at: int) -> dict[str, object]:
     return state
 
 
-async def check_everything(path: Path) -> None:
+async def check_everything(path: Path | str) -> None:
     async with Inspection(path, entities=[Ledger]) as ins:
         assert isinstance(ins.inspector, Inspector)
         assert await ins.entity_types() == ["Ledger"]
@@ -89,12 +89,18 @@ async def check_everything(path: Path) -> None:
         assert inbox[0].signal_id == inv.invocation_id
         assert await ins.outbox() == []
         members = await ins.members()
-        assert (members.clustered, members.members) == (False, ())
+        if not is_dsn(path):
+            assert (members.clustered, members.members) == (False, ())
+        else:  # a system on PostgreSQL is always a member of its shared store
+            [me] = members.members
+            assert (me.status, me.serves, me.shards, me.owns) == ("alive", True, 256, "0-255")
+            assert 0 <= me.seen_ago < 30
+            assert me.heartbeat_at.tzinfo is not None
 
 
 @pytest.mark.anyio
-async def test_reads_beside_a_system_in_this_process(tmp_path: Path) -> None:
-    db = tmp_path / "live.db"
+async def test_reads_beside_a_system_in_this_process(store_location: str) -> None:
+    db = store_location
     async with running(db) as system:
         await check_everything(db)
         # the system still owns and writes its store while and after we read
@@ -156,7 +162,7 @@ async def test_bad_requests_are_typed_errors(held_db: Path) -> None:
         for read in (ins.inbox, ins.outbox, ins.dead_letters, ins.timers, ins.invocations, ins.entities):
             with pytest.raises(InvalidArguments, match="limit must be an int >= 1"):
                 await read(limit=0)
-    with pytest.raises(InvalidArguments, match="database path or an Inspector"):
+    with pytest.raises(InvalidArguments, match="database path, a postgresql:// DSN or an Inspector"):
         Inspection(42)  # type: ignore[arg-type]
 
 

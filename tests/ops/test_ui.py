@@ -248,3 +248,17 @@ def test_actors_ui_command_serves_the_store(held_db: Path, tmp_path: Path) -> No
     assert missing.returncode == 1
     assert missing.stderr.startswith("actors: DatabaseNotFound: no database at")
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.anyio
+async def test_pages_render_from_postgresql_with_its_member(pg_dsn: str) -> None:
+    from tests.ops.model import running
+
+    async with running(pg_dsn), client(app(pg_dsn, entities=[Ledger])) as c:
+        page = (await c.get("/entity", params={"type": "Ledger", "id": "long", "at": "3"})).text
+        assert 'id="state-seq">3<' in page
+        assert "entry-3" in page.split('id="state"')[1]
+        members = await c.get("/members")
+        assert members.status_code == 200
+        assert "0-255" in members.text
+        assert "alive" in members.text
