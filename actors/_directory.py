@@ -112,8 +112,10 @@ class Directory:
         unwatch = kernel.outcomes.watch(signal_id, seen)
         off = kernel.outcomes.on_poke(signal_id, poke)
         try:
-            delay = 0.005
-            ceiling = 1.0 if getattr(kernel.store, "wakes", True) else 0.1
+            # a store that wakes (the owner publishes the outcome) is read again when woken,
+            # and now and then in case a wake-up was lost; one that cannot wake is polled
+            wakes = bool(getattr(kernel.store, "wakes", True))
+            delay, ceiling = (0.1, 1.0) if wakes else (0.005, 0.1)
             while True:
                 mark = await kernel.store.read_mark(entity_type, entity_id, signal_id)
                 if mark is not None:

@@ -293,6 +293,9 @@ async def reopen(db: str | Path) -> AsyncIterator[ActorSystem]:
                 await clock.settle()
                 if not work.running_activities and not await system.store.read_inbox(after=0, limit=1):
                     break
+                # a step that failed waits on the clock to retry (a compensation's backoff):
+                # move time on; an activity attempt under way needs real time instead
+                await clock.advance(dt.timedelta(seconds=1))
                 await anyio.sleep(0.005)
         yield system
 

@@ -238,6 +238,11 @@ async def test_a_batch_that_cannot_reach_the_server_again_is_not_acknowledged(
             await killer.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
             )
+            # pg_terminate_backend only signals: wait until the backends are gone, or the
+            # next write could still run on its old connection before it dies
+            with anyio.fail_after(10):
+                while await killer.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", name):  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
         try:
             with pytest.raises(StoreUnavailable):
                 await store.write([commit("s2", 2, '{"n":2}')])
