@@ -13,6 +13,7 @@ seconds (float).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -406,11 +407,13 @@ cancellation request). Accepting a signal (``Accept``, ``TakeOutbox``), ``Requeu
 and ``Prune`` are not fenced: any member or client may put a signal in any inbox."""
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def shard_of(entity_type: str, entity_id: str, shards: int = SHARDS) -> int:
     """The shard of an entity: a stable hash of its type and id, modulo ``shards``.
 
     The same in every process and version (BLAKE2b of ``type NUL id``, first 8 bytes
-    big-endian), so every member, client and store agrees on it.
+    big-endian), so every member, client and store agrees on it. The last 65,536
+    answers are remembered (the hot path asks for the same entities again and again).
     """
     h = hashlib.blake2b(f"{entity_type}\0{entity_id}".encode("utf-8", "surrogatepass"), digest_size=8)
     return int.from_bytes(h.digest(), "big") % shards
