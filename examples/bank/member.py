@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import signal
 import sys
 
@@ -47,7 +48,12 @@ def main(argv: list[str] | None = None) -> None:
         "--lease-ttl", type=float, default=10.0, metavar="SECONDS",
         help="seconds without a heartbeat after which the others take over (0.5 to 3600; default 10)",
     )  # fmt: skip
+    parser.add_argument(
+        "--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+        help="what the runtime logs to stderr (info: shards taken and handed off)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if not 0.5 <= args.lease_ttl <= 3600:
         parser.error(f"--lease-ttl must be from 0.5 to 3600 seconds, got {args.lease_ttl}")
     try:
