@@ -698,9 +698,13 @@ class PostgresStore:
         )
 
     def _done(self, results: list[WriteResult], gen: int) -> list[WriteResult]:
-        if gen != self._seq_gen:
-            return results  # a fence changed during the write: what it learned may be stale
         n = self._shard_count
+        if gen != self._seq_gen:  # a fence changed during the write: what it learned may be stale,
+            for key in self._pending_seqs:  # and what was cached before it surely is (it wrote more)
+                per = self._seqs.get(shard_of(key[0], key[1], n))
+                if per is not None and per.pop(key, None) is not None:
+                    self._seq_count -= 1
+            return results
         for key, last in self._pending_seqs.items():
             per = self._seqs.setdefault(shard_of(key[0], key[1], n), {})
             if key not in per:

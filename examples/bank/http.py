@@ -12,10 +12,21 @@ an ``Idempotency-Key`` header becomes the signal's key), ``GET`` routes run quer
     POST /transfers                {"id": "t-1", "from": "alice", "to": "bob", "amount": 25}
     GET  /transfers/{id}           its status (completed, failed or reversed)
 
+    GET  /members                  the members of a shared store (name, status, shards, ...)
+
 Refusals are 4xx answers with ``{"error": ..., "message": ...}``; a transfer that
 failed or was reversed answers 409 with the reason and the transfer. Serve it with
-``uvicorn --factory examples.bank.http:create_app`` (database: ``$BANK_DB``, default
-``bank.db``), or hand ``create_app`` a running ``ActorSystem``.
+``uvicorn --factory examples.bank.http:create_app [--workers N]``, or hand
+``create_app`` a running ``ActorSystem``. Each worker process runs its own system,
+configured by the environment:
+
+- ``BANK_DB``: a SQLite file (default ``bank.db``) or a ``postgresql://`` DSN.
+- ``BANK_SHARED=1``: open the SQLite file shared, so several processes (the workers,
+  members started with ``python -m examples.bank.member``) use it at once. A plain
+  SQLite file is exclusive: one worker. PostgreSQL is always shared.
+- ``BANK_SERVE=0``: each worker is a client (``serve=False``): it owns no accounts and
+  sends every call to the members that do (implies ``BANK_SHARED=1``). The default,
+  ``1``, makes each worker a member too (on a shared store).
 
 With the ``otel`` extra and ``opentelemetry-exporter-prometheus`` installed, the app
 also serves the runtime's metrics for Prometheus::
@@ -30,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -38,7 +48,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from actors import ActorSystem, EntityRef, Rejected, SystemClosed
+from actors import ActorSystem, EntityRef, InvalidArguments, Member, Rejected, SystemClosed
 from examples.bank.model import (
     ENTITIES,
     Account,
@@ -51,7 +61,9 @@ from examples.bank.model import (
     TransferView,
     UnknownTransfer,
 )
+from examples.bank.worker import is_dsn, store_at
 from examples.web import (
+    BadRequest,
     Endpoint,
     body,
     endpoints,
@@ -62,7 +74,6 @@ from examples.web import (
     str_field,
     wants_async,
 )
-from persistence import SqliteStore
 
 try:
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
@@ -145,6 +156,13 @@ class BankAPI:
     async def transfer_status(self, request: Request) -> Response:
         return ok(await self._system().ref(Transfer, request.path_params["id"]).query(Transfer.view))
 
+    async def members(self, request: Request) -> Response:
+        """The members and clients of the shared store; ``me`` marks the one answering."""
+        system = self._system()
+        if system.member_id is None:
+            raise BadRequest("the bank's store is not shared: it has no members", 404, "not_shared")
+        return ok([_member(m) for m in await system.members()])
+
     def routes(self) -> list[Route]:
         """The app's routes; each answers errors as JSON (see ``examples.web.endpoints``)."""
         table: list[tuple[str, str, Endpoint]] = [
@@ -156,6 +174,7 @@ class BankAPI:
             ("GET", "/accounts/{id}/statement", self.statement),
             ("POST", "/transfers", self.transfer),
             ("GET", "/transfers/{id}", self.transfer_status),
+            ("GET", "/members", self.members),
         ]
         return [Route(path, endpoint(fn), methods=[method]) for method, path, fn in table]
 
@@ -191,6 +210,18 @@ def observed(metrics: BankMetrics | None) -> dict[str, Any]:
     return {} if metrics is None else {"observer": metrics.observer}
 
 
+def _member(m: Member) -> dict[str, object]:
+    return {
+        "member_id": m.member_id,
+        "name": m.name,
+        "serves": m.serves,
+        "status": m.status,
+        "shards": len(m.shards),
+        "seen_ago": round(m.seen_ago, 3),
+        "me": m.me,
+    }
+
+
 def _balance(balance: int) -> dict[str, int]:
     return {"balance": balance}
 
@@ -202,19 +233,46 @@ def _transfer_answer(view: TransferView) -> Response:
     return ok({"error": f"transfer_{view.status}", "message": view.reason, "transfer": view}, 409)
 
 
+def _flag(name: str, default: bool) -> bool:
+    """A 0/1 environment variable (``default`` when unset or empty)."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise InvalidArguments(f"${name} must be 0 or 1, got {raw!r:.40}")
+
+
 def create_app(
     system: ActorSystem | None = None,
     *,
     db: str | os.PathLike[str] | None = None,
     metrics: BankMetrics | None = None,
+    shared: bool | None = None,
+    serve: bool | None = None,
 ) -> Starlette:
-    """The bank's ASGI app over ``system``; without one, it runs its own on SQLite file ``db``.
+    """The bank's ASGI app over ``system``; without one, it runs its own on ``db``.
+
+    ``db`` (default ``$BANK_DB``, else ``bank.db``) is a SQLite file or a
+    ``postgresql://`` DSN. ``shared`` (default ``$BANK_SHARED``) opens the SQLite file
+    shared by several processes (PostgreSQL always is); ``serve`` (default
+    ``$BANK_SERVE``, else True) False makes the app's system a client that owns no
+    shards (it implies ``shared``). A bad environment value is ``InvalidArguments``.
 
     ``metrics`` (the one ``system`` was given the observer of) is served at
     ``/metrics``; an app running its own system makes its own when the Prometheus
     extras are installed.
     """
     api = BankAPI(system)
+    location = str(db if db is not None else os.environ.get("BANK_DB") or "bank.db")
+    if serve is None:
+        serve = _flag("BANK_SERVE", True)
+    if shared is None:
+        shared = _flag("BANK_SHARED", not serve)
+    if not serve and not shared and not is_dsn(location):
+        raise InvalidArguments("a client (serve=False) needs a shared store: BANK_SHARED=1 or PostgreSQL")
     if metrics is None and system is None and PROMETHEUS:
         metrics = BankMetrics()
     if metrics is not None and system is not None:
@@ -225,8 +283,8 @@ def create_app(
         if system is not None:
             yield
             return
-        path = Path(db if db is not None else os.environ.get("BANK_DB", "bank.db"))
-        async with ActorSystem(SqliteStore(path), entities=ENTITIES, **observed(metrics)) as own:
+        store = store_at(location, shared=shared)
+        async with ActorSystem(store, entities=ENTITIES, serve=serve, **observed(metrics)) as own:
             api.system = own
             if metrics is not None:
                 metrics.observer.watch(own.statistics)

@@ -67,11 +67,17 @@ async def send(system: ActorSystem, t: Planned) -> None:
     await ref.tell(Transfer.start, t.source, t.destination, t.amount)
 
 
-def store_at(db: str | Path) -> Store:
-    """The bank's store: PostgreSQL for a ``postgresql://`` DSN, else a SQLite file."""
-    if str(db).startswith(("postgresql://", "postgres://")):
+def is_dsn(db: str | Path) -> bool:
+    """Whether ``db`` names a PostgreSQL database (a ``postgresql://`` DSN), not a SQLite file."""
+    return str(db).startswith(("postgresql://", "postgres://"))
+
+
+def store_at(db: str | Path, *, shared: bool = False) -> Store:
+    """The bank's store: PostgreSQL for a ``postgresql://`` DSN (always shared), else a
+    SQLite file (opened shared by several processes when ``shared``, else exclusive)."""
+    if is_dsn(db):
         return PostgresStore(str(db))
-    return SqliteStore(db)
+    return SqliteStore(db, shared=shared)
 
 
 async def run(db: str, count: int, seed: int) -> None:
