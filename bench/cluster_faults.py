@@ -271,6 +271,16 @@ async def covered(client: ActorSystem, ttl: float, count: int, without: str | No
     return len(owners) == count and (without is None or without not in owners.values())
 
 
+async def describe(client: ActorSystem) -> str:
+    """Who owns how many shards, for a report of a failover that did not happen."""
+    rows = [
+        f"{m.name}:{m.member_id[:8]}:{m.status}:seen {m.seen_ago:.1f}s:{len(m.shards)} shards"
+        for m in await client.members()
+        if m.serves and (m.status == "alive" or m.shards)
+    ]
+    return "; ".join(rows)
+
+
 async def run(
     location: str,
     *,
@@ -306,7 +316,12 @@ async def run(
                 tg.start_soon(state.slow_tallies)
                 for i in range(faults):
                     kind = rng.choice(kinds)
-                    took = await _fault(kind, nodes, client, ttl, count, rng, db)
+                    try:
+                        took = await _fault(kind, nodes, client, ttl, count, rng, db)
+                    except TimeoutError as e:
+                        raise TimeoutError(
+                            f"{e} (fault {i + 1}, {kind}); members: {await describe(client)}"
+                        ) from e
                     report.faults.setdefault(kind, []).append(took)
                     log(f"fault {i + 1}/{faults}: {kind} failover {took:.2f}s")
                     await anyio.sleep(rng.uniform(0.2, 0.8))
