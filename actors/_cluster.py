@@ -114,6 +114,8 @@ class Cluster:
             "cancel": set(),
         }
         self._balancing = anyio.Lock()
+        self._unrecovered: set[int] = set()
+        """Shards claimed whose inbox and outbox were not read yet (the store failed)."""
         self.joined = False
 
     # ------------------------------------------------------------ lifecycle
@@ -139,7 +141,8 @@ class Cluster:
             tasks.start(self._poller)
 
     async def _join(self) -> None:
-        self.member_id = f"m-{uuid.uuid4().hex}"
+        self.joined = False
+        self.member_id = f"m-{uuid.uuid4().hex}"  # a failed join may have joined: never reuse
         self.kernel.shards.member_id = self.member_id
         self.store.set_fence(self.member_id, {})
         await self.store.join(self.member_id, self.name, serves=self.serve, ttl=self.ttl)
@@ -165,19 +168,23 @@ class Cluster:
         while True:
             await anyio.sleep(self.beat)
             try:
+                if not self.joined:  # a join that failed (the store was down): again
+                    await self._join()
+                    self._balance_wake.set()
+                    continue
                 alive = await self.store.heartbeat(self.member_id)
+                if not alive:  # declared dead (paused or cut off past the lease): start over
+                    self.kernel.log.warning(
+                        "member %s was declared dead: giving up its %d shards and joining again",
+                        self.member_id,
+                        len(self.kernel.shards.epochs),
+                    )
+                    self.joined = False
+                    await self._give_up(frozenset(self.kernel.shards.epochs), release=False)
+                    await self._join()
+                    self._balance_wake.set()
             except StoreError as e:
                 self.kernel.log.warning("heartbeat failed: %s", e)
-                continue
-            if not alive:  # declared dead (paused or cut off past the lease): start over
-                self.kernel.log.warning(
-                    "member %s was declared dead: giving up its %d shards and joining again",
-                    self.member_id,
-                    len(self.kernel.shards.epochs),
-                )
-                await self._give_up(frozenset(self.kernel.shards.epochs), release=False)
-                await self._join()
-                self._balance_wake.set()
 
     async def _balancer(self) -> None:
         while True:
@@ -192,8 +199,10 @@ class Cluster:
     async def balance(self) -> None:
         """Claim this member's free target shards; hand off a few that belong elsewhere."""
         async with self._balancing:
-            if self.kernel.tasks.closing:
+            if self.kernel.tasks.closing or not self.joined:
                 return
+            if self._unrecovered:
+                await self._recover()
             store, own, me = self.store, self.kernel.shards, self.member_id
             await store.claim(me, ())  # declares dead the members whose lease is over
             live = [m.member_id for m in await store.members() if _live(m)]
@@ -214,11 +223,21 @@ class Cluster:
         own = self.kernel.shards
         own.epochs.update(got)
         self.store.set_fence(self.member_id, own.epochs)
-        shards = frozenset(got)
-        self.kernel.log.info("member %s took %d shards", self.member_id, len(shards))
-        await self.directory.recover(shards=shards)
-        await self.directory.recover_outbox(shards=shards)
+        self.kernel.log.info("member %s took %d shards", self.member_id, len(got))
         self.kernel.timers.reload()
+        self._unrecovered.update(got)
+        await self._recover()
+
+    async def _recover(self) -> None:
+        """Route the inbox and deliver the outbox of shards taken over (again after a
+        store failure: the next balancing round retries what is left)."""
+        own = self.kernel.shards
+        shards = frozenset(s for s in self._unrecovered if s in own.epochs)
+        self._unrecovered.intersection_update(own.epochs)
+        if shards:
+            await self.directory.recover(shards=shards)
+            await self.directory.recover_outbox(shards=shards)
+        self._unrecovered.difference_update(shards)
 
     def _lost(self, shards: Collection[int]) -> None:
         """The store refused a commit: these shards are someone else's now."""
@@ -249,8 +268,9 @@ class Cluster:
             if actor.task is not None:
                 waits.append(actor.task)
             waits.extend(r.task for r in actor.runs if r.task is not None)
-        if waits:
-            await asyncio.gather(*waits, return_exceptions=True)
+        if waits:  # bounded: a drain stuck on a dead connection must not stop balancing
+            with anyio.move_on_after(self.ttl):
+                await asyncio.gather(*waits, return_exceptions=True)
         for key, actor in moving:
             if self.directory.actors.get(key) is actor:
                 del self.directory.actors[key]
@@ -331,7 +351,12 @@ class Cluster:
             return
         if not self.kernel.shards.owns(etype, eid):
             return
-        for e in await self.store.read_journal(etype, eid, handle_id):
+        try:
+            entries = await self.store.read_journal(etype, eid, handle_id)
+        except StoreError as failed:  # the invocation reads its journal when it runs again
+            self.kernel.log.warning("reading the cancel of %s failed: %s", handle_id, failed)
+            return
+        for e in entries:
             if e.step == CANCEL_STEP:
                 self.kernel.outcomes.cancel(handle_id, cancel_reason(e.result))
 

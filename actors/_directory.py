@@ -19,7 +19,7 @@ from actors._ids import conflict_error, is_keyed
 from actors._kernel import Kernel
 from actors._loop import Loop
 from actors._spec import IMMUTABLE_VALUES, EntitySpec
-from actors.errors import DeadlineExceeded, SystemClosed
+from actors.errors import DeadlineExceeded, StoreError, SystemClosed
 from persistence.store import Accept, Accepted, Duplicate, SignalRecord, TakeOutbox
 
 _INBOX_CHUNK = 1000
@@ -117,7 +117,11 @@ class Directory:
             wakes = bool(getattr(kernel.store, "wakes", True))
             delay, ceiling = (0.1, 1.0) if wakes else (0.005, 0.1)
             while True:
-                mark = await kernel.store.read_mark(entity_type, entity_id, signal_id)
+                try:
+                    mark = await kernel.store.read_mark(entity_type, entity_id, signal_id)
+                except StoreError as e:  # the store is down: the outcome will still come
+                    kernel.log.warning("reading the outcome of %s failed: %s", signal_id, e)
+                    mark = None
                 if mark is not None:
                     return mark.outcome
                 if got.done():

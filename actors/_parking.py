@@ -111,16 +111,19 @@ class Parking:
                     await nudged.wait()
                 nudged = anyio.Event()
                 delay = min(delay * 2, 1.0)
-                if watch is not None:
-                    etype, eid = parse_start_id(watch)
-                    mark = await kernel.store.read_mark(etype, eid, watch)
-                    if mark is not None:
-                        self.wake(actor, run, mark.outcome)
-                        return
-                if not wakes and not run.flag.active:  # no wake-up for a cancel: look for one
-                    for e in await kernel.store.read_journal(s.entity_type, s.entity_id, s.signal_id):
-                        if e.step == CANCEL_STEP:
-                            kernel.outcomes.cancel(s.signal_id, cancel_reason(e.result))
+                try:
+                    if watch is not None:
+                        etype, eid = parse_start_id(watch)
+                        mark = await kernel.store.read_mark(etype, eid, watch)
+                        if mark is not None:
+                            self.wake(actor, run, mark.outcome)
+                            return
+                    if not wakes and not run.flag.active:  # no wake-up for a cancel: look for one
+                        for e in await kernel.store.read_journal(s.entity_type, s.entity_id, s.signal_id):
+                            if e.step == CANCEL_STEP:
+                                kernel.outcomes.cancel(s.signal_id, cancel_reason(e.result))
+                except StoreError as e:  # the store is down: read again later
+                    kernel.log.warning("%r: reading what a parked invocation waits for failed: %s", actor, e)
 
         task = kernel.tasks.spawn_task(poll())
         before = run.unwatch

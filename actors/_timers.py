@@ -17,7 +17,7 @@ from actors._ids import derived_id, generated_id
 from actors._observing import SafeObserver
 from actors._shards import Ownership
 from actors._work import Work
-from actors.errors import CorruptRecord
+from actors.errors import CorruptRecord, StoreError
 from persistence.codec import fingerprint
 from persistence.store import FireTimer, SignalRecord, Store, TimerRecord, WriteResult
 
@@ -172,15 +172,24 @@ class TimerService:
     async def run(self) -> None:
         """Fire timers as they fall due, until cancelled."""
         clock = self._clock
+        failures = 0
         while True:
-            if self._reload:
+            if self._reload or (self._loaded and self._window_done(self._peek())):
+                # a new set of shards, or the next window: everything before the horizon fired
                 self._reload = False
-                await self.load()
+                try:
+                    await self.load()
+                    failures = 0
+                except StoreError as e:  # the store is down: keep what is in memory, read again
+                    failures += 1
+                    self._reload = True
+                    delay = min(0.05 * 2**failures, 5.0)
+                    self._log.warning("reading timers failed (%s); again in %.2fs", e, delay)
+                    await anyio.sleep(delay)  # real time: the store's trouble is not the clock's
                 continue
             self._fire_due()
             nxt = self._peek()
             if self._window_done(nxt):
-                await self.load()  # the next window: everything before the horizon has fired
                 continue
             with anyio.CancelScope() as scope:
                 self._scope = scope

@@ -124,3 +124,27 @@ async def test_advance_waits_for_a_window_read_in_flight() -> None:
     clock = VirtualClock()
     rang = await _ring_all(_SlowTimerReads(), clock)
     assert rang == ("t9", "soon", "t8", "t7", "t6", "t5", "t4", "t3", "t2", "t1", "t0", "late")
+
+
+async def test_a_failed_window_read_is_retried_and_the_timers_still_fire() -> None:
+    # regression (cluster fault run, a database restart): a window read that failed
+    # ended the timer task, and no timer of that system fired again
+    from persistence.faults import FaultyStore
+
+    store = FaultyStore(MemoryStore())
+    clock = VirtualClock()
+    async with ActorSystem(store, [Bell], clock=clock) as system:
+        for i in range(5):
+            await system.ref(Bell, "b").ask(Bell.set, f"t{i}", i + 1)
+    async with ActorSystem(store, [Bell], clock=clock) as system:
+        store.fail("read_timers", times=2)  # the next window's reads fail twice
+        await clock.advance(dt.timedelta(minutes=10))
+
+        async def all_rang() -> bool:
+            await clock.advance(dt.timedelta(minutes=1))
+            return await system.ref(Bell, "b").query(Bell.get) == ("t0", "t1", "t2", "t3", "t4")
+
+        with anyio.fail_after(10):
+            while not await all_rang():  # noqa: ASYNC110 - the retry waits real time
+                await anyio.sleep(0.05)
+        assert store.failures == 2
