@@ -210,10 +210,18 @@ class Cluster:
                 return
             targets = {s for s in range(own.count) if placement(live, s) == me}
             want = targets - own.epochs.keys()
-            if want:
-                got = await store.claim(me, want)
-                if got:
-                    await self._adopt(got)
+            got = await store.claim(me, want) if want else {}
+            self.kernel.log.debug(
+                "balance %s: %d live, %d targets, %d owned, %d wanted, %d claimed",
+                me,
+                len(live),
+                len(targets),
+                len(own.epochs),
+                len(want),
+                len(got),
+            )
+            if got:
+                await self._adopt(got)
             away = sorted(own.epochs.keys() - targets)[:MOVES]
             if away:
                 await self._give_up(frozenset(away), release=True)

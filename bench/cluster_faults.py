@@ -43,6 +43,7 @@ import collections
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import random
 import signal
@@ -133,6 +134,9 @@ def shared_store(location: str) -> Store:
 
 
 async def node(location: str, ttl: float, name: str, fence: bool) -> None:
+    if os.environ.get("CLUSTER_FAULTS_DEBUG"):
+        logging.basicConfig(format=f"{name} %(asctime)s %(message)s")
+        logging.getLogger("actors").setLevel(logging.DEBUG)
     store = shared_store(location)
     if not fence:  # the negative control: nothing is ever fenced
         store.set_fence = lambda member_id, epochs: None  # type: ignore[attr-defined]
@@ -366,7 +370,7 @@ class _Load:
                 continue
             self.transfers[tid] = (src, dst, amount)
             self.handles[tid] = h.id
-            await anyio.sleep(0.01)
+            await anyio.sleep(0.04)  # about 25 sagas a second: busy, not overloaded
 
     async def _tell(self, kind: type[Entity], names: tuple[str, ...], prefix: str, pause: float) -> None:
         n = 0
@@ -384,7 +388,7 @@ class _Load:
             await anyio.sleep(pause)
 
     async def tallies(self) -> None:
-        await self._tell(Tally, TALLIES, "n", 0.005)
+        await self._tell(Tally, TALLIES, "n", 0.01)
 
     async def slow_tallies(self) -> None:
         await self._tell(Slow, SLOWS, "s", 0.25)
