@@ -208,6 +208,7 @@ class Cluster:
             live = [m.member_id for m in await store.members() if _live(m)]
             if me not in live:
                 return
+            await self._reconcile()
             targets = {s for s in range(own.count) if placement(live, s) == me}
             want = targets - own.epochs.keys()
             got = await store.claim(me, want) if want else {}
@@ -225,6 +226,31 @@ class Cluster:
             away = sorted(own.epochs.keys() - targets)[:MOVES]
             if away:
                 await self._give_up(frozenset(away), release=True)
+
+    async def _reconcile(self) -> None:
+        """Make what this member believes it owns agree with the shard table: a claim or
+        a release whose answer was lost (the store failed mid-call) leaves them apart,
+        and then nobody would take those shards. Shards it holds that the table gives
+        to another (or at another epoch) are given up; shards the table gives to it
+        that it does not know of are released, so their rightful member claims them."""
+        own, me = self.kernel.shards, self.member_id
+        table = {r.shard: r for r in await self.store.shard_map()}
+        stale = frozenset(
+            s for s, e in own.epochs.items() if (r := table.get(s)) is None or r.owner != me or r.epoch != e
+        )
+        if stale:
+            self.kernel.log.warning(
+                "member %s no longer owns shards %s: giving them up", me, sorted(stale)[:10]
+            )
+            for s in stale:
+                del own.epochs[s]
+            await self._give_up(stale, release=False)
+        unknown = {s: r.epoch for s, r in table.items() if r.owner == me and s not in own.epochs}
+        if unknown:
+            self.kernel.log.warning(
+                "member %s owns shards %s it did not know of: releasing them", me, sorted(unknown)[:10]
+            )
+            await self.store.release(me, unknown)
 
     async def _adopt(self, got: dict[int, int]) -> None:
         """Shards just claimed: fence them and resume their work as after a crash."""
