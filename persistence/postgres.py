@@ -201,6 +201,9 @@ _LISTEN_PING = 5.0
 _NOW = "extract(epoch FROM clock_timestamp())::float8"
 """The database's clock in Unix seconds: every membership time is taken from it."""
 
+WRITE_TRANSACTION_LIMIT = 10.0
+"""Seconds a write transaction may last at most (PostgreSQL 17+: ``transaction_timeout``)."""
+
 _SEQ_CACHE = 200_000
 """Entities whose last sequence the writer remembers (then it forgets them all)."""
 
@@ -469,8 +472,20 @@ class PostgresStore:
         return conn
 
     async def _connect_writer(self) -> asyncpg.Connection:
-        """Connect the writer (a new writer re-reads every entity's last sequence)."""
+        """Connect the writer (a new writer re-reads every entity's last sequence).
+
+        On PostgreSQL 17 and later the writer's transactions are also bounded by
+        ``transaction_timeout`` (``WRITE_TRANSACTION_LIMIT``): a member paused in the
+        middle of sending a statement is not *idle* in its transaction, so only this
+        ends the session and frees the shard rows its fence holds, which a takeover
+        skips until then (found by the cluster fault run: stalls of over a minute)."""
         conn = await self._connect()
+        try:
+            if conn.get_server_version().major >= 17:
+                await conn.execute(f"SET transaction_timeout = {int(WRITE_TRANSACTION_LIMIT * 1000)}")
+        except (asyncpg.PostgresError, *_CONNECTION_LOST) as e:
+            conn.terminate()
+            raise translate(e, f"cannot connect to {redact(self.dsn)}") from e
         self._forget_seqs(None)  # whatever other members did meanwhile, read it again
         return conn
 
