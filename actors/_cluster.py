@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import logging
 import os
 import socket
 import uuid
@@ -106,13 +107,7 @@ class Cluster:
         self.poll = 1.0 if store.wakes else 0.05
         self._poll_wake = anyio.Event()
         self._balance_wake = anyio.Event()
-        self._publish_wake = anyio.Event()
-        self._outgoing: dict[str, set[str]] = {
-            "inbox": set(),
-            "outcome": set(),
-            "shards": set(),
-            "cancel": set(),
-        }
+        self.publisher = Publisher(store, kernel.log)
         self._balancing = anyio.Lock()
         self._unrecovered: set[int] = set()
         """Shards claimed whose inbox and outbox were not read yet (the store failed)."""
@@ -135,7 +130,7 @@ class Cluster:
             await self.balance()
         tasks = kernel.tasks
         tasks.start(self._heartbeats)
-        tasks.start(self._publisher)
+        tasks.start(self.publisher.run)
         if self.serve:
             tasks.start(self._balancer)
             tasks.start(self._poller)
@@ -349,20 +344,7 @@ class Cluster:
         self._send("outcome", signal_id)
 
     def _send(self, topic: str, item: str) -> None:
-        self._outgoing[topic].add(item)
-        self._publish_wake.set()
-
-    async def _publisher(self) -> None:
-        while True:
-            await self._publish_wake.wait()
-            self._publish_wake = anyio.Event()
-            for topic, items in self._outgoing.items():
-                if items:
-                    self._outgoing[topic] = set()
-                    try:
-                        await self.store.publish(topic, sorted(items))
-                    except StoreError as e:  # best effort: members poll as well
-                        self.kernel.log.warning("waking other members failed: %s", e)
+        self.publisher.send(topic, item)
 
     def _heard(self, topic: str, item: str) -> None:
         own = self.kernel.shards
@@ -395,28 +377,63 @@ class Cluster:
                 self.kernel.outcomes.cancel(handle_id, cancel_reason(e.result))
 
     # ------------------------------------------------------------ what people see
-    async def members(self) -> list[Member]:
-        """Every member row with the shards it owns now."""
-        store = self.store
-        rows = await store.members()
-        owners: dict[str, list[int]] = {}
-        for r in await store.shard_map():
-            if r.owner is not None:
-                owners.setdefault(r.owner, []).append(r.shard)
-        return [
-            Member(
-                m.member_id,
-                m.name,
-                m.serves,
-                m.status,
-                dt.datetime.fromtimestamp(m.heartbeat_at, dt.UTC),
-                m.seen_ago,
-                m.ttl,
-                tuple(owners.get(m.member_id, ())),
-                m.member_id == self.member_id,
-            )
-            for m in rows
-        ]
+
+
+async def list_members(store: SharedStore, me: str) -> list[Member]:
+    """Every member row with the shards it owns now (``me``: the asking member's id)."""
+    rows = await store.members()
+    owners: dict[str, list[int]] = {}
+    for r in await store.shard_map():
+        if r.owner is not None:
+            owners.setdefault(r.owner, []).append(r.shard)
+    return [
+        Member(
+            m.member_id,
+            m.name,
+            m.serves,
+            m.status,
+            dt.datetime.fromtimestamp(m.heartbeat_at, dt.UTC),
+            m.seen_ago,
+            m.ttl,
+            tuple(owners.get(m.member_id, ())),
+            m.member_id == me,
+        )
+        for m in rows
+    ]
+
+
+class Publisher:
+    """Wakes other members: items to publish are gathered per topic and sent by one
+    task after (never inside) the commits that made them, best effort."""
+
+    def __init__(self, store: SharedStore, log: logging.Logger) -> None:
+        self.store = store
+        self.log = log
+        self._wake = anyio.Event()
+        self._outgoing: dict[str, set[str]] = {
+            "inbox": set(),
+            "outcome": set(),
+            "shards": set(),
+            "cancel": set(),
+        }
+
+    def send(self, topic: str, item: str) -> None:
+        """Publish ``item`` on ``topic`` soon."""
+        self._outgoing[topic].add(item)
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Publish what was sent, forever (a task of the system)."""
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            for topic, items in self._outgoing.items():
+                if items:
+                    self._outgoing[topic] = set()
+                    try:
+                        await self.store.publish(topic, sorted(items))
+                    except StoreError as e:  # best effort: members poll as well
+                        self.log.warning("waking other members failed: %s", e)
 
 
 def _live(m: MemberRecord) -> bool:

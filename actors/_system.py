@@ -21,7 +21,7 @@ import attrs
 
 from actors._calls import Calls
 from actors._clock import Clock, SystemClock
-from actors._cluster import Cluster, Member
+from actors._cluster import Cluster, Member, list_members
 from actors._directory import Directory
 from actors._entity import Entity
 from actors._kernel import Kernel
@@ -313,7 +313,7 @@ class ActorSystem:
         self._check_running()
         if self._cluster is None:
             raise InvalidArguments(f"{self.store!r:.60} is not shared: it has one owner and no members")
-        return await self._cluster.members()
+        return await list_members(self._cluster.store, self._cluster.member_id)
 
     @property
     def member_id(self) -> str | None:
