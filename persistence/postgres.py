@@ -469,23 +469,24 @@ class PostgresStore:
                 # e.g. the database does not accept connections right now
                 raise StoreUnavailable(f"cannot connect to {redact(self.dsn)}: {e}") from e
             raise translate(e, f"cannot connect to {redact(self.dsn)}") from e
+        try:  # every session's transactions are bounded (see _connect_writer)
+            if conn.get_server_version().major >= 17:
+                await conn.execute(f"SET transaction_timeout = {int(WRITE_TRANSACTION_LIMIT * 1000)}")
+        except (asyncpg.PostgresError, *_CONNECTION_LOST) as e:
+            conn.terminate()
+            raise translate(e, f"cannot connect to {redact(self.dsn)}") from e
         return conn
 
     async def _connect_writer(self) -> asyncpg.Connection:
         """Connect the writer (a new writer re-reads every entity's last sequence).
 
         On PostgreSQL 17 and later the writer's transactions are also bounded by
-        ``transaction_timeout`` (``WRITE_TRANSACTION_LIMIT``): a member paused in the
-        middle of sending a statement is not *idle* in its transaction, so only this
-        ends the session and frees the shard rows its fence holds, which a takeover
-        skips until then (found by the cluster fault run: stalls of over a minute)."""
+        ``transaction_timeout`` (``WRITE_TRANSACTION_LIMIT``, set on every session by
+        ``_connect``): a member paused in the middle of sending a statement is not
+        *idle* in its transaction, so only this ends the session and frees the shard
+        rows its fence (or its membership statement) holds, which a takeover skips
+        until then (found by the cluster fault run: stalls of over a minute)."""
         conn = await self._connect()
-        try:
-            if conn.get_server_version().major >= 17:
-                await conn.execute(f"SET transaction_timeout = {int(WRITE_TRANSACTION_LIMIT * 1000)}")
-        except (asyncpg.PostgresError, *_CONNECTION_LOST) as e:
-            conn.terminate()
-            raise translate(e, f"cannot connect to {redact(self.dsn)}") from e
         self._forget_seqs(None)  # whatever other members did meanwhile, read it again
         return conn
 
