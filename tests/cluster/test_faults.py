@@ -2,7 +2,11 @@
 SIGKILLed, SIGSTOPped past their lease (zombies resumed right after the takeover),
 SIGTERMed and restarted, and the database restarted, while a client runs transfer
 sagas and tells; then money is conserved, every acknowledged call applied once, no
-log has a gap. The same run with the fence off (the negative control) must fail.
+log has a gap. The negative control (the fence off) runs at the store level in CI
+(``tests/persistence/test_postgres_shared.py``, ``test_sqlite_shared.py``: a zombie
+process commits after the takeover in every run without the fence); the runtime-level
+one is ``python -m bench.cluster_faults --no-fence --kinds stop`` (it does not fail
+reliably enough for CI yet: sometimes the unfenced members wedge instead).
 
 ``bench/cluster_faults.py`` does the work; the long run is
 ``python -m bench.cluster_faults --faults 200`` (README: Reliability).
@@ -44,19 +48,3 @@ async def test_postgres_members_survive_kills_stops_restarts_and_a_database_rest
     assert sum(len(t) for t in report.faults.values()) == 7
     assert report.transfers > 50
     assert report.completed + report.refused == report.transfers
-
-
-async def test_the_fence_off_control_fails(tmp_path: Path) -> None:
-    # the same members with set_fence disabled: zombies that resume right after the
-    # takeover commit what their successor also commits, so signals are applied twice
-    report = await run(
-        str(tmp_path / "bank.db"),
-        members=3,
-        faults=8,  # each stop is a chance for a zombie to commit what its successor does
-        ttl=2.0,
-        seed=5,
-        fence=False,
-        kinds=("stop",),
-        log=_quiet,
-    )
-    assert any("applied" in v for v in report.violations), report.violations
