@@ -158,8 +158,17 @@ class ActorSystem:
             raise InvalidArguments(
                 f"lease_ttl must be a timedelta from 0.5 s to 1 hour, got {lease_ttl!r:.60}"
             )
-        if member_name is not None and (not isinstance(member_name, str) or not 0 < len(member_name) <= 200):
-            raise InvalidArguments(f"member_name must be a str of 1..200 characters, got {member_name!r:.60}")
+        if member_name is not None and (
+            not isinstance(member_name, str)
+            or not 0 < len(member_name) <= 200
+            or "\0" in member_name
+            or not member_name.isprintable()
+            or any("\ud800" <= c <= "\udfff" for c in member_name)
+        ):
+            raise InvalidArguments(
+                "member_name must be 1..200 printable characters (no NUL, no lone surrogate), "
+                f"got {member_name!r:.60}"
+            )
         check_int("max_batch", max_batch, 1)
         check_int("max_id_length", max_id_length, 1)
         try:

@@ -131,8 +131,9 @@ async def test_bad_cluster_arguments_are_refused(tmp_path: object) -> None:
         ActorSystem(MemoryStore(shared=True), [Bell], lease_ttl=dt.timedelta(0))
     with pytest.raises(InvalidArguments, match="lease_ttl"):
         ActorSystem(MemoryStore(shared=True), [Bell], lease_ttl=5)  # type: ignore[arg-type]
-    with pytest.raises(InvalidArguments, match="member_name"):
-        ActorSystem(MemoryStore(shared=True), [Bell], member_name="")
+    for bad in ("", "a\0b", "x\ud800", "line\nbreak", "n" * 201):
+        with pytest.raises(InvalidArguments, match="member_name"):
+            ActorSystem(MemoryStore(shared=True), [Bell], member_name=bad)
     async with ActorSystem(MemoryStore(), [Bell]) as alone:
         assert alone.member_id is None
         with pytest.raises(InvalidArguments, match="not shared"):
