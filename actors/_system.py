@@ -95,6 +95,34 @@ def _check_config(
         raise InvalidArguments(f"resources must map types to instances of them, got {resources!r:.100}")
 
 
+def _check_cluster(store: object, serve: object, lease_ttl: object, member_name: object) -> bool:
+    """Check the cluster arguments; returns whether the store is shared."""
+    shared = isinstance(store, SharedStore) and bool(getattr(store, "shared", False))
+    if not isinstance(serve, bool):
+        raise InvalidArguments(f"serve must be True or False, got {serve!r:.40}")
+    if not serve and not shared:
+        raise InvalidArguments(
+            "serve=False makes a client of a shared store (PostgresStore, "
+            f"SqliteStore(path, shared=True)); {store!r:.60} is not shared"
+        )
+    if not isinstance(lease_ttl, dt.timedelta) or not dt.timedelta(seconds=0.5) <= lease_ttl <= dt.timedelta(
+        hours=1
+    ):
+        raise InvalidArguments(f"lease_ttl must be a timedelta from 0.5 s to 1 hour, got {lease_ttl!r:.60}")
+    if member_name is not None and (
+        not isinstance(member_name, str)
+        or not 0 < len(member_name) <= 200
+        or "\0" in member_name
+        or not member_name.isprintable()
+        or any("\ud800" <= c <= "\udfff" for c in member_name)
+    ):
+        raise InvalidArguments(
+            "member_name must be 1..200 printable characters (no NUL, no lone surrogate), "
+            f"got {member_name!r:.60}"
+        )
+    return shared
+
+
 class ActorSystem:
     """Runs entities as durable actors on a store. Use as ``async with``.
 
@@ -144,31 +172,7 @@ class ActorSystem:
         member_name: str | None = None,
     ) -> None:
         _check_config(store, entities, passivate_after, clock, supervision, observer, resources)
-        shared = isinstance(store, SharedStore) and bool(getattr(store, "shared", False))
-        if not isinstance(serve, bool):
-            raise InvalidArguments(f"serve must be True or False, got {serve!r:.40}")
-        if not serve and not shared:
-            raise InvalidArguments(
-                "serve=False makes a client of a shared store (PostgresStore, "
-                f"SqliteStore(path, shared=True)); {store!r:.60} is not shared"
-            )
-        if not isinstance(lease_ttl, dt.timedelta) or not dt.timedelta(
-            seconds=0.5
-        ) <= lease_ttl <= dt.timedelta(hours=1):
-            raise InvalidArguments(
-                f"lease_ttl must be a timedelta from 0.5 s to 1 hour, got {lease_ttl!r:.60}"
-            )
-        if member_name is not None and (
-            not isinstance(member_name, str)
-            or not 0 < len(member_name) <= 200
-            or "\0" in member_name
-            or not member_name.isprintable()
-            or any("\ud800" <= c <= "\udfff" for c in member_name)
-        ):
-            raise InvalidArguments(
-                "member_name must be 1..200 printable characters (no NUL, no lone surrogate), "
-                f"got {member_name!r:.60}"
-            )
+        shared = _check_cluster(store, serve, lease_ttl, member_name)
         check_int("max_batch", max_batch, 1)
         check_int("max_id_length", max_id_length, 1)
         try:
