@@ -30,6 +30,7 @@ import hashlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Collection
 from typing import Any
@@ -175,7 +176,7 @@ class Cluster:
                         len(self.kernel.shards.epochs),
                     )
                     self.joined = False
-                    await self._give_up(frozenset(self.kernel.shards.epochs), release=False)
+                    await self.give_up(frozenset(self.kernel.shards.epochs), release=False)
                     await self._join()
                     self._balance_wake.set()
             except StoreError as e:
@@ -196,17 +197,23 @@ class Cluster:
         async with self._balancing:
             if self.kernel.tasks.closing or not self.joined:
                 return
+            steps = _Steps()
             if self._unrecovered:
                 await self._recover()
+                steps.done("recover")
             store, own, me = self.store, self.kernel.shards, self.member_id
             await store.claim(me, ())  # declares dead the members whose lease is over
+            steps.done("expire")
             live = [m.member_id for m in await store.members() if _live(m)]
+            steps.done("members")
             if me not in live:
                 return
             await self._reconcile()
+            steps.done("reconcile")
             targets = {s for s in range(own.count) if placement(live, s) == me}
             want = targets - own.epochs.keys()
             got = await store.claim(me, want) if want else {}
+            steps.done("claim")
             self.kernel.log.debug(
                 "balance %s: %d live, %d targets, %d owned, %d wanted, %d claimed",
                 me,
@@ -218,9 +225,13 @@ class Cluster:
             )
             if got:
                 await self._adopt(got)
+                steps.done("adopt")
             away = sorted(own.epochs.keys() - targets)[:MOVES]
             if away:
                 await self._give_up(frozenset(away), release=True)
+                steps.done("hand off")
+            if steps.total > self.ttl / 2:  # a slow round delays takeovers: say where it went
+                self.kernel.log.warning("balancing round of %s took %s", me, steps)
 
     async def _reconcile(self) -> None:
         """Make what this member believes it owns agree with the shard table: a claim or
@@ -278,11 +289,19 @@ class Cluster:
             self.kernel.log.warning(
                 "member %s lost shards %s to another member", self.member_id, sorted(lost)[:10]
             )
-            self.kernel.tasks.spawn(lambda: self._give_up(lost, release=False))
+            self.kernel.tasks.spawn(lambda: self.give_up(lost, release=False))
+
+    async def give_up(self, shards: frozenset[int], *, release: bool) -> None:
+        """:meth:`_give_up` from outside a balancing round: it waits for the round, so
+        no round claims and resumes a shard while its actors are still being stopped
+        (the resumed actor would be dropped with them and run on, unseen)."""
+        async with self._balancing:
+            await self._give_up(shards, release=release)
 
     async def _give_up(self, shards: frozenset[int], *, release: bool) -> None:
         """Stop running these shards here: pause their actors (a commit under way
-        finishes), drop them and their timers, then (a handoff) release the shards."""
+        finishes), drop them and their timers, then (a handoff) release the shards.
+        The caller holds the balancing lock."""
         if not shards:
             return
         kernel, own = self.kernel, self.kernel.shards
@@ -298,8 +317,10 @@ class Cluster:
                 waits.append(actor.task)
             waits.extend(r.task for r in actor.runs if r.task is not None)
         if waits:  # bounded: a drain stuck on a dead connection must not stop balancing
-            with anyio.move_on_after(self.ttl):
-                await asyncio.gather(*waits, return_exceptions=True)
+            # asyncio.wait, not gather under a cancel scope: when the deadline cancelled a
+            # gather whose tasks then ended normally (a run's own scope takes its cancel),
+            # the CancelledError left the scope and killed this task (the balancer) silently
+            await asyncio.wait(waits, timeout=self.ttl)
         for key, actor in moving:
             if self.directory.actors.get(key) is actor:
                 del self.directory.actors[key]
@@ -434,6 +455,27 @@ class Publisher:
                         await self.store.publish(topic, sorted(items))
                     except StoreError as e:  # best effort: members poll as well
                         self.log.warning("waking other members failed: %s", e)
+
+
+class _Steps:
+    """Seconds each step of a balancing round took (for a warning when it was slow)."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.monotonic()
+        self.steps: list[tuple[str, float]] = []
+
+    def done(self, step: str) -> None:
+        now = time.monotonic()
+        self.steps.append((step, now - self.last))
+        self.last = now
+
+    @property
+    def total(self) -> float:
+        return self.last - self.start
+
+    def __str__(self) -> str:
+        parts = ", ".join(f"{name} {t:.2f}" for name, t in self.steps)
+        return f"{self.total:.2f} s ({parts})"
 
 
 def _live(m: MemberRecord) -> bool:

@@ -39,6 +39,7 @@ awaited, every acknowledged nonce must show up, and the store is read:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import contextlib
 import datetime as dt
@@ -137,6 +138,8 @@ async def node(location: str, ttl: float, name: str, fence: bool) -> None:
     if os.environ.get("CLUSTER_FAULTS_DEBUG"):
         logging.basicConfig(format=f"{name} %(asctime)s %(message)s")
         logging.getLogger("actors").setLevel(logging.DEBUG)
+    if os.environ.get("CLUSTER_FAULTS_DEBUG"):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _print_tasks, name)
     store = shared_store(location)
     if not fence:  # the negative control: nothing is ever fenced
         store.set_fence = lambda member_id, epochs: None  # type: ignore[attr-defined]
@@ -158,6 +161,13 @@ async def node(location: str, ttl: float, name: str, fence: bool) -> None:
                 tg.cancel_scope.cancel()
     with contextlib.suppress(OSError):  # the parent may have stopped reading
         print("left", flush=True)
+
+
+def _print_tasks(name: str) -> None:
+    for task in asyncio.all_tasks():
+        print(f"--- {name} task {task.get_name()}", file=sys.stderr)
+        task.print_stack(limit=12, file=sys.stderr)
+    sys.stderr.flush()
 
 
 def anyio_seconds(seconds: float) -> dt.timedelta:
@@ -326,11 +336,13 @@ async def run(
                         if not fence:  # the control: unfenced members may wedge; check what they did
                             report.violations.append(f"no failover within 60 s at fault {i + 1} ({kind})")
                             break
+                        if os.environ.get("CLUSTER_FAULTS_DEBUG"):
+                            await _dump_stacks(nodes)
                         raise TimeoutError(
                             f"{e} (fault {i + 1}, {kind}); members: {await describe(client)}"
                         ) from e
                     report.faults.setdefault(kind, []).append(took)
-                    log(f"fault {i + 1}/{faults}: {kind} failover {took:.2f}s")
+                    log(f"{time.strftime('%H:%M:%S')} fault {i + 1}/{faults}: {kind} failover {took:.2f}s")
                     await anyio.sleep(rng.uniform(0.2, 0.8))
                 tg.cancel_scope.cancel()
             await _settle(client, state, report, ttl, count)
@@ -447,6 +459,15 @@ async def _fault(
         victim.send(signal.SIGCONT)  # at once: its handler ends right after the takeover
         return took
     raise ValueError(f"unknown fault {kind!r}")
+
+
+async def _dump_stacks(nodes: list[Node]) -> None:
+    """Make every running member print its asyncio tasks' stacks (SIGUSR1, see
+    :func:`node`), for a failover that did not happen."""
+    for n in nodes:
+        if n.proc is not None and n.proc.returncode is None and not n.stopped:
+            n.send(signal.SIGUSR1)
+    await anyio.sleep(1)  # let them print before the run stops them
 
 
 async def _quiet(client: ActorSystem, ttl: float, count: int) -> bool:

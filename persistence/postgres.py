@@ -377,6 +377,10 @@ class PostgresStore:
         self._ctl: asyncpg.Connection | None = None
         self._ctl_lock = anyio.Lock()
         self._joined: dict[str, int] = {}  # member id -> key of its session advisory lock
+        self._idle_limit = float(idle_in_transaction_timeout)
+        # the writer's transaction limit (seconds) once a member joined (see _bound_writer)
+        self._writer_limit: float | None = None
+        self._limited: asyncpg.Connection | None = None
         self._callbacks: list[Callable[[str, str], None]] = []
         self._listener: asyncpg.Connection | None = None
         self._listen_task: asyncio.Task[None] | None = None
@@ -647,8 +651,31 @@ class PostgresStore:
             self._w = None
             if w is not None:
                 w.terminate()
-            self._w = await self._connect_writer()
-        return self._w
+            self._w = w = await self._connect_writer()
+        if self._writer_limit is not None and self._limited is not w:
+            limit = self._writer_limit
+            sets = f"SET idle_in_transaction_session_timeout = {int(min(limit, self._idle_limit) * 1000)}"
+            if w.get_server_version().major >= 17:
+                sets += f"; SET transaction_timeout = {int(limit * 1000)}"
+            try:
+                await w.execute(sets)
+            except (asyncpg.PostgresError, *_CONNECTION_LOST) as e:
+                self._drop_writer()
+                raise translate(e, "write") from e
+            self._limited = w
+        return w
+
+    def _bound_writer(self, ttl: float) -> None:
+        """Bound the writer's transactions by the lease of the member that joined.
+
+        The fence holds its shards' rows (``FOR SHARE``) for the length of a write
+        transaction, and a takeover skips locked rows: a member paused in the middle of
+        a write (SIGSTOP, a stalled VM) delays the takeover until the server ends that
+        transaction. So the server ends it after half the lease (at least 1 s, at most
+        ``WRITE_TRANSACTION_LIMIT``), idle or not (PostgreSQL 17+; before that, idle
+        only): a takeover then comes at most that long after the lease is over."""
+        self._writer_limit = max(1.0, min(WRITE_TRANSACTION_LIMIT, ttl / 2))
+        self._limited = None
 
     async def _write_once(
         self, batch: Sequence[Write], fence: tuple[str, list[int], list[int]] | None
@@ -1181,6 +1208,8 @@ class PostgresStore:
 
         await self._ctl_do("join", go, retry=False)
         self._joined[member_id] = key
+        if serves:
+            self._bound_writer(ttl)
 
     async def heartbeat(self, member_id: str) -> bool:
         """Renew the member's lease (the database's clock); False when it is no longer
@@ -1268,17 +1297,26 @@ class PostgresStore:
         await self._ctl_do("leave", go)
 
     async def members(self) -> list[MemberRecord]:
-        """Every member row (alive first, then the most recent), with ``seen_ago``."""
-        rows = await self._read(
-            "SELECT member_id, name, serves, status, ttl, joined_at, heartbeat_at, "
-            f"{_NOW} - heartbeat_at FROM members "
-            "ORDER BY status = 'alive' DESC, joined_at DESC, member_id"
+        """Every member row (alive first, then the most recent), with ``seen_ago``.
+
+        Read on the control connection, like every membership statement: the reader
+        pool can queue thousands of reads behind a takeover (actors activating), and
+        balancing must not wait behind them."""
+        rows = await self._ctl_do(
+            "members",
+            lambda db: db.fetch(
+                "SELECT member_id, name, serves, status, ttl, joined_at, heartbeat_at, "
+                f"{_NOW} - heartbeat_at FROM members "
+                "ORDER BY status = 'alive' DESC, joined_at DESC, member_id"
+            ),
         )
         return [MemberRecord(*r) for r in rows]
 
     async def shard_map(self) -> list[ShardRecord]:
-        """Every shard, in order."""
-        rows = await self._read("SELECT shard, owner, epoch FROM shards ORDER BY shard")
+        """Every shard, in order (on the control connection, see :meth:`members`)."""
+        rows = await self._ctl_do(
+            "shard_map", lambda db: db.fetch("SELECT shard, owner, epoch FROM shards ORDER BY shard")
+        )
         return [ShardRecord(*r) for r in rows]
 
     def set_fence(self, member_id: str, epochs: Mapping[int, int]) -> None:

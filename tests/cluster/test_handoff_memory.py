@@ -3,12 +3,15 @@ the outbox; a cancel and a result reach an invocation wherever it runs."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 
 import attrs
 import pytest
 
 from actors import ActorSystem, Cancelled, Entity, InvalidArguments, applies, query, signal
+from actors._run import Run
 from examples.approval.model import Budget, Expense
 from persistence import MemoryStore
 from persistence.testing import until
@@ -171,3 +174,44 @@ async def test_a_parent_awaits_a_child_that_runs_on_another_member() -> None:
         child = next(f"c{i}" for i in range(1000) if b._kernel.shards.owns("Child", f"c{i}"))
         assert await a.ref(Parent, parent).options(timeout=10).ask(Parent.go, child, 20) == 41
         assert await b.ref(Parent, parent).options(timeout=10).ask(Parent.go, child, 5) == 11  # asked from b
+
+
+async def test_a_handoff_whose_wait_runs_out_leaves_the_caller_running() -> None:
+    """A handoff waits (at most a lease) for the tasks of the actors it stops. A task
+    that takes the cancel and ends normally only after that wait ran out used to leak
+    a CancelledError out of the wait into its caller: the balancer task died silently
+    and the member never claimed or handed off a shard again (a fault run's stall)."""
+    mem = MemoryStore(shared=True, shards=8)
+    async with ActorSystem(mem.connect(), APPROVAL, lease_ttl=dt.timedelta(seconds=0.5)) as a:
+        await a.ref(Expense, "e1").start(Expense.submit, "team", 50)
+
+        def parked_run() -> Run | None:
+            actor = a._directory.actors.get(("Expense", "e1"))
+            return next(iter(actor.runs), None) if actor is not None else None
+
+        async def parked() -> bool:
+            run = parked_run()
+            return run is not None and run.parked
+
+        await until(parked, "the workflow waits for a decision")
+        run = parked_run()
+        assert run is not None
+
+        async def stubborn() -> None:  # outlives the handoff's wait, then ends normally
+            for _ in range(3):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.sleep(0.3)
+
+        run.task = asyncio.get_running_loop().create_task(stubborn())
+        shard = a._kernel.shards.shard("Expense", "e1")
+        cluster = a._cluster
+        assert cluster is not None
+        await cluster.give_up(frozenset({shard}), release=True)
+        await asyncio.sleep(0.05)  # the leaked cancel struck at the next await
+        assert not asyncio.current_task().cancelling()  # type: ignore[union-attr]
+        await run.task
+
+        async def taken_back() -> bool:  # the only member: the shard is its own again
+            return any(m.me and shard in m.shards for m in await a.members())
+
+        await until(taken_back, "the member claims its shard again")
