@@ -111,7 +111,8 @@ class Cluster:
         self.publisher = Publisher(store, kernel.log)
         self._balancing = anyio.Lock()
         self._unrecovered: set[int] = set()
-        """Shards claimed whose inbox and outbox were not read yet (the store failed)."""
+        """Shards claimed whose inbox and outbox were not read yet."""
+        self._recover_wake = anyio.Event()
         self.joined = False
 
     # ------------------------------------------------------------ lifecycle
@@ -129,11 +130,13 @@ class Cluster:
         await self._join()
         if self.serve:
             await self.balance()
+            await self._recover()  # started: what it took at once is resumed
         tasks = kernel.tasks
         tasks.start(self._heartbeats)
         tasks.start(self.publisher.run)
         if self.serve:
             tasks.start(self._balancer)
+            tasks.start(self._recoverer)
             tasks.start(self._poller)
 
     async def _join(self) -> None:
@@ -198,9 +201,6 @@ class Cluster:
             if self.kernel.tasks.closing or not self.joined:
                 return
             steps = _Steps()
-            if self._unrecovered:
-                await self._recover()
-                steps.done("recover")
             store, own, me = self.store, self.kernel.shards, self.member_id
             await store.claim(me, ())  # declares dead the members whose lease is over
             steps.done("expire")
@@ -266,11 +266,24 @@ class Cluster:
         self.kernel.log.info("member %s took %d shards", self.member_id, len(got))
         self.kernel.timers.reload()
         self._unrecovered.update(got)
-        await self._recover()
+        self._recover_wake.set()
+
+    async def _recoverer(self) -> None:
+        """Resume the shards taken over, outside the balancing rounds: a backlog of
+        thousands of signals takes a while to route (their actors activate and read
+        the store), and the next round must not wait for it to claim more shards."""
+        while True:
+            with anyio.move_on_after(self.beat):
+                await self._recover_wake.wait()
+            self._recover_wake = anyio.Event()
+            try:
+                await self._recover()
+            except StoreError as e:  # what is left is read again next time
+                self.kernel.log.warning("resuming shards taken over failed: %s", e)
 
     async def _recover(self) -> None:
-        """Route the inbox and deliver the outbox of shards taken over (again after a
-        store failure: the next balancing round retries what is left)."""
+        """Route the inbox and deliver the outbox of shards taken over (a shard given up
+        meanwhile routes nothing more here: its actors are refused by ``owns``)."""
         own = self.kernel.shards
         shards = frozenset(s for s in self._unrecovered if s in own.epochs)
         self._unrecovered.intersection_update(own.epochs)

@@ -332,6 +332,8 @@ async def run(
                     kind = rng.choice(kinds)
                     try:
                         took = await _fault(kind, nodes, client, ttl, count, rng, db)
+                    except _StalledWrite as stalled:
+                        kind, took = "stop-in-write", stalled.took
                     except TimeoutError as e:
                         if not fence:  # the control: unfenced members may wedge; check what they did
                             report.violations.append(f"no failover within 60 s at fault {i + 1} ({kind})")
@@ -406,7 +408,7 @@ class _Load:
         await self._tell(Tally, TALLIES, "n", 0.01)
 
     async def slow_tallies(self) -> None:
-        await self._tell(Slow, SLOWS, "s", 0.25)
+        await self._tell(Slow, SLOWS, "s", 1.0)  # 0.3 s of a member per second: busy, not swamped
 
 
 async def _owner_of(client: ActorSystem, ttl: float, entity: type[Entity], entity_id: str) -> str | None:
@@ -454,7 +456,25 @@ async def _fault(
         return took
     if kind == "stop":
         victim.send(signal.SIGSTOP)
-        await until(lambda: covered(client, ttl, count, victim.name), f"{victim.name}'s shards taken", 60)
+        sqlite = not victim.location.startswith(("postgresql://", "postgres://"))
+        locked = False
+
+        async def taken() -> bool:
+            nonlocal locked
+            if await covered(client, ttl, count, victim.name):
+                return True
+            locked = sqlite and await _writes_stalled(client, ttl, victim.name)
+            return locked
+
+        await until(taken, f"{victim.name}'s shards taken", 60)
+        if locked:
+            # SQLite: the victim stopped inside a write transaction and holds the database's
+            # write lock (no server can end it): nobody writes, heartbeats included, until it
+            # resumes. Resume it; the members then sort out who is alive and who owns what
+            # (its transaction began under its fence, and nobody could claim its shards since).
+            victim.send(signal.SIGCONT)
+            await until(lambda: _quiet(client, ttl, count), "members back after the stalled write", 60)
+            raise _StalledWrite(time.monotonic() - t0)
         took = time.monotonic() - t0
         victim.send(signal.SIGCONT)  # at once: its handler ends right after the takeover
         return took
@@ -468,6 +488,21 @@ async def _dump_stacks(nodes: list[Node]) -> None:
         if n.proc is not None and n.proc.returncode is None and not n.stopped:
             n.send(signal.SIGUSR1)
     await anyio.sleep(1)  # let them print before the run stops them
+
+
+class _StalledWrite(Exception):
+    """A stop fault on SQLite that caught its victim holding the write lock."""
+
+    def __init__(self, took: float) -> None:
+        super().__init__(f"the victim held the write lock; members back after {took:.2f}s")
+        self.took = took
+
+
+async def _writes_stalled(client: ActorSystem, ttl: float, victim: str) -> bool:
+    """Whether no member but ``victim`` has heartbeated for two leases (the victim holds
+    SQLite's write lock)."""
+    others = [m for m in await client.members() if m.serves and m.status == "alive" and m.name != victim]
+    return bool(others) and all(m.seen_ago > 2 * ttl for m in others)
 
 
 async def _quiet(client: ActorSystem, ttl: float, count: int) -> bool:
