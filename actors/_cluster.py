@@ -391,26 +391,27 @@ class Cluster:
             if item != self.member_id:
                 self._balance_wake.set()
         elif topic == "cancel" and item != "*":
-            self.kernel.tasks.spawn(lambda: self._reach_cancel(item))
-
-    async def _reach_cancel(self, handle_id: str) -> None:
-        """Another member recorded a cancellation of an invocation that may run here."""
-        try:
-            etype, eid = parse_start_id(handle_id)
-        except Exception:  # a wake-up names no valid handle: ignore it
-            return
-        if not self.kernel.shards.owns(etype, eid):
-            return
-        try:
-            entries = await self.store.read_journal(etype, eid, handle_id)
-        except StoreError as failed:  # the invocation reads its journal when it runs again
-            self.kernel.log.warning("reading the cancel of %s failed: %s", handle_id, failed)
-            return
-        for e in entries:
-            if e.step == CANCEL_STEP:
-                self.kernel.outcomes.cancel(handle_id, cancel_reason(e.result))
+            self.kernel.tasks.spawn(lambda: reach_cancel(self.kernel, item))
 
     # ------------------------------------------------------------ what people see
+
+
+async def reach_cancel(kernel: Kernel, handle_id: str) -> None:
+    """Another member recorded a cancellation of an invocation that may run here."""
+    try:
+        etype, eid = parse_start_id(handle_id)
+    except Exception:  # a wake-up names no valid handle: ignore it
+        return
+    if not kernel.shards.owns(etype, eid):
+        return
+    try:
+        entries = await kernel.store.read_journal(etype, eid, handle_id)
+    except StoreError as failed:  # the invocation reads its journal when it runs again
+        kernel.log.warning("reading the cancel of %s failed: %s", handle_id, failed)
+        return
+    for e in entries:
+        if e.step == CANCEL_STEP:
+            kernel.outcomes.cancel(handle_id, cancel_reason(e.result))
 
 
 async def list_members(store: SharedStore, me: str) -> list[Member]:
