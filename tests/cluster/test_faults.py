@@ -2,11 +2,11 @@
 SIGKILLed, SIGSTOPped past their lease (zombies resumed right after the takeover),
 SIGTERMed and restarted, and the database restarted, while a client runs transfer
 sagas and tells; then money is conserved, every acknowledged call applied once, no
-log has a gap. The negative control (the fence off) runs at the store level in CI
-(``tests/persistence/test_postgres_shared.py``, ``test_sqlite_shared.py``: a zombie
-process commits after the takeover in every run without the fence); the runtime-level
-one is ``python -m bench.cluster_faults --no-fence --kinds stop`` (it does not fail
-reliably enough for CI yet: sometimes the unfenced members wedge instead).
+log has a gap. The negative control runs the same members with the fence off
+(``set_fence`` disabled): every stop catches its victim in the middle of a slow
+handler, and the zombie's commits after the takeover apply signals twice, which the
+checks must find. The store-level controls are in
+``tests/persistence/test_postgres_shared.py`` and ``test_sqlite_shared.py``.
 
 ``bench/cluster_faults.py`` does the work; the long run is
 ``python -m bench.cluster_faults --faults 200`` (README: Reliability).
@@ -48,3 +48,18 @@ async def test_postgres_members_survive_kills_stops_restarts_and_a_database_rest
     assert sum(len(t) for t in report.faults.values()) == 7
     assert report.transfers > 50
     assert report.completed + report.refused == report.transfers
+
+
+async def test_without_the_fence_a_resumed_zombie_applies_signals_twice(tmp_path: Path) -> None:
+    report = await run(
+        str(tmp_path / "bank.db"),
+        members=3,
+        faults=4,
+        ttl=2.0,
+        seed=2,
+        fence=False,
+        kinds=("stop",),
+        log=_quiet,
+    )
+    doubled = [v for v in report.violations if "applied" in v and "times" in v]
+    assert doubled, report.violations
