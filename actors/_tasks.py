@@ -58,7 +58,9 @@ class Tasks:
     def spawn(self, fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         """Start a task owned by the system, unless it is closing."""
         if self.live:
-            self.start(fn)
+            task = asyncio.get_running_loop().create_task(fn())
+            self.tasks.add(task)
+            task.add_done_callback(self._task_done)
 
     def spawn_task(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
         """Start a task owned by the system and return it (None, and ``coro`` closed, if
@@ -72,15 +74,24 @@ class Tasks:
         return task
 
     def start(self, fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:
-        """Start a task owned by the system."""
+        """Start one of the system's loops (committer, timers, heartbeats, ...): a task
+        that runs until the system closes. One that ends before is logged as critical,
+        however it ended (a loop cancelled by a stray cancellation ends silently
+        otherwise, and what it did stops for good)."""
         task = asyncio.get_running_loop().create_task(fn())
         self.tasks.add(task)
-        task.add_done_callback(self._task_done)
+        task.add_done_callback(self._loop_done)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             self._log.critical("a task of the actor system died", exc_info=task.exception())
+
+    def _loop_done(self, task: asyncio.Task[Any]) -> None:
+        self._task_done(task)
+        if self.state == "running" and (task.cancelled() or task.exception() is None):
+            how = "was cancelled" if task.cancelled() else "returned"
+            self._log.critical("a loop of the actor system %s while the system runs: %r", how, task)
 
     @staticmethod
     async def stop(tasks: list[asyncio.Task[Any]]) -> None:
