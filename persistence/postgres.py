@@ -101,7 +101,7 @@ MIGRATE_KEY = 0x6475726163746F72  # "ducactor"-ish
 """Key of the transaction advisory lock that serializes opening (migrating) a database."""
 MAX_SHARDS = 65_536
 """The most shards a database may have."""
-TOPICS = ("inbox", "outcome", "shards")
+TOPICS = ("inbox", "outcome", "shards", "cancel")
 """The wake-up topics of :meth:`PostgresStore.publish`."""
 CHANNEL_PREFIX = "durable_actors_"
 """Prefix of the ``NOTIFY`` channels (``durable_actors_inbox``...), so they cannot clash."""

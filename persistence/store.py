@@ -542,8 +542,9 @@ class SharedStore(Store, Protocol):
     async def publish(self, topic: str, items: Sequence[str]) -> None:
         """Wake other members (after a commit, never inside one): ``topic`` is
         ``inbox`` (items: shard numbers with new inbox rows), ``outcome`` (items: signal
-        ids now processed) or ``shards`` (ownership changed). Best effort: a lost
-        wake-up only delays, because members also poll."""
+        ids now processed), ``shards`` (ownership changed) or ``cancel`` (items: ids of
+        invocations whose cancellation was recorded). Best effort: a lost wake-up only
+        delays, because members also poll."""
         ...
 
     def subscribe(self, callback: Callable[[str, str], None]) -> None:

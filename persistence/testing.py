@@ -1326,10 +1326,13 @@ class SharedStoreContract:
             b.subscribe(lambda topic, item: got.append((topic, item)))
             await a.publish("inbox", ["3", "4"])
             await a.publish("outcome", ["s:x"])
+            await a.publish("shards", ["m-1"])
+            await a.publish("cancel", ["i:x"])
             if not self.wakes:
                 return  # a polling store: publishing is harmless, nobody is called
 
             async def woke() -> bool:
-                return {("inbox", "3"), ("inbox", "4"), ("outcome", "s:x")} <= set(got)
+                want = {("inbox", "3"), ("inbox", "4"), ("outcome", "s:x")}
+                return want | {("shards", "m-1"), ("cancel", "i:x")} <= set(got)
 
             await until(woke, "b hears what a published")
