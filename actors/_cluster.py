@@ -383,7 +383,7 @@ class Cluster:
     def _heard(self, topic: str, item: str) -> None:
         own = self.kernel.shards
         if topic == "inbox":
-            if item == "*" or (item.isdecimal() and int(item) in own.epochs):
+            if item == "*" or (item.isdecimal() and len(item) <= 9 and int(item) in own.epochs):
                 self._poll_wake.set()
         elif topic == "outcome":
             self.kernel.outcomes.poke(item)

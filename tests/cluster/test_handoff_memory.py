@@ -215,3 +215,18 @@ async def test_a_handoff_whose_wait_runs_out_leaves_the_caller_running() -> None
             return any(m.me and shard in m.shards for m in await a.members())
 
         await until(taken_back, "the member claims its shard again")
+
+
+async def test_wake_ups_with_hostile_payloads_raise_nothing() -> None:
+    """Anyone who may connect to a PostgreSQL database may NOTIFY its channels: a
+    wake-up only ever leads to a read of the store, and a malformed one to nothing."""
+    mem = MemoryStore(shared=True, shards=8)
+    async with ActorSystem(mem.connect(), [Bell], lease_ttl=TTL) as a:
+        await a.ref(Bell, "b").ask(Bell.set, "x", 3600)
+        cluster = a._cluster
+        assert cluster is not None
+        for topic in ("inbox", "outcome", "shards", "cancel", "nope"):
+            for item in ("9" * 5000, "\u0661\u0662", "-1", "", "*", "i:[1,2", "\x00", "s:" + "x" * 8000):
+                cluster._heard(topic, item)
+        await a.ref(Bell, "b").ask(Bell.ring, "after")
+        assert await a.ref(Bell, "b").query(Bell.get) == ("after",)
