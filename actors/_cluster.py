@@ -356,15 +356,16 @@ class Cluster:
                 continue
             own.poll_gen += 1
             gen = own.poll_gen
+            before = dict(own.epochs)  # rows of a shard that moved during the read are stale
             try:
-                rows = await self.store.read_inbox(after=0, limit=POLL_LIMIT, shards=frozenset(own.epochs))
+                rows = await self.store.read_inbox(after=0, limit=POLL_LIMIT, shards=frozenset(before))
             except StoreError as e:
                 self.kernel.log.warning("reading the inbox failed: %s", e)
                 continue
             routed = 0
             for entry in rows:
                 s = entry.signal
-                if s.signal_id not in own.recent and own.owns(s.entity_type, s.entity_id):
+                if s.signal_id not in own.recent and own.same_epoch(s, before):
                     routed += self.directory.route_stored(s, recovered=True)
             own.recent = {k: v for k, v in own.recent.items() if v >= gen}
             if len(rows) >= POLL_LIMIT and routed:

@@ -18,6 +18,7 @@ from actors._envelope import Envelope, closed_error
 from actors._ids import conflict_error, is_keyed
 from actors._kernel import Kernel
 from actors._loop import Loop
+from actors._marks import MarkReads
 from actors._spec import IMMUTABLE_VALUES, EntitySpec
 from actors.errors import DeadlineExceeded, StoreError, SystemClosed
 from persistence.store import Accept, Accepted, Duplicate, SignalRecord, TakeOutbox
@@ -48,6 +49,8 @@ class Directory:
         self.loop = Loop(kernel)
         """Runs every actor of the system (drain loop, commit, parking, supervision)."""
         self._activated = anyio.Event()
+        self.marks = MarkReads(kernel)
+        """Mark reads of asks waiting for another member's answer, one store read per turn."""
 
     def actor(self, spec: EntitySpec, entity_id: str) -> Actor:
         """The actor of an entity, created (not yet loaded) if it is not in memory."""
@@ -118,7 +121,7 @@ class Directory:
             delay, ceiling = (0.1, 1.0) if wakes else (0.005, 0.1)
             while True:
                 try:
-                    mark = await kernel.store.read_mark(entity_type, entity_id, signal_id)
+                    mark = await self.marks.read((entity_type, entity_id, signal_id))
                 except StoreError as e:  # the store is down: the outcome will still come
                     kernel.log.warning("reading the outcome of %s failed: %s", signal_id, e)
                     mark = None
@@ -192,12 +195,16 @@ class Directory:
 
     def route_accepted(self, s: SignalRecord) -> Callable[[object], None]:
         """A committer ``after`` hook routing ``s`` to its actor once it is in the inbox."""
-        tasks = self.kernel.tasks
+        tasks, own = self.kernel.tasks, self.kernel.shards
+        before = {own.shard(s.entity_type, s.entity_id): own.epoch(s.entity_type, s.entity_id)}
 
         def route(result: object) -> None:
             # "starting" too: outbox messages recovered at start may be accepted before it ends
             if isinstance(result, Accepted) and tasks.live:
-                self.route_stored(s)
+                if own.same_epoch(s, before):
+                    self.route_stored(s)
+                else:  # its shard moved while it was accepted: whoever owns it reads it
+                    own.wake_inbox(own.shard(s.entity_type, s.entity_id))
 
         return route
 
@@ -240,6 +247,8 @@ class Directory:
         after = 0
         count = 0
         store = self.kernel.store
+        own = self.kernel.shards
+        before = dict(own.epochs)  # a shard that moves meanwhile is read again by its next claim
         while True:
             if shards is None:
                 entries = await store.read_inbox(after=after, limit=_INBOX_CHUNK)
@@ -248,7 +257,7 @@ class Directory:
             for entry in entries:
                 after = entry.position
                 s = entry.signal
-                if only is None or (s.entity_type, s.entity_id) == only:
+                if (only is None or (s.entity_type, s.entity_id) == only) and own.same_epoch(s, before):
                     count += self.route_stored(s, recovered=True)
             if len(entries) < _INBOX_CHUNK:
                 break

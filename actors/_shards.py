@@ -8,9 +8,9 @@ shards it claimed, each at an epoch (its fencing token); a client owns none.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 
-from persistence.store import shard_of
+from persistence.store import SignalRecord, shard_of
 
 
 def _nothing(*_args: object) -> None:
@@ -62,6 +62,23 @@ class Ownership:
     def owns(self, entity_type: str, entity_id: str) -> bool:
         """Whether this system runs the entity now."""
         return not self.clustered or shard_of(entity_type, entity_id, self.count) in self.epochs
+
+    def epoch(self, entity_type: str, entity_id: str) -> int | None:
+        """The epoch this system owns the entity's shard at (``None``: not owned)."""
+        if not self.clustered:
+            return 0
+        return self.epochs.get(shard_of(entity_type, entity_id, self.count))
+
+    def same_epoch(self, s: SignalRecord, before: Mapping[int, int | None]) -> bool:
+        """Whether the signal's entity is owned now at the epoch ``before`` recorded for
+        its shard (a snapshot of ``epochs`` taken before a read of the inbox). A read
+        that began before a shard moved away and back may show a signal that another
+        member has processed since: it must not be routed again."""
+        if not self.clustered:
+            return True
+        shard = shard_of(s.entity_type, s.entity_id, self.count)
+        now = self.epochs.get(shard)
+        return now is not None and now == before.get(shard)
 
     def owned(self) -> frozenset[int] | None:
         """The owned shards (``None``: not clustered, everything)."""

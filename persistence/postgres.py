@@ -1510,6 +1510,23 @@ class PostgresStore:
         )
         return ProcessedMark(*rows[0]) if rows else None
 
+    async def read_marks(
+        self, keys: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], ProcessedMark]:
+        """The processed marks of several signals, ``(entity_type, entity_id, signal_id)``
+        each, in one read: those processed (a signal not processed has no entry)."""
+        if not keys:
+            return {}
+        rows = await self._read(
+            "SELECT p.entity_type, p.entity_id, p.signal_id, p.fingerprint, p.outcome, p.processed_at "
+            "FROM processed p JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(t, i, s) "
+            "ON p.entity_type = k.t AND p.entity_id = k.i AND p.signal_id = k.s",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [k[2] for k in keys],
+        )
+        return {(r[0], r[1], r[2]): ProcessedMark(r[2], r[3], r[4], r[5]) for r in rows}
+
     async def read_inbox(
         self, *, after: int, limit: int, shards: Collection[int] | None = None
     ) -> list[InboxEntry]:

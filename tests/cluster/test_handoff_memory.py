@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+from typing import Any
 
 import attrs
 import pytest
@@ -14,6 +15,7 @@ from actors import ActorSystem, Cancelled, Entity, InvalidArguments, applies, qu
 from actors._run import Run
 from examples.approval.model import Budget, Expense
 from persistence import MemoryStore
+from persistence.store import Accept, Accepted, SignalRecord
 from persistence.testing import until
 
 pytestmark = pytest.mark.anyio
@@ -230,3 +232,36 @@ async def test_wake_ups_with_hostile_payloads_raise_nothing() -> None:
                 cluster._heard(topic, item)
         await a.ref(Bell, "b").ask(Bell.ring, "after")
         assert await a.ref(Bell, "b").query(Bell.get) == ("after",)
+
+
+async def test_an_inbox_read_that_outlives_a_move_of_its_shard_routes_nothing_of_it() -> None:
+    """A read of the inbox that began before a shard moved away and back (another
+    member processed its signals meanwhile) returns rows that are no longer pending:
+    routed, they would be applied twice (a 200-fault run found one tell applied twice).
+    Rows of a shard whose epoch changed during the read are dropped; the claim that
+    changed it reads the shard again."""
+    mem = MemoryStore(shared=True, shards=8)
+    async with ActorSystem(mem.connect(), [Bell], lease_ttl=TTL) as a:
+        store = a._kernel.store
+        own = a._kernel.shards
+        shard = own.shard("Bell", "b")
+        release = asyncio.Event()
+        reading = asyncio.Event()
+        real_read = store.read_inbox
+
+        async def slow_read(**kw: Any) -> Any:
+            rows = await real_read(**kw)
+            reading.set()
+            await release.wait()
+            return rows
+
+        signal = SignalRecord("Bell", "b", "g:stale-1", "ring", '{"tag": "twice?"}', "fp", 0.0)
+        assert isinstance((await store.write([Accept(signal)]))[0], Accepted)
+        store.read_inbox = slow_read  # type: ignore[method-assign]
+        routing = asyncio.ensure_future(a._directory.recover(shards={shard}))
+        await reading.wait()
+        own.epochs[shard] += 2  # the shard went away and came back meanwhile
+        release.set()
+        assert await routing == 0
+        store.read_inbox = real_read  # type: ignore[method-assign]
+        assert ("Bell", "b") not in a._directory.actors

@@ -1,0 +1,73 @@
+"""Reads of processed marks by asks that wait for another member's answer, gathered
+into one store read per turn of the event loop. Internal.
+
+An ask whose entity runs on another member is answered from the processed mark the
+owner commits; hundreds of such asks in flight each read their mark when woken. A
+store that can read many marks at once (``read_marks``: PostgreSQL) gets them all in
+one statement; any other store is read one mark at a time, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
+from actors._kernel import Kernel
+from actors.errors import StoreError
+from persistence.store import ProcessedMark
+
+Key = tuple[str, str, str]
+"""(entity type, entity id, signal id)."""
+
+ReadMany = Callable[[Sequence[Key]], Awaitable[dict[Key, ProcessedMark]]]
+
+
+class MarkReads:
+    """Gathers the mark reads of one turn of the loop into one store read."""
+
+    __slots__ = ("_flushing", "_kernel", "_want")
+
+    def __init__(self, kernel: Kernel) -> None:
+        self._kernel = kernel
+        self._want: dict[Key, list[asyncio.Future[ProcessedMark | None]]] = {}
+        self._flushing = False
+
+    async def read(self, key: Key) -> ProcessedMark | None:
+        """The processed mark of ``key``'s signal, if it was processed."""
+        store = self._kernel.store
+        many: ReadMany | None = getattr(store, "read_marks", None)
+        if many is None:
+            return await store.read_mark(*key)
+        fut: asyncio.Future[ProcessedMark | None] = asyncio.get_running_loop().create_future()
+        self._want.setdefault(key, []).append(fut)
+        if not self._flushing:
+            if self._kernel.tasks.spawn_task(self._flush(many)) is None:  # closing: read alone
+                self._want.pop(key, None)
+                return await store.read_mark(*key)
+            self._flushing = True
+        return await fut
+
+    async def _flush(self, many: ReadMany) -> None:
+        await asyncio.sleep(0)  # the other readers of this turn join the batch
+        want, self._want = self._want, {}
+        self._flushing = False
+        try:
+            got: dict[Key, ProcessedMark] | None = await many(list(want))
+        except StoreError:  # one bad key must not fail the others: read each alone
+            got = None
+        for key, futs in want.items():
+            if got is not None:
+                _settle(futs, got.get(key))
+                continue
+            try:
+                _settle(futs, await self._kernel.store.read_mark(*key))
+            except StoreError as e:
+                for f in futs:
+                    if not f.done():
+                        f.set_exception(e)
+
+
+def _settle(futs: list[asyncio.Future[ProcessedMark | None]], mark: ProcessedMark | None) -> None:
+    for f in futs:
+        if not f.done():  # its reader may have been cancelled meanwhile
+            f.set_result(mark)
