@@ -196,12 +196,17 @@ class Directory:
     def route_accepted(self, s: SignalRecord) -> Callable[[object], None]:
         """A committer ``after`` hook routing ``s`` to its actor once it is in the inbox."""
         tasks, own = self.kernel.tasks, self.kernel.shards
-        before = {own.shard(s.entity_type, s.entity_id): own.epoch(s.entity_type, s.entity_id)}
+        # alone on its store a system owns everything: nothing to compare (the tell path)
+        before = (
+            {own.shard(s.entity_type, s.entity_id): own.epoch(s.entity_type, s.entity_id)}
+            if own.clustered
+            else None
+        )
 
         def route(result: object) -> None:
             # "starting" too: outbox messages recovered at start may be accepted before it ends
             if isinstance(result, Accepted) and tasks.live:
-                if own.same_epoch(s, before):
+                if before is None or own.same_epoch(s, before):
                     self.route_stored(s)
                 else:  # its shard moved while it was accepted: whoever owns it reads it
                     own.wake_inbox(own.shard(s.entity_type, s.entity_id))

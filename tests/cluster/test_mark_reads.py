@@ -109,3 +109,10 @@ async def test_postgres_reads_many_marks_in_one_statement(pg_dsn: str) -> None:
         for k in keys:
             assert marks[k] == await store.read_mark(*k)
         assert await store.read_marks([]) == {}
+        for bad in (["Account"], [("Account", "a0")], [("Account", "a0", 7)], "abc"):
+            with pytest.raises(TypeError, match="read_marks keys"):
+                await store.read_marks(bad)  # type: ignore[arg-type]
+        # text the server cannot take fails this read only, as a StoreError
+        with pytest.raises(StoreError):
+            await store.read_marks([("Account", "a\x00", "k:x")])
+        assert set(await store.read_marks(keys)) == set(keys)
