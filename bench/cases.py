@@ -229,18 +229,19 @@ def plan(mode: Mode) -> list[Case]:
                 reps=reps,
             )
         )
-    for threads, inflight in ((1, 1), (8, 64)):
-        ops = _sz(mode, 100_000 if threads == 1 else 50_000, 500, 200)
+    for threads, inflight, cache in ((1, 1, False), (8, 64, False), (1, 512, True)):
+        ops = _sz(mode, 100_000 if threads == 1 else 50_000, 500 if not cache else 2000, 200)
         add(
             Case(
-                f"W1/eventsourcing/t{threads}",
+                f"W1/eventsourcing/t{threads}{'-cache' if cache else ''}",
                 "W1",
                 "eventsourcing (SQLite)",
                 "bench.peers:eventsourcing_deposit",
-                {"accounts": accounts, "ops": ops, "threads": threads},
+                {"accounts": accounts, "ops": ops, "threads": threads, "cache": cache},
                 (
                     Row(
-                        f"{threads} thread{'s' if threads > 1 else ''}, n={ops:,}",
+                        f"{threads} thread{'s' if threads > 1 else ''}"
+                        f"{', aggregate cache on' if cache else ''}, n={ops:,}",
                         "ops_per_s",
                         "deposits/s",
                         latency="",
@@ -300,6 +301,29 @@ def plan(mode: Mode) -> list[Case]:
                         "rows/s",
                         latency="" if per_txn == 1 else None,
                         compare=(f"W1/ours/{sync}/c{inflight}", "ops_per_s"),
+                    ),
+                ),
+                reps=reps,
+            )
+        )
+
+    for per_txn, inflight in ((1, 1), (1000, 512)):  # the issue-16 floors: stdlib sqlite3
+        rows = _sz(mode, 20_000, 2000, 500) if per_txn == 1 else _sz(mode, 200_000, 50_000, 5000)
+        add(
+            Case(
+                f"W1/sqlite3/NORMAL/{per_txn}",
+                "W1",
+                "raw stdlib sqlite3 insert",
+                "bench.peers:sqlite3_insert",
+                {"rows": rows, "per_txn": per_txn, "synchronous": "NORMAL"},
+                (
+                    Row(
+                        f"{per_txn:,} row{'s' if per_txn > 1 else ''}/txn (BEGIN IMMEDIATE), "
+                        f"synchronous=NORMAL, n={rows:,}",
+                        "ops_per_s",
+                        "rows/s",
+                        latency="" if per_txn == 1 else None,
+                        compare=(f"W1/ours/NORMAL/c{inflight}", "ops_per_s"),
                     ),
                 ),
                 reps=reps,

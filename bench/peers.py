@@ -105,6 +105,45 @@ def aiosqlite_insert(p: Params) -> Metrics:
     return asyncio.run(_aiosqlite_floor(p))
 
 
+def sqlite3_insert(p: Params) -> Metrics:
+    """Raw stdlib ``sqlite3`` inserts on the calling thread, ``per_txn`` rows per transaction.
+
+    The issue-16 floor: the same event-like rows and primary key as the aiosqlite floor,
+    spread over 1,000 entities, with no thread hop and no event loop in between.
+    """
+    import sqlite3
+
+    rows, per_txn = int(p["rows"]), int(p["per_txn"])
+    sync = str(p.get("synchronous", "NORMAL"))
+    data = '{"amount":1}'
+    with scratch_dir() as d:
+        db = sqlite3.connect(d / "floor.db", isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute(f"PRAGMA synchronous = {sync}")
+            db.execute(
+                "CREATE TABLE events (entity_type TEXT NOT NULL, entity_id TEXT NOT NULL, "
+                "seq INTEGER NOT NULL, type_name TEXT NOT NULL, version INTEGER NOT NULL, "
+                "data TEXT NOT NULL, recorded_at REAL NOT NULL, "
+                "PRIMARY KEY (entity_type, entity_id, seq)) WITHOUT ROWID"
+            )
+            sql = "INSERT INTO events VALUES (?, ?, ?, 'bench.Deposited', 1, ?, ?)"
+            now = time.time()
+            all_rows = [("Account", f"acc-{i % 1000}", i, data, now) for i in range(rows)]
+            lat: list[int] = []
+            start = time.perf_counter()
+            for first in range(0, rows, per_txn):
+                t0 = time.perf_counter_ns()
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(sql, all_rows[first : first + per_txn])
+                db.execute("COMMIT")
+                lat.append(time.perf_counter_ns() - t0)
+            secs = time.perf_counter() - start
+        finally:
+            db.close()
+    return {"ops_per_s": rows / secs, **latency_metrics(lat)}
+
+
 # ---------------------------------------------------------------- pykka
 
 
@@ -179,11 +218,17 @@ def _es_classes() -> tuple[type[Any], type[Any]]:
     return _ES_CLASSES[0]
 
 
-def _es_app(path: Path, *, snapshots: bool = False) -> tuple[Any, type[Any]]:
+def _es_app(path: Path, *, snapshots: bool = False, cache: int = 0) -> tuple[Any, type[Any]]:
     bank, account = _es_classes()
     env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)}
     if snapshots:
         env["IS_SNAPSHOTTING_ENABLED"] = "y"
+    if cache:
+        # Its best configuration for one writer: aggregates kept in memory between
+        # calls, not re-read (no fast-forward: nobody else writes) nor deep-copied.
+        env["AGGREGATE_CACHE_MAXSIZE"] = str(cache)
+        env["AGGREGATE_CACHE_FASTFORWARD"] = "n"
+        env["DEEPCOPY_FROM_AGGREGATE_CACHE"] = "n"
     return bank(env=env), account
 
 
@@ -191,7 +236,7 @@ def eventsourcing_deposit(p: Params) -> Metrics:
     """eventsourcing on SQLite: get the aggregate, deposit, save; one save per deposit."""
     accounts, n, threads = int(p["accounts"]), int(p["ops"]), int(p["threads"])
     with scratch_dir() as d:
-        app, account_cls = _es_app(d / "es.db")
+        app, account_cls = _es_app(d / "es.db", cache=accounts if p.get("cache") else 0)
         ids = []
         for _ in range(accounts):
             a = account_cls()

@@ -365,6 +365,57 @@ async def test_synchronous_is_applied_to_both_connections(db: Path, option: str,
             assert list(await conn.execute_fetchall("PRAGMA synchronous")) == [(level,)]
 
 
+def wal_pages(p: Path) -> int:
+    wal = Path(f"{p}-wal")
+    return wal.stat().st_size // 4096 if wal.exists() else 0
+
+
+async def test_the_wal_stays_bounded_with_small_inline_writes(db: Path) -> None:
+    # small batches are written on the event loop's thread with SQLite's automatic
+    # checkpoint off: the store's own checkpoints must keep the WAL near 1,000 pages
+    # (without them it grows by about a page per commit: 3,000 here)
+    async with SqliteStore(db) as store:
+        for i in range(3000):
+            await store.write([Accept(sig(f"s{i}"))])
+        assert wal_pages(db) < 2000
+        assert query(db, "SELECT count(*) FROM inbox") == [(3000,)]
+        with sqlite3.connect(db) as other:  # what is committed is in the file for any reader
+            assert other.execute("SELECT count(*) FROM inbox").fetchone() == (3000,)
+
+
+@pytest.mark.parametrize(
+    ("options", "batch", "inline"),
+    [
+        ({}, 1, True),
+        ({}, 64, True),
+        ({}, 65, False),  # a big batch: SQLite's work runs beside the event loop
+        ({"synchronous": "FULL"}, 1, False),  # an fsync per commit never blocks the loop
+        ({"shared": True}, 1, False),  # other processes' writes may make it wait
+    ],
+)
+async def test_where_a_write_runs(
+    db: Path, monkeypatch: pytest.MonkeyPatch, options: dict[str, object], batch: int, inline: bool
+) -> None:
+    import threading
+
+    import persistence.sqlite as mod
+
+    threads: list[int] = []
+    real = mod._drive
+
+    def drive(coro: object) -> object:
+        threads.append(threading.get_ident())
+        return real(coro)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(mod, "_drive", drive)
+    async with SqliteStore(db, **options) as store:  # type: ignore[arg-type]
+        threads.clear()
+        got = await store.write([Accept(sig(f"s{i}")) for i in range(batch)])
+    assert len(got) == batch
+    assert threads == [threading.get_ident()] if inline else (len(threads) == 1 and threads[0] != threading.get_ident())
+    assert query(db, "SELECT count(*) FROM inbox") == [(batch,)]
+
+
 @pytest.mark.parametrize("option", ["OFF", "normal", "EXTRA", 1, None])
 def test_synchronous_is_validated(db: Path, option: object) -> None:
     with pytest.raises(ValueError, match="synchronous"):
