@@ -412,7 +412,8 @@ async def test_where_a_write_runs(
         threads.clear()
         got = await store.write([Accept(sig(f"s{i}")) for i in range(batch)])
     assert len(got) == batch
-    assert threads == [threading.get_ident()] if inline else (len(threads) == 1 and threads[0] != threading.get_ident())
+    assert len(threads) == 1
+    assert (threads[0] == threading.get_ident()) is inline
     assert query(db, "SELECT count(*) FROM inbox") == [(batch,)]
 
 
