@@ -14,7 +14,7 @@ from typing import Any
 
 from actors._ids import safe_text
 from actors.errors import Cancelled, CorruptRecord, DeadlineExceeded, HandlerFailed, Rejected
-from persistence.codec import Codec
+from persistence.codec import Codec, json_text
 
 _PLAIN = (int, str, float, bool, type(None))
 
@@ -22,7 +22,7 @@ _PLAIN = (int, str, float, bool, type(None))
 def encode_ok(codec: Codec, value: object, as_type: object, what: str) -> str:
     """Stored form of a successful result; SerializationError or PayloadTooLarge if it has none."""
     if type(value) in _PLAIN and value == value and value not in (float("inf"), float("-inf")):
-        text = '{"ok":' + json.dumps(value, ensure_ascii=False) + "}"
+        text = '{"ok":' + json_text(value) + "}"
         codec.check_size(text, f"result of {what}")
         return text
     return codec.dumps(

@@ -13,7 +13,6 @@ import datetime as dt
 import decimal
 import enum
 import inspect
-import json
 import typing
 import uuid
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from typing import Any, Literal
 import attrs
 
 from actors.errors import InvalidArguments, SerializationError, UnknownHandler
-from persistence.codec import Codec, fingerprint, short_repr
+from persistence.codec import Codec, fingerprint, json_text, short_repr
 from persistence.store import SignalRecord
 
 Kind = Literal["signal", "query", "applies"]
@@ -175,7 +174,7 @@ class HandlerSpec:
         return fingerprint(self.name, args_json)
 
 
-_plain_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_plain_dumps = json_text
 
 
 def _type_name(tp: object) -> str:

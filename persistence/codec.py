@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import attrs
 import cattrs
+import orjson
 from cattrs.preconf.json import make_converter
 
 from persistence.errors import CorruptRecord, PayloadTooLarge, SerializationError
@@ -45,8 +46,41 @@ Upcaster = Callable[[JsonObject], JsonObject]
 
 T = TypeVar("T")
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_std_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _loads = json.loads
+
+# orjson writes subclasses of str/int/dict/list, dataclasses and datetimes only through
+# ``default``; with none given it refuses them, and the standard encoder decides.
+_ORJSON_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+)
+
+
+def json_text(raw: object) -> str:
+    """Compact JSON text of plain data: the text the standard library's encoder gives
+    (``separators=(",", ":")``, non-ASCII as is, NaN and infinities refused), about ten
+    times faster on the data handlers pass and return.
+
+    orjson writes it, except when its text could differ from the standard encoder's or
+    it writes what must be refused; then the standard encoder writes (or refuses) it:
+    anything orjson refuses (integers past 64 bits, lone surrogates, keys that are not
+    strings, subclasses, nesting past 254), any ``null`` in its text (NaN and
+    infinities come out as ``null`` there, without an error), and floats it spells
+    differently (below 1e-4, where Python writes ``1e-05``: its text then holds
+    ``e-`` or ``0.0000``). Strings that happen to hold those take the slower path to
+    the same text. The same value always gives the same text, which argument
+    fingerprints (repeat detection) rely on.
+    """
+    try:
+        b = orjson.dumps(raw, option=_ORJSON_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError is one
+        return _std_dumps(raw)
+    if b"null" in b or b"e-" in b or b"0.0000" in b:
+        return _std_dumps(raw)
+    return b.decode()
+
+
+_dumps = json_text
 
 
 @attrs.frozen

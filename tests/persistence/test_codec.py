@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from persistence import Codec, CorruptRecord, event_type
-from persistence.codec import JsonObject, event_info, fingerprint
+from persistence.codec import JsonObject, event_info, fingerprint, json_text
 from persistence.errors import ActorsError, PayloadTooLarge, SerializationError
 from persistence.store import NewEvent, StoredEvent
 
@@ -357,3 +360,83 @@ def test_fingerprint_is_stable_and_keeps_part_boundaries() -> None:
     assert fingerprint("ab", "c") != fingerprint("a", "bc")
     assert len(fingerprint("x")) == 24
     int(fingerprint("x"), 16)
+
+
+# ---------------------------------------------------------------- json_text: orjson, the stdlib's text
+
+_STD = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()  # past 64 bits too: orjson refuses them
+    | st.floats()  # NaN and infinities too: orjson writes them as null
+    | st.floats(min_value=-1e-3, max_value=1e-3)  # where orjson spells floats its own way
+    | st.text()  # lone surrogates too
+)
+_json_like = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _outcome(fn: Callable[[object], str], value: object) -> tuple[str, object]:
+    try:
+        return "text", fn(value)
+    except (ValueError, TypeError) as e:
+        return "refused", type(e)
+
+
+@settings(max_examples=600, deadline=None)
+@given(_json_like)
+def test_json_text_is_the_standard_encoders_text_or_its_refusal(value: object) -> None:
+    # byte for byte: argument fingerprints (repeat detection) compare stored texts
+    assert _outcome(json_text, value) == _outcome(_STD, value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        1e-05,
+        -7.1440485381704444e-06,
+        1.171393144917332e-08,
+        1e16,
+        1e22,
+        5e-324,
+        2**64,
+        -(2**63) - 1,
+        {"a": [1, 2.5, True, None]},
+        {"amount": 1, "note": "re-run 0.00001"},
+        'é\u2028\x00\x1f"\\',
+        [[[[[[1]]]]]],
+        {1: "int key"},
+    ],
+)
+def test_json_text_matches_the_standard_encoder_where_orjson_differs_or_refuses(value: object) -> None:
+    assert json_text(value) == _STD(value)
+
+
+@pytest.mark.parametrize("value", [math.nan, {"x": [math.inf]}, -math.inf, {"deep": {"er": math.nan}}])
+def test_json_text_refuses_nan_and_infinities_where_orjson_would_write_null(value: object) -> None:
+    with pytest.raises(ValueError, match="JSON compliant"):
+        json_text(value)
+    with pytest.raises(SerializationError):
+        Codec().dumps(value)
+
+
+def test_json_text_leaves_types_it_does_not_know_to_the_standard_encoder() -> None:
+    import datetime as dt
+    import enum
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    @dataclass
+    class Point:
+        x: int
+
+    assert json_text({"level": Level.HIGH}) == _STD({"level": Level.HIGH}) == '{"level":3}'
+    for value in (Point(1), dt.datetime(2026, 1, 1), object()):
+        with pytest.raises(TypeError):
+            json_text(value)
