@@ -165,9 +165,8 @@ class Calls:
                 own.wake_inbox(own.shard(spec.name, entity_id))
                 return
             target = directory.actor(spec, entity_id)
-            if sid in target.inbox_ids:
+            if not target.route_once(sid):
                 return
-            target.inbox_ids.add(sid)
             routed = True
             shared = values if h.immutable_args else None  # else the handler decodes its own copy
             env = Envelope(h, rec, values=shared, keyed=keyed, reply=None, from_inbox=True)

@@ -177,9 +177,8 @@ class Directory:
             )
             return 0
         actor = self.actor(spec, s.entity_id)
-        if s.signal_id in actor.inbox_ids:
+        if not actor.route_once(s.signal_id):
             return 0
-        actor.inbox_ids.add(s.signal_id)
         actor.deliver(
             Envelope(
                 h,

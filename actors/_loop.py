@@ -79,14 +79,13 @@ class Loop:
         way holds the pause until it is written and answered (``Actor.hold``).
         """
         try:
-            mailbox, resumable = actor.mailbox, actor.resumable
-            while True:
-                if resumable:  # a parked invocation whose wait is over goes first
-                    await self.parking.resume(actor, resumable.popleft())
+            while True:  # the containers are read each turn: a first append replaces them
+                if actor.resumable:  # a parked invocation whose wait is over goes first
+                    await self.parking.resume(actor, actor.resumable.popleft())
                     continue
-                if not mailbox:
+                if not actor.mailbox:
                     break
-                env = mailbox.popleft()
+                env = actor.mailbox.popleft()
                 if env.handler.is_async:  # may park: runs in a task of its own
                     await self._start_run(actor, env)
                     continue
@@ -103,6 +102,7 @@ class Loop:
                 finally:
                     actor.handled(env)
         finally:
+            actor.drained()
             actor.task = None
             actor.running = False
             actor.last_active = self.kernel.clock.now()
@@ -126,7 +126,7 @@ class Loop:
             actor.handled(env)
             return
         run = Run(env)
-        actor.runs.add(run)
+        actor.add_run(run)
         run.task = kernel.tasks.spawn_drain(self._run_task(actor, run))
         await run.segment
 

@@ -144,7 +144,7 @@ class Parking:
         run.woken = True
         run.value, run.error = value, error
         if not run.holding:
-            actor.resumable.append(run)
+            actor.add_resumable(run)
             actor.kick()
 
     async def resume(self, actor: Actor, run: Run) -> None:

@@ -26,6 +26,18 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(autouse=True)
+def _shared_empty_containers_stay_empty() -> Iterator[None]:
+    """Every test checks that no code added to the containers all idle actors share
+    (``actors._actor``: a signal, run or id there would appear in every actor)."""
+    yield
+    from actors import _actor
+
+    for name in ("_NO_ENVELOPES", "_NO_RUNS", "_NO_RUN_SET", "_NO_IDS"):
+        shared = getattr(_actor, name)
+        assert not shared, f"actors._actor.{name} was added to: {list(shared)[:3]!r}"
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     """The session's PostgreSQL server (started on first use, stopped at the end)."""

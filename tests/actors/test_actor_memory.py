@@ -1,0 +1,56 @@
+"""What an active entity costs in memory: an idle one holds no container of its own.
+
+W6 (100,000 active entities) measured 327 MB of peak RSS when every actor carried an
+empty mailbox deque, resumable deque and two sets (~2 KB); they are now shared and
+empty until an actor needs its own (134 MB). ``tests/conftest.py`` checks after every
+test that nothing was added to the shared ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio.lowlevel
+import pytest
+
+from actors import ActorSystem, _actor
+from persistence import SqliteStore
+from tests.models import Account
+
+pytestmark = pytest.mark.anyio
+
+
+def _holds_nothing_of_its_own(actor: _actor.Actor) -> bool:
+    return (
+        actor.mailbox is _actor._NO_ENVELOPES
+        and actor.resumable is _actor._NO_RUNS
+        and actor.runs is _actor._NO_RUN_SET
+        and actor.inbox_ids is _actor._NO_IDS
+    )
+
+
+async def test_an_idle_active_entity_holds_no_container_of_its_own(tmp_path: Path) -> None:
+    async with ActorSystem(SqliteStore(tmp_path / "a.db"), entities=[Account]) as system:
+        ref = system.ref(Account, "a1")
+        await ref.ask(Account.deposit, 2)
+        await ref.tell(Account.deposit, 3)  # through the stored inbox
+        await ref.ask(Account.deposit, 1)  # queued behind the tell: it has run when this has
+        actor = system._directory.actors[("Account", "a1")]
+        assert await ref.query(Account.get_balance) == 6
+        assert actor.entity is not None
+        assert _holds_nothing_of_its_own(actor)
+
+
+async def test_a_busy_entity_gets_its_own_mailbox_and_gives_it_back(tmp_path: Path) -> None:
+    async with ActorSystem(SqliteStore(tmp_path / "a.db"), entities=[Account]) as system:
+        ref = system.ref(Account, "a1")
+        await ref.ask(Account.deposit, 1)
+        actor = system._directory.actors[("Account", "a1")]
+        async with anyio.create_task_group() as tg:
+            for _ in range(20):
+                tg.start_soon(ref.ask, Account.deposit, 1)
+            await anyio.lowlevel.checkpoint()  # one loop turn: 20 asks queued, no drain yet
+            assert actor.mailbox is not _actor._NO_ENVELOPES
+            assert len(actor.mailbox) == 20
+        assert await ref.query(Account.get_balance) == 21
+        assert _holds_nothing_of_its_own(actor)
