@@ -184,8 +184,8 @@ _log = logging.getLogger("persistence.sqlite")
 _SEQ_CACHE = 200_000
 """Entities whose last sequence the writer remembers (then it forgets them all)."""
 _INLINE_MAX = 64
-"""A batch of at most this many writes, on a single-owner ``NORMAL`` store, is written
-on the calling (event loop's) thread: no thread hop (see :meth:`SqliteStore.write`)."""
+"""By default a batch of at most this many writes, on a single-owner ``NORMAL`` store,
+is written on the calling (event loop's) thread: no thread hop (``inline_writes``)."""
 _CHECKPOINT_PAGES = 1000
 """About this many WAL pages written (estimated) and the worker thread checkpoints
 (SQLite's own automatic checkpoint, at 1,000 pages, is off on an inline writer)."""
@@ -232,6 +232,11 @@ class SqliteStore:
 
     ``synchronous="NORMAL"`` (default) survives a crash of the process (kill -9);
     ``"FULL"`` also survives power loss at some cost in commit latency.
+
+    ``inline_writes`` (default 64): on a single-owner ``NORMAL`` store, a batch of at
+    most this many writes is written on the event loop's thread, which saves the two
+    thread hops around it (the loop waits for that commit); 0 keeps every write on the
+    store's worker thread. Ignored with ``FULL`` and ``shared=True`` (always the thread).
     """
 
     def __init__(
@@ -242,6 +247,7 @@ class SqliteStore:
         busy_timeout: float = 5.0,
         shared: bool = False,
         shards: int | None = None,
+        inline_writes: int = _INLINE_MAX,
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"SqliteStore path must be a str or os.PathLike, got {path!r}")
@@ -258,8 +264,11 @@ class SqliteStore:
             isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS
         ):
             raise ValueError(f"shards must be an int 1..{MAX_SHARDS} or None, got {shards!r}")
+        if isinstance(inline_writes, bool) or not isinstance(inline_writes, int) or inline_writes < 0:
+            raise ValueError(f"inline_writes must be an int >= 0, got {inline_writes!r}")
         self.path = p
         self._shared = shared
+        self._inline_max = inline_writes
         self._shards_wanted = shards
         self._shard_count = 0
         self._shared_db: tuple[int, int] | None = None
@@ -284,7 +293,7 @@ class SqliteStore:
         only for entities of shards this member holds in its fence."""
         self._pending_seqs: dict[tuple[str, str], int] = {}
         """One transaction at a time on the writer connection."""
-        self._inline = not shared and synchronous == "NORMAL" and _INLINE_MAX > 0
+        self._inline = not shared and synchronous == "NORMAL" and inline_writes > 0
         """Whether small batches are written on the caller's thread: only with no other
         writer to wait for (single owner) and no fsync per commit (``NORMAL``)."""
         self._wal_pages = 0
@@ -586,7 +595,7 @@ class SqliteStore:
         if self._wal_pages >= _CHECKPOINT_PAGES:
             self._wal_pages = 0
             results = await anyio.to_thread.run_sync(self._write_and_checkpoint, batch, limiter=self._threads)
-        elif len(batch) <= _INLINE_MAX:
+        elif len(batch) <= self._inline_max:
             results = _drive(self._write(db, batch))
         else:
             results = await anyio.to_thread.run_sync(_drive, self._write(db, batch), limiter=self._threads)

@@ -391,6 +391,9 @@ async def test_the_wal_stays_bounded_with_small_inline_writes(db: Path) -> None:
         ({}, 65, False),  # a big batch: SQLite's work runs beside the event loop
         ({"synchronous": "FULL"}, 1, False),  # an fsync per commit never blocks the loop
         ({"shared": True}, 1, False),  # other processes' writes may make it wait
+        ({"inline_writes": 0}, 1, False),  # asked for
+        ({"inline_writes": 8}, 8, True),
+        ({"inline_writes": 8}, 9, False),
     ],
 )
 async def test_where_a_write_runs(
@@ -415,6 +418,12 @@ async def test_where_a_write_runs(
     assert len(threads) == 1
     assert (threads[0] == threading.get_ident()) is inline
     assert query(db, "SELECT count(*) FROM inbox") == [(batch,)]
+
+
+@pytest.mark.parametrize("option", [-1, 1.5, True, "64", None])
+def test_inline_writes_is_validated(db: Path, option: object) -> None:
+    with pytest.raises(ValueError, match="inline_writes"):
+        SqliteStore(db, inline_writes=option)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("option", ["OFF", "normal", "EXTRA", 1, None])
