@@ -142,6 +142,10 @@ class ActivityContext:
             raise self._cancel.error()
 
 
+_NO_SCOPES: set[anyio.CancelScope] = set()
+"""Shared, always empty: a flag's scopes until an async activity runs (``add_scope``)."""
+
+
 class CancelFlag:
     """Whether (and why) an invocation was cancelled; read from activity threads.
 
@@ -153,8 +157,14 @@ class CancelFlag:
     def __init__(self) -> None:
         self.reason: str | None = None
         self.delivered = False
-        self.scopes: set[anyio.CancelScope] = set()
+        self.scopes: set[anyio.CancelScope] = _NO_SCOPES  # add_scope
         """Scopes of async activity attempts in flight: cancelled by a request."""
+
+    def add_scope(self, scope: anyio.CancelScope) -> None:
+        """An async activity attempt in flight: a request cancels it."""
+        if self.scopes is _NO_SCOPES:
+            self.scopes = set()
+        self.scopes.add(scope)
 
     @property
     def active(self) -> bool:
@@ -373,7 +383,7 @@ async def _attempt(
             await stack.enter_async_context(inv.parked())
         async with anyio.create_task_group() as tg:
             if is_async:
-                flag.scopes.add(tg.cancel_scope)
+                flag.add_scope(tg.cancel_scope)
             tg.start_soon(body)
             if timeout is not None or heartbeat_timeout is not None:
                 tg.start_soon(watchdog)

@@ -82,6 +82,10 @@ class Waiter(StepHost, Protocol):
         """Journal entries committed with the next checkpoint."""
         ...
 
+    def journal_later(self, entry: JournalEntry) -> None:
+        """A journal entry committed with the next checkpoint."""
+        ...
+
     @property
     def journal(self) -> StepJournal:
         """The journal of the invocation's steps."""
@@ -188,7 +192,7 @@ async def wait(
     value = await inv.park(predicate, park["deadline"], deadline_value, watch)
     inv.segment_from = inv.actor.seq
     resume = {"park": park, "resume": {"seq": inv.actor.seq, "value": value}}
-    inv.pending_journal.append(inv.entry(step, "wait", name, json.dumps(resume)))
+    inv.journal_later(inv.entry(step, "wait", name, json.dumps(resume)))
     return value
 
 
@@ -224,7 +228,7 @@ def patched(inv: Waiter, change_id: str) -> bool:
     # committed segments still being replayed: it keeps its old code
     old = (inv.replay is not None and inv.replay.replaying) or any(st > j.step for st in j.entries if st > 0)
     answer = not old
-    inv.pending_journal.append(inv.entry(step, "patch", change_id, json.dumps(answer)))
+    inv.journal_later(inv.entry(step, "patch", change_id, json.dumps(answer)))
     return answer
 
 

@@ -162,16 +162,13 @@ class GroupCommitter:
     async def submit_group(self, writes: Sequence[Write]) -> list[WriteResult]:
         """Write ``writes`` durably in one transaction; returns their results in order."""
         group = Group(writes)
-        results: list[WriteResult] = await self._submit(group, None)
+        results: list[WriteResult] = await self.submit(group)
         by_write = dict(zip(map(id, group.writes), results, strict=True))
         return [by_write[id(w)] for w in writes]
 
-    async def submit(self, write: Write, after: After | None = None) -> WriteResult:
-        """Write durably (batched with others); returns this write's own result."""
-        result: WriteResult = await self._submit(write, after)
-        return result
-
-    async def _submit(self, write: Write | Group, after: After | None) -> Any:
+    async def submit(self, write: Write | Group, after: After | None = None) -> Any:
+        """Write durably (batched with others); returns this write's own result (a
+        :class:`Group`'s: the list of its writes' results)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         slot = _Slot(write, after, done)
         self._push(slot)

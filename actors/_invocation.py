@@ -71,6 +71,16 @@ class Host(Protocol):
         ...
 
 
+_NO_TIMERS: dict[str, TimerRecord] = {}
+_NO_KEYS: set[str] = set()
+_NO_SIGNALS: list[SignalRecord] = []
+_NO_ENTRIES: list[JournalEntry] = []
+"""Shared, always empty: an invocation's timers, cancelled keys, outbox and journal
+entries until it has one (most handlers only emit events). Only the methods of
+:class:`Invocation` add to them, and they replace a shared one first: fewer objects
+made per message, and fewer for Python's cyclic collector to look at."""
+
+
 class Invocation:
     """The context of one run of a signal handler."""
 
@@ -112,10 +122,10 @@ class Invocation:
         """The event objects of ``events`` (to check the state against them)."""
         self.applying = False
         """An ``@applies`` method is running: field writes are allowed."""
-        self.timers: dict[str, TimerRecord] = {}
-        self.cancels: set[str] = set()
+        self.timers: dict[str, TimerRecord] = _NO_TIMERS  # set_timer
+        self.cancels: set[str] = _NO_KEYS  # cancel_timer
         self._journal: StepJournal | None = None  # made on the first step: most runs have none
-        self.outbox: list[SignalRecord] = []
+        self.outbox: list[SignalRecord] = _NO_SIGNALS  # add_outbox
         self.parks = 0
         self.token: object = None
         """What the observer returned when this run started."""
@@ -123,8 +133,8 @@ class Invocation:
         """The actor's record of this invocation's task (async handlers), for parking."""
         self.cancel_flag = CancelFlag()
         self.replay: checkpoints.Replay | None = None
-        self.pending_journal: list[JournalEntry] = []
-        """Journal entries committed with the next checkpoint (none if it never parks)."""
+        self.pending_journal: list[JournalEntry] = _NO_ENTRIES
+        """Journal entries committed with the next checkpoint (``journal_later``)."""
         self.segment_from = actor.seq
         """The entity's seq when the running segment began."""
         self.target: Entity | None = None
@@ -133,6 +143,32 @@ class Invocation:
         self._now: dt.datetime | None = None
         self._rng: random.Random | None = None
         self._calls: Outcalls | None = None
+
+    def set_timer(self, key: str, rec: TimerRecord) -> None:
+        """Set (or replace) the entity's timer ``key`` with this run's commit."""
+        if self.timers is _NO_TIMERS:
+            self.timers = {}
+        self.cancels.discard(key)  # harmless on the shared empty set
+        self.timers[key] = rec
+
+    def cancel_timer(self, key: str) -> None:
+        """Cancel the entity's timer ``key`` with this run's commit."""
+        self.timers.pop(key, None)
+        if self.cancels is _NO_KEYS:
+            self.cancels = set()
+        self.cancels.add(key)
+
+    def add_outbox(self, rec: SignalRecord) -> None:
+        """A signal to another entity, sent with this run's commit."""
+        if self.outbox is _NO_SIGNALS:
+            self.outbox = []
+        self.outbox.append(rec)
+
+    def journal_later(self, entry: JournalEntry) -> None:
+        """A journal entry committed with the next checkpoint."""
+        if self.pending_journal is _NO_ENTRIES:
+            self.pending_journal = []
+        self.pending_journal.append(entry)
 
     @property
     def info(self) -> InvocationInfo:

@@ -31,6 +31,10 @@ class CallsHost(checkpoints.Waiter, Protocol):
         """Signals sent when the invocation commits."""
         ...
 
+    def add_outbox(self, rec: SignalRecord) -> None:
+        """A signal sent when the invocation commits."""
+        ...
+
     @property
     def now(self) -> dt.datetime:
         """The invocation's time."""
@@ -92,7 +96,7 @@ class Outcalls:
             keyed=True,
             trace=inv.kernel.observer.carry(),
         )
-        inv.outbox.append(rec)
+        inv.add_outbox(rec)
         return _DONE
 
     def query(
@@ -150,8 +154,8 @@ class Outcalls:
         name = f"{spec.name}/{entity_id}.{h.name}"
         entry = await inv.recorded(step, "start", name)
         if entry is None:
-            inv.outbox.append(rec)
-            inv.pending_journal.append(inv.entry(step, "start", name, json.dumps(sid)))
+            inv.add_outbox(rec)
+            inv.journal_later(inv.entry(step, "start", name, json.dumps(sid)))
         return InvocationHandle(self, sid, h.returns)
 
     async def handle_result(self, handle_id: str, returns: object, timeout: float | None) -> Any:

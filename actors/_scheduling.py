@@ -58,6 +58,14 @@ class TimerHost(Protocol):
         """Keys of timers cancelled by the invocation."""
         ...
 
+    def set_timer(self, key: str, rec: TimerRecord) -> None:
+        """Set (or replace) the timer ``key`` with the invocation's commit."""
+        ...
+
+    def cancel_timer(self, key: str) -> None:
+        """Cancel the timer ``key`` with the invocation's commit."""
+        ...
+
 
 def schedule(
     inv: TimerHost,
@@ -109,16 +117,14 @@ def schedule(
         every.total_seconds() if every is not None else None,
         inv.kernel.observer.carry(),  # the firing carries the context that set it
     )
-    inv.cancels.discard(key)
-    inv.timers[key] = rec
+    inv.set_timer(key, rec)
     return key
 
 
 def cancel(inv: TimerHost, key: str) -> None:
     """Cancel the timer ``key`` of the invocation's entity (no error if there is none)."""
     check_timer_key(key)
-    inv.timers.pop(key, None)
-    inv.cancels.add(key)
+    inv.cancel_timer(key)
 
 
 def check_timer_key(key: object) -> None:

@@ -160,6 +160,33 @@ def plan(mode: Mode) -> list[Case]:
                 reps=reps,
             )
         )
+    for inflight in (1, 512):  # the cyclic GC's share (issue 16): the same run, gen-0 threshold 50,000
+        ops = _sz(mode, 100_000, 5000, 1000) if inflight > 1 else _sz(mode, 100_000, 800, 200)
+        add(
+            Case(
+                f"W1/ours-gc50k/c{inflight}",
+                "W1",
+                "ours, gc.set_threshold(50_000)",
+                "bench.ours:w1_ask",
+                {
+                    "accounts": accounts,
+                    "ops": ops,
+                    "inflight": inflight,
+                    "synchronous": "NORMAL",
+                    "gc_threshold": 50_000,
+                },
+                (
+                    Row(
+                        f"{inflight} in flight, gen-0 threshold 50,000, n={ops:,}",
+                        "ops_per_s",
+                        "asks/s",
+                        latency="",
+                        compare=(ours_w1.format(inflight), "ops_per_s"),
+                    ),
+                ),
+                reps=reps,
+            )
+        )
     for inflight in (1, 512):  # the cost of telemetry (issue 15): the same run with an OtelObserver
         ops = _sz(mode, 100_000, 5000, 1000) if inflight > 1 else _sz(mode, 100_000, 800, 200)
         add(

@@ -134,6 +134,8 @@ def _otel_observer() -> Any:
 
 async def _w1(p: Params) -> Metrics:
     accounts, n, inflight = int(p["accounts"]), int(p["ops"]), int(p["inflight"])
+    if p.get("gc_threshold"):  # as an app may tune it: the runtime makes no cyclic garbage
+        gc.set_threshold(int(p["gc_threshold"]), 20, 20)
     kw: dict[str, Any] = {"synchronous": p.get("synchronous", "NORMAL")}
     if p.get("observer") == "otel":
         kw["observer"] = _otel_observer()

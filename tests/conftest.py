@@ -28,14 +28,20 @@ def anyio_backend() -> str:
 
 @pytest.fixture(autouse=True)
 def _shared_empty_containers_stay_empty() -> Iterator[None]:
-    """Every test checks that no code added to the containers all idle actors share
-    (``actors._actor``: a signal, run or id there would appear in every actor)."""
+    """Every test checks that no code added to the containers all idle actors and all
+    plain invocations share (``actors._actor``, ``actors._invocation``): a signal, run,
+    timer or journal entry there would appear in every one of them."""
     yield
-    from actors import _actor
+    from actors import _activities, _actor, _invocation
 
-    for name in ("_NO_ENVELOPES", "_NO_RUNS", "_NO_RUN_SET", "_NO_IDS"):
-        shared = getattr(_actor, name)
-        assert not shared, f"actors._actor.{name} was added to: {list(shared)[:3]!r}"
+    for module, names in (
+        (_actor, ("_NO_ENVELOPES", "_NO_RUNS", "_NO_RUN_SET", "_NO_IDS")),
+        (_invocation, ("_NO_TIMERS", "_NO_KEYS", "_NO_SIGNALS", "_NO_ENTRIES")),
+        (_activities, ("_NO_SCOPES",)),
+    ):
+        for name in names:
+            shared = getattr(module, name)
+            assert not shared, f"{module.__name__}.{name} was added to: {list(shared)[:3]!r}"
 
 
 @pytest.fixture(scope="session")

@@ -54,3 +54,39 @@ async def test_a_busy_entity_gets_its_own_mailbox_and_gives_it_back(tmp_path: Pa
             assert len(actor.mailbox) == 20
         assert await ref.query(Account.get_balance) == 21
         assert _holds_nothing_of_its_own(actor)
+
+
+async def test_asks_tells_and_queries_leave_no_cyclic_garbage(tmp_path: Path) -> None:
+    # Everything a message makes is freed by reference counting: Python's cyclic
+    # collector has nothing to find, which keeps memory flat under load and makes a
+    # higher gen-0 threshold safe for apps that want the ~15% it costs (README,
+    # Performance). A reference cycle per message would show up here.
+    import gc
+
+    async with ActorSystem(SqliteStore(tmp_path / "a.db"), entities=[Account]) as system:
+        refs = [system.ref(Account, f"a{i}") for i in range(20)]
+
+        async def burst() -> None:
+            async with anyio.create_task_group() as tg:
+                for r in refs:
+                    tg.start_soon(r.ask, Account.deposit, 1)
+                    tg.start_soon(r.tell, Account.deposit, 1)
+            for r in refs:  # each tell has run once this ask (queued behind it) has
+                await r.ask(Account.deposit, 1)
+                await r.query(Account.get_balance)
+
+        await burst()  # warm: activations, caches, prepared statements
+        gc.collect()
+        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for _ in range(5):
+                await burst()
+            gc.collect()
+            garbage = [type(o).__qualname__ for o in gc.garbage]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+        assert await refs[0].query(Account.get_balance) == 18
+    assert garbage == []

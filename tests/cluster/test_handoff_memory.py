@@ -21,6 +21,10 @@ from persistence.testing import until
 pytestmark = pytest.mark.anyio
 
 TTL = dt.timedelta(seconds=1)
+SPLIT_SHARDS = 64
+"""For tests that need both members to own shards. Rendezvous hashing gives every one
+of n shards to the same member of two with probability 2 / 2**n: with 8 shards one
+run in 128 waited in vain for a split (member ids are random), with 64 never."""
 APPROVAL = [Budget, Expense]
 
 
@@ -52,6 +56,12 @@ class Bell(Entity):
     @applies
     def _rang(self, e: Rang) -> None:
         self.rang = (*self.rang, e.tag)
+
+
+async def _split(a: ActorSystem, b: ActorSystem) -> bool:
+    ms = {m.member_id: m.shards for m in await a.members()}
+    mine, theirs = ms.get(a.member_id), ms.get(b.member_id)
+    return bool(mine) and bool(theirs) and sum(map(len, ms.values())) == SPLIT_SHARDS
 
 
 async def test_a_parked_workflow_resumes_on_the_member_that_takes_its_shard() -> None:
@@ -92,17 +102,12 @@ async def test_a_timer_set_on_one_member_fires_once_on_the_next() -> None:
 
 
 async def test_an_outbox_tell_reaches_an_entity_of_another_member() -> None:
-    mem = MemoryStore(shared=True, shards=8)
+    mem = MemoryStore(shared=True, shards=SPLIT_SHARDS)
     async with (
         ActorSystem(mem.connect(), [Bell], lease_ttl=TTL) as a,
         ActorSystem(mem.connect(), [Bell], lease_ttl=TTL) as b,
     ):
-
-        async def split() -> bool:
-            ms = {m.member_id: m.shards for m in await a.members()}
-            return bool(ms.get(a.member_id)) and bool(ms.get(b.member_id)) and sum(map(len, ms.values())) == 8
-
-        await until(split, "both members own shards")
+        await until(lambda: _split(a, b), "both members own shards")
         own_a, own_b = a._kernel.shards, b._kernel.shards
         src = next(f"s{i}" for i in range(1000) if own_a.owns("Bell", f"s{i}"))
         dst = next(f"d{i}" for i in range(1000) if own_b.owns("Bell", f"d{i}"))
@@ -161,17 +166,12 @@ class Parent(Entity):
 
 
 async def test_a_parent_awaits_a_child_that_runs_on_another_member() -> None:
-    mem = MemoryStore(shared=True, shards=8)
+    mem = MemoryStore(shared=True, shards=SPLIT_SHARDS)
     async with (
         ActorSystem(mem.connect(), [Parent, Child], lease_ttl=TTL) as a,
         ActorSystem(mem.connect(), [Parent, Child], lease_ttl=TTL) as b,
     ):
-
-        async def split() -> bool:
-            ms = {m.member_id: m.shards for m in await a.members()}
-            return bool(ms.get(a.member_id)) and bool(ms.get(b.member_id)) and sum(map(len, ms.values())) == 8
-
-        await until(split, "both members own shards")
+        await until(lambda: _split(a, b), "both members own shards")
         parent = next(f"p{i}" for i in range(1000) if a._kernel.shards.owns("Parent", f"p{i}"))
         child = next(f"c{i}" for i in range(1000) if b._kernel.shards.owns("Child", f"c{i}"))
         assert await a.ref(Parent, parent).options(timeout=10).ask(Parent.go, child, 20) == 41
