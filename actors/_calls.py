@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from actors import _outcome as outcome
+from actors._clock import wall_seconds
 from actors._directory import Directory, within
 from actors._envelope import Envelope, Reply
 from actors._ids import conflict_error, generated_id, keyed_id, parse_start_id, start_id
@@ -76,7 +77,7 @@ class Calls:
             args,
             kwargs,
             signal_id=signal_id,
-            accepted_at=kernel.clock.now().timestamp(),
+            accepted_at=wall_seconds(kernel.clock),
             keyed=key is not None or signal_id.startswith("s:"),
             trace=obs.carry() if obs.active else None,
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import anyio
 
 from actors._actor import Actor
+from actors._clock import wall_seconds
 from actors._envelope import Envelope
 from actors._invocation import Invocation
 from actors._kernel import Kernel
@@ -46,7 +47,7 @@ class Committing:
                 text,
                 actor.seq + 1,
                 tuple(inv.events),
-                recorded_at=kernel.clock.now().timestamp(),
+                recorded_at=wall_seconds(kernel.clock),
                 set_timers=tuple(inv.timers.values()),
                 cancel_timers=tuple(inv.cancels),
                 outbox=tuple(inv.outbox),
@@ -113,7 +114,7 @@ class Committing:
             "",
             actor.seq + 1,
             tuple(inv.events),
-            recorded_at=kernel.clock.now().timestamp(),
+            recorded_at=wall_seconds(kernel.clock),
             set_timers=tuple(inv.timers.values()),
             cancel_timers=tuple(inv.cancels),
             outbox=tuple(inv.outbox),

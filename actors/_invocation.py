@@ -118,8 +118,8 @@ class Invocation:
         self.signal: SignalRecord = env.signal
         self.attempt = attempt
         self.events: list[NewEvent] = []
-        self.applied: list[object] = []
-        """The event objects of ``events`` (to check the state against them)."""
+        self.applied: tuple[object, ...] = ()
+        """The event objects of ``events``, kept to check a mutable state against."""
         self.applying = False
         """An ``@applies`` method is running: field writes are allowed."""
         self.timers: dict[str, TimerRecord] = _NO_TIMERS  # set_timer
@@ -137,8 +137,7 @@ class Invocation:
         """Journal entries committed with the next checkpoint (``journal_later``)."""
         self.segment_from = actor.seq
         """The entity's seq when the running segment began."""
-        self.target: Entity | None = None
-        """The object the handler runs on."""
+        self.target: Entity | None = None  # the object the handler runs on
         self.patches = 0
         self._now: dt.datetime | None = None
         self._rng: random.Random | None = None
@@ -218,7 +217,7 @@ class Invocation:
     def drop_effects(self) -> None:
         """Forget events, timers and outbox messages (the handler refused)."""
         self.events.clear()
-        self.applied.clear()
+        self.applied = ()
         self.timers.clear()
         self.cancels.clear()
         self.outbox.clear()
@@ -275,7 +274,8 @@ class Invocation:
         finally:
             self.applying = False
         self.events.append(new)
-        self.applied.append(event)
+        if not actor.spec.shallow_copy:  # else nothing checks them (Loop._check_state)
+            self.applied = (*self.applied, event)
 
     def resource(self, kind: type[T]) -> T:
         """The system's resource of type ``kind``."""
