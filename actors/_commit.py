@@ -51,6 +51,7 @@ from persistence.store import (
     TakeOutbox,
     Write,
     WriteResult,
+    WritesNow,
 )
 
 After = Callable[[WriteResult], None]
@@ -150,6 +151,9 @@ class GroupCommitter:
         self._log = log
         self._observer = observer
         self._max = max_batch
+        self._now = store.write_now if isinstance(store, WritesNow) else None
+        """The store's write without waiting, for a commit that finds the system idle."""
+        self._flushing = False
         self._queue: list[_Slot] = []
         self._wake = anyio.Event()
         self._closing = False
@@ -169,6 +173,22 @@ class GroupCommitter:
     async def submit(self, write: Write | Group, after: After | None = None) -> Any:
         """Write durably (batched with others); returns this write's own result (a
         :class:`Group`'s: the list of its writes' results)."""
+        if (
+            self._now is not None
+            and not self._queue
+            and not self._flushing
+            and not self._closing
+            and len(self._tasks.drains) <= 1
+        ):
+            # one write, nothing queued or being written, no other actor running: nobody
+            # to group it with, so it is written here and now if the store can (no
+            # hand-over to the committer's task, one turn of the event loop less; nothing
+            # is awaited, so nothing can interrupt it), in submission order all the same
+            slot = _Slot(write, after, None)
+            if self._write_now(slot):
+                if slot.error is not None:
+                    raise slot.error
+                return slot.result
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         slot = _Slot(write, after, done)
         self._push(slot)
@@ -211,14 +231,37 @@ class GroupCommitter:
         self._wake.set()
         await self._stopped.wait()
 
+    def _write_now(self, slot: _Slot) -> bool:
+        """Write one slot through the store's ``write_now``; False if it could not (then
+        nothing was written)."""
+        assert self._now is not None
+        flat = list(slot.write.writes) if isinstance(slot.write, Group) else [slot.write]
+        started = time.perf_counter()
+        try:
+            got = self._now(flat)
+        except Exception as e:
+            self._failed([slot], e)
+        else:
+            if got is None:
+                return False
+            self._settle([slot], [0], got)
+        self._observer.committed(1, time.perf_counter() - started, slot.error is not None)
+        self.batches += 1
+        self.writes += 1
+        return True
+
     async def flush_once(self) -> None:
         """Write one batch of what is queued."""
         batch, self._queue = self._queue[: self._max], self._queue[self._max :]
         if not batch:
             return
         started = time.perf_counter()
-        with anyio.CancelScope(shield=True):
-            failed = await self._write(batch)
+        self._flushing = True
+        try:
+            with anyio.CancelScope(shield=True):
+                failed = await self._write(batch)
+        finally:
+            self._flushing = False
         self._observer.committed(len(batch), time.perf_counter() - started, failed)
         self.batches += 1
         self.writes += len(batch)
@@ -245,30 +288,41 @@ class GroupCommitter:
                 flat.append(w)
         try:
             got = await self._store.write(flat)
-            results: list[Any] = []
-            at = 0
-            for i in order:
-                w = batch[i].write
-                n = len(w.writes) if isinstance(w, Group) else 1
-                results.append(list(got[at : at + n]) if isinstance(w, Group) else got[at])
-                at += n
         except Exception as e:
-            err = e if isinstance(e, StoreError) else StoreError(f"store write failed: {e!r}")
-            if err is not e:
-                err.__cause__ = e
-            if isinstance(err, ShardLost) and err.shards:
-                self._shards.lose(err.shards)  # the store dropped them from its fence
-            if len(batch) > 1 and not _environmental(err):
+            if len(batch) > 1 and not _environmental(e):
+                if isinstance(e, ShardLost) and e.shards:
+                    self._shards.lose(e.shards)  # the store dropped them from its fence
                 half = len(batch) // 2
                 first = await self._write(batch[:half])
                 return await self._write(batch[half:]) or first
-            for slot in batch:
-                slot.error = err
-            if isinstance(err, ShardLost):  # expected while shards move: the writer gives them up
-                self._log.info("commit of %d writes refused: %s", len(batch), err)
-            else:
-                self._log.error("commit of %d writes failed: %s", len(batch), err)
+            self._failed(batch, e)
             return True
+        self._settle(batch, order, got)
+        return False
+
+    def _failed(self, batch: Sequence[_Slot], e: Exception) -> None:
+        """Every write of ``batch`` failed with ``e`` (as a StoreError)."""
+        err = e if isinstance(e, StoreError) else StoreError(f"store write failed: {e!r}")
+        if err is not e:
+            err.__cause__ = e
+        if isinstance(err, ShardLost) and err.shards:
+            self._shards.lose(err.shards)  # the store dropped them from its fence
+        for slot in batch:
+            slot.error = err
+        if isinstance(err, ShardLost):  # expected while shards move: the writer gives them up
+            self._log.info("commit of %d writes refused: %s", len(batch), err)
+        else:
+            self._log.error("commit of %d writes failed: %s", len(batch), err)
+
+    def _settle(self, batch: Sequence[_Slot], order: Sequence[int], got: Sequence[WriteResult]) -> None:
+        """Hand each slot its result (``got`` is in ``order``) and run its after-hook."""
+        results: list[Any] = []
+        at = 0
+        for i in order:
+            w = batch[i].write
+            n = len(w.writes) if isinstance(w, Group) else 1
+            results.append(list(got[at : at + n]) if isinstance(w, Group) else got[at])
+            at += n
         for i, r in zip(order, results, strict=True):
             slot = batch[i]
             slot.result = r
@@ -280,7 +334,6 @@ class GroupCommitter:
                     if slot.done is not None:
                         slot.error = e  # the write itself committed: never retried
                     self._log.exception("after-commit hook of %s failed", type(slot.write).__name__)
-        return False
 
     def _dropped(self, slot: _Slot) -> None:
         """An internal write of a shard this member lost: not retried here."""

@@ -494,8 +494,13 @@ class SqliteStore:
     async def _migrate(self, db: _Direct) -> None:
         try:
             version = await self._version(db)
-            # only now that the file is known to be ours (or empty) may it be changed
-            mode = list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
+            # only now that the file is known to be ours (or empty) may it be changed; a
+            # file already in WAL mode is not asked again: setting the mode wants a lock
+            # that another process's write may hold, and SQLite may refuse it at once
+            # ("database is locked") rather than wait (seen opening a shared member)
+            mode = list(await db.execute_fetchall("PRAGMA journal_mode"))
+            if not mode or str(mode[0][0]).lower() != "wal":
+                mode = list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
             row = mode[0] if mode else None
             if row is None or str(row[0]).lower() != "wal":
                 raise StoreError(f"{self.path}: cannot switch to WAL mode (got {row!r})")
@@ -590,18 +595,48 @@ class SqliteStore:
         catches up with them, and the WAL is only reset after one that did.)
         """
         db = self._writer
-        conn = db._conn
-        before = conn.total_changes
         if self._wal_pages >= _CHECKPOINT_PAGES:
             self._wal_pages = 0
-            results = await anyio.to_thread.run_sync(self._write_and_checkpoint, batch, limiter=self._threads)
-        elif len(batch) <= self._inline_max:
-            results = _drive(self._write(db, batch))
-        else:
-            results = await anyio.to_thread.run_sync(_drive, self._write(db, batch), limiter=self._threads)
-        # pages: one or two per transaction, one per row at most (rows of scattered entities)
-        self._wal_pages += 2 + conn.total_changes - before
+            return await anyio.to_thread.run_sync(self._write_and_checkpoint, batch, limiter=self._threads)
+        if len(batch) <= self._inline_max:
+            return self._write_here(batch)
+        before = db._conn.total_changes
+        results = await anyio.to_thread.run_sync(_drive, self._write(db, batch), limiter=self._threads)
+        self._count_pages(before)
         return results
+
+    def _write_here(self, batch: Sequence[Write]) -> list[WriteResult]:
+        """Write ``batch`` on this thread (the write lock held)."""
+        before = self._writer._conn.total_changes
+        try:
+            return _drive(self._write(self._writer, batch))
+        finally:
+            self._count_pages(before)
+
+    def _count_pages(self, changes_before: int) -> None:
+        # pages: one or two per transaction, one per row at most (rows of scattered entities)
+        self._wal_pages += 2 + self._writer._conn.total_changes - changes_before
+
+    def write_now(self, batch: Sequence[Write]) -> list[WriteResult] | None:
+        """Apply a small batch at once on this thread, as :meth:`write` would, or return
+        None having done nothing: not a single-owner ``NORMAL`` store, a big batch, a
+        checkpoint due, another write under way, or a ``write`` of a subclass or set on
+        the instance (a wrapper must see every write; :class:`~persistence.store.WritesNow`)."""
+        if (
+            not self._inline
+            or getattr(self.write, "__func__", None) is not SqliteStore.write  # overridden or wrapped
+            or self._w is None
+            or len(batch) > self._inline_max
+            or self._wal_pages >= _CHECKPOINT_PAGES
+            or self._write_lock.locked()
+            or self._fence is not None
+        ):
+            return None
+        self._write_lock.acquire_nowait()
+        try:
+            return self._write_here(batch)
+        finally:
+            self._write_lock.release()
 
     def _write_and_checkpoint(self, batch: Sequence[Write]) -> list[WriteResult]:
         """On the worker thread: write ``batch``, then checkpoint the WAL (``PASSIVE``)."""

@@ -397,6 +397,25 @@ class Store(Protocol):
 
 # ---------------------------------------------------------------- several members
 
+
+@runtime_checkable
+class WritesNow(Protocol):
+    """A store that can sometimes apply a batch at once, without waiting (optional).
+
+    ``write_now`` either applies ``batch`` exactly as :meth:`Store.write` would (the
+    same transaction, results and errors) without suspending, or returns None having
+    done nothing (then the caller uses ``write``). The group committer uses it when a
+    commit finds nothing queued, nothing being written and no other actor running: no
+    hand-over to its task, no turn of the event loop. The SQLite store writes small
+    batches this way when the file is its own and commits do not fsync; the memory
+    store always.
+    """
+
+    def write_now(self, batch: Sequence[Write]) -> list[WriteResult] | None:
+        """Apply ``batch`` now, or return None and change nothing."""
+        ...
+
+
 SHARDS = 256
 """Shards of a new shared database (fixed for the database's life; stored in it)."""
 

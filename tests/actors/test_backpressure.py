@@ -48,6 +48,7 @@ async def test_a_flooded_entity_refuses_outside_calls_and_writes_nothing() -> No
     async with ActorSystem(store, [Slow], max_mailbox=50) as system:
         ref = system.ref(Slow, "s")
         await ref.tell(Slow.hold)  # the entity is busy: what follows queues
+        await anyio.wait_all_tasks_blocked()  # hold runs (out of the mailbox), waiting at the gate
         accepted = 0
         refusals: list[Overloaded] = []
         for _ in range(200):
