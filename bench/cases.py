@@ -133,87 +133,36 @@ def plan(mode: Mode) -> list[Case]:
                 )
             )
     ours_w1 = "W1/ours/NORMAL/c{}"
-    for inflight in (1, 512):  # the same run on uvloop's event loop (issue 16)
-        ops = _sz(mode, 100_000, 5000, 1000) if inflight > 1 else _sz(mode, 100_000, 800, 200)
-        add(
-            Case(
-                f"W1/ours-uvloop/c{inflight}",
-                "W1",
-                "ours on uvloop",
-                "bench.ours:w1_ask",
-                {
-                    "accounts": accounts,
-                    "ops": ops,
-                    "inflight": inflight,
-                    "synchronous": "NORMAL",
-                    "loop": "uvloop",
-                },
-                (
-                    Row(
-                        f"{inflight} in flight, uvloop, n={ops:,}",
-                        "ops_per_s",
-                        "asks/s",
-                        latency="",
-                        compare=(ours_w1.format(inflight), "ops_per_s"),
+    variants = (  # the same W1 run with one thing changed: (id suffix, system, label, params)
+        ("uvloop", "ours on uvloop", "uvloop", {"loop": "uvloop"}),  # issue 16
+        # issue 16: the cyclic GC's share, as an app that makes no cyclic garbage may tune it
+        ("gc50k", "ours, gc.set_threshold(50_000)", "gen-0 threshold 50,000", {"gc_threshold": 50_000}),
+        # issue 15: the cost of telemetry
+        ("otel", "ours with OpenTelemetry (SDK, spans batched)", "with telemetry", {"observer": "otel"}),
+    )
+    for suffix, system, label, extra in variants:
+        for inflight in (1, 512):
+            ops = _sz(mode, 100_000, 5000, 1000) if inflight > 1 else _sz(mode, 100_000, 800, 200)
+            params = {"accounts": accounts, "ops": ops, "inflight": inflight, "synchronous": "NORMAL"}
+            add(
+                Case(
+                    f"W1/ours-{suffix}/c{inflight}",
+                    "W1",
+                    system,
+                    "bench.ours:w1_ask",
+                    {**params, **extra},
+                    (
+                        Row(
+                            f"{inflight} in flight, {label}, n={ops:,}",
+                            "ops_per_s",
+                            "asks/s",
+                            latency="",
+                            compare=(ours_w1.format(inflight), "ops_per_s"),
+                        ),
                     ),
-                ),
-                reps=reps,
+                    reps=reps,
+                )
             )
-        )
-    for inflight in (1, 512):  # the cyclic GC's share (issue 16): the same run, gen-0 threshold 50,000
-        ops = _sz(mode, 100_000, 5000, 1000) if inflight > 1 else _sz(mode, 100_000, 800, 200)
-        add(
-            Case(
-                f"W1/ours-gc50k/c{inflight}",
-                "W1",
-                "ours, gc.set_threshold(50_000)",
-                "bench.ours:w1_ask",
-                {
-                    "accounts": accounts,
-                    "ops": ops,
-                    "inflight": inflight,
-                    "synchronous": "NORMAL",
-                    "gc_threshold": 50_000,
-                },
-                (
-                    Row(
-                        f"{inflight} in flight, gen-0 threshold 50,000, n={ops:,}",
-                        "ops_per_s",
-                        "asks/s",
-                        latency="",
-                        compare=(ours_w1.format(inflight), "ops_per_s"),
-                    ),
-                ),
-                reps=reps,
-            )
-        )
-    for inflight in (1, 512):  # the cost of telemetry (issue 15): the same run with an OtelObserver
-        ops = _sz(mode, 100_000, 5000, 1000) if inflight > 1 else _sz(mode, 100_000, 800, 200)
-        add(
-            Case(
-                f"W1/ours-otel/c{inflight}",
-                "W1",
-                "ours with OpenTelemetry (SDK, spans batched)",
-                "bench.ours:w1_ask",
-                {
-                    "accounts": accounts,
-                    "ops": ops,
-                    "inflight": inflight,
-                    "synchronous": "NORMAL",
-                    "observer": "otel",
-                },
-                (
-                    Row(
-                        f"{inflight} in flight, with telemetry, n={ops:,}",
-                        "ops_per_s",
-                        "asks/s",
-                        latency="",
-                        compare=(ours_w1.format(inflight), "ops_per_s"),
-                    ),
-                ),
-                reps=reps,
-            )
-        )
     for inflight in (1, 64, 512):
         ops = _sz(mode, 100_000, 20_000, 2000)
         add(

@@ -62,6 +62,22 @@ def asyncio_ask(p: Params) -> Metrics:
     return asyncio.run(_asyncio_floor(p))
 
 
+_FLOOR_TABLE = (
+    "CREATE TABLE events (entity_type TEXT NOT NULL, entity_id TEXT NOT NULL, "
+    "seq INTEGER NOT NULL, type_name TEXT NOT NULL, version INTEGER NOT NULL, "
+    "data TEXT NOT NULL, recorded_at REAL NOT NULL, "
+    "PRIMARY KEY (entity_type, entity_id, seq)) WITHOUT ROWID"
+)
+"""The raw floors' table: our events table's columns and key."""
+_FLOOR_INSERT = "INSERT INTO events VALUES (?, ?, ?, 'bench.Deposited', 1, ?, ?)"
+
+
+def _floor_rows(rows: int) -> list[tuple[str, str, int, str, float]]:
+    """Event-like rows (~60 bytes of data and key) spread over 1,000 entities."""
+    now = time.time()
+    return [("Account", f"acc-{i % 1000}", i, '{"amount":1}', now) for i in range(rows)]
+
+
 async def _aiosqlite_floor(p: Params) -> Metrics:
     try:
         import aiosqlite
@@ -70,20 +86,13 @@ async def _aiosqlite_floor(p: Params) -> Metrics:
     rows, per_txn = int(p["rows"]), int(p["per_txn"])
     sync = str(p.get("synchronous", "NORMAL"))
     explicit = bool(p.get("explicit", False))
-    data = '{"amount":1}'
     with scratch_dir() as d:
         async with aiosqlite.connect(d / "floor.db", isolation_level=None) as db:
             await db.execute("PRAGMA journal_mode = WAL")
             await db.execute(f"PRAGMA synchronous = {sync}")
-            await db.execute(
-                "CREATE TABLE events (entity_type TEXT NOT NULL, entity_id TEXT NOT NULL, "
-                "seq INTEGER NOT NULL, type_name TEXT NOT NULL, version INTEGER NOT NULL, "
-                "data TEXT NOT NULL, recorded_at REAL NOT NULL, "
-                "PRIMARY KEY (entity_type, entity_id, seq)) WITHOUT ROWID"
-            )
-            sql = "INSERT INTO events VALUES (?, ?, ?, 'bench.Deposited', 1, ?, ?)"
-            now = time.time()
-            all_rows = [("Account", f"acc-{i % 1000}", i, data, now) for i in range(rows)]
+            await db.execute(_FLOOR_TABLE)
+            sql = _FLOOR_INSERT
+            all_rows = _floor_rows(rows)
             lat: list[int] = []
             start = time.perf_counter()
             for first in range(0, rows, per_txn):
@@ -115,27 +124,19 @@ def sqlite3_insert(p: Params) -> Metrics:
 
     rows, per_txn = int(p["rows"]), int(p["per_txn"])
     sync = str(p.get("synchronous", "NORMAL"))
-    data = '{"amount":1}'
     with scratch_dir() as d:
         db = sqlite3.connect(d / "floor.db", isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute(f"PRAGMA synchronous = {sync}")
-            db.execute(
-                "CREATE TABLE events (entity_type TEXT NOT NULL, entity_id TEXT NOT NULL, "
-                "seq INTEGER NOT NULL, type_name TEXT NOT NULL, version INTEGER NOT NULL, "
-                "data TEXT NOT NULL, recorded_at REAL NOT NULL, "
-                "PRIMARY KEY (entity_type, entity_id, seq)) WITHOUT ROWID"
-            )
-            sql = "INSERT INTO events VALUES (?, ?, ?, 'bench.Deposited', 1, ?, ?)"
-            now = time.time()
-            all_rows = [("Account", f"acc-{i % 1000}", i, data, now) for i in range(rows)]
+            db.execute(_FLOOR_TABLE)
+            all_rows = _floor_rows(rows)
             lat: list[int] = []
             start = time.perf_counter()
             for first in range(0, rows, per_txn):
                 t0 = time.perf_counter_ns()
                 db.execute("BEGIN IMMEDIATE")
-                db.executemany(sql, all_rows[first : first + per_txn])
+                db.executemany(_FLOOR_INSERT, all_rows[first : first + per_txn])
                 db.execute("COMMIT")
                 lat.append(time.perf_counter_ns() - t0)
             secs = time.perf_counter() - start
