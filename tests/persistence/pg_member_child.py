@@ -12,7 +12,9 @@ it, and after ``ShardLost`` it sets its old epochs again and keeps trying.
 
 With ``STOP_AFTER`` it stops itself (SIGSTOP) inside the transaction of the batch after
 that many acknowledged batches, right after the fence check: a paused member that
-holds row locks on the ``shards`` table.
+holds row locks on the ``shards`` table. Its batches then also accept a signal, so each
+is a transaction of several statements (a batch of commits alone is one statement,
+with nothing in between to stop in).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import anyio
 
 from persistence import PostgresStore, StoreError
 from persistence.errors import ShardLost
-from persistence.store import Commit, NewEvent, SignalRecord, Write, WriteResult, shard_of
+from persistence.store import Accept, Commit, NewEvent, SignalRecord, Write, WriteResult, shard_of
 
 ENTITIES = [f"acct-{n}" for n in range(8)]
 
@@ -73,7 +75,7 @@ async def main(dsn: str, member: str, mode: str, ttl: float, stop_after: int | N
                 n += 1
                 if stop_after is not None and acked == stop_after:
                     stopping = True
-                batch = []
+                batch: list[Write] = []
                 for e in ENTITIES:
                     epoch = epochs[shard_of("Account", e, store.shard_count)]
                     data = json.dumps({"epoch": epoch, "n": n, "member": member})
@@ -91,6 +93,9 @@ async def main(dsn: str, member: str, mode: str, ttl: float, stop_after: int | N
                             from_inbox=False,
                         )
                     )
+                if stop_after is not None:
+                    extra = SignalRecord("Account", ENTITIES[0], f"a-{member}-{n}", "h", "{}", "fp", 1.0)
+                    batch.append(Accept(extra))
                 try:
                     await store.write(batch)
                 except ShardLost as lost:

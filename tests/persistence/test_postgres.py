@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import asyncpg
@@ -272,7 +273,8 @@ async def test_a_commit_lost_in_flight_is_resolved_by_its_transaction_id(
             return result
 
         monkeypatch.setattr(asyncpg.Connection, "execute", commit_then_die)
-        assert await store.write([commit("s1", 1, '{"n":1}')]) == [Committed()]
+        # an accept and a commit: a transaction of two statements (a commit alone is one)
+        assert await store.write([Accept(sig("a1")), commit("s1", 1, '{"n":1}')]) == [Accepted(), Committed()]
         assert store.retries == 0  # committed: not applied a second time
         assert await events_of(store) == ['{"n":1}']
         assert await store.write([commit("s2", 2, '{"n":2}')]) == [Committed()]  # a new writer
@@ -300,7 +302,156 @@ async def test_a_commit_whose_outcome_cannot_be_learned_is_commit_unknown(
         monkeypatch.setattr(asyncpg.Connection, "execute", commit_then_die)
         monkeypatch.setattr(store, "_connect", unreachable)
         with pytest.raises(CommitUnknown, match="outcome of transaction"):
-            await store.write([commit("s1", 1, '{"n":1}')])
+            await store.write([Accept(sig("a1")), commit("s1", 1, '{"n":1}')])
+
+
+async def test_a_batch_of_commits_is_one_statement_and_one_round_trip(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with PostgresStore(pg_dsn) as store:
+        await store.write([commit("s1", 1, '{"n":1}')])  # the log's end is known from here on
+        sent = statements_of(monkeypatch, store._w)
+        assert await store.write([commit("s2", 2, '{"n":2}'), commit("b1", 1, "{}", entity_id="bob")]) == [
+            Committed(),
+            Committed(),
+        ]
+        assert len(sent) == 2  # bob's log end is read first (an entity it has not seen)
+        assert await store.write([commit("s3", 3, '{"n":3}'), commit("b2", 2, "{}", entity_id="bob")]) == [
+            Committed(),
+            Committed(),
+        ]
+        assert len(sent) == 3
+        assert "write_marks" in sent[-1]
+    assert await events_of_dsn(pg_dsn) == ['{"n":1}', '{"n":2}', '{"n":3}']
+    assert sql_at(pg_dsn, "SELECT count(*) FROM write_marks") == [(0,)]  # removed on close
+
+
+def statements_of(monkeypatch: pytest.MonkeyPatch, conn: object) -> list[str]:
+    """The statements ``conn`` sends from now on."""
+    sent: list[str] = []
+    for name in ("execute", "fetch", "fetchrow", "fetchval"):
+        real = getattr(asyncpg.Connection, name)
+
+        async def spy(
+            self: asyncpg.Connection, query: str, *args: object, _real: Any = real, **kw: object
+        ) -> object:
+            if self is conn:
+                sent.append(query)
+            return await _real(self, query, *args, **kw)
+
+        monkeypatch.setattr(asyncpg.Connection, name, spy)
+    return sent
+
+
+async def test_the_log_end_read_with_the_events_spares_the_writer_a_read(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with PostgresStore(pg_dsn) as a, PostgresStore(pg_dsn) as b:
+        await b.write([commit("s1", 1, '{"n":1}'), commit("b1", 1, "{}", entity_id="bob")])
+        assert await a.read_events("Account", "alice", after=5, limit=10) == []  # past the end: no end
+        assert len(await a.read_events("Account", "alice", after=0, limit=1)) == 1  # a full page: no end
+        assert len(await a.read_events("Account", "bob", after=0, limit=10)) == 1  # bob's whole log
+        sent = statements_of(monkeypatch, a._w)
+        assert await a.write([commit("b2", 2, "{}", entity_id="bob")]) == [Committed()]
+        assert len(sent) == 1  # bob's end was learned from the read: the commit only
+        assert await a.write([commit("s2", 2, '{"n":2}')]) == [Committed()]
+        assert len(sent) == 3  # alice's end was read first
+        # what a learned goes stale: b appends bob's 3; a's commit at 4 is checked against the database
+        assert await b.write([commit("b3", 3, "{}", entity_id="bob")]) == [Committed()]
+        assert await a.write([commit("b4", 4, "{}", entity_id="bob")]) == [Committed()]
+        with pytest.raises(StoreError, match="sequence conflict"):
+            await a.write([commit("b5", 4, "{}", entity_id="bob")])
+        assert [e.seq for e in await b.read_events("Account", "bob", after=0, limit=10)] == [1, 2, 3, 4]
+
+
+async def events_of_dsn(dsn: str) -> list[str]:
+    async with PostgresStore(dsn) as store:
+        return await events_of(store)
+
+
+def _lose_answers_to(monkeypatch: pytest.MonkeyPatch, writer: object, marker: str) -> None:
+    """The writer's statement containing ``marker`` runs to its end, then the connection
+    dies before the answer is read."""
+    real_fetchrow = asyncpg.Connection.fetchrow
+
+    async def run_then_die(self: asyncpg.Connection, query: str, *args: object, **kw: Any) -> object:
+        result = await real_fetchrow(self, query, *args, **kw)
+        if self is writer and marker in query:
+            self.terminate()
+            raise asyncpg.exceptions.ConnectionDoesNotExistError("connection lost (injected)")
+        return result
+
+    monkeypatch.setattr(asyncpg.Connection, "fetchrow", run_then_die)
+
+
+async def test_a_statement_committed_but_unanswered_is_resolved_by_its_token(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with PostgresStore(pg_dsn) as store:
+        await store.write([commit("s1", 1, '{"n":1}')])
+        _lose_answers_to(monkeypatch, store._w, "write_marks")
+        assert await store.write([commit("s2", 2, '{"n":2}')]) == [Committed()]
+        assert store.retries == 0  # committed: not applied a second time
+        monkeypatch.undo()
+        assert await events_of(store) == ['{"n":1}', '{"n":2}']
+        assert await store.write([commit("s3", 3, '{"n":3}')]) == [Committed()]  # a new writer
+        assert await events_of(store) == ['{"n":1}', '{"n":2}', '{"n":3}']
+
+
+async def test_a_statement_cut_off_while_it_waits_is_ended_then_retried_once(pg_dsn: str) -> None:
+    """The client loses the connection while the server still runs the statement (it
+    waits on a row lock): the old session is ended before the token is read, so it
+    cannot commit after the retry (without that, both would write ``s2``)."""
+    async with PostgresStore(pg_dsn) as store, admin(pg_dsn) as locker, admin(pg_dsn) as watch:
+        await store.write([commit("s1", 1, '{"n":1}')])
+        tx = locker.transaction()
+        await tx.start()  # holds the processed key s2 (uncommitted): the statement waits on it
+        await locker.execute("INSERT INTO processed VALUES ('Account', 'alice', 's2', 'x', 'x', 0)")
+        results: list[object] = []
+        async with anyio.create_task_group() as tg:
+
+            async def write() -> None:
+                results.extend(await store.write([commit("s2", 2, '{"n":2}')]))
+
+            tg.start_soon(write)
+            old = await wait_for_lock_wait(watch)
+            assert store._w is not None
+            store._w.terminate()  # the client side only: the server's session goes on waiting
+            retry = await wait_for_lock_wait_other_than(watch, old)  # the retry, on a new session
+            assert not await watch.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", old)
+            assert retry != old
+            await tx.rollback()
+        assert results == [Committed()]
+        assert store.retries == 1
+        assert await events_of(store) == ['{"n":1}', '{"n":2}']
+
+
+async def wait_for_lock_wait_other_than(conn: asyncpg.Connection, pid: int) -> int:
+    with anyio.fail_after(10):
+        while True:
+            found = await conn.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name LIKE 'durable-actors%' AND wait_event_type = 'Lock' AND pid <> $1",
+                pid,
+            )
+            if found is not None:
+                return int(found)
+            await anyio.sleep(0.01)
+
+
+async def test_a_statement_whose_outcome_cannot_be_learned_is_commit_unknown(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with PostgresStore(pg_dsn) as store:
+        await store.write([commit("s1", 1, '{"n":1}')])
+        _lose_answers_to(monkeypatch, store._w, "write_marks")
+
+        async def unreachable() -> asyncpg.Connection:
+            raise StoreUnavailable("server unreachable (injected)")
+
+        monkeypatch.setattr(store, "_connect", unreachable)
+        with pytest.raises(CommitUnknown, match="outcome is unknown"):
+            await store.write([commit("s2", 2, '{"n":2}')])
 
 
 async def test_a_statement_timeout_is_store_timeout_and_keeps_nothing(pg_dsn: str) -> None:

@@ -28,7 +28,7 @@ import pytest
 from persistence import InvalidWrite, PostgresStore, StoreError
 from persistence import testing as contract
 from persistence.errors import ShardLost
-from persistence.postgres import MIGRATIONS
+from persistence.postgres import MIGRATIONS, SCHEMA_VERSION
 from persistence.store import (
     Accept,
     Accepted,
@@ -165,7 +165,12 @@ async def test_a_version_3_database_migrates_and_its_rows_get_their_shards(pg_ds
             assert all(r[1] == shard_of(etype, str(r[0]), SHARDS) for r in rows), table
         one = shard_of("Account", "a0", SHARDS)
         assert "a0" in [e.signal.entity_id for e in await store.read_inbox(after=0, limit=100, shards=[one])]
-    assert sql_at(pg_dsn, "SELECT value FROM actors_meta WHERE key = 'schema_version'") == [("4",)]
+        # and on to the last version: a commit in one statement leaves its writer's token
+        assert await store.write([commit("a0", 1)]) == [Committed()]
+        assert sql_at(pg_dsn, "SELECT count(*) FROM write_marks") == [(1,)]
+    assert sql_at(pg_dsn, "SELECT value FROM actors_meta WHERE key = 'schema_version'") == [
+        (str(SCHEMA_VERSION),)
+    ]
     assert sql_at(pg_dsn, "SELECT count(*), max(epoch) FROM shards WHERE owner IS NULL") == [(SHARDS, 0)]
     assert sql_at(pg_dsn, "SELECT count(*) FROM inbox WHERE shard IS NULL") == [(0,)]
 
@@ -401,7 +406,9 @@ async def test_a_fenced_write_in_flight_makes_a_claim_skip_the_shard_not_wait(pg
         await eventually(a_expired, what="A's lease to run out")
         tx = locker.transaction()
         await tx.start()
-        await locker.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        # the write waits on this uncommitted row of its own key: a lock it meets while
+        # writing rows, after its fence has read and locked the shard rows
+        await locker.execute("INSERT INTO events VALUES ('Account', $1, 1, 'x', 1, '{}', 0)", x)
         outcome: list[object] = []
 
         async def write() -> None:
