@@ -190,6 +190,34 @@ class CancelFlag:
             raise self.error()
 
 
+class _NeverCancelled(CancelFlag):
+    """The flag of every plain (synchronous) invocation: it never awaits, so nothing can
+    cancel it. One object for all of them (one allocation less per message), so it
+    refuses any change rather than pass it on to every other invocation."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "reason", None)
+        object.__setattr__(self, "delivered", False)
+        object.__setattr__(self, "scopes", _NO_SCOPES)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"the flag of a synchronous invocation cannot change ({name})")
+
+    def add_scope(self, scope: anyio.CancelScope) -> None:
+        """Refused: a synchronous invocation runs no async activity."""
+        raise RuntimeError("a synchronous invocation runs no async activity")
+
+    def request(self, reason: str) -> None:
+        """Refused: a synchronous invocation cannot be cancelled."""
+        raise RuntimeError("a synchronous invocation cannot be cancelled")
+
+
+NEVER_CANCELLED: CancelFlag = _NeverCancelled()
+"""The shared cancel flag of synchronous invocations (an async one gets its own)."""
+
+
 def _takes_context(fn: Callable[..., Any]) -> bool:
     try:
         params = list(inspect.signature(fn).parameters.values())

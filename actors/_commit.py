@@ -173,6 +173,17 @@ class GroupCommitter:
     async def submit(self, write: Write | Group, after: After | None = None) -> Any:
         """Write durably (batched with others); returns this write's own result (a
         :class:`Group`'s: the list of its writes' results)."""
+        slot = self.enqueue(write, after)
+        if slot.done is not None:
+            await slot.done  # a cancelled caller cancels only its own future; the write still goes out
+        if slot.error is not None:
+            raise slot.error
+        return slot.result
+
+    def enqueue(self, write: Write | Group, after: After | None = None) -> _Slot:
+        """:meth:`submit` without its coroutine (for the path every message takes): the
+        slot, settled already if it was written at once (``done`` is None), else with
+        a future that is done once it is; then its ``error`` or its ``result``."""
         if (
             self._now is not None
             and not self._queue
@@ -186,16 +197,10 @@ class GroupCommitter:
             # is awaited, so nothing can interrupt it), in submission order all the same
             slot = _Slot(write, after, None)
             if self._write_now(slot):
-                if slot.error is not None:
-                    raise slot.error
-                return slot.result
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        slot = _Slot(write, after, done)
+                return slot
+        slot = _Slot(write, after, asyncio.get_running_loop().create_future())
         self._push(slot)
-        await done  # a cancelled caller cancels only its own future; the write still goes out
-        if slot.error is not None:
-            raise slot.error
-        return slot.result
+        return slot
 
     def submit_nowait(self, write: Write, after: After | None = None) -> None:
         """Queue a write whose outcome nobody waits for (failures are logged)."""

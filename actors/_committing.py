@@ -58,8 +58,13 @@ class Committing:
             # a commit under way is finished and answered: pause() waits for it (this flag
             # costs less than a shielded cancel scope, on the path every message takes)
             actor.hold()
-            try:
-                done = await kernel.committer.submit(commit)
+            try:  # the committer's future awaited here: one coroutine less per message
+                slot = kernel.committer.enqueue(commit)
+                if slot.done is not None:
+                    await slot.done
+                if slot.error is not None:
+                    raise slot.error
+                done = slot.result
             except StoreError as e:
                 actor.rollback()
                 actor.deactivate()  # rebuild from what is really stored

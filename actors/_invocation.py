@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar
 
 from actors import _checkpoints as checkpoints
 from actors import _scheduling as scheduling
-from actors._activities import CancelFlag, run_activity
+from actors._activities import NEVER_CANCELLED, CancelFlag, run_activity
 from actors._clock import from_timestamp
 from actors._entity import Entity, SagaScope
 from actors._envelope import Envelope
@@ -131,7 +131,7 @@ class Invocation:
         """What the observer returned when this run started."""
         self.runner: Any = None
         """The actor's record of this invocation's task (async handlers), for parking."""
-        self.cancel_flag = CancelFlag()
+        self.cancel_flag = CancelFlag() if env.handler.is_async else NEVER_CANCELLED
         self.replay: checkpoints.Replay | None = None
         self.pending_journal: list[JournalEntry] = _NO_ENTRIES
         """Journal entries committed with the next checkpoint (``journal_later``)."""

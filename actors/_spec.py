@@ -107,6 +107,12 @@ class HandlerSpec:
     """Every parameter is an int, float, str or bool: encode without cattrs."""
     immutable_args: bool = False
     """Every parameter's type is immutable: bound values may be shared with the handler."""
+    _by_position: tuple[str, ...] = attrs.field(init=False, repr=False, eq=False)
+    _by_keyword: tuple[str, ...] = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_by_position", tuple(p[0] for p in self.params if not p[3]))
+        object.__setattr__(self, "_by_keyword", tuple(p[0] for p in self.params if p[3]))
 
     def bind(self, args: tuple[object, ...], kwargs: dict[str, object]) -> dict[str, object]:
         """Bind call arguments to parameter names; InvalidArguments if they do not fit."""
@@ -156,9 +162,10 @@ class HandlerSpec:
 
     def call(self, entity: object, values: dict[str, object]) -> Any:
         """Call the handler on ``entity`` with bound ``values``."""
-        pos = [values[n] for n, _t, _c, kw in self.params if not kw]
-        kws = {n: values[n] for n, _t, _c, kw in self.params if kw}
-        return self.fn(entity, *pos, **kws)
+        get = values.__getitem__  # no comprehension: no function object or cell per call
+        if not self._by_keyword:
+            return self.fn(entity, *map(get, self._by_position))
+        return self.fn(entity, *map(get, self._by_position), **{n: get(n) for n in self._by_keyword})
 
     def call_query(self, entity: Any, values: dict[str, object]) -> Any:
         """Call a ``@query`` on ``entity``: any field write in it raises DefinitionError."""

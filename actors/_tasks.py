@@ -15,7 +15,7 @@ class Tasks:
     awaited on close. Plain asyncio tasks, not a task group entered at start, so
     ``aclose()`` works from any cancel scope of its caller."""
 
-    __slots__ = ("_log", "drains", "state", "tasks")
+    __slots__ = ("_drain_ended", "_log", "drains", "state", "tasks")
 
     def __init__(self, log: logging.Logger) -> None:
         self._log = log
@@ -24,6 +24,7 @@ class Tasks:
         """The system's own tasks (committer, timers, sweeper, retries)."""
         self.drains: set[asyncio.Task[None]] = set()
         """The actors' drain tasks."""
+        self._drain_ended = self.drains.discard  # one bound method, not one per drain
 
     @property
     def running(self) -> bool:
@@ -52,7 +53,7 @@ class Tasks:
             return None
         task = asyncio.get_running_loop().create_task(coro)
         self.drains.add(task)
-        task.add_done_callback(self.drains.discard)
+        task.add_done_callback(self._drain_ended)
         return task
 
     def spawn(self, fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:

@@ -227,6 +227,11 @@ def translate(e: BaseException, what: str) -> StoreError:
     return StoreError(f"{what}: {type(e).__name__}: {msg}")
 
 
+def _locked(e: sqlite3.OperationalError) -> bool:
+    msg = str(e)
+    return "locked" in msg or "busy" in msg
+
+
 class SqliteStore:
     """The embedded default store: one SQLite file in WAL mode, owned by one system.
 
@@ -298,6 +303,8 @@ class SqliteStore:
         writer to wait for (single owner) and no fsync per commit (``NORMAL``)."""
         self._wal_pages = 0
         """Inline writer: WAL pages written since the last checkpoint (an estimate)."""
+        self.wal_retries = 0
+        """Times opening found the file locked while switching it to WAL mode (and waited)."""
 
     def __repr__(self) -> str:
         shared = ", shared=True" if self.shared else ""
@@ -328,6 +335,7 @@ class SqliteStore:
             self._check_file()
             self._take_lock()
             self._w = await anyio.to_thread.run_sync(self._connect_writer, limiter=self._threads)
+            await anyio.to_thread.run_sync(self._to_wal, self._w, limiter=self._threads)
             await anyio.to_thread.run_sync(_drive, self._migrate(self._w), limiter=self._threads)
             self._r = await self._connect(query_only=True)
         except OSError as e:
@@ -491,19 +499,39 @@ class SqliteStore:
                 )
         return version
 
+    def _to_wal(self, db: _Direct) -> None:
+        """Put the file in WAL mode (on a worker thread), once it is known to be ours.
+
+        Setting the mode wants the file to itself: while another connection writes
+        (a second process creating the same new file, in its migration), SQLite refuses
+        at once with "database is locked" and calls no busy handler. So the switch is
+        tried again for up to ``busy_timeout``; a file already in WAL mode is not asked."""
+        try:
+            _drive(self._version(db))  # refuses a file that is not ours before changing it
+        except sqlite3.Error as e:
+            raise translate(e, f"cannot open {self.path}") from e
+        deadline = time.monotonic() + self._busy_ms / 1000
+        conn = db.connection
+        while True:
+            try:
+                rows = conn.execute("PRAGMA journal_mode").fetchall()
+                if not rows or str(rows[0][0]).lower() != "wal":
+                    rows = conn.execute("PRAGMA journal_mode = WAL").fetchall()
+                break
+            except sqlite3.OperationalError as e:
+                if not _locked(e) or time.monotonic() >= deadline:
+                    raise translate(e, f"cannot open {self.path}") from e
+                self.wal_retries += 1
+                time.sleep(0.005)  # a worker thread: another process must commit first
+            except sqlite3.Error as e:
+                raise translate(e, f"cannot open {self.path}") from e
+        row = rows[0] if rows else None
+        if row is None or str(row[0]).lower() != "wal":
+            raise StoreError(f"{self.path}: cannot switch to WAL mode (got {row!r})")
+
     async def _migrate(self, db: _Direct) -> None:
         try:
             version = await self._version(db)
-            # only now that the file is known to be ours (or empty) may it be changed; a
-            # file already in WAL mode is not asked again: setting the mode wants a lock
-            # that another process's write may hold, and SQLite may refuse it at once
-            # ("database is locked") rather than wait (seen opening a shared member)
-            mode = list(await db.execute_fetchall("PRAGMA journal_mode"))
-            if not mode or str(mode[0][0]).lower() != "wal":
-                mode = list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
-            row = mode[0] if mode else None
-            if row is None or str(row[0]).lower() != "wal":
-                raise StoreError(f"{self.path}: cannot switch to WAL mode (got {row!r})")
             for v in range(version + 1, SCHEMA_VERSION + 1):
                 await db.execute("BEGIN IMMEDIATE")
                 # another process opening the file at the same time may have done it
@@ -1417,6 +1445,11 @@ class _Direct:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The sqlite3 connection (for what must not run as a coroutine)."""
+        return self._conn
 
     async def execute(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
         return self._conn.execute(sql, params)

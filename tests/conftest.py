@@ -42,6 +42,8 @@ def _shared_empty_containers_stay_empty() -> Iterator[None]:
         for name in names:
             shared = getattr(module, name)
             assert not shared, f"{module.__name__}.{name} was added to: {list(shared)[:3]!r}"
+    flag = _activities.NEVER_CANCELLED  # the cancel flag all synchronous invocations share
+    assert (flag.reason, flag.delivered, flag.scopes) == (None, False, _activities._NO_SCOPES)
 
 
 @pytest.fixture(scope="session")

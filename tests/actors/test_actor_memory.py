@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio.lowlevel
+import attrs
 import pytest
 
-from actors import ActorSystem, _actor
+from actors import ActorSystem, Entity, _activities, _actor, signal
 from persistence import SqliteStore
 from tests.models import Account
 
@@ -90,3 +91,35 @@ async def test_asks_tells_and_queries_leave_no_cyclic_garbage(tmp_path: Path) ->
             gc.enable()
         assert await refs[0].query(Account.get_balance) == 18
     assert garbage == []
+
+
+@attrs.define
+class Flagged(Entity):
+    """Answers whether its invocation got the shared cancel flag."""
+
+    n: int = 0
+
+    @signal
+    def plain(self) -> bool:
+        return self._actors_ctx.cancel_flag is _activities.NEVER_CANCELLED  # type: ignore[no-any-return]
+
+    @signal
+    async def waiting(self) -> bool:
+        await anyio.lowlevel.checkpoint()
+        return self._actors_ctx.cancel_flag is _activities.NEVER_CANCELLED  # type: ignore[no-any-return]
+
+
+async def test_synchronous_invocations_share_one_cancel_flag_that_refuses_any_change(tmp_path: Path) -> None:
+    async with ActorSystem(SqliteStore(tmp_path / "a.db"), entities=[Flagged]) as system:
+        ref = system.ref(Flagged, "f")
+        assert await ref.ask(Flagged.plain) is True
+        assert await ref.ask(Flagged.waiting) is False  # an async one can be cancelled: a flag of its own
+    flag = _activities.NEVER_CANCELLED
+    with pytest.raises(RuntimeError, match="cannot be cancelled"):
+        flag.request("stop")
+    with pytest.raises(RuntimeError, match="no async activity"):
+        flag.add_scope(anyio.CancelScope())
+    with pytest.raises(AttributeError, match="cannot change"):
+        flag.reason = "stop"
+    flag.deliver()  # nothing requested: nothing raised
+    assert (flag.reason, flag.delivered) == (None, False)

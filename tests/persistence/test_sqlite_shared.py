@@ -167,6 +167,43 @@ async def test_closing_one_shared_store_leaves_the_others_of_the_process_working
                 pass
 
 
+async def test_opening_a_new_file_another_connection_writes_waits_for_it(db: Path) -> None:
+    """SQLite refuses a switch to WAL mode at once while another connection writes (a
+    second process creating the same new file): the store tries again, within
+    ``busy_timeout``, instead of failing with "database is locked"."""
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # a writer on the new file, before it is in WAL mode
+    store = SqliteStore(db, shared=True, busy_timeout=30)
+    opened = anyio.Event()
+
+    async def open_it() -> None:
+        async with store:
+            await store.write([Accept(sig("T", "x", "1"))])
+            opened.set()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(open_it)
+            with anyio.fail_after(10):
+                while store.wal_retries == 0:  # noqa: ASYNC110 (the open runs on a worker thread)
+                    await anyio.sleep(0.005)
+            assert not opened.is_set()
+            other.execute("ROLLBACK")
+            with anyio.fail_after(10):
+                await opened.wait()
+    finally:
+        other.close()
+    assert store.wal_retries >= 1
+    # a writer that stays: refused after busy_timeout, as before
+    other = sqlite3.connect(db.with_name("other.db"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreError, match="locked"):
+            await SqliteStore(db.with_name("other.db"), shared=True, busy_timeout=0.2).__aenter__()
+    finally:
+        other.close()
+
+
 async def test_shard_count_is_fixed_when_the_database_is_made(db: Path) -> None:
     async with SqliteStore(db, shared=True, shards=16) as store:
         assert store.shard_count == 16
