@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import anyio
@@ -36,8 +36,9 @@ class Runtime(Protocol):
     """What an actor needs from the layer above: the loop that drains its mailbox and
     the invocation's commit and park (implemented once per system by ``actors._loop``)."""
 
-    def drain(self, actor: Actor) -> Coroutine[Any, Any, None]:
-        """Handle the actor's mailbox (and resumed invocations) until it is empty."""
+    def start(self, actor: Actor) -> None:
+        """Start handling the actor's mailbox (and resumed invocations) until it is
+        empty: in a drain task (``Actor.task``), or in callbacks while its messages allow."""
         ...
 
     async def checkpoint(self, actor: Actor, inv: Invocation, entries: list[JournalEntry]) -> None:
@@ -226,7 +227,7 @@ class Actor:
             # one unit of busy work per running drain, not per queued signal: signals queued
             # behind a handler parked on the clock are not runnable (VirtualClock.advance)
             self.kernel.work.inc()
-            self.task = self.kernel.tasks.spawn_drain(self.runtime.drain(self))
+            self.runtime.start(self)
 
     def handled(self, env: Envelope) -> None:
         """``env`` is handled: forget its key (asks and tells in flight)."""

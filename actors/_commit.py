@@ -82,16 +82,26 @@ _RANK: dict[type, int] = {
 }
 
 
-class _Slot:
-    __slots__ = ("after", "done", "error", "result", "tries", "write")
+class Slot:
+    """A write on its way: its result or error once written. Whoever waits for it
+    awaits ``done`` or is called back (``then``, with the slot); a write nobody waits
+    for has neither (it is retried after a failure)."""
+
+    __slots__ = ("after", "done", "error", "result", "then", "tries", "write")
 
     def __init__(self, write: Write | Group, after: After | None, done: asyncio.Future[None] | None) -> None:
         self.write = write
         self.after = after
         self.done = done
+        self.then: Callable[[Slot], None] | None = None
         self.result: Any = None
         self.error: BaseException | None = None
         self.tries = 0
+
+    @property
+    def waited(self) -> bool:
+        """Someone waits for its outcome (it is not retried here)."""
+        return self.done is not None or self.then is not None
 
 
 def _environmental(error: BaseException) -> bool:
@@ -154,7 +164,7 @@ class GroupCommitter:
         self._now = store.write_now if isinstance(store, WritesNow) else None
         """The store's write without waiting, for a commit that finds the system idle."""
         self._flushing = False
-        self._queue: list[_Slot] = []
+        self._queue: list[Slot] = []
         self._wake = anyio.Event()
         self._closing = False
         self._closed = False
@@ -180,35 +190,44 @@ class GroupCommitter:
             raise slot.error
         return slot.result
 
-    def enqueue(self, write: Write | Group, after: After | None = None) -> _Slot:
+    def enqueue(
+        self, write: Write | Group, after: After | None = None, then: Callable[[Slot], None] | None = None
+    ) -> Slot:
         """:meth:`submit` without its coroutine (for the path every message takes): the
-        slot, settled already if it was written at once (``done`` is None), else with
-        a future that is done once it is; then its ``error`` or its ``result``."""
+        slot, settled already if it was written at once (``done`` and ``then`` are
+        None), else with a future that is done once it is, or, given ``then``, to be
+        called back with it once it is (from the committer's task); then its ``error``
+        or its ``result``."""
         if (
             self._now is not None
             and not self._queue
             and not self._flushing
             and not self._closing
-            and len(self._tasks.drains) <= 1
+            and len(self._tasks.drains) + self._tasks.pumping <= 1
         ):
             # one write, nothing queued or being written, no other actor running: nobody
             # to group it with, so it is written here and now if the store can (no
             # hand-over to the committer's task, one turn of the event loop less; nothing
             # is awaited, so nothing can interrupt it), in submission order all the same
-            slot = _Slot(write, after, None)
+            slot = Slot(write, after, None)
             if self._write_now(slot):
                 return slot
-        slot = _Slot(write, after, asyncio.get_running_loop().create_future())
+        if then is None:
+            slot = Slot(write, after, asyncio.get_running_loop().create_future())
+        else:
+            slot = Slot(write, after, None)
+            slot.then = then
         self._push(slot)
         return slot
 
     def submit_nowait(self, write: Write, after: After | None = None) -> None:
         """Queue a write whose outcome nobody waits for (failures are logged)."""
-        self._push(_Slot(write, after, None))
+        self._push(Slot(write, after, None))
 
-    def _push(self, slot: _Slot) -> None:
+    def _push(self, slot: Slot) -> None:
         if self._closed:
             slot.error = SystemClosed("the actor system closed before this write")
+            slot.then = None  # settled here and now: its writer reads it on return (see enqueue)
             if slot.done is not None and not slot.done.done():
                 slot.done.set_result(None)
             return
@@ -236,7 +255,7 @@ class GroupCommitter:
         self._wake.set()
         await self._stopped.wait()
 
-    def _write_now(self, slot: _Slot) -> bool:
+    def _write_now(self, slot: Slot) -> bool:
         """Write one slot through the store's ``write_now``; False if it could not (then
         nothing was written)."""
         assert self._now is not None
@@ -271,7 +290,9 @@ class GroupCommitter:
         self.batches += 1
         self.writes += len(batch)
         for slot in batch:
-            if isinstance(slot.error, ShardLost) and slot.done is None:
+            if slot.then is not None:
+                self._call_back(slot)
+            elif isinstance(slot.error, ShardLost) and slot.done is None:
                 self._dropped(slot)  # its shard's new owner redoes it from what is stored
             elif slot.error is not None and slot.done is None:
                 self._retry_later(slot)
@@ -279,7 +300,16 @@ class GroupCommitter:
                 slot.done.set_result(None)
             self._work.dec()
 
-    async def _write(self, batch: Sequence[_Slot]) -> bool:
+    def _call_back(self, slot: Slot) -> None:
+        """Hand a written slot to its writer's continuation (every outcome goes to it)."""
+        then, slot.then = slot.then, None
+        assert then is not None
+        try:
+            then(slot)
+        except Exception:  # a bug in the runtime: the other slots of the batch still settle
+            self._log.exception("the continuation of a %s write failed", type(slot.write).__name__)
+
+    async def _write(self, batch: Sequence[Slot]) -> bool:
         """Write ``batch`` in one transaction; on a failure that may be one write's own
         data, write each half again so the failure stays with the write it belongs to.
         Returns whether any write of it failed."""
@@ -305,7 +335,7 @@ class GroupCommitter:
         self._settle(batch, order, got)
         return False
 
-    def _failed(self, batch: Sequence[_Slot], e: Exception) -> None:
+    def _failed(self, batch: Sequence[Slot], e: Exception) -> None:
         """Every write of ``batch`` failed with ``e`` (as a StoreError)."""
         err = e if isinstance(e, StoreError) else StoreError(f"store write failed: {e!r}")
         if err is not e:
@@ -319,7 +349,7 @@ class GroupCommitter:
         else:
             self._log.error("commit of %d writes failed: %s", len(batch), err)
 
-    def _settle(self, batch: Sequence[_Slot], order: Sequence[int], got: Sequence[WriteResult]) -> None:
+    def _settle(self, batch: Sequence[Slot], order: Sequence[int], got: Sequence[WriteResult]) -> None:
         """Hand each slot its result (``got`` is in ``order``) and run its after-hook."""
         results: list[Any] = []
         at = 0
@@ -336,11 +366,11 @@ class GroupCommitter:
                 try:
                     slot.after(r)
                 except Exception as e:  # an after-hook bug must not lose other results
-                    if slot.done is not None:
+                    if slot.waited:
                         slot.error = e  # the write itself committed: never retried
                     self._log.exception("after-commit hook of %s failed", type(slot.write).__name__)
 
-    def _dropped(self, slot: _Slot) -> None:
+    def _dropped(self, slot: Slot) -> None:
         """An internal write of a shard this member lost: not retried here."""
         self._log.info("%s dropped: its shard moved to another member", type(slot.write).__name__)
         slot.error = None
@@ -350,7 +380,7 @@ class GroupCommitter:
             except Exception:
                 self._log.exception("after-commit hook of %s failed", type(slot.write).__name__)
 
-    def _retry_later(self, slot: _Slot) -> None:
+    def _retry_later(self, slot: Slot) -> None:
         """Queue a failed write that nobody waits for again, after a backoff."""
         if self._closing or self._closed:
             return  # the next start redoes it from what is stored

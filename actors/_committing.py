@@ -37,24 +37,9 @@ class Committing:
     ) -> Step:
         """Commit ``inv`` with its outcome ``text``, then finish (answer the caller)."""
         kernel = self.kernel
-        s = env.signal
         done: object = None
-        if env.keyed or env.from_inbox or inv.dirty:
-            commit = Commit(
-                s.entity_type,
-                s.entity_id,
-                s,
-                text,
-                actor.seq + 1,
-                tuple(inv.events),
-                recorded_at=wall_seconds(kernel.clock),
-                set_timers=tuple(inv.timers.values()),
-                cancel_timers=tuple(inv.cancels),
-                outbox=tuple(inv.outbox),
-                has_journal=inv.has_journal,
-                mark=env.keyed,
-                from_inbox=env.from_inbox,
-            )
+        commit = self.record(actor, env, inv, text)
+        if commit is not None:
             # a commit under way is finished and answered: pause() waits for it (this flag
             # costs less than a shielded cancel scope, on the path every message takes)
             actor.hold()
@@ -66,23 +51,63 @@ class Committing:
                     raise slot.error
                 done = slot.result
             except StoreError as e:
-                actor.rollback()
-                actor.deactivate()  # rebuild from what is really stored
-                actor.ended(inv, "crashed", e)
-                if env.from_inbox:
-                    return Step.STORE_FAILED  # not acknowledged; safe in the inbox: run it again
-                if env.reply is not None:
-                    env.reply.fail(e)
-                return Step.DONE
+                return self.not_written(actor, env, inv, e)
             finally:
                 actor.release()  # a waiting pause takes effect at the next await: the answer goes first
-        self._finish(actor, env, inv, done, rejected, result)
-        if env.keyed:
-            kernel.outcomes.notify(s.signal_id, text, remote=env.recovered)
-        self.parking.check(actor)
+        self.written(actor, env, inv, text, done, rejected, result)
         return Step.DONE
 
-    def _finish(
+    def not_written(self, actor: Actor, env: Envelope, inv: Invocation, error: StoreError) -> Step:
+        """The commit failed: back to what is stored; the caller gets the error, or an
+        inbox signal (not acknowledged, safe in the inbox) runs again."""
+        actor.rollback()
+        actor.deactivate()  # rebuild from what is really stored
+        actor.ended(inv, "crashed", error)
+        if env.from_inbox:
+            return Step.STORE_FAILED
+        if env.reply is not None:
+            env.reply.fail(error)
+        return Step.DONE
+
+    def written(
+        self,
+        actor: Actor,
+        env: Envelope,
+        inv: Invocation,
+        text: str,
+        done: object,
+        rejected: ActorsError | None,
+        result: object,
+    ) -> None:
+        """The commit is written (or there was nothing to write): finish and answer."""
+        self.finish(actor, env, inv, done, rejected, result)
+        if env.keyed:
+            self.kernel.outcomes.notify(env.signal.signal_id, text, remote=env.recovered)
+        self.parking.check(actor)
+
+    def record(self, actor: Actor, env: Envelope, inv: Invocation, text: str) -> Commit | None:
+        """The write that commits ``inv`` with its outcome ``text`` (None: nothing to
+        write, an unkeyed signal that changed nothing and came from no inbox)."""
+        if not (env.keyed or env.from_inbox or inv.dirty):
+            return None
+        s = env.signal
+        return Commit(
+            s.entity_type,
+            s.entity_id,
+            s,
+            text,
+            actor.seq + 1,
+            tuple(inv.events),
+            recorded_at=wall_seconds(self.kernel.clock),
+            set_timers=tuple(inv.timers.values()),
+            cancel_timers=tuple(inv.cancels),
+            outbox=tuple(inv.outbox),
+            has_journal=inv.has_journal,
+            mark=env.keyed,
+            from_inbox=env.from_inbox,
+        )
+
+    def finish(
         self,
         actor: Actor,
         env: Envelope,
@@ -91,6 +116,8 @@ class Committing:
         rejected: ActorsError | None,
         result: object,
     ) -> None:
+        """After the commit (``done``: its result): the actor's state is the committed
+        one, timers and outbox go on, the caller gets its answer, maybe a snapshot."""
         kernel = self.kernel
         actor.committed(len(inv.events))
         if inv.timers or inv.cancels:

@@ -16,18 +16,18 @@ import anyio
 from actors import _outcome as outcome
 from actors._actor import Actor
 from actors._committing import Committing
-from actors._entity import Entity
 from actors._envelope import Envelope, closed_error
 from actors._ids import safe_repr
 from actors._invocation import Invocation
 from actors._kernel import Kernel
 from actors._parking import Parking
+from actors._pump import First, Pump, check_state
 from actors._repeats import Repeats
 from actors._restarts import Restarts
 from actors._run import Run
 from actors._spec import IMMUTABLE_VALUES
 from actors._supervision import Step
-from actors.errors import Cancelled, CorruptRecord, DefinitionError, HandlerFailed, Rejected, StoreError
+from actors.errors import Cancelled, CorruptRecord, HandlerFailed, Rejected, StoreError
 from persistence.store import JournalEntry
 
 
@@ -39,14 +39,10 @@ def _cancelled_by(scope: anyio.CancelScope | None, error: BaseException) -> bool
     return (scope is not None and scope.cancel_called) or (task is not None and task.cancelling() > 0)
 
 
-def _same(a: object, b: object) -> bool:
-    return a is b or a == b
-
-
 class Loop:
     """Runs the actors of one system: their drain loops and the phases of one signal."""
 
-    __slots__ = ("commits", "kernel", "parking", "repeats", "restarts")
+    __slots__ = ("commits", "kernel", "parking", "pump", "repeats", "restarts")
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
@@ -54,6 +50,15 @@ class Loop:
         self.commits = Committing(kernel, self.parking)
         self.repeats = Repeats(kernel)
         self.restarts = Restarts(kernel)
+        self.pump = Pump(kernel, self.commits, self.drain)
+
+    def start(self, actor: Actor) -> None:
+        """Start handling the actor's mailbox: without a task while its messages allow
+        (``actors._pump``), else in a drain task."""
+        if actor.mailbox and self.pump.takes(actor, actor.mailbox[0]):
+            self.pump.start(actor)
+        else:
+            actor.task = self.kernel.tasks.spawn_drain(self.drain(actor))
 
     # ------------------------------------------------------------ the actor's Runtime
     async def checkpoint(self, actor: Actor, inv: Invocation, entries: list[JournalEntry]) -> None:
@@ -72,25 +77,30 @@ class Loop:
         """Park ``inv`` until its wait is over; returns the wake value."""
         return await self.parking.park(actor, inv, predicate, deadline, deadline_value, watch)
 
-    async def drain(self, actor: Actor) -> None:
-        """Handle the actor's mailbox (resumed invocations first) until it is empty.
+    async def drain(self, actor: Actor, first: tuple[Envelope, First] | None = None) -> None:
+        """Handle the actor's mailbox (resumed invocations first) until it is empty;
+        ``first``: a message the pump hands over, to go on with from where it stopped.
 
         ``Actor.pause`` cancels this task natively when the system closes; a commit under
         way holds the pause until it is written and answered (``Actor.hold``).
         """
         try:
             while True:  # the containers are read each turn: a first append replaces them
-                if actor.resumable:  # a parked invocation whose wait is over goes first
+                start: First | None = None
+                if first is not None:
+                    (env, start), first = first, None
+                elif actor.resumable:  # a parked invocation whose wait is over goes first
                     await self.parking.resume(actor, actor.resumable.popleft())
                     continue
-                if not actor.mailbox:
+                elif not actor.mailbox:
                     break
-                env = actor.mailbox.popleft()
-                if env.handler.is_async:  # may park: runs in a task of its own
-                    await self._start_run(actor, env)
-                    continue
+                else:
+                    env = actor.mailbox.popleft()
+                    if env.handler.is_async:  # may park: runs in a task of its own
+                        await self._start_run(actor, env)
+                        continue
                 try:
-                    await self.handle(actor, env)
+                    await self.handle(actor, env, first=start)
                 except anyio.get_cancelled_exc_class():
                     actor.rollback()
                     actor.deactivate()
@@ -162,19 +172,30 @@ class Loop:
                 run.segment.set_result(None)
 
     # ------------------------------------------------------------ one signal, attempt by attempt
-    async def handle(self, actor: Actor, env: Envelope, run: Run | None = None) -> None:
-        """Handle one signal, attempt by attempt (a keyed one is first checked for a repeat)."""
+    async def handle(
+        self, actor: Actor, env: Envelope, run: Run | None = None, *, first: First | None = None
+    ) -> None:
+        """Handle one signal, attempt by attempt (a keyed one is first checked for a
+        repeat); ``first``: how its first attempt ended in the pump."""
         store_failures = 0
         attempt = runs = 1
         checked = not env.keyed  # a keyed signal may be a repeat: look for its mark first
         while True:
             try:
-                await actor.ensure_active()
-                if not checked:
-                    if self.repeats.tell_conflict(actor, env) or await self.repeats.answer(actor, env):
-                        return
+                if first is not None:
+                    started, first = first, None
+                    if isinstance(started, Step):
+                        step = started
+                    else:
+                        step = await self.failed(actor, env, *started, 1)
                     checked = True
-                step = await self.handle_one(actor, env, attempt, runs, run)
+                else:
+                    await actor.ensure_active()
+                    if not checked:
+                        if self.repeats.tell_conflict(actor, env) or await self.repeats.answer(actor, env):
+                            return
+                        checked = True
+                    step = await self.handle_one(actor, env, attempt, runs, run)
             except StoreError as e:
                 if not env.from_inbox or isinstance(e, CorruptRecord):
                     self.kernel.log.error(
@@ -247,30 +268,43 @@ class Loop:
                 result = await result
             inv.check_finished()
             if not spec.shallow_copy:
-                self._check_state(actor, inv, entity)
+                check_state(actor, inv, entity)
             text = outcome.encode_ok(codec, result, h.returns, f"{spec.name}.{h.name}")
             if type(result) not in IMMUTABLE_VALUES:
                 result = copy.deepcopy(result)
-        except Rejected as r:
+        except BaseException as e:
+            return await self.failed(actor, env, inv, e, attempt, scope)
+        finally:
+            object.__setattr__(entity, "_actors_ctx", None)
+        return await self.commits.commit(actor, env, inv, text, None, result)
+
+    async def failed(
+        self,
+        actor: Actor,
+        env: Envelope,
+        inv: Invocation,
+        e: BaseException,
+        attempt: int,
+        scope: anyio.CancelScope | None = None,
+    ) -> Step:
+        """The handler of ``inv`` raised ``e``: a rejection or cancellation is committed as
+        its outcome, the runtime's own cancellation pauses it (raised again), anything
+        else is a crash for the supervisor (``Step.RETRY``: it runs again)."""
+        replaying = inv.replay is not None and inv.replay.replaying
+        if isinstance(e, Rejected | Cancelled):
             if self.kernel.tasks.closing:
                 return self._paused(actor, env, inv)
-            if inv.replay is not None and inv.replay.replaying:  # refused inside committed segments
-                return await self.restarts.crashed(
-                    actor, env, inv, inv.nondeterminism("it is rejected in a replayed segment"), attempt
-                )
-            if not getattr(r, "commit", False):
+            if replaying:  # refused or cancelled inside committed segments
+                how = "rejected" if isinstance(e, Rejected) else "cancelled"
+                error = inv.nondeterminism(f"it is {how} in a replayed segment")
+                return await self.restarts.crashed(actor, env, inv, error, attempt)
+            if isinstance(e, Cancelled):
+                return await self.commits.commit(actor, env, inv, outcome.encode_cancelled(e), e, None)
+            if not getattr(e, "commit", False):
                 actor.rollback()
                 inv.drop_effects()
-            return await self.commits.commit(actor, env, inv, outcome.encode_error("rejected", r), r, None)
-        except Cancelled as c:
-            if self.kernel.tasks.closing:
-                return self._paused(actor, env, inv)
-            if inv.replay is not None and inv.replay.replaying:
-                return await self.restarts.crashed(
-                    actor, env, inv, inv.nondeterminism("it is cancelled in a replayed segment"), attempt
-                )
-            return await self.commits.commit(actor, env, inv, outcome.encode_cancelled(c), c, None)
-        except Exception as e:
+            return await self.commits.commit(actor, env, inv, outcome.encode_error("rejected", e), e, None)
+        if isinstance(e, Exception):
             if self.kernel.tasks.closing:
                 return self._paused(actor, env, inv)
             if isinstance(e, StoreError) and not isinstance(e, CorruptRecord):
@@ -279,32 +313,26 @@ class Loop:
                 actor.rollback()
                 actor.deactivate()
                 actor.ended(inv, "crashed", e)
-                raise
+                raise e
             return await self.restarts.crashed(actor, env, inv, e, attempt)
-        except BaseException as e:
-            if _cancelled_by(scope, e):
-                actor.rollback()
-                actor.deactivate()
-                actor.ended(inv, "paused", None)
-                raise
-            if isinstance(e, (KeyboardInterrupt, SystemExit)):
-                actor.rollback()
-                actor.deactivate()
-                actor.ended(inv, "crashed", e)
-                if env.reply is not None:
-                    env.reply.fail(
-                        HandlerFailed(
-                            f"{spec.name}/{actor.id}.{h.name} raised {safe_repr(e)}",
-                            handler=f"{spec.name}.{h.name}",
-                            attempts=attempt,
-                        )
-                    )
-                raise
-            # any other BaseException (a custom one, a helper task's cancellation) is a crash
-            return await self.restarts.crashed(actor, env, inv, e, attempt)
-        finally:
-            object.__setattr__(entity, "_actors_ctx", None)
-        return await self.commits.commit(actor, env, inv, text, None, result)
+        if _cancelled_by(scope, e):
+            actor.rollback()
+            actor.deactivate()
+            actor.ended(inv, "paused", None)
+            raise e
+        if isinstance(e, KeyboardInterrupt | SystemExit):
+            actor.rollback()
+            actor.deactivate()
+            actor.ended(inv, "crashed", e)
+            if env.reply is not None:
+                name = f"{actor.spec.name}.{env.handler.name}"
+                env.reply.fail(
+                    HandlerFailed(f"{actor.spec.name}/{actor.id}.{env.handler.name} raised {safe_repr(e)}",
+                                  handler=name, attempts=attempt)
+                )  # fmt: skip
+            raise e
+        # any other BaseException (a custom one, a helper task's cancellation) is a crash
+        return await self.restarts.crashed(actor, env, inv, e, attempt)
 
     def _paused(self, actor: Actor, env: Envelope, inv: Invocation) -> Step:
         """The system closed under a running handler: keep nothing, answer truthfully."""
@@ -314,17 +342,3 @@ class Loop:
         if env.reply is not None:
             env.reply.fail(closed_error(env))
         return Step.DONE
-
-    def _check_state(self, actor: Actor, inv: Invocation, entity: Entity) -> None:
-        """Refuse a handler that changed fields other than through its events."""
-        assert actor.backup is not None
-        spec = actor.spec
-        expected = spec.clone(actor.backup)
-        for event in inv.applied:
-            spec.appliers[type(event)](expected, event)
-        changed = [f for f in spec.field_names if not _same(getattr(expected, f), getattr(entity, f))]
-        if changed:
-            raise DefinitionError(
-                f"{spec.name}.{inv.env.handler.name} changed {', '.join(changed)} without an event: "
-                "fields change only in @applies methods (emit an event)"
-            )

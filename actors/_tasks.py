@@ -15,7 +15,7 @@ class Tasks:
     awaited on close. Plain asyncio tasks, not a task group entered at start, so
     ``aclose()`` works from any cancel scope of its caller."""
 
-    __slots__ = ("_drain_ended", "_log", "drains", "state", "tasks")
+    __slots__ = ("_drain_ended", "_log", "drains", "pumping", "state", "tasks")
 
     def __init__(self, log: logging.Logger) -> None:
         self._log = log
@@ -25,6 +25,8 @@ class Tasks:
         self.drains: set[asyncio.Task[None]] = set()
         """The actors' drain tasks."""
         self._drain_ended = self.drains.discard  # one bound method, not one per drain
+        self.pumping = 0
+        """Actors whose mailbox is handled without a task of their own (``actors._pump``)."""
 
     @property
     def running(self) -> bool:

@@ -1,0 +1,229 @@
+"""Plain messages of active actors run without a task (``actors._pump``); everything
+else is handed to the drain task, which goes on from exactly where the pump stopped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, ClassVar
+
+import anyio
+import attrs
+import pytest
+
+from actors import (
+    ActorSystem,
+    Entity,
+    HandlerFailed,
+    Rejected,
+    StoreError,
+    SupervisorPolicy,
+    applies,
+    query,
+    signal,
+)
+from actors._tasks import Tasks
+from actors.testing import VirtualClock
+from persistence import MemoryStore, SqliteStore
+from persistence.faults import FaultyStore, commits_for
+from tests.models import Account
+
+pytestmark = pytest.mark.anyio
+
+POLICY = SupervisorPolicy(initial_backoff=dt.timedelta(seconds=1), max_backoff=dt.timedelta(seconds=8))
+
+
+def count_drains(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The drain tasks started from now on (by the name of their coroutine)."""
+    started: list[str] = []
+    real = Tasks.spawn_drain
+
+    def spawn_drain(self: Tasks, coro: Coroutine[Any, Any, None]) -> Any:
+        started.append(coro.__qualname__)
+        return real(self, coro)
+
+    monkeypatch.setattr(Tasks, "spawn_drain", spawn_drain)
+    return started
+
+
+@attrs.frozen
+class Noted:
+    what: str
+
+
+@attrs.define
+class Ledger(Entity):
+    """Notes what it was asked, in order; ``flaky`` fails while its budget lasts."""
+
+    notes: tuple[str, ...] = ()
+    failures: ClassVar[dict[str, int]] = {}
+
+    @signal
+    def note(self, what: str) -> int:
+        self.emit(Noted(what))
+        return len(self.notes)
+
+    @signal
+    def flaky(self, what: str) -> int:
+        left = Ledger.failures.get(what, 0)
+        if left:
+            Ledger.failures[what] = left - 1
+            self.emit(Noted("half-done"))  # applied, then rolled back with the crash
+            raise RuntimeError(f"{what} failed ({left} left)")
+        self.emit(Noted(what))
+        return len(self.notes)
+
+    @signal
+    def refuse(self, what: str) -> int:
+        raise Rejected(f"no {what}")
+
+    @signal
+    async def later(self, what: str) -> int:
+        await anyio.lowlevel.checkpoint()
+        self.emit(Noted(what))
+        return len(self.notes)
+
+    @applies
+    def _noted(self, event: Noted) -> None:
+        self.notes = (*self.notes, event.what)
+
+    @query
+    def get_notes(self) -> tuple[str, ...]:
+        return self.notes
+
+
+async def test_plain_messages_of_active_actors_run_without_a_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with ActorSystem(SqliteStore(tmp_path / "a.db"), entities=[Account]) as system:
+        refs = [system.ref(Account, f"a{i}") for i in range(10)]
+        for r in refs:
+            await r.query(Account.get_balance)  # loaded
+        drains = count_drains(monkeypatch)
+        async with anyio.create_task_group() as tg:
+            for i in range(200):
+                tg.start_soon(refs[i % 10].ask, Account.deposit, 1)
+        assert drains == []
+        assert [await r.query(Account.get_balance) for r in refs] == [20] * 10
+        await refs[0].options(key="k1").ask(Account.deposit, 1)  # a key: its mark is looked up first
+        assert drains == ["Loop.drain"]
+    async with SqliteStore(tmp_path / "a.db") as again:  # durable: every deposit on disk
+        assert len(await again.read_events("Account", "a3", after=0, limit=100)) == 20
+
+
+async def test_a_message_the_pump_cannot_run_keeps_its_place_in_the_mailbox() -> None:
+    async with ActorSystem(MemoryStore(), entities=[Ledger]) as system:
+        ref = system.ref(Ledger, "l")
+        await ref.ask(Ledger.note, "start")
+        calls = [
+            (Ledger.note, "a", None),
+            (Ledger.note, "b", "key-b"),  # keyed: to the drain task
+            (Ledger.note, "c", None),
+            (Ledger.later, "d", None),  # async: to the drain task
+            (Ledger.note, "e", None),
+        ]
+        async with anyio.create_task_group() as tg:
+            for handler, what, key in calls:  # delivered in this order, one mailbox
+                tg.start_soon(lambda h=handler, w=what, k=key: (ref.options(key=k) if k else ref).ask(h, w))
+        assert await ref.query(Ledger.get_notes) == ("start", "a", "b", "c", "d", "e")
+
+
+async def test_a_crash_in_the_pump_is_the_supervisors_with_every_attempt_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = VirtualClock()
+    async with ActorSystem(MemoryStore(), entities=[Ledger], clock=clock, supervision=POLICY) as system:
+        ref = system.ref(Ledger, "l")
+        await ref.ask(Ledger.note, "start")
+        monkeypatch.setitem(Ledger.failures, "twice", 2)
+        drains = count_drains(monkeypatch)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ref.ask, Ledger.flaky, "twice")
+            await clock.advance(dt.timedelta(seconds=10))  # backoff 1 s, then 2 s
+        assert drains == ["Loop.drain"]  # the crash went to a drain task
+        assert await ref.query(Ledger.get_notes) == ("start", "twice")  # the half-done rolled back
+        monkeypatch.setitem(Ledger.failures, "always", 99)
+        async with anyio.create_task_group() as tg:
+
+            async def fails() -> None:
+                with pytest.raises(HandlerFailed) as info:
+                    await ref.ask(Ledger.flaky, "always")
+                assert info.value.attempts == POLICY.max_attempts
+
+            tg.start_soon(fails)
+            await clock.advance(dt.timedelta(seconds=60))
+        with pytest.raises(Rejected, match="no thanks"):  # a refusal: committed as the outcome
+            await ref.ask(Ledger.refuse, "thanks")
+        assert await ref.ask(Ledger.note, "end") == 3
+        assert Ledger.failures["always"] == 99 - POLICY.max_attempts
+
+
+async def test_a_pumped_commit_that_fails_runs_again_from_the_inbox_and_is_applied_once() -> None:
+    clock = VirtualClock()
+    store = FaultyStore(MemoryStore())
+    async with ActorSystem(store, [Account], clock=clock, supervision=POLICY) as system:
+        a = system.ref(Account, "a")
+        assert await a.ask(Account.deposit, 1) == 1  # loaded: the next messages are pumped
+        store.fail("write", "io", times=2, when=commits_for("a"))
+        await a.tell(Account.deposit, 7)
+        await clock.advance(dt.timedelta(0))
+        assert store.failures == 1
+        assert await a.query(Account.get_balance) == 1
+        await clock.advance(dt.timedelta(seconds=3.5))  # backoff 1 s, then 2 s
+        assert store.failures == 2
+        assert await a.query(Account.get_balance) == 8
+        assert await store.read_inbox(after=0, limit=10) == []
+        assert [e.data for e in await store.read_events("Account", "a", after=0, limit=10)] == [
+            '{"amount":1}',
+            '{"amount":7}',
+        ]
+
+
+async def test_an_ask_whose_pumped_commit_fails_gets_the_error_and_the_actor_goes_on() -> None:
+    store = FaultyStore(MemoryStore())
+    async with ActorSystem(store, [Account]) as system:
+        a = system.ref(Account, "a")
+        assert await a.ask(Account.deposit, 1) == 1
+        store.fail("write", "full", when=commits_for("a"))
+        with pytest.raises(StoreError, match="full"):
+            await a.ask(Account.deposit, 5)
+        assert await a.query(Account.get_balance) == 1  # nothing of it kept
+        assert await a.ask(Account.deposit, 2) == 3  # reloaded from the store: it goes on
+        assert len(await store.read_events("Account", "a", after=0, limit=10)) == 2
+
+
+async def test_closing_answers_a_pumped_ask_whose_commit_is_under_way(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "a.db", inline_writes=0)
+    release = anyio.Event()
+    writing = anyio.Event()
+    real_write = store.write
+
+    async def slow_write(batch: Any) -> Any:
+        if any(getattr(w, "entity_id", None) == "slow" for w in batch):
+            writing.set()
+            await release.wait()
+        return await real_write(batch)
+
+    store.write = slow_write  # type: ignore[method-assign]
+    system = ActorSystem(store, entities=[Account])
+    answers: list[object] = []
+    async with system:
+        ref = system.ref(Account, "slow")
+        await ref.query(Account.get_balance)
+        async with anyio.create_task_group() as tg:
+
+            async def ask() -> None:
+                answers.append(await ref.ask(Account.deposit, 4))
+
+            tg.start_soon(ask)
+            await writing.wait()  # the commit is under way
+            tg.start_soon(system.aclose)
+            await anyio.wait_all_tasks_blocked()
+            release.set()
+    assert 4 in answers  # the real answer, after the write
+    async with SqliteStore(tmp_path / "a.db") as again:
+        assert [e.data for e in await again.read_events("Account", "slow", after=0, limit=10)] == [
+            '{"amount":4}'
+        ]
