@@ -31,6 +31,9 @@ from actors._spec import IMMUTABLE_VALUES
 from actors._supervision import Step
 from actors.errors import DefinitionError, StoreError
 
+BURST = 64
+"""Messages one actor runs in one turn of the event loop at most."""
+
 First = Step | tuple[Invocation, BaseException]
 """Where a drain task takes a message over: after a failed commit (``Step``), or after
 the handler raised (the invocation and the error)."""
@@ -104,11 +107,19 @@ class Pump:
 
     def run(self, actor: Actor) -> None:
         """Handle messages until one must wait for its commit, the mailbox is empty, or
-        the next one needs the drain task."""
+        the next one needs the drain task. After ``BURST`` messages written at once
+        (nothing else runs, so each commit is written by its caller) the rest waits
+        for the next turn of the event loop: one actor's long mailbox does not keep
+        everything else (timers, queries, the network) waiting."""
+        budget = BURST
         while actor.mailbox:
             env = actor.mailbox[0]
             if not self.takes(actor, env):
                 break
+            if not budget:
+                asyncio.get_running_loop().call_soon(self.run, actor)
+                return
+            budget -= 1
             actor.mailbox.popleft()
             try:
                 finished = self._one(actor, env)

@@ -5,6 +5,7 @@ else is handed to the drain task, which goes on from exactly where the pump stop
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,6 +25,7 @@ from actors import (
     query,
     signal,
 )
+from actors._pump import BURST
 from actors._tasks import Tasks
 from actors.testing import VirtualClock
 from persistence import MemoryStore, SqliteStore
@@ -227,3 +229,25 @@ async def test_closing_answers_a_pumped_ask_whose_commit_is_under_way(tmp_path: 
         assert [e.data for e in await again.read_events("Account", "slow", after=0, limit=10)] == [
             '{"amount":4}'
         ]
+
+
+async def test_one_actors_long_mailbox_lets_the_event_loop_turn() -> None:
+    """With nothing else running every commit is written at once, so nothing would
+    ever wait: after ``BURST`` messages the rest goes on in the next turn."""
+    async with ActorSystem(MemoryStore(), entities=[Account]) as system:
+        ref = system.ref(Account, "a")
+        await ref.ask(Account.deposit, 1)
+        actor = system._directory.actors[("Account", "a")]
+        seen: list[int] = []
+        async with anyio.create_task_group() as tg:
+            for _ in range(3 * BURST):
+                tg.start_soon(ref.ask, Account.deposit, 1)
+            await anyio.lowlevel.checkpoint()  # every ask is in the mailbox now
+            while actor.running:
+                assert actor.view is not None
+                seen.append(actor.view.balance)  # type: ignore[attr-defined]
+                await anyio.lowlevel.checkpoint()
+        assert await ref.query(Account.get_balance) == 1 + 3 * BURST
+        assert any(1 < b < 1 + 3 * BURST for b in seen), seen  # seen half-way: the loop turned
+        # at most a burst per turn (plus the message whose commit called the actor back)
+        assert max(b2 - b1 for b1, b2 in itertools.pairwise(seen)) <= BURST + 1, seen
