@@ -7,7 +7,6 @@ One :class:`Loop` per system implements the actor's ``Runtime``. Internal."""
 from __future__ import annotations
 
 import asyncio
-import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -21,11 +20,10 @@ from actors._ids import safe_repr
 from actors._invocation import Invocation
 from actors._kernel import Kernel
 from actors._parking import Parking
-from actors._pump import First, Pump, check_state
+from actors._pump import First, Pump, arguments, internal_error, returned
 from actors._repeats import Repeats
 from actors._restarts import Restarts
 from actors._run import Run
-from actors._spec import IMMUTABLE_VALUES
 from actors._supervision import Step
 from actors.errors import Cancelled, CorruptRecord, HandlerFailed, Rejected, StoreError
 from persistence.store import JournalEntry
@@ -108,7 +106,7 @@ class Loop:
                         env.reply.fail(closed_error(env))
                     raise
                 except Exception as e:  # a bug in the runtime: keep the system alive, say so
-                    self._internal_error(actor, env, e)
+                    internal_error(self.kernel, actor, env, e)
                 finally:
                     actor.handled(env)
         finally:
@@ -117,14 +115,6 @@ class Loop:
             actor.running = False
             actor.last_active = self.kernel.clock.now()
             self.kernel.work.dec()
-
-    def _internal_error(self, actor: Actor, env: Envelope, e: Exception) -> None:
-        self.kernel.log.exception(
-            "%r: internal error handling %s", actor, env.signal.handler, extra=actor.extra(env)
-        )
-        actor.deactivate()
-        if env.reply is not None:
-            env.reply.fail(e)
 
     # ------------------------------------------------------------ invocations that may park
     async def _start_run(self, actor: Actor, env: Envelope) -> None:
@@ -161,7 +151,7 @@ class Loop:
                         env.reply.fail(closed_error(env))
                     raise
                 except Exception as e:  # a bug in the runtime: keep the system alive, say so
-                    self._internal_error(actor, env, e)
+                    internal_error(self.kernel, actor, env, e)
         finally:
             actor.handled(env)
             run.end()
@@ -253,25 +243,14 @@ class Loop:
             inv.token = obs.invocation_started(inv.info)
         h = env.handler
         spec = actor.spec
-        codec = self.kernel.codec
         if not spec.shallow_copy and actor.backup is None and inv.replay is None:
             actor.before_first_emit()  # in-place edits of mutable fields become detectable
         object.__setattr__(entity, "_actors_ctx", inv)
         try:
-            values = (
-                env.values
-                if env.values is not None and h.immutable_args
-                else h.decode(codec, env.signal.args)
-            )
-            result = h.call(entity, values)
+            result = h.call(entity, arguments(self.kernel, env))
             if h.is_async:
                 result = await result
-            inv.check_finished()
-            if not spec.shallow_copy:
-                check_state(actor, inv, entity)
-            text = outcome.encode_ok(codec, result, h.returns, f"{spec.name}.{h.name}")
-            if type(result) not in IMMUTABLE_VALUES:
-                result = copy.deepcopy(result)
+            text, result = returned(self.kernel, actor, inv, result)
         except BaseException as e:
             return await self.failed(actor, env, inv, e, attempt, scope)
         finally:

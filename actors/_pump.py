@@ -61,6 +61,40 @@ def check_state(actor: Actor, inv: Invocation, entity: Entity) -> None:
         )
 
 
+def arguments(kernel: Kernel, env: Envelope) -> dict[str, object]:
+    """The handler's arguments: decoded from what was stored (neither its caller nor an
+    earlier attempt can change them), unless they are immutable values."""
+    h = env.handler
+    if env.values is not None and h.immutable_args:
+        return env.values
+    return h.decode(kernel.codec, env.signal.args)
+
+
+def returned(kernel: Kernel, actor: Actor, inv: Invocation, result: object) -> tuple[str, object]:
+    """The handler of ``inv`` returned ``result``: check it finished and changed fields
+    only through events; its outcome text (encoded, checked and sized as a repeat
+    returns it) and the result to hand out (a copy, so no caller holds live state)."""
+    inv.check_finished()
+    spec = actor.spec
+    if not spec.shallow_copy:
+        assert inv.target is not None
+        check_state(actor, inv, inv.target)
+    h = inv.env.handler
+    text = outcome.encode_ok(kernel.codec, result, h.returns, f"{spec.name}.{h.name}")
+    if type(result) not in IMMUTABLE_VALUES:
+        result = copy.deepcopy(result)
+    return text, result
+
+
+def internal_error(kernel: Kernel, actor: Actor, env: Envelope, e: Exception) -> None:
+    """A bug in the runtime while handling ``env``: keep the system alive, say so, and
+    answer its caller; the actor is rebuilt from the store."""
+    kernel.log.exception("%r: internal error handling %s", actor, env.signal.handler, extra=actor.extra(env))
+    actor.deactivate()
+    if env.reply is not None:
+        env.reply.fail(e)
+
+
 class _AfterCommit:
     """A pumped message whose commit waits for the group commit: called with its slot."""
 
@@ -144,19 +178,7 @@ class Pump:
             actor.before_first_emit()  # in-place edits of mutable fields become detectable
         object.__setattr__(entity, "_actors_ctx", inv)
         try:
-            codec = kernel.codec
-            values = (
-                env.values
-                if env.values is not None and h.immutable_args
-                else h.decode(codec, env.signal.args)
-            )
-            result = h.call(entity, values)
-            inv.check_finished()
-            if not spec.shallow_copy:
-                check_state(actor, inv, entity)
-            text = outcome.encode_ok(codec, result, h.returns, f"{spec.name}.{h.name}")
-            if type(result) not in IMMUTABLE_VALUES:
-                result = copy.deepcopy(result)
+            text, result = returned(kernel, actor, inv, h.call(entity, arguments(kernel, env)))
         except BaseException as e:  # the drain task decides what it means (Loop.failed)
             self._hand_over(actor, env, (inv, e))
             return False
@@ -207,12 +229,7 @@ class Pump:
         return True
 
     def _internal_error(self, actor: Actor, env: Envelope, e: Exception) -> None:
-        self.kernel.log.exception(
-            "%r: internal error handling %s", actor, env.signal.handler, extra=actor.extra(env)
-        )
-        actor.deactivate()
-        if env.reply is not None:
-            env.reply.fail(e)
+        internal_error(self.kernel, actor, env, e)
         actor.handled(env)
 
     def _hand_over(self, actor: Actor, env: Envelope, first: First) -> None:

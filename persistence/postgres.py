@@ -999,18 +999,7 @@ class PostgresStore:
                 for c in run
                 for i, e in enumerate(c.events)
             ],
-            "mk": [
-                (
-                    c.entity_type,
-                    c.entity_id,
-                    c.signal.signal_id,
-                    c.signal.fingerprint,
-                    c.outcome,
-                    c.recorded_at,
-                )
-                for c in run
-                if c.mark
-            ],
+            "mk": [c.mark_row() for c in run if c.mark],
             "tk": [(c.entity_type, c.entity_id, c.signal.signal_id) for c in run if c.from_inbox],
             "jn": [(c.entity_type, c.entity_id, c.signal.signal_id) for c in run if c.has_journal],
             "dl": [

@@ -862,18 +862,7 @@ class SqliteStore:
                 await db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", events)
             except sqlite3.IntegrityError as e:
                 raise StoreError(f"sequence conflict while appending events (a second writer?): {e}") from e
-        marks = [
-            (
-                c.entity_type,
-                c.entity_id,
-                c.signal.signal_id,
-                c.signal.fingerprint,
-                c.outcome,
-                c.recorded_at,
-            )
-            for c in run
-            if c.mark
-        ]
+        marks = [c.mark_row() for c in run if c.mark]
         if marks:
             try:
                 await db.executemany("INSERT INTO processed VALUES (?, ?, ?, ?, ?, ?)", marks)

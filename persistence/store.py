@@ -202,6 +202,12 @@ class Commit:
     from_inbox: bool = True
     """The signal is in the inbox: remove it."""
 
+    def mark_row(self) -> tuple[str, str, str, str, str, float]:
+        """Its processed mark as stored: entity type and id, signal id, fingerprint,
+        outcome, time."""
+        s = self.signal
+        return (self.entity_type, self.entity_id, s.signal_id, s.fingerprint, self.outcome, self.recorded_at)
+
 
 @attrs.frozen
 class SaveSnapshot:
