@@ -8,8 +8,8 @@ commit are pure cost (about a fifth of W1 at 512 in flight). :class:`Pump` runs
 them one after another in a callback; when a commit has to wait for the group
 commit, the committer hands the written slot back (``Slot.then``) and the next
 message runs from there. Anything else (an async handler, a key, an actor to load,
-a handler that raised, a commit that failed, an observer) is handed to the drain
-task of ``actors._loop``, which goes on from exactly that point. Internal.
+a handler that raised, a commit that failed) is handed to the drain task of
+``actors._loop``, which goes on from exactly that point. Internal.
 """
 
 from __future__ import annotations
@@ -122,14 +122,13 @@ class Pump:
 
     def takes(self, actor: Actor, env: Envelope) -> bool:
         """Whether ``env`` can run here next: a plain handler of a loaded actor, no key
-        to look up, no observer to tell, the system running, the actor not stopped."""
+        to look up, the system running, the actor not stopped."""
         return (
             actor.entity is not None
             and not env.keyed
             and not env.handler.is_async
             and not actor.resumable
             and actor.stopped_until is None
-            and not self.kernel.observer.active
             and self.kernel.tasks.running
         )
 
@@ -174,6 +173,9 @@ class Pump:
         spec = actor.spec
         inv = Invocation(actor, env, 1)
         inv.target = entity
+        obs = kernel.observer
+        if obs.active:
+            inv.token = obs.invocation_started(inv.info)
         if not spec.shallow_copy and actor.backup is None:
             actor.before_first_emit()  # in-place edits of mutable fields become detectable
         object.__setattr__(entity, "_actors_ctx", inv)
