@@ -15,6 +15,7 @@ a handler that raised, a commit that failed) is handed to the drain task of
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import copy
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -113,12 +114,14 @@ class _AfterCommit:
 class Pump:
     """Runs the plain messages of every actor of one system without a task."""
 
-    __slots__ = ("commits", "drain", "kernel")
+    __slots__ = ("_ready", "commits", "drain", "kernel")
 
     def __init__(self, kernel: Kernel, commits: Committing, drain: Drain) -> None:
         self.kernel = kernel
         self.commits = commits
         self.drain = drain
+        self._ready: list[Actor] = []
+        """Actors to run in the next turn of the event loop (one callback for them all)."""
 
     def takes(self, actor: Actor, env: Envelope) -> bool:
         """Whether ``env`` can run here next: a plain handler of a loaded actor, no key
@@ -136,7 +139,20 @@ class Pump:
         """Handle ``actor``'s mailbox from the next turn of the event loop (``running``
         is set and its unit of work counted by the caller)."""
         self.kernel.tasks.pumping += 1
-        asyncio.get_running_loop().call_soon(self.run, actor)
+        self._later(actor)
+
+    def _later(self, actor: Actor) -> None:
+        self._ready.append(actor)
+        if len(self._ready) == 1:
+            asyncio.get_running_loop().call_soon(self._run_ready)
+
+    def _run_ready(self) -> None:
+        ready, self._ready = self._ready, []
+        for actor in ready:
+            try:
+                self.run(actor)
+            except Exception:  # a bug in the runtime: the other actors still run
+                self.kernel.log.exception("%r: internal error in the pump", actor)
 
     def run(self, actor: Actor) -> None:
         """Handle messages until one must wait for its commit, the mailbox is empty, or
@@ -150,12 +166,13 @@ class Pump:
             if not self.takes(actor, env):
                 break
             if not budget:
-                asyncio.get_running_loop().call_soon(self.run, actor)
+                self._later(actor)
                 return
             budget -= 1
             actor.mailbox.popleft()
-            try:
-                finished = self._one(actor, env)
+            try:  # in a context of its own: what the handler (or an observer) sets there
+                # stays there, not in the committer's task whose callback may run it
+                finished = contextvars.copy_context().run(self._one, actor, env)
             except Exception as e:  # a bug in the runtime: keep the system alive, say so
                 self._internal_error(actor, env, e)
                 continue

@@ -4,6 +4,7 @@ else is handed to the drain task, which goes on from exactly where the pump stop
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import itertools
 from collections.abc import Coroutine
@@ -251,3 +252,43 @@ async def test_one_actors_long_mailbox_lets_the_event_loop_turn() -> None:
         assert any(1 < b < 1 + 3 * BURST for b in seen), seen  # seen half-way: the loop turned
         # at most a burst per turn (plus the message whose commit called the actor back)
         assert max(b2 - b1 for b1, b2 in itertools.pairwise(seen)) <= BURST + 1, seen
+
+
+_TAG: contextvars.ContextVar[str | None] = contextvars.ContextVar("_TAG", default=None)
+
+
+@attrs.define
+class Tagger(Entity):
+    """Sets a context variable while it runs: the next message must not see it."""
+
+    n: int = 0
+
+    @signal
+    def tag(self, tag: str) -> str:
+        before = _TAG.get()
+        _TAG.set(tag)
+        self.emit(Noted(tag))
+        return before or ""
+
+    @applies
+    def _noted(self, event: Noted) -> None:
+        self.n += 1
+
+
+async def test_what_a_handler_sets_in_its_context_stays_with_its_message() -> None:
+    """The pump runs messages in callbacks, some from the committer's task: each in a
+    context of its own, so one handler's context variables reach no other."""
+    async with ActorSystem(MemoryStore(), entities=[Tagger]) as system:
+        refs = [system.ref(Tagger, f"t{i}") for i in range(20)]
+        for r in refs:
+            assert await r.ask(Tagger.tag, "first") == ""
+        seen: list[str] = []
+
+        async def ask(i: int) -> None:
+            seen.append(await refs[i % 20].ask(Tagger.tag, f"m{i}"))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(400):
+                tg.start_soon(ask, i)
+        assert seen == [""] * 400
+        assert _TAG.get() is None
