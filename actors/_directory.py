@@ -18,7 +18,6 @@ from actors._envelope import Envelope, closed_error
 from actors._ids import conflict_error, is_keyed
 from actors._kernel import Kernel
 from actors._loop import Loop
-from actors._marks import MarkReads
 from actors._spec import IMMUTABLE_VALUES, EntitySpec
 from actors.errors import DeadlineExceeded, StoreError, SystemClosed
 from persistence.store import Accept, Accepted, Duplicate, SignalRecord, TakeOutbox
@@ -49,7 +48,7 @@ class Directory:
         self.loop = Loop(kernel)
         """Runs every actor of the system (drain loop, commit, parking, supervision)."""
         self._activated = anyio.Event()
-        self.marks = MarkReads(kernel)
+        self.marks = self.loop.marks
         """Mark reads of asks waiting for another member's answer, one store read per turn."""
 
     def actor(self, spec: EntitySpec, entity_id: str) -> Actor:

@@ -19,6 +19,7 @@ from actors._envelope import Envelope, closed_error
 from actors._ids import safe_repr
 from actors._invocation import Invocation
 from actors._kernel import Kernel
+from actors._marks import MarkReads
 from actors._parking import Parking
 from actors._pump import First, Pump, arguments, internal_error, returned
 from actors._repeats import Repeats
@@ -40,13 +41,15 @@ def _cancelled_by(scope: anyio.CancelScope | None, error: BaseException) -> bool
 class Loop:
     """Runs the actors of one system: their drain loops and the phases of one signal."""
 
-    __slots__ = ("commits", "kernel", "parking", "pump", "repeats", "restarts")
+    __slots__ = ("commits", "kernel", "marks", "parking", "pump", "repeats", "restarts")
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
         self.parking = Parking(kernel)
         self.commits = Committing(kernel, self.parking)
-        self.repeats = Repeats(kernel)
+        self.marks = MarkReads(kernel)
+        """Processed-mark reads of one turn of the event loop, in one store read."""
+        self.repeats = Repeats(kernel, self.marks)
         self.restarts = Restarts(kernel)
         self.pump = Pump(kernel, self.commits, self.drain)
 

@@ -1,10 +1,11 @@
-"""Reads of processed marks by asks that wait for another member's answer, gathered
-into one store read per turn of the event loop. Internal.
+"""Reads of processed marks, gathered into one store read per turn of the event loop.
+Internal.
 
-An ask whose entity runs on another member is answered from the processed mark the
-owner commits; hundreds of such asks in flight each read their mark when woken. A
-store that can read many marks at once (``read_marks``: PostgreSQL) gets them all in
-one statement; any other store is read one mark at a time, as before.
+Keyed signals are checked for a repeat (a mark) before they run, and an ask whose
+entity runs on another member is answered from the mark the owner commits: hundreds
+of them in flight each read a mark. A store that can read many marks at once
+(``read_marks``, :class:`~persistence.store.ReadsMarks`: all of this package's) gets
+them all in one read; any other store is read one mark at a time.
 """
 
 from __future__ import annotations

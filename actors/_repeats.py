@@ -10,6 +10,7 @@ from actors._actor import Actor
 from actors._envelope import Envelope
 from actors._ids import conflict_error
 from actors._kernel import Kernel
+from actors._marks import MarkReads
 from actors.errors import StoreError
 from persistence.store import Commit
 
@@ -17,10 +18,12 @@ from persistence.store import Commit
 class Repeats:
     """Finds and answers the repeats of keyed signals, for every actor of one system."""
 
-    __slots__ = ("kernel",)
+    __slots__ = ("kernel", "marks")
 
-    def __init__(self, kernel: Kernel) -> None:
+    def __init__(self, kernel: Kernel, marks: MarkReads) -> None:
         self.kernel = kernel
+        self.marks = marks
+        """Mark reads of one turn of the event loop, in one store read."""
 
     def tell_conflict(self, actor: Actor, env: Envelope) -> bool:
         """A keyed ask whose key a tell with other arguments is using: refuse the ask."""
@@ -35,7 +38,7 @@ class Repeats:
         """Whether ``env`` is a repeat (it has a processed mark); if so, answer it from
         the mark (or with IdempotencyConflict) and take an inbox copy out."""
         s = env.signal
-        mark = await self.kernel.store.read_mark(s.entity_type, s.entity_id, s.signal_id)
+        mark = await self.marks.read((s.entity_type, s.entity_id, s.signal_id))
         if mark is None:
             return False
         if env.from_inbox:  # a repeat that reached the inbox (tell vs. a running ask): take it out

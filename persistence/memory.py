@@ -41,6 +41,7 @@ from persistence.store import (
     TimerRecord,
     Write,
     WriteResult,
+    check_mark_keys,
     shard_of,
     write_entity,
 )
@@ -375,6 +376,16 @@ class MemoryStore:
         """The processed mark of a signal, if it was processed."""
         self._check()
         return self._d.marks.get((entity_type, entity_id, signal_id))
+
+    async def read_marks(
+        self, keys: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], ProcessedMark]:
+        """The processed marks of several signals, ``(entity_type, entity_id, signal_id)``
+        each: those processed (a signal not processed has no entry)."""
+        check_mark_keys(keys)
+        self._check()
+        marks = self._d.marks
+        return {k: m for k in keys if (m := marks.get(k)) is not None}
 
     def _in(self, shards: Collection[int] | None, entity_type: str, entity_id: str) -> bool:
         return shards is None or shard_of(entity_type, entity_id, self._c.shard_count) in shards

@@ -93,6 +93,7 @@ from persistence.store import (
     TimerRecord,
     Write,
     WriteResult,
+    check_mark_keys,
     shard_of,
     write_entity,
 )
@@ -1629,12 +1630,7 @@ class PostgresStore:
     ) -> dict[tuple[str, str, str], ProcessedMark]:
         """The processed marks of several signals, ``(entity_type, entity_id, signal_id)``
         each, in one read: those processed (a signal not processed has no entry)."""
-        if isinstance(keys, str) or not all(
-            isinstance(k, tuple) and len(k) == 3 and all(isinstance(x, str) for x in k) for k in keys
-        ):
-            raise TypeError(
-                f"read_marks keys must be (entity_type, entity_id, signal_id) str tuples, got {keys!r:.80}"
-            )
+        check_mark_keys(keys)
         if not keys:
             return {}
         rows = await self._read(

@@ -76,6 +76,7 @@ from persistence.store import (
     TimerRecord,
     Write,
     WriteResult,
+    check_mark_keys,
     shard_of,
     write_entity,
 )
@@ -1119,6 +1120,26 @@ class SqliteStore:
         for r in rows:
             return ProcessedMark(*r)
         return None
+
+    async def read_marks(
+        self, keys: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], ProcessedMark]:
+        """The processed marks of several signals, ``(entity_type, entity_id, signal_id)``
+        each, in one read per 300: those processed (a signal not processed has no entry)."""
+        check_mark_keys(keys)
+        found: dict[tuple[str, str, str], ProcessedMark] = {}
+        for chunk in _chunks(list(dict.fromkeys(keys)), 300):
+            values = ", ".join("(?, ?, ?)" for _ in chunk)
+            # the keys as the outer loop of a join: each is a primary-key search
+            rows = await self._read(
+                f"WITH k(t, i, s) AS (VALUES {values}) SELECT p.entity_type, p.entity_id, p.signal_id, "
+                "p.fingerprint, p.outcome, p.processed_at FROM k JOIN processed p "
+                "ON p.entity_type = k.t AND p.entity_id = k.i AND p.signal_id = k.s",
+                [x for k in chunk for x in k],
+            )
+            for r in rows:
+                found[(r[0], r[1], r[2])] = ProcessedMark(r[2], r[3], r[4], r[5])
+        return found
 
     async def read_inbox(
         self, *, after: int, limit: int, shards: Collection[int] | None = None

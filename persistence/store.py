@@ -404,6 +404,20 @@ class Store(Protocol):
 # ---------------------------------------------------------------- several members
 
 
+class ReadsMarks(Protocol):
+    """A store that reads many processed marks in one go (optional; every store of this
+    package has it). The runtime gathers the mark reads of one turn of the event loop
+    (keyed signals checked for a repeat, asks answered from another member's mark) into
+    one call; a store without it is read one mark at a time."""
+
+    async def read_marks(
+        self, keys: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], ProcessedMark]:
+        """The marks of the processed ones of ``keys`` ((entity_type, entity_id,
+        signal_id) each); TypeError for anything else than such tuples of strings."""
+        ...
+
+
 @runtime_checkable
 class WritesNow(Protocol):
     """A store that can sometimes apply a batch at once, without waiting (optional).
@@ -430,6 +444,19 @@ FENCED_WRITES = (Commit, Journal, FireTimer, SaveSnapshot)
 :func:`write_entity`, which also exempts a ``Journal`` entry of kind ``cancel``: a
 cancellation request). Accepting a signal (``Accept``, ``TakeOutbox``), ``Requeue``
 and ``Prune`` are not fenced: any member or client may put a signal in any inbox."""
+
+
+def check_mark_keys(keys: object) -> None:
+    """Refuse what ``read_marks`` cannot take: TypeError unless ``keys`` is a sequence of
+    ``(entity_type, entity_id, signal_id)`` tuples of strings."""
+    if (
+        isinstance(keys, str | bytes)
+        or not isinstance(keys, Sequence)
+        or not all(isinstance(k, tuple) and len(k) == 3 and all(isinstance(x, str) for x in k) for k in keys)
+    ):
+        raise TypeError(
+            f"read_marks keys must be (entity_type, entity_id, signal_id) str tuples, got {keys!r:.80}"
+        )
 
 
 @functools.lru_cache(maxsize=1 << 16)

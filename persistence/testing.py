@@ -41,6 +41,7 @@ from persistence.store import (
     ProcessedMark,
     Prune,
     Pruned,
+    ReadsMarks,
     Requeue,
     SaveSnapshot,
     ShardRecord,
@@ -455,6 +456,27 @@ class StoreContract:
         with pytest.raises(StoreError):
             await store.write([commit(sig("s2"), 2), commit(sig("s2"), 2)])
         await assert_unchanged(store, before)
+
+    async def test_read_marks_reads_many_marks_at_once(self, store: Store) -> None:
+        if not hasattr(store, "read_marks"):
+            pytest.skip("this store reads one mark at a time (read_marks is optional)")
+        reads: ReadsMarks = store  # type: ignore[assignment]
+        done = [sig(f"s{i}", f"e{i % 7}") for i in range(350)]  # more than one chunk of 300
+        await store.write([commit(s, i // 7 + 1, ev(i)) for i, s in enumerate(done)])
+        await store.write([commit(sig("open", "e1"), 51, ev(0), mark=False)])  # no mark
+        keys = [(T, s.entity_id, s.signal_id) for s in done]
+        missing = [(T, "e1", "open"), (T, "nobody", "s1"), ("Other", "e0", "s0"), (T, "e0", "s1")]
+        got = await reads.read_marks([*keys, *missing, keys[0]])  # a key twice: one entry
+        assert set(got) == set(keys)
+        for s in done:
+            mark = got[(T, s.entity_id, s.signal_id)]
+            assert mark == await store.read_mark(T, s.entity_id, s.signal_id)
+            assert mark is not None
+            assert mark.fingerprint == s.fingerprint
+        assert await reads.read_marks([]) == {}
+        for bad in ("abc", [("a", "b")], [("a", "b", 3)], [["a", "b", "c"]], None):
+            with pytest.raises(TypeError, match="read_marks keys"):
+                await reads.read_marks(bad)  # type: ignore[arg-type]
 
     async def test_commit_without_mark_leaves_the_id_reusable(self, store: Store) -> None:
         s = sig("s1")
