@@ -21,6 +21,7 @@ Key = tuple[str, str, str]
 """(entity type, entity id, signal id)."""
 
 ReadMany = Callable[[Sequence[Key]], Awaitable[dict[Key, ProcessedMark]]]
+ReadNow = Callable[[Sequence[Key]], dict[Key, ProcessedMark] | None]
 
 
 class MarkReads:
@@ -35,10 +36,16 @@ class MarkReads:
 
     async def read(self, key: Key) -> ProcessedMark | None:
         """The processed mark of ``key``'s signal, if it was processed."""
-        store = self._kernel.store
+        kernel = self._kernel
+        store = kernel.store
         many: ReadMany | None = getattr(store, "read_marks", None)
         if many is None:
             return await store.read_mark(*key)
+        now: ReadNow | None = getattr(store, "read_marks_now", None)
+        if now is not None and not self._want and len(kernel.tasks.drains) + kernel.tasks.pumping <= 1:
+            got = now([key])  # nobody to read with: at once, if the store can without waiting
+            if got is not None:
+                return got.get(key)
         fut: asyncio.Future[ProcessedMark | None] = asyncio.get_running_loop().create_future()
         self._want.setdefault(key, []).append(fut)
         if not self._flushing:

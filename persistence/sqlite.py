@@ -228,6 +228,23 @@ def translate(e: BaseException, what: str) -> StoreError:
     return StoreError(f"{what}: {type(e).__name__}: {msg}")
 
 
+def _marks_query(keys: Sequence[tuple[str, str, str]]) -> tuple[str, list[str]]:
+    """The query of the processed marks of ``keys`` (the keys as the outer loop of a
+    join: each is a primary-key search)."""
+    values = ", ".join("(?, ?, ?)" for _ in keys)
+    sql = (
+        f"WITH k(t, i, s) AS (VALUES {values}) SELECT p.entity_type, p.entity_id, p.signal_id, "
+        "p.fingerprint, p.outcome, p.processed_at FROM k JOIN processed p "
+        "ON p.entity_type = k.t AND p.entity_id = k.i AND p.signal_id = k.s"
+    )
+    return sql, [x for k in keys for x in k]
+
+
+def _found_marks(found: dict[tuple[str, str, str], ProcessedMark], rows: Iterable[sqlite3.Row]) -> None:
+    for r in rows:
+        found[(r[0], r[1], r[2])] = ProcessedMark(r[2], r[3], r[4], r[5])
+
+
 def _locked(e: sqlite3.OperationalError) -> bool:
     msg = str(e)
     return "locked" in msg or "busy" in msg
@@ -1129,16 +1146,38 @@ class SqliteStore:
         check_mark_keys(keys)
         found: dict[tuple[str, str, str], ProcessedMark] = {}
         for chunk in _chunks(list(dict.fromkeys(keys)), 300):
-            values = ", ".join("(?, ?, ?)" for _ in chunk)
-            # the keys as the outer loop of a join: each is a primary-key search
-            rows = await self._read(
-                f"WITH k(t, i, s) AS (VALUES {values}) SELECT p.entity_type, p.entity_id, p.signal_id, "
-                "p.fingerprint, p.outcome, p.processed_at FROM k JOIN processed p "
-                "ON p.entity_type = k.t AND p.entity_id = k.i AND p.signal_id = k.s",
-                [x for k in chunk for x in k],
-            )
-            for r in rows:
-                found[(r[0], r[1], r[2])] = ProcessedMark(r[2], r[3], r[4], r[5])
+            sql, params = _marks_query(chunk)
+            _found_marks(found, await self._read(sql, params))
+        return found
+
+    def read_marks_now(
+        self, keys: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], ProcessedMark] | None:
+        """:meth:`read_marks` of at most 300 keys at once on this thread, through the
+        writer's connection, or None having read nothing: the same conditions as
+        :meth:`write_now` (a single-owner ``NORMAL`` store, no write under way, no
+        ``read_marks`` of a subclass or set on the instance). A repeat check of a keyed
+        signal then costs no thread hop."""
+        if (
+            not self._inline
+            or getattr(self.read_marks, "__func__", None) is not SqliteStore.read_marks
+            or self._w is None
+            or len(keys) > 300
+            or self._write_lock.locked()
+        ):
+            return None
+        check_mark_keys(keys)
+        found: dict[tuple[str, str, str], ProcessedMark] = {}
+        if not keys:
+            return found
+        sql, params = _marks_query(keys)
+        self._write_lock.acquire_nowait()
+        try:
+            _found_marks(found, self._writer.connection.execute(sql, params).fetchall())
+        except sqlite3.Error as e:
+            raise translate(e, "read") from e
+        finally:
+            self._write_lock.release()
         return found
 
     async def read_inbox(

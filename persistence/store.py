@@ -408,7 +408,10 @@ class ReadsMarks(Protocol):
     """A store that reads many processed marks in one go (optional; every store of this
     package has it). The runtime gathers the mark reads of one turn of the event loop
     (keyed signals checked for a repeat, asks answered from another member's mark) into
-    one call; a store without it is read one mark at a time."""
+    one call; a store without it is read one mark at a time. A store may also have
+    ``read_marks_now(keys)``: the same without waiting (no thread hop, no turn of the
+    loop), or None having read nothing; the runtime uses it for a check that finds no
+    other to go with (SQLite on its own file, the memory store)."""
 
     async def read_marks(
         self, keys: Sequence[tuple[str, str, str]]

@@ -474,6 +474,11 @@ class StoreContract:
             assert mark is not None
             assert mark.fingerprint == s.fingerprint
         assert await reads.read_marks([]) == {}
+        now = getattr(store, "read_marks_now", None)
+        if now is not None:  # at once, where the store can: the same answer, or None
+            for chunk in (keys[:300], [*missing, keys[5]], []):
+                got_now = now(chunk)
+                assert got_now is None or got_now == {k: got[k] for k in chunk if k in got}
         for bad in ("abc", [("a", "b")], [("a", "b", 3)], [["a", "b", "c"]], None):
             with pytest.raises(TypeError, match="read_marks keys"):
                 await reads.read_marks(bad)  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ import pytest
 
 from persistence import NotOurDatabase, SqliteStore, StoreError, StoreLocked
 from persistence.sqlite import APPLICATION, SCHEMA_VERSION, translate
-from persistence.store import Accept, SignalRecord
+from persistence.store import Accept, Commit, ProcessedMark, SignalRecord
 
 pytestmark = pytest.mark.anyio
 
@@ -418,6 +418,46 @@ async def test_where_a_write_runs(
     assert len(threads) == 1
     assert (threads[0] == threading.get_ident()) is inline
     assert query(db, "SELECT count(*) FROM inbox") == [(batch,)]
+
+
+@pytest.mark.parametrize(
+    ("options", "now"),
+    [
+        ({}, True),
+        ({"inline_writes": 0}, False),
+        ({"synchronous": "FULL"}, False),
+        ({"shared": True}, False),
+    ],
+)
+async def test_marks_are_read_at_once_where_writes_are(
+    db: Path, options: dict[str, object], now: bool
+) -> None:
+    """``read_marks_now``: through the writer's connection on this thread, under the
+    same conditions as ``write_now``; else None (the runtime then reads on a thread)."""
+    s = sig("s1")
+    keys = [("Account", "alice", "s1"), ("Account", "alice", "s2")]
+    async with SqliteStore(db, **options) as store:  # type: ignore[arg-type]
+        await store.write([Commit("Account", "alice", s, '{"ok":1}', 1, (), 5.0)])
+        got = store.read_marks_now(keys)
+        if now:
+            assert (
+                got
+                == await store.read_marks(keys)
+                == {keys[0]: ProcessedMark("s1", s.fingerprint, '{"ok":1}', 5.0)}
+            )
+            async with store._write_lock:  # a write under way: not now
+                assert store.read_marks_now(keys) is None
+            with pytest.raises(TypeError, match="read_marks keys"):
+                store.read_marks_now(["nope"])  # type: ignore[list-item]
+            real = store.read_marks
+
+            async def wrapped(keys: list[tuple[str, str, str]]) -> object:  # every read must reach it
+                return await real(keys)
+
+            store.read_marks = wrapped  # type: ignore[method-assign,assignment]
+            assert store.read_marks_now(keys) is None
+        else:
+            assert got is None
 
 
 @pytest.mark.parametrize("option", [-1, 1.5, True, "64", None])
