@@ -139,6 +139,8 @@ def plan(mode: Mode) -> list[Case]:
         ("gc50k", "ours, gc.set_threshold(50_000)", "gen-0 threshold 50,000", {"gc_threshold": 50_000}),
         # issue 15: the cost of telemetry
         ("otel", "ours with OpenTelemetry (SDK, spans batched)", "with telemetry", {"observer": "otel"}),
+        # issue 16: every ask with its own idempotency key (checked for a repeat first)
+        ("keyed", "ours, every ask keyed", "each with an idempotency key", {"keyed": True}),
     )
     for suffix, system, label, extra in variants:
         for inflight in (1, 512):

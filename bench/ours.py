@@ -145,8 +145,15 @@ async def _w1(p: Params) -> Metrics:
             refs = [system.ref(Account, f"acc-{i}") for i in range(accounts)]
             await _activate(refs)
 
-            async def call(i: int) -> object:
-                return await refs[i % accounts].ask(Account.deposit, 1)
+            if p.get("keyed"):  # each ask with a key of its own: a repeat check, a mark
+
+                async def call(i: int) -> object:
+                    return await refs[i % accounts].options(key=f"w1-{i}").ask(Account.deposit, 1)
+
+            else:
+
+                async def call(i: int) -> object:
+                    return await refs[i % accounts].ask(Account.deposit, 1)
 
             secs, lat = await _closed_loop(n, inflight, call)
             if await _total(refs) != n:
