@@ -165,7 +165,7 @@ class Actor:
 
     # ------------------------------------------------------------ mailbox
     def deliver(self, env: Envelope) -> None:
-        """Put a signal in the mailbox; starts the drain task if none runs."""
+        """Put a signal in the mailbox; starts handling it if nothing runs (``kick``)."""
         kernel = self.kernel
         if kernel.tasks.closing:
             if env.reply is not None:  # an inbox signal stays there and runs after the next start
@@ -221,7 +221,8 @@ class Actor:
         self.resumable.append(run)
 
     def kick(self) -> None:
-        """Start the drain task unless one runs."""
+        """Start handling the mailbox unless that runs already (the pump or a drain task:
+        ``Runtime.start``)."""
         if not self.running:
             self.running = True
             # one unit of busy work per running drain, not per queued signal: signals queued

@@ -61,7 +61,7 @@ class MarkReads:
         self._flushing = False
         try:
             got: dict[Key, ProcessedMark] | None = await many(list(want))
-        except StoreError:  # one bad key must not fail the others: read each alone
+        except Exception:  # one bad key must not fail the others: read each alone
             got = None
         for key, futs in want.items():
             if got is not None:
@@ -69,10 +69,13 @@ class MarkReads:
                 continue
             try:
                 _settle(futs, await self._kernel.store.read_mark(*key))
-            except StoreError as e:
+            except Exception as e:  # whatever it is, it fails its own readers only
+                err = (
+                    e if isinstance(e, StoreError) else StoreError(f"read of the mark of {key!r:.120}: {e!r}")
+                )
                 for f in futs:
                     if not f.done():
-                        f.set_exception(e)
+                        f.set_exception(err)
 
 
 def _settle(futs: list[asyncio.Future[ProcessedMark | None]], mark: ProcessedMark | None) -> None:

@@ -1094,7 +1094,7 @@ class SqliteStore:
     async def _read(self, sql: str, params: Sequence[object]) -> Iterable[sqlite3.Row]:
         try:
             return await self._reader.execute_fetchall(sql, params)
-        except sqlite3.Error as e:
+        except (sqlite3.Error, UnicodeError) as e:  # a lone surrogate: no UTF-8 to bind
             raise translate(e, "read") from e
 
     async def read_snapshots(self, entity_type: str, entity_id: str) -> list[SnapshotRecord]:
@@ -1174,7 +1174,7 @@ class SqliteStore:
         self._write_lock.acquire_nowait()
         try:
             _found_marks(found, self._writer.connection.execute(sql, params).fetchall())
-        except sqlite3.Error as e:
+        except (sqlite3.Error, UnicodeError) as e:
             raise translate(e, "read") from e
         finally:
             self._write_lock.release()

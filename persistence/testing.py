@@ -17,6 +17,7 @@ pytest plugin (``-p anyio``) with an ``anyio_backend`` fixture.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import ClassVar
 
@@ -482,6 +483,9 @@ class StoreContract:
         for bad in ("abc", [("a", "b")], [("a", "b", 3)], [["a", "b", "c"]], None):
             with pytest.raises(TypeError, match="read_marks keys"):
                 await reads.read_marks(bad)  # type: ignore[arg-type]
+        for odd in ("\ud800", "a\x00b"):  # text a store may not take: no mark, or a StoreError
+            with contextlib.suppress(StoreError):
+                assert await reads.read_marks([(T, "alice", odd)]) == {}
 
     async def test_commit_without_mark_leaves_the_id_reusable(self, store: Store) -> None:
         s = sig("s1")

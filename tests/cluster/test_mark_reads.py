@@ -39,12 +39,16 @@ class _Store:
         await anyio.sleep(0.01)
         if any(k[2] == "bad" for k in keys):
             raise StoreError("read: bad key")
+        if any(k[2] == "odd" for k in keys):
+            raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
         return {k: m for k in keys if (m := self._mark(k)) is not None}
 
     async def read_mark(self, entity_type: str, entity_id: str, signal_id: str) -> ProcessedMark | None:
         self.singles.append((entity_type, entity_id, signal_id))
         if signal_id == "bad":
             raise StoreError("read: bad key")
+        if signal_id == "odd":  # a store bug that is no StoreError
+            raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
         return self._mark((entity_type, entity_id, signal_id))
 
 
@@ -81,6 +85,18 @@ async def test_one_bad_key_fails_only_its_own_read() -> None:
     assert isinstance(results[1], StoreError)
     assert len(store.batches) == 1
     assert len(store.singles) == 2
+
+
+async def test_a_read_failing_with_no_store_error_fails_only_its_own_readers() -> None:
+    store = _Store()
+    reads = MarkReads(_Kernel(store))  # type: ignore[arg-type]
+    keys = [("Account", "a1", "done-1"), ("Account", "a2", "odd"), ("Account", "a3", "pending")]
+    with anyio.fail_after(5):  # every reader is answered: none is left waiting
+        results: list[Any] = list(await asyncio.gather(*map(reads.read, keys), return_exceptions=True))
+    assert isinstance(results[0], ProcessedMark)
+    assert isinstance(results[1], StoreError)
+    assert "surrogates" in str(results[1])
+    assert results[2] is None
 
 
 async def test_a_reader_cancelled_while_waiting_leaves_the_others_their_answer() -> None:
