@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from actors import _outcome as outcome
+from actors._actor import Actor
 from actors._clock import wall_seconds
 from actors._directory import Directory, within
 from actors._envelope import Envelope, Reply
@@ -29,16 +30,17 @@ class Calls:
         self.max_mailbox = max_mailbox
         """Signals an entity may have queued in memory before outside calls are refused."""
 
-    def _check_room(self, spec: EntitySpec, entity_id: str) -> None:
-        """Back-pressure: refuse an outside call to a flooded entity before anything is written.
+    def _check_room(self, spec: EntitySpec, entity_id: str) -> Actor | None:
+        """Back-pressure: refuse an outside call to a flooded entity before anything is
+        written. Returns the entity's actor if it is in memory.
 
         Only calls from outside are refused; what is already durable (the inbox, timers,
         the outbox, journaled calls) is always delivered.
         """
+        actor = self.directory.actors.get((spec.name, entity_id))
         limit = self.max_mailbox
         if limit is None:
-            return
-        actor = self.directory.actors.get((spec.name, entity_id))
+            return actor
         queued = len(actor.mailbox) if actor is not None else 0
         if queued >= limit:
             raise Overloaded(
@@ -49,6 +51,7 @@ class Calls:
                 queued=queued,
                 limit=limit,
             )
+        return actor
 
     def _check_running(self) -> None:
         tasks = self.kernel.tasks
@@ -244,12 +247,14 @@ class Calls:
         key: str | None,
     ) -> tuple[Reply, HandlerSpec]:
         """Put an ask in its actor's mailbox here; its reply slot and handler."""
-        self._check_room(spec, entity_id)
+        actor = self._check_room(spec, entity_id)
         h, values, rec = self._signal(spec, entity_id, handler, args, kwargs, key)
         reply = Reply()
         shared = values if h.immutable_args else None  # else the handler decodes its own copy
         env = Envelope(h, rec, values=shared, keyed=key is not None, reply=reply, from_inbox=False)
-        self.directory.actor(spec, entity_id).deliver(env)
+        if actor is None:  # made only now: a refused call leaves nothing behind
+            actor = self.directory.actor(spec, entity_id)
+        actor.deliver(env)
         return reply, h
 
     async def query(

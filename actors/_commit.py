@@ -313,7 +313,7 @@ class GroupCommitter:
         """Write ``batch`` in one transaction; on a failure that may be one write's own
         data, write each half again so the failure stays with the write it belongs to.
         Returns whether any write of it failed."""
-        order = sorted(range(len(batch)), key=lambda i: _RANK[type(batch[i].write)])
+        order = sorted(range(len(batch)), key=[_RANK[type(s.write)] for s in batch].__getitem__)
         flat: list[Write] = []
         for i in order:
             w = batch[i].write

@@ -202,7 +202,9 @@ class Entity:
     entity_name: ClassVar[str | None] = None
 
     def __setattr__(self, name: str, value: Any) -> None:
-        _guard_write(self, name)
+        ctx = getattr(self, "_actors_ctx", None)
+        if ctx is not None and not ctx.applying:  # else (an @applies method, no handler) allowed
+            _guard_write(self, name)
         object.__setattr__(self, name, value)
 
     @property
@@ -221,7 +223,10 @@ class Entity:
 
     def emit(self, event: object) -> None:
         """Record ``event``: applied to the fields at once, persisted at commit."""
-        self._ctx("emit").emit(self, event)
+        ctx: HandlerContext | None = getattr(self, "_actors_ctx", None)
+        if ctx is None or ctx is READ_ONLY:
+            ctx = self._ctx("emit")  # raises: only inside a @signal handler
+        ctx.emit(self, event)
 
     def now(self) -> dt.datetime:
         """The time of this invocation (UTC): the same on every replay."""

@@ -275,6 +275,6 @@ class Outcalls:
             inv.step_ended(token, "failed", e)
             raise
         inv.step_ended(token, "ok", None)
-        stored = outcome.encode_ok(kernel.codec, value, h.returns, f"answer of {name}")
+        stored = outcome.encode_ok(kernel.codec, value, h.returns, f"result of answer of {name}")
         await inv.journal_write(step, "ask", name, stored)
         return outcome.decode(kernel.codec, stored, h.returns)

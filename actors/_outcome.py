@@ -10,24 +10,23 @@ rebuilt as the same ``Rejected`` subclass when one of that name is loaded (found
 from __future__ import annotations
 
 import json
+from math import isfinite
 from typing import Any
 
 from actors._ids import safe_text
 from actors.errors import Cancelled, CorruptRecord, DeadlineExceeded, HandlerFailed, Rejected
 from persistence.codec import Codec, json_text
 
-_PLAIN = (int, str, float, bool, type(None))
-
 
 def encode_ok(codec: Codec, value: object, as_type: object, what: str) -> str:
-    """Stored form of a successful result; SerializationError or PayloadTooLarge if it has none."""
-    if type(value) in _PLAIN and value == value and value not in (float("inf"), float("-inf")):
+    """Stored form of a successful result; SerializationError or PayloadTooLarge if it has
+    none (``what`` names it there: "result of Account.deposit")."""
+    t = type(value)
+    if t is int or t is str or t is bool or value is None or (t is float and isfinite(value)):  # type: ignore[arg-type]
         text = '{"ok":' + json_text(value) + "}"
-        codec.check_size(text, f"result of {what}")
+        codec.check_size(text, what)
         return text
-    return codec.dumps(
-        {"ok": codec.converter.unstructure(value, unstructure_as=as_type)}, what=f"result of {what}"
-    )
+    return codec.dumps({"ok": codec.converter.unstructure(value, unstructure_as=as_type)}, what=what)
 
 
 def error_message(exc: BaseException) -> str:

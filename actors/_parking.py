@@ -163,7 +163,7 @@ class Parking:
     def check(self, actor: Actor) -> None:
         """After a commit: wake the parked invocations whose predicate now holds."""
         live = actor.entity
-        if live is None:
+        if live is None or not actor.runs:  # most actors have nothing parked
             return
         for run in list(actor.runs):
             if not run.parked or run.woken or run.predicate is None:

@@ -81,7 +81,7 @@ def returned(kernel: Kernel, actor: Actor, inv: Invocation, result: object) -> t
         assert inv.target is not None
         check_state(actor, inv, inv.target)
     h = inv.env.handler
-    text = outcome.encode_ok(kernel.codec, result, h.returns, f"{spec.name}.{h.name}")
+    text = outcome.encode_ok(kernel.codec, result, h.returns, h.result_what)
     if type(result) not in IMMUTABLE_VALUES:
         result = copy.deepcopy(result)
     return text, result
@@ -108,7 +108,18 @@ class _AfterCommit:
         self.result = result
 
     def __call__(self, slot: Slot) -> None:
-        self.pump.after_commit(self.inv, self.text, self.result, slot)
+        """The commit is written (or failed): finish the message, go on with the actor."""
+        pump, inv = self.pump, self.inv
+        actor = inv.actor
+        assert isinstance(actor, Actor)
+        actor.release()
+        try:
+            finished = pump.settle(inv, self.text, self.result, slot)
+        except Exception as e:  # a bug in the runtime: keep the system alive, say so
+            pump.internal_error(actor, inv.env, e)
+            finished = True
+        if finished:
+            pump.run(actor)
 
 
 class Pump:
@@ -139,7 +150,10 @@ class Pump:
         """Handle ``actor``'s mailbox from the next turn of the event loop (``running``
         is set and its unit of work counted by the caller)."""
         self.kernel.tasks.pumping += 1
-        self._later(actor)
+        ready = self._ready
+        ready.append(actor)
+        if len(ready) == 1:  # the first of this turn: one callback runs them all
+            asyncio.get_running_loop().call_soon(self._run_ready)
 
     def _later(self, actor: Actor) -> None:
         self._ready.append(actor)
@@ -174,10 +188,10 @@ class Pump:
                 # stays there, not in the committer's task whose callback may run it
                 finished = contextvars.copy_context().run(self._one, actor, env)
             except Exception as e:  # a bug in the runtime: keep the system alive, say so
-                self._internal_error(actor, env, e)
+                self.internal_error(actor, env, e)
                 continue
             if not finished:
-                return  # its commit calls back (after_commit), or a drain task took over
+                return  # its commit calls back (_AfterCommit), or a drain task took over
         self._end(actor)
 
     def _one(self, actor: Actor, env: Envelope) -> bool:
@@ -212,22 +226,9 @@ class Pump:
         if slot.then is not None:
             actor.hold()  # the commit is under way: a pause waits for it (and its answer)
             return False
-        return self._settle(inv, text, result, slot)  # written at once (or refused)
+        return self.settle(inv, text, result, slot)  # written at once (or refused)
 
-    def after_commit(self, inv: Invocation, text: str, result: object, slot: Slot) -> None:
-        """A pumped message's commit is written (or failed): finish it, go on."""
-        actor = inv.actor
-        assert isinstance(actor, Actor)
-        actor.release()
-        try:
-            finished = self._settle(inv, text, result, slot)
-        except Exception as e:  # a bug in the runtime: keep the system alive, say so
-            self._internal_error(actor, inv.env, e)
-            finished = True
-        if finished:
-            self.run(actor)
-
-    def _settle(self, inv: Invocation, text: str, result: object, slot: Slot) -> bool:
+    def settle(self, inv: Invocation, text: str, result: object, slot: Slot) -> bool:
         """Finish a message after its write; False if a drain task took it over."""
         actor = inv.actor
         assert isinstance(actor, Actor)
@@ -247,7 +248,8 @@ class Pump:
         actor.handled(env)
         return True
 
-    def _internal_error(self, actor: Actor, env: Envelope, e: Exception) -> None:
+    def internal_error(self, actor: Actor, env: Envelope, e: Exception) -> None:
+        """A bug in the runtime while running ``env`` (see the function of that name)."""
         internal_error(self.kernel, actor, env, e)
         actor.handled(env)
 

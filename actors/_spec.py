@@ -109,10 +109,16 @@ class HandlerSpec:
     """Every parameter's type is immutable: bound values may be shared with the handler."""
     _by_position: tuple[str, ...] = attrs.field(init=False, repr=False, eq=False)
     _by_keyword: tuple[str, ...] = attrs.field(init=False, repr=False, eq=False)
+    args_what: str = attrs.field(init=False, repr=False, eq=False)
+    """"arguments of Entity.handler": how errors name its arguments (made once)."""
+    result_what: str = attrs.field(init=False, repr=False, eq=False)
+    """"result of Entity.handler": how errors name its result (made once)."""
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_by_position", tuple(p[0] for p in self.params if not p[3]))
         object.__setattr__(self, "_by_keyword", tuple(p[0] for p in self.params if p[3]))
+        object.__setattr__(self, "args_what", f"arguments of {self.entity}.{self.name}")
+        object.__setattr__(self, "result_what", f"result of {self.entity}.{self.name}")
 
     def bind(self, args: tuple[object, ...], kwargs: dict[str, object]) -> dict[str, object]:
         """Bind call arguments to parameter names; InvalidArguments if they do not fit."""
@@ -142,14 +148,14 @@ class HandlerSpec:
                 text = _plain_dumps(values)
             except ValueError as e:  # NaN or infinity
                 raise SerializationError(f"{self.entity}.{self.name}: cannot encode arguments: {e}") from e
-            codec.check_size(text, f"arguments of {self.entity}.{self.name}")
+            codec.check_size(text, self.args_what)
             return text
         conv = codec.converter
         try:
             raw = {n: conv.unstructure(values[n], unstructure_as=tp) for n, tp, _c, _k in self.params}
         except Exception as e:
             raise SerializationError(f"{self.entity}.{self.name}: cannot encode arguments: {e}") from e
-        return codec.dumps(raw, what=f"arguments of {self.entity}.{self.name}")
+        return codec.dumps(raw, what=self.args_what)
 
     def decode(self, codec: Codec, text: str) -> dict[str, object]:
         """Bound arguments back from their JSON text."""

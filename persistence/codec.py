@@ -369,6 +369,8 @@ class Codec:
         _install_hooks(self.converter)
         self._by_name: dict[str, tuple[type, EventTypeInfo]] = {}
         self._by_type: dict[type, EventTypeInfo] = {}
+        self._what: dict[type, str] = {}
+        """"event <name>" per registered type: how errors name an event (made once)."""
 
     # -- events registry
     def register_event(self, cls: type) -> EventTypeInfo:
@@ -390,6 +392,7 @@ class Codec:
         for name in (info.name, *info.aliases):
             self._by_name[name] = (cls, info)
         self._by_type[cls] = info
+        self._what[cls] = f"event {info.name}"
         return info
 
     def is_event(self, cls: type) -> bool:
@@ -453,7 +456,7 @@ class Codec:
         info = self._by_type.get(type(event))
         if info is None:
             raise SerializationError(f"{type(event).__qualname__} is not a registered event type")
-        data = self.dumps(event, type(event), what=f"event {info.name}")
+        data = self.dumps(event, type(event), what=self._what[type(event)])
         return NewEvent(info.name, info.version, data)
 
     def decode_event(self, entity: str, stored: StoredEvent) -> object:
