@@ -137,6 +137,8 @@ def plan(mode: Mode) -> list[Case]:
         ("uvloop", "ours on uvloop", "uvloop", {"loop": "uvloop"}),  # issue 16
         # issue 16: the cyclic GC's share, as an app that makes no cyclic garbage may tune it
         ("gc50k", "ours, gc.set_threshold(50_000)", "gen-0 threshold 50,000", {"gc_threshold": 50_000}),
+        # issue 16: the objects of start-up out of every full collection, as an app may do
+        ("gcfreeze", "ours, gc.freeze() after start-up", "gc.freeze() after start-up", {"gc_freeze": True}),
         # issue 15: the cost of telemetry
         ("otel", "ours with OpenTelemetry (SDK, spans batched)", "with telemetry", {"observer": "otel"}),
         # issue 16: every ask with its own idempotency key (checked for a repeat first)

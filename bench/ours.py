@@ -144,6 +144,8 @@ async def _w1(p: Params) -> Metrics:
         async with _system(where, **kw) as system:
             refs = [system.ref(Account, f"acc-{i}") for i in range(accounts)]
             await _activate(refs)
+            if p.get("gc_freeze"):  # what start-up made stays out of the collector's full runs
+                gc.freeze()
 
             if p.get("keyed"):  # each ask with a key of its own: a repeat check, a mark
 
