@@ -136,6 +136,13 @@ _ASYNCPG_ENVIRONMENTAL = frozenset(
 )
 
 
+def _depth(store: Store) -> int:
+    """How many batches the store takes before the first is written (its ``write_depth``;
+    1 for a store without one, or with anything but a small positive int)."""
+    depth = getattr(store, "write_depth", 1)
+    return depth if type(depth) is int and 1 <= depth <= 8 else 1
+
+
 class GroupCommitter:
     """Batches writes from many tasks into single store transactions."""
 
@@ -163,7 +170,11 @@ class GroupCommitter:
         self._max = max_batch
         self._now = store.write_now if isinstance(store, WritesNow) else None
         """The store's write without waiting, for a commit that finds the system idle."""
-        self._flushing = False
+        self._flushing = 0
+        """Batches whose write is under way."""
+        self._depth = _depth(store)
+        self._batches = 0
+        """Batches taken by :meth:`run` and not yet settled (at most ``_depth``)."""
         self._queue: list[Slot] = []
         self._wake = anyio.Event()
         self._closing = False
@@ -236,18 +247,43 @@ class GroupCommitter:
         self._wake.set()
 
     async def run(self) -> None:
-        """Drain the queue until cancelled, or until :meth:`close` and the queue is empty."""
+        """Drain the queue until cancelled, or until :meth:`close` and the queue is empty.
+
+        With a store whose ``write_depth`` is 2 or more, the next batch goes to the store
+        while one is being written (each in a task of its own): the store writes it as
+        soon as the one before is written, beside this thread's work, instead of after
+        this loop has seen the first one's end. Batches are independent: an actor's
+        next commit waits for its last one, so no batch holds one that depends on a
+        batch still under way."""
         try:
-            while True:
-                if not self._queue:
-                    if self._closing:
+            if self._depth == 1:
+                while True:
+                    if not self._queue:
+                        if self._closing:
+                            return
+                        self._wake = anyio.Event()
+                        await self._wake.wait()
+                    await self.flush_once()
+            async with anyio.create_task_group() as tg:
+                while True:
+                    if self._queue and self._batches < self._depth:
+                        self._batches += 1
+                        tg.start_soon(self._flush_counted, self._take())
+                        continue
+                    if not self._queue and not self._batches and self._closing:
                         return
-                    self._wake = anyio.Event()
+                    self._wake = anyio.Event()  # set by the next write queued or batch written
                     await self._wake.wait()
-                await self.flush_once()
         finally:
             self._closed = True
             self._stopped.set()
+
+    async def _flush_counted(self, batch: list[Slot]) -> None:
+        try:
+            await self._flush(batch)
+        finally:
+            self._batches -= 1
+            self._wake.set()
 
     async def close(self) -> None:
         """Write everything queued, then refuse new writes (``SystemClosed``)."""
@@ -274,18 +310,25 @@ class GroupCommitter:
         self.writes += 1
         return True
 
+    def _take(self) -> list[Slot]:
+        batch, self._queue = self._queue[: self._max], self._queue[self._max :]
+        return batch
+
     async def flush_once(self) -> None:
         """Write one batch of what is queued."""
-        batch, self._queue = self._queue[: self._max], self._queue[self._max :]
-        if not batch:
-            return
+        batch = self._take()
+        if batch:
+            await self._flush(batch)
+
+    async def _flush(self, batch: list[Slot]) -> None:
+        """Write ``batch``, then settle each of its slots."""
         started = time.perf_counter()
-        self._flushing = True
+        self._flushing += 1
         try:
             with anyio.CancelScope(shield=True):
                 failed = await self._write(batch)
         finally:
-            self._flushing = False
+            self._flushing -= 1
         self._observer.committed(len(batch), time.perf_counter() - started, failed)
         self.batches += 1
         self.writes += len(batch)

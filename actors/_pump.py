@@ -35,6 +35,11 @@ from actors.errors import DefinitionError, StoreError
 BURST = 64
 """Messages one actor runs in one turn of the event loop at most."""
 
+SLICE = 256
+"""Actors one turn of the event loop runs at most; the rest run in the next. Between the
+two the committer takes what the first ones committed, and a store that writes on a
+thread of its own (SQLite) writes it while the rest run here."""
+
 First = Step | tuple[Invocation, BaseException]
 """Where a drain task takes a message over: after a failed commit (``Step``), or after
 the handler raised (the invocation and the error)."""
@@ -162,11 +167,16 @@ class Pump:
 
     def _run_ready(self) -> None:
         ready, self._ready = self._ready, []
-        for actor in ready:
+        for actor in ready[:SLICE]:
             try:
                 self.run(actor)
             except Exception:  # a bug in the runtime: the other actors still run
                 self.kernel.log.exception("%r: internal error in the pump", actor)
+        if len(ready) > SLICE:  # the rest next turn, first in line
+            scheduled = bool(self._ready)  # kicked meanwhile: a callback is already asked for
+            self._ready = ready[SLICE:] + self._ready
+            if not scheduled:
+                asyncio.get_running_loop().call_soon(self._run_ready)
 
     def run(self, actor: Actor) -> None:
         """Handle messages until one must wait for its commit, the mailbox is empty, or

@@ -28,6 +28,8 @@ at once instead of waiting for its lease. SQLite cannot wake other processes:
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import fcntl
 import functools
@@ -309,8 +311,19 @@ class SqliteStore:
         self._lock_fd: int | None = None
         self._db_fd: int | None = None
         self._write_lock = anyio.Lock(fast_acquire=True)  # uncontended: no extra loop turn
-        self._threads = anyio.CapacityLimiter(1)
-        """The writer's own thread: never queued behind activities on anyio's default pool."""
+        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+        """The writer connection's own thread: its jobs run one after another, in the
+        order given, each as soon as the one before ends (not when the event loop gets
+        round to it); never queued behind activities on anyio's default pool."""
+        self._rows_max = 0
+        """Event rows one statement may insert (SQLite's limit on parameters / 7)."""
+        self._queued = 0
+        """Jobs given to the writer's thread and not yet awaited back: while there are
+        any, nothing uses the writer connection on the event loop's thread."""
+        self.write_depth = 1 if shared else 2
+        """Batches a committer may give :meth:`write` before the first is written: the
+        next is queued on the writer's thread while one is written, so SQLite writes
+        beside the event loop's Python (single owner; 1 when shared)."""
         self._seqs: dict[tuple[str, str], int] = {}
         """Last event seq per entity as committed: by the file's one owner, or (shared)
         only for entities of shards this member holds in its fence."""
@@ -352,9 +365,11 @@ class SqliteStore:
         try:
             self._check_file()
             self._take_lock()
-            self._w = await anyio.to_thread.run_sync(self._connect_writer, limiter=self._threads)
-            await anyio.to_thread.run_sync(self._to_wal, self._w, limiter=self._threads)
-            await anyio.to_thread.run_sync(_drive, self._migrate(self._w), limiter=self._threads)
+            self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="actors-sqlite-writer")
+            self._w = await self._on_thread(self._connect_writer)
+            await self._on_thread(self._to_wal, self._w)
+            await self._on_thread(_drive, self._migrate(self._w))
+            self._rows_max = self._w.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 7
             self._r = await self._connect(query_only=True)
         except OSError as e:
             await self._close()
@@ -375,6 +390,9 @@ class SqliteStore:
     async def _close(self) -> None:
         # Shielded: a cancelled owner must still close the connections and drop the lock.
         with anyio.CancelScope(shield=True):
+            if self._thread is not None:  # the jobs given to it end first
+                await anyio.to_thread.run_sync(self._thread.shutdown)
+                self._thread = None
             for conn in (self._r, self._w):
                 if conn is not None:
                     with contextlib.suppress(Exception):
@@ -615,41 +633,81 @@ class SqliteStore:
         """
         async with self._write_lock:
             check = self._fence_check(batch)
-            if self._inline:
-                return await self._write_inline(batch)
-            try:
-                return await anyio.to_thread.run_sync(
-                    _drive, self._write(self._writer, batch, check), limiter=self._threads
-                )
-            except ShardLost as e:
-                if check is not None:
-                    self._drop_fence({s: check[1][s] for s in e.shards if s in check[1]})
-                raise
+            job = self._write_job(batch, check)
+            if not isinstance(job, concurrent.futures.Future):
+                return job  # written here, on this thread
+            self._queued += 1  # under the lock: the next write sees it
+        # the lock is free again: the next batch may be queued on the thread behind this one
+        try:
+            results, pages = await self._awaited(job)
+        except ShardLost as e:
+            if check is not None:
+                self._drop_fence({s: check[1][s] for s in e.shards if s in check[1]})
+            raise
+        self._wal_pages += pages
+        return results
 
-    async def _write_inline(self, batch: Sequence[Write]) -> list[WriteResult]:
-        """A single-owner ``NORMAL`` store's write (under the write lock): a small batch on
-        this thread, a big one on the worker thread.
+    def _write_job(
+        self, batch: Sequence[Write], check: tuple[str, dict[int, int]] | None
+    ) -> list[WriteResult] | concurrent.futures.Future[tuple[list[WriteResult], int]]:
+        """Write ``batch`` here, or give it to the writer's thread (the write lock held).
 
-        A commit in WAL mode without an fsync is a few page writes to the OS cache, and
-        no other process can make it wait (the file is this store's alone), so a small
-        batch costs less than the two thread hops around it; a big batch goes to the
-        thread, where SQLite's work runs beside the event loop's. The WAL's checkpoint
-        (copying pages into the database, fsyncs) never runs inline: SQLite's automatic
-        one is off on this connection, and about every 1,000 pages written the batch goes
-        to the worker thread, which checkpoints after it as SQLite would have. (On the
-        writer connection, between two writes: a checkpoint beside the writes never
-        catches up with them, and the WAL is only reset after one that did.)
+        A single-owner ``NORMAL`` store writes a small batch on this thread when nothing
+        is queued on the writer's: a commit in WAL mode without an fsync is a few page
+        writes to the OS cache, and no other process can make it wait (the file is this
+        store's alone), so it costs less than the two thread hops around it. A big batch
+        goes to the thread, where SQLite's work runs beside the event loop's. The WAL's
+        checkpoint (copying pages into the database, fsyncs) never runs on this thread:
+        SQLite's automatic one is off on that connection, and about every 1,000 pages
+        written a batch goes to the thread, which checkpoints after it as SQLite would
+        have. (On the writer connection, between two writes: a checkpoint beside the
+        writes never catches up with them, and the WAL is only reset after one that did.)
         """
-        db = self._writer
+        thread = self._thread
+        if thread is None or self._w is None:
+            raise StoreError(f"{self!r} is closed")
+        if not self._inline:
+            return thread.submit(self._write_counted, batch, check, False)
         if self._wal_pages >= _CHECKPOINT_PAGES:
             self._wal_pages = 0
-            return await anyio.to_thread.run_sync(self._write_and_checkpoint, batch, limiter=self._threads)
-        if len(batch) <= self._inline_max:
+            return thread.submit(self._write_counted, batch, None, True)
+        if len(batch) <= self._inline_max and not self._queued:
             return self._write_here(batch)
-        before = db._conn.total_changes
-        results = await anyio.to_thread.run_sync(_drive, self._write(db, batch), limiter=self._threads)
-        self._count_pages(before)
-        return results
+        return thread.submit(self._write_counted, batch, None, False)
+
+    async def _awaited(self, job: concurrent.futures.Future[_T]) -> _T:
+        """The result of a job given to the writer's thread (counted in ``_queued``);
+        not abandoned on cancellation: it runs to its end, and so does this wait."""
+        try:
+            with anyio.CancelScope(shield=True):
+                result = await asyncio.wrap_future(job)
+        finally:
+            self._queued -= 1
+        return result
+
+    async def _on_thread(self, fn: Callable[..., _T], *args: object) -> _T:
+        """Run ``fn(*args)`` on the writer's thread, after what is queued there."""
+        if self._thread is None:
+            raise StoreError(f"{self!r} is closed")
+        job = self._thread.submit(fn, *args)
+        self._queued += 1
+        return await self._awaited(job)
+
+    def _write_counted(
+        self, batch: Sequence[Write], check: tuple[str, dict[int, int]] | None, checkpoint: bool
+    ) -> tuple[list[WriteResult], int]:
+        """On the writer's thread: write ``batch``, maybe checkpoint; its results and the
+        WAL pages it wrote (estimated)."""
+        conn = self._writer._conn
+        before = conn.total_changes
+        results = _drive(self._write(self._writer, batch, check))
+        pages = 2 + conn.total_changes - before
+        if checkpoint:
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as e:  # committed all the same; the next checkpoint catches up
+                _log.warning("checkpoint of %s failed: %s", self.path, e)
+        return results, pages
 
     def _write_here(self, batch: Sequence[Write]) -> list[WriteResult]:
         """Write ``batch`` on this thread (the write lock held)."""
@@ -675,6 +733,7 @@ class SqliteStore:
             or len(batch) > self._inline_max
             or self._wal_pages >= _CHECKPOINT_PAGES
             or self._write_lock.locked()
+            or self._queued
             or self._fence is not None
         ):
             return None
@@ -683,15 +742,6 @@ class SqliteStore:
             return self._write_here(batch)
         finally:
             self._write_lock.release()
-
-    def _write_and_checkpoint(self, batch: Sequence[Write]) -> list[WriteResult]:
-        """On the worker thread: write ``batch``, then checkpoint the WAL (``PASSIVE``)."""
-        results = _drive(self._write(self._writer, batch))
-        try:
-            self._writer._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except sqlite3.Error as e:  # committed all the same; the next checkpoint catches up
-            _log.warning("checkpoint of %s failed: %s", self.path, e)
-        return results
 
     def _fence_check(self, batch: Sequence[Write]) -> tuple[str, dict[int, int]] | None:
         """The (member, {shard: epoch}) the batch's fenced writes need; ShardLost for a
@@ -718,6 +768,10 @@ class SqliteStore:
     async def _write(
         self, db: _Direct, batch: Sequence[Write], check: tuple[str, dict[int, int]] | None = None
     ) -> list[WriteResult]:
+        if check is None and not self._shared:
+            rows = _event_rows(batch, self._rows_max)
+            if rows is not None:
+                return await self._write_events(db, batch, rows)  # type: ignore[arg-type]
         self._pending_seqs = {}
         try:
             await db.execute("BEGIN IMMEDIATE")
@@ -743,6 +797,25 @@ class SqliteStore:
             if isinstance(e, sqlite3.Error):
                 raise translate(e, "write") from e
             raise
+
+    async def _write_events(
+        self, db: _Direct, batch: Sequence[Commit], rows: list[object]
+    ) -> list[WriteResult]:
+        """A batch of commits that only append events (a single owner's, no fence): one
+        ``INSERT`` of all their rows, a transaction of its own (all or nothing). SQLite
+        runs it without the GIL from end to end, where a statement per row needs the
+        GIL back after each row (and waits for it while the event loop runs Python)."""
+        self._pending_seqs = {}
+        try:
+            await self._check_seqs(db, batch)
+            await db.execute(_insert_sql("events", 7, len(rows) // 7), rows)
+        except sqlite3.IntegrityError as e:
+            raise StoreError(f"sequence conflict while appending events (a second writer?): {e}") from e
+        except sqlite3.Error as e:
+            raise translate(e, "write") from e
+        self._remember_seqs()
+        plain = Committed()
+        return [plain] * len(batch)
 
     async def _check_fence(self, db: _Direct, member: str, epochs: dict[int, int]) -> None:
         rows = await db.execute_fetchall(
@@ -1164,6 +1237,7 @@ class SqliteStore:
             or self._w is None
             or len(keys) > 300
             or self._write_lock.locked()
+            or self._queued
         ):
             return None
         check_mark_keys(keys)
@@ -1246,7 +1320,7 @@ class SqliteStore:
         conn = self._writer._conn
         async with self._write_lock:
             try:
-                return await anyio.to_thread.run_sync(fn, conn, limiter=self._threads)
+                return await self._on_thread(fn, conn)
             except sqlite3.Error as e:
                 raise translate(e, "membership") from e
 
@@ -1511,6 +1585,38 @@ class _Direct:
 
     async def close(self) -> None:
         self._conn.close()
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(table: str, width: int, rows: int) -> str:
+    """``INSERT INTO table VALUES (?, ...), ...``: ``rows`` rows of ``width`` values."""
+    one = "(" + ", ".join("?" * width) + ")"
+    return f"INSERT INTO {table} VALUES " + ", ".join([one] * rows)
+
+
+def _event_rows(batch: Sequence[Write], rows_max: int) -> list[object] | None:
+    """The values of every event row of ``batch``, flat, if it holds only commits that
+    append events and nothing else (no mark, inbox, journal, dead letter, timer or
+    outbox) and at most ``rows_max`` rows; else None."""
+    flat: list[object] = []
+    for c in batch:
+        if (
+            type(c) is not Commit
+            or not c.events
+            or c.mark
+            or c.from_inbox
+            or c.has_journal
+            or c.dead_letter is not None
+            or c.set_timers
+            or c.cancel_timers
+            or c.outbox
+        ):
+            return None
+        t, i, seq, at = c.entity_type, c.entity_id, c.first_seq, c.recorded_at
+        for e in c.events:
+            flat += (t, i, seq, e.type_name, e.version, e.data, at)
+            seq += 1
+    return flat if 0 < len(flat) <= rows_max * 7 else None
 
 
 def _drive(coro: Coroutine[object, None, _T]) -> _T:

@@ -292,3 +292,33 @@ async def test_what_a_handler_sets_in_its_context_stays_with_its_message() -> No
                 tg.start_soon(ask, i)
         assert seen == [""] * 400
         assert _TAG.get() is None
+
+
+async def test_one_turn_runs_at_most_a_slice_of_actors_then_the_committer_takes_theirs() -> None:
+    """300 actors kicked in one turn: the first 256 run, then the committer takes their
+    commits (a store with a thread of its own writes them while the rest run)."""
+    from collections.abc import Sequence
+
+    from actors._pump import SLICE
+    from persistence.store import Commit, Write, WriteResult
+
+    sizes: list[int] = []
+
+    class Spy(MemoryStore):
+        async def write(self, batch: Sequence[Write]) -> list[WriteResult]:
+            commits = sum(isinstance(w, Commit) for w in batch)
+            if commits:
+                sizes.append(commits)
+            return await super().write(batch)
+
+    n = SLICE + 44
+    async with ActorSystem(Spy(), entities=[Account]) as system:
+        refs = [system.ref(Account, f"a{i}") for i in range(n)]
+        for r in refs:
+            await r.query(Account.get_balance)  # loaded: their asks take the pump
+        sizes.clear()
+        async with anyio.create_task_group() as tg:
+            for r in refs:
+                tg.start_soon(r.ask, Account.deposit, 1)
+        assert sizes == [SLICE, n - SLICE]  # one batch of all of them without the slice
+        assert [await r.query(Account.get_balance) for r in refs] == [1] * n

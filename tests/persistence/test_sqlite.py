@@ -20,7 +20,7 @@ import pytest
 
 from persistence import NotOurDatabase, SqliteStore, StoreError, StoreLocked
 from persistence.sqlite import APPLICATION, SCHEMA_VERSION, translate
-from persistence.store import Accept, Commit, ProcessedMark, SignalRecord
+from persistence.store import Accept, Commit, Committed, NewEvent, ProcessedMark, SignalRecord
 
 pytestmark = pytest.mark.anyio
 
@@ -520,3 +520,106 @@ async def test_closing_under_cancellation_still_releases_the_file(
         await store.__aexit__(None, None, None)
     async with SqliteStore(db) as again:
         assert await again.read_inbox(after=0, limit=10) == []
+
+
+# ---------------------------------------------------------------- batches of events
+
+
+def events_commit(entity_id: str, seq: int, data: str, at: float, *, mark: bool = False) -> Commit:
+    return Commit(
+        "Account", entity_id, sig(f"s-{entity_id}-{seq}"), '{"ok":null}', seq,
+        (NewEvent("Deposited", 1, data),), at, mark=mark, from_inbox=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("options", [{}, {"inline_writes": 0}])
+async def test_a_batch_that_only_appends_events_is_one_statement(db: Path, options: dict[str, int]) -> None:
+    """One INSERT of every row, its own transaction (SQLite runs it without the GIL);
+    the rows read back exactly as given. A batch with anything else takes BEGIN."""
+    data = ['{"a":"é😀\\u0000"}', '{"n":123456789012345678901234567890}', '{"x":1e-07}']
+    ats = [1.1, 1700000000.1234567, 5e-324]
+    async with SqliteStore(db, **options) as store:  # type: ignore[arg-type]
+        statements: list[str] = []
+        store._writer.connection.set_trace_callback(statements.append)
+        got = await store.write([events_commit(f"e{i}", 1, data[i], ats[i]) for i in range(3)])
+        assert got == [Committed()] * 3
+        writes = [x for x in statements if not x.startswith("WITH k(t, i)")]  # log ends read first
+        assert len(writes) == 1
+        assert writes[0].startswith("INSERT INTO events VALUES (")
+        statements.clear()
+        await store.write([events_commit("e0", 2, "{}", 2.0, mark=True)])
+        assert statements[0] == "BEGIN IMMEDIATE"
+        assert statements[-1] == "COMMIT"
+        store._writer.connection.set_trace_callback(None)
+    rows = query(db, "SELECT entity_id, seq, type_name, version, data, recorded_at FROM events ORDER BY 1, 2")
+    assert rows == [
+        ("e0", 1, "Deposited", 1, data[0], ats[0]),
+        ("e0", 2, "Deposited", 1, "{}", 2.0),
+        ("e1", 1, "Deposited", 1, data[1], ats[1]),
+        ("e2", 1, "Deposited", 1, data[2], ats[2]),
+    ]
+
+
+async def test_a_conflict_in_the_one_statement_writes_nothing_of_it(db: Path) -> None:
+    async with SqliteStore(db) as store:
+        await store.write([events_commit("x", 1, "{}", 1.0)])
+        other = sqlite3.connect(db)  # behind the store's back: its remembered log end is stale
+        other.execute("INSERT INTO events VALUES ('Account', 'x', 2, 'Deposited', 1, '{}', 1.0)")
+        other.commit()
+        other.close()
+        with pytest.raises(StoreError, match="sequence conflict"):
+            await store.write([events_commit("y", 1, "{}", 1.0), events_commit("x", 2, "{}", 1.0)])
+        assert await store.read_events("Account", "y", after=0, limit=10) == []  # all or nothing
+        await store.write([events_commit("y", 1, "{}", 1.0)])  # and the store goes on
+    assert query(db, "SELECT entity_id, seq FROM events ORDER BY 1, 2") == [("x", 1), ("x", 2), ("y", 1)]
+
+
+async def test_more_rows_than_one_statement_takes_go_in_a_transaction(db: Path) -> None:
+    async with SqliteStore(db) as store:
+        store._rows_max = 2  # as with an old SQLite's 999 parameters, for a bigger batch
+        statements: list[str] = []
+        store._writer.connection.set_trace_callback(statements.append)
+        await store.write([events_commit(f"e{i}", 1, "{}", 1.0) for i in range(3)])
+        store._writer.connection.set_trace_callback(None)
+        assert statements[0] == "BEGIN IMMEDIATE"
+    assert query(db, "SELECT count(*) FROM events") == [(3,)]
+
+
+async def test_the_next_batch_is_queued_on_the_writer_thread_while_one_is_written(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write lock is not held while a batch is on the writer's thread: the next one
+    is queued there at once, and runs right after it. Meanwhile nothing uses the writer
+    connection on the event loop's thread."""
+    import threading
+
+    async with SqliteStore(db, inline_writes=0) as store:
+        real = store._write_counted
+        started, gate = threading.Event(), threading.Event()
+        order: list[int] = []
+
+        def held(batch: list[Commit], check: object, checkpoint: bool) -> object:
+            order.append(len(batch))
+            if len(order) == 1:
+                started.set()
+                gate.wait(10)
+            return real(batch, check, checkpoint)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(store, "_write_counted", held)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(store.write, [events_commit("a", 1, "{}", 1.0)])
+                await anyio.to_thread.run_sync(started.wait)
+                tg.start_soon(
+                    store.write, [events_commit("b", 1, "{}", 1.0), events_commit("c", 1, "{}", 1.0)]
+                )
+                await anyio.wait_all_tasks_blocked()
+                assert store._queued == 2  # the second is queued behind the first
+                assert store.write_now([events_commit("d", 1, "{}", 1.0)]) is None
+                assert store.read_marks_now([("Account", "a", "s")]) is None
+                gate.set()
+        finally:
+            gate.set()
+        assert order == [1, 2]
+        assert store._queued == 0
+    assert query(db, "SELECT entity_id FROM events ORDER BY 1") == [("a",), ("b",), ("c",)]
