@@ -315,8 +315,8 @@ class SqliteStore:
         """The writer connection's own thread: its jobs run one after another, in the
         order given, each as soon as the one before ends (not when the event loop gets
         round to it); never queued behind activities on anyio's default pool."""
-        self._rows_max = 0
-        """Event rows one statement may insert (SQLite's limit on parameters / 7)."""
+        self._params_max = 999
+        """Parameters one statement may have (SQLite's limit, read when it opens)."""
         self._queued = 0
         """Jobs given to the writer's thread and not yet awaited back: while there are
         any, nothing uses the writer connection on the event loop's thread."""
@@ -369,7 +369,7 @@ class SqliteStore:
             self._w = await self._on_thread(self._connect_writer)
             await self._on_thread(self._to_wal, self._w)
             await self._on_thread(_drive, self._migrate(self._w))
-            self._rows_max = self._w.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 7
+            self._params_max = self._w.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
             self._r = await self._connect(query_only=True)
         except OSError as e:
             await self._close()
@@ -769,7 +769,7 @@ class SqliteStore:
         self, db: _Direct, batch: Sequence[Write], check: tuple[str, dict[int, int]] | None = None
     ) -> list[WriteResult]:
         if check is None and not self._shared:
-            rows = _event_rows(batch, self._rows_max)
+            rows = _event_rows(batch, self._params_max // 7)
             if rows is not None:
                 return await self._write_events(db, batch, rows)  # type: ignore[arg-type]
         self._pending_seqs = {}
@@ -798,6 +798,16 @@ class SqliteStore:
                 raise translate(e, "write") from e
             raise
 
+    async def _insert(self, db: _Direct, head: str, rows: Sequence[Sequence[object]]) -> None:
+        """``head VALUES (...), (...)``: ``rows`` in as few statements as SQLite's limit on
+        parameters allows (one ``executemany`` would give the GIL back and take it again
+        after every row, and wait for it while the event loop runs Python)."""
+        width = len(rows[0])
+        per = max(1, self._params_max // width)
+        for i in range(0, len(rows), per):
+            part = rows[i : i + per]
+            await db.execute(_insert_sql(head, width, len(part)), [x for r in part for x in r])
+
     async def _write_events(
         self, db: _Direct, batch: Sequence[Commit], rows: list[object]
     ) -> list[WriteResult]:
@@ -808,7 +818,7 @@ class SqliteStore:
         self._pending_seqs = {}
         try:
             await self._check_seqs(db, batch)
-            await db.execute(_insert_sql("events", 7, len(rows) // 7), rows)
+            await db.execute(_insert_sql("INSERT INTO events", 7, len(rows) // 7), rows)
         except sqlite3.IntegrityError as e:
             raise StoreError(f"sequence conflict while appending events (a second writer?): {e}") from e
         except sqlite3.Error as e:
@@ -930,7 +940,7 @@ class SqliteStore:
             rows.append((*_sig_row(s), _shard(s.entity_type, s.entity_id, self._shard_count)))
             results.append(Accepted())
         if rows:
-            await db.executemany(f"INSERT INTO inbox ({_SIG}, shard) VALUES ({_SIG_PARAMS}, ?)", rows)
+            await self._insert(db, f"INSERT INTO inbox ({_SIG}, shard)", rows)
         return results
 
     async def _commit(self, db: _Direct, run: Sequence[Commit]) -> list[Committed]:
@@ -950,13 +960,13 @@ class SqliteStore:
         if events:
             await self._check_seqs(db, run)
             try:
-                await db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", events)
+                await self._insert(db, "INSERT INTO events", events)
             except sqlite3.IntegrityError as e:
                 raise StoreError(f"sequence conflict while appending events (a second writer?): {e}") from e
         marks = [c.mark_row() for c in run if c.mark]
         if marks:
             try:
-                await db.executemany("INSERT INTO processed VALUES (?, ?, ?, ?, ?, ?)", marks)
+                await self._insert(db, "INSERT INTO processed", marks)
             except sqlite3.IntegrityError as e:
                 raise StoreError(f"a signal in this batch is already processed: {e}") from e
         taken = [(c.entity_type, c.entity_id, c.signal.signal_id) for c in run if c.from_inbox]
@@ -1588,10 +1598,10 @@ class _Direct:
 
 
 @functools.lru_cache(maxsize=64)
-def _insert_sql(table: str, width: int, rows: int) -> str:
-    """``INSERT INTO table VALUES (?, ...), ...``: ``rows`` rows of ``width`` values."""
+def _insert_sql(head: str, width: int, rows: int) -> str:
+    """``head VALUES (?, ...), ...``: ``rows`` rows of ``width`` values."""
     one = "(" + ", ".join("?" * width) + ")"
-    return f"INSERT INTO {table} VALUES " + ", ".join([one] * rows)
+    return f"{head} VALUES " + ", ".join([one] * rows)
 
 
 def _event_rows(batch: Sequence[Write], rows_max: int) -> list[object] | None:

@@ -575,14 +575,25 @@ async def test_a_conflict_in_the_one_statement_writes_nothing_of_it(db: Path) ->
 
 
 async def test_more_rows_than_one_statement_takes_go_in_a_transaction(db: Path) -> None:
+    """Rows beyond SQLite's limit on parameters: a transaction of several statements,
+    each of as many rows as the limit allows (here 14 parameters: 2 events, 2 marks)."""
     async with SqliteStore(db) as store:
-        store._rows_max = 2  # as with an old SQLite's 999 parameters, for a bigger batch
+        store._params_max = 14  # as with a small SQLITE_MAX_VARIABLE_NUMBER
         statements: list[str] = []
         store._writer.connection.set_trace_callback(statements.append)
-        await store.write([events_commit(f"e{i}", 1, "{}", 1.0) for i in range(3)])
+        await store.write([events_commit(f"e{i}", 1, "{}", 1.0, mark=True) for i in range(3)])
         store._writer.connection.set_trace_callback(None)
+        writes = [x.split(" VALUES ")[0] + f" x{x.count('), (') + 1}" for x in statements if " VALUES " in x]
         assert statements[0] == "BEGIN IMMEDIATE"
+        assert statements[-1] == "COMMIT"
+        assert writes == [
+            "INSERT INTO events x2",
+            "INSERT INTO events x1",
+            "INSERT INTO processed x2",
+            "INSERT INTO processed x1",
+        ]
     assert query(db, "SELECT count(*) FROM events") == [(3,)]
+    assert query(db, "SELECT count(*) FROM processed") == [(3,)]
 
 
 async def test_the_next_batch_is_queued_on_the_writer_thread_while_one_is_written(
