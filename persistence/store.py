@@ -339,6 +339,11 @@ class Store(Protocol):
     A store is an async context manager; it is opened by the ``ActorSystem`` that
     uses it. Every write method applies its batch in one transaction: all of it or
     none (then it raises :class:`~persistence.errors.StoreError`).
+
+    Optional: an int attribute ``write_depth`` (default 1), how many batches the
+    runtime's committer may give :meth:`write` before the first returns; a store that
+    says 2 (SQLite, single owner) must apply them in the order given. Batches given
+    together never depend on each other (an actor's next commit waits for its last).
     """
 
     async def __aenter__(self) -> Self: ...
