@@ -663,17 +663,24 @@ class SqliteStore:
         have. (On the writer connection, between two writes: a checkpoint beside the
         writes never catches up with them, and the WAL is only reset after one that did.)
         """
-        thread = self._thread
-        if thread is None or self._w is None:
-            raise StoreError(f"{self!r} is closed")
         if not self._inline:
-            return thread.submit(self._write_counted, batch, check, False)
+            return self._submit(self._write_counted, batch, check, False)
         if self._wal_pages >= _CHECKPOINT_PAGES:
             self._wal_pages = 0
-            return thread.submit(self._write_counted, batch, None, True)
-        if len(batch) <= self._inline_max and not self._queued:
+            return self._submit(self._write_counted, batch, None, True)
+        if len(batch) <= self._inline_max and not self._queued and self._thread is not None:
             return self._write_here(batch)
-        return thread.submit(self._write_counted, batch, None, False)
+        return self._submit(self._write_counted, batch, None, False)
+
+    def _submit(self, fn: Callable[..., _T], *args: object) -> concurrent.futures.Future[_T]:
+        """Give ``fn(*args)`` to the writer's thread (the caller counts it in ``_queued``)."""
+        thread = self._thread
+        if thread is None:
+            raise StoreError(f"{self!r} is closed")
+        try:
+            return thread.submit(fn, *args)
+        except RuntimeError as e:  # shut down meanwhile
+            raise StoreError(f"{self!r} is closed") from e
 
     async def _awaited(self, job: concurrent.futures.Future[_T]) -> _T:
         """The result of a job given to the writer's thread (counted in ``_queued``);
@@ -687,9 +694,7 @@ class SqliteStore:
 
     async def _on_thread(self, fn: Callable[..., _T], *args: object) -> _T:
         """Run ``fn(*args)`` on the writer's thread, after what is queued there."""
-        if self._thread is None:
-            raise StoreError(f"{self!r} is closed")
-        job = self._thread.submit(fn, *args)
+        job = self._submit(fn, *args)
         self._queued += 1
         return await self._awaited(job)
 
@@ -769,7 +774,7 @@ class SqliteStore:
         self, db: _Direct, batch: Sequence[Write], check: tuple[str, dict[int, int]] | None = None
     ) -> list[WriteResult]:
         if check is None and not self._shared:
-            rows = _event_rows(batch, self._params_max // 7)
+            rows = _event_rows(batch, 1 << ((self._params_max // 7).bit_length() - 1))
             if rows is not None:
                 return await self._write_events(db, batch, rows)  # type: ignore[arg-type]
         self._pending_seqs = {}
@@ -803,10 +808,10 @@ class SqliteStore:
         parameters allows (one ``executemany`` would give the GIL back and take it again
         after every row, and wait for it while the event loop runs Python)."""
         width = len(rows[0])
-        per = max(1, self._params_max // width)
+        per = max(1, 1 << ((self._params_max // width).bit_length() - 1))  # a power of two
         for i in range(0, len(rows), per):
-            part = rows[i : i + per]
-            await db.execute(_insert_sql(head, width, len(part)), [x for r in part for x in r])
+            flat, n = _padded([x for r in rows[i : i + per] for x in r], width)
+            await db.execute(_insert_sql(head, width, n), flat)
 
     async def _write_events(
         self, db: _Direct, batch: Sequence[Commit], rows: list[object]
@@ -818,7 +823,8 @@ class SqliteStore:
         self._pending_seqs = {}
         try:
             await self._check_seqs(db, batch)
-            await db.execute(_insert_sql("INSERT INTO events", 7, len(rows) // 7), rows)
+            flat, n = _padded(rows, 7)
+            await db.execute(_insert_sql("INSERT INTO events", 7, n), flat)
         except sqlite3.IntegrityError as e:
             raise StoreError(f"sequence conflict while appending events (a second writer?): {e}") from e
         except sqlite3.Error as e:
@@ -1597,11 +1603,23 @@ class _Direct:
         self._conn.close()
 
 
-@functools.lru_cache(maxsize=64)
+@functools.cache
 def _insert_sql(head: str, width: int, rows: int) -> str:
-    """``head VALUES (?, ...), ...``: ``rows`` rows of ``width`` values."""
+    """``head`` of the rows among ``rows`` of ``width`` parameters each whose first is
+    not NULL (the rest pad a batch up to ``rows``, a power of two: a few statement
+    texts, so a few prepared statements cached, whatever the batch sizes)."""
     one = "(" + ", ".join("?" * width) + ")"
-    return f"{head} VALUES " + ", ".join([one] * rows)
+    return f"{head} SELECT * FROM (VALUES {', '.join([one] * rows)}) WHERE column1 IS NOT NULL"
+
+
+def _padded(flat: list[object], width: int) -> tuple[list[object], int]:
+    """``flat`` (rows of ``width`` values, the first never None) padded with rows of
+    None up to a power of two rows; and that number of rows."""
+    rows = len(flat) // width
+    bucket = 1 << (rows - 1).bit_length()
+    if bucket > rows:
+        flat = flat + [None] * ((bucket - rows) * width)
+    return flat, bucket
 
 
 def _event_rows(batch: Sequence[Write], rows_max: int) -> list[object] | None:
