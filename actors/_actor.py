@@ -77,6 +77,7 @@ class Actor:
         "activating",
         "asking",
         "backup",
+        "checked",
         "committing",
         "crashes",
         "entity",
@@ -123,6 +124,9 @@ class Actor:
         self.task: asyncio.Task[None] | None = None
         """The drain task while one runs (pause() cancels it)."""
         self.committing = 0
+        self.checked: object = None
+        """The keyed envelope at the head of the mailbox whose mark the pump read and found
+        none of (it runs next; a drain task checks for itself)."""
         """Commits of this actor under way: a pause waits for them (cheaper than a shield)."""
         self.pause_pending = False
         """The drain's cancel scope while it runs (cancelled by ``pause``)."""

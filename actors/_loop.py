@@ -51,7 +51,7 @@ class Loop:
         """Processed-mark reads of one turn of the event loop, in one store read."""
         self.repeats = Repeats(kernel, self.marks)
         self.restarts = Restarts(kernel)
-        self.pump = Pump(kernel, self.commits, self.drain)
+        self.pump = Pump(kernel, self.commits, self.drain, self.repeats)
 
     def start(self, actor: Actor) -> None:
         """Start handling the actor's mailbox: without a task while its messages allow

@@ -36,24 +36,43 @@ class MarkReads:
 
     async def read(self, key: Key) -> ProcessedMark | None:
         """The processed mark of ``key``'s signal, if it was processed."""
-        kernel = self._kernel
-        store = kernel.store
+        store = self._kernel.store
         many: ReadMany | None = getattr(store, "read_marks", None)
-        if many is None:
+        fut = None if many is None else self._enqueue(key, many)
+        if fut is None:  # a store that reads one at a time, or closing: read alone
             return await store.read_mark(*key)
-        now: ReadNow | None = getattr(store, "read_marks_now", None)
-        if now is not None and not self._want and len(kernel.tasks.drains) + kernel.tasks.pumping <= 1:
-            got = now([key])  # nobody to read with: at once, if the store can without waiting
-            if got is not None:
-                return got.get(key)
-        fut: asyncio.Future[ProcessedMark | None] = asyncio.get_running_loop().create_future()
-        self._want.setdefault(key, []).append(fut)
-        if not self._flushing:
-            if self._kernel.tasks.spawn_task(self._flush(many)) is None:  # closing: read alone
-                self._want.pop(key, None)
-                return await store.read_mark(*key)
-            self._flushing = True
         return await fut
+
+    def gathers(self) -> bool:
+        """Whether the store reads many marks at once (``read_marks``)."""
+        return getattr(self._kernel.store, "read_marks", None) is not None
+
+    def future(self, key: Key) -> asyncio.Future[ProcessedMark | None] | None:
+        """:meth:`read` without a coroutine (a store that :meth:`gathers`): a future of the
+        mark, done already if it was read at once; None if the system is closing."""
+        many: ReadMany = self._kernel.store.read_marks  # type: ignore[attr-defined]
+        return self._enqueue(key, many)
+
+    def _enqueue(self, key: Key, many: ReadMany) -> asyncio.Future[ProcessedMark | None] | None:
+        kernel = self._kernel
+        fut: asyncio.Future[ProcessedMark | None] = asyncio.get_running_loop().create_future()
+        now: ReadNow | None = getattr(kernel.store, "read_marks_now", None)
+        if now is not None and not self._want and len(kernel.tasks.drains) + kernel.tasks.pumping <= 1:
+            try:  # nobody to read with: at once, if the store can without waiting
+                got = now([key])
+            except Exception as e:
+                fut.set_exception(e)
+                fut.exception()  # retrieved: its reader may be gone
+                return fut
+            if got is not None:
+                fut.set_result(got.get(key))
+                return fut
+        if not self._flushing:
+            if kernel.tasks.spawn_task(self._flush(many)) is None:  # closing
+                return None
+            self._flushing = True
+        self._want.setdefault(key, []).append(fut)
+        return fut
 
     async def _flush(self, many: ReadMany) -> None:
         await asyncio.sleep(0)  # the other readers of this turn join the batch

@@ -28,9 +28,11 @@ from actors._entity import Entity
 from actors._envelope import Envelope, closed_error
 from actors._invocation import Invocation
 from actors._kernel import Kernel
+from actors._repeats import Repeats
 from actors._spec import IMMUTABLE_VALUES
 from actors._supervision import Step
 from actors.errors import DefinitionError, StoreError
+from persistence.store import ProcessedMark
 
 BURST = 64
 """Messages one actor runs in one turn of the event loop at most."""
@@ -130,21 +132,25 @@ class _AfterCommit:
 class Pump:
     """Runs the plain messages of every actor of one system without a task."""
 
-    __slots__ = ("_ready", "commits", "drain", "kernel")
+    __slots__ = ("_keyed", "_ready", "commits", "drain", "kernel", "repeats")
 
-    def __init__(self, kernel: Kernel, commits: Committing, drain: Drain) -> None:
+    def __init__(self, kernel: Kernel, commits: Committing, drain: Drain, repeats: Repeats) -> None:
         self.kernel = kernel
         self.commits = commits
         self.drain = drain
+        self.repeats = repeats
+        self._keyed = repeats.marks.gathers()
+        """Keyed asks run here too: their marks are read many at a time, with a callback."""
         self._ready: list[Actor] = []
         """Actors to run in the next turn of the event loop (one callback for them all)."""
 
     def takes(self, actor: Actor, env: Envelope) -> bool:
         """Whether ``env`` can run here next: a plain handler of a loaded actor, no key
-        to look up, the system running, the actor not stopped."""
+        or the key of an outside ask (its mark read first, with a callback), the system
+        running, the actor not stopped."""
         return (
             actor.entity is not None
-            and not env.keyed
+            and (not env.keyed or (self._keyed and env.reply is not None and not env.from_inbox))
             and not env.handler.is_async
             and not actor.resumable
             and actor.stopped_until is None
@@ -193,6 +199,11 @@ class Pump:
                 self._later(actor)
                 return
             budget -= 1
+            if env.keyed and actor.checked is not env:  # a repeat? its mark first
+                if not self._check(actor, env):
+                    return  # read later: _after_read goes on
+                continue  # a repeat, answered from its mark (or refused)
+            actor.checked = None
             actor.mailbox.popleft()
             try:  # in a context of its own: what the handler (or an observer) sets there
                 # stays there, not in the committer's task whose callback may run it
@@ -203,6 +214,62 @@ class Pump:
             if not finished:
                 return  # its commit calls back (_AfterCommit), or a drain task took over
         self._end(actor)
+
+    def _check(self, actor: Actor, env: Envelope) -> bool:
+        """Look for the mark of keyed ``env`` (at the head of the mailbox). True if that is
+        settled here (``env`` was a repeat and is answered, or has no mark and is marked
+        ``checked`` to run next); False if the read goes on (:meth:`_after_read`)."""
+        s = env.signal
+        if self.repeats.tell_conflict(actor, env):
+            actor.mailbox.popleft()
+            actor.handled(env)
+            return True
+        fut = self.repeats.marks.future((s.entity_type, s.entity_id, s.signal_id))
+        if fut is None:  # closing: nothing of it was written, its caller is told so
+            actor.mailbox.popleft()
+            if env.reply is not None:
+                env.reply.fail(closed_error(env))
+            actor.handled(env)
+            return True
+        if fut.done():
+            self._read(actor, env, fut)
+            return True
+        fut.add_done_callback(lambda f: self._after_read(actor, env, f))
+        return False
+
+    def _read(self, actor: Actor, env: Envelope, fut: asyncio.Future[ProcessedMark | None]) -> None:
+        """The mark read of ``env`` is done: answer a repeat (or a failed read) here, or
+        let it run next."""
+        error = None if fut.cancelled() else fut.exception()
+        if error is None and not fut.cancelled() and fut.result() is None:
+            actor.checked = env
+            return
+        actor.mailbox.popleft()
+        if env.reply is not None:
+            if fut.cancelled():
+                env.reply.fail(closed_error(env))
+            elif error is not None:
+                env.reply.fail(
+                    error if isinstance(error, StoreError) else StoreError(f"mark read: {error!r}")
+                )
+            else:
+                mark = fut.result()
+                assert mark is not None
+                self.repeats.reply_from(env, mark)
+        actor.handled(env)
+
+    def _after_read(self, actor: Actor, env: Envelope, fut: asyncio.Future[ProcessedMark | None]) -> None:
+        """A mark read that waited is done: go on with the actor (unless a close failed its
+        queued asks meanwhile: then it ends here)."""
+        try:
+            if actor.mailbox and actor.mailbox[0] is env:
+                self._read(actor, env, fut)
+                self.run(actor)
+            else:
+                self._end(actor)
+        except Exception as e:  # a bug in the runtime: keep the system alive, say so
+            self.kernel.log.exception("%r: internal error after a mark read", actor)
+            self.internal_error(actor, env, e)
 
     def _one(self, actor: Actor, env: Envelope) -> bool:
         """Run one message; False if it is not finished yet (its commit calls back, or a
@@ -283,6 +350,7 @@ class Pump:
         actor is idle again."""
         kernel = self.kernel
         kernel.tasks.pumping -= 1
+        actor.checked = None
         if (actor.mailbox or actor.resumable) and kernel.tasks.live:
             task = kernel.tasks.spawn_drain(self.drain(actor, None))
             if task is not None:

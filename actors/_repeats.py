@@ -12,7 +12,7 @@ from actors._ids import conflict_error
 from actors._kernel import Kernel
 from actors._marks import MarkReads
 from actors.errors import StoreError
-from persistence.store import Commit
+from persistence.store import Commit, ProcessedMark
 
 
 class Repeats:
@@ -43,18 +43,23 @@ class Repeats:
             return False
         if env.from_inbox:  # a repeat that reached the inbox (tell vs. a running ask): take it out
             await self._drop(actor, env, mark.outcome, mark.fingerprint != s.fingerprint)
-        if env.reply is not None:
-            if mark.fingerprint != s.fingerprint:
-                env.reply.fail(conflict_error(s))
-            else:
-                where = f"the processed mark of signal {s.signal_id!r} of {s.entity_type}/{s.entity_id}"
-                try:
-                    env.reply.set(
-                        outcome.decode(self.kernel.codec, mark.outcome, env.handler.returns, where=where)
-                    )
-                except Exception as e:
-                    env.reply.fail(e)
+        self.reply_from(env, mark)
         return True
+
+    def reply_from(self, env: Envelope, mark: ProcessedMark) -> None:
+        """Answer the caller of a repeat from its mark: its outcome, or IdempotencyConflict
+        when the arguments differ."""
+        if env.reply is None:
+            return
+        s = env.signal
+        if mark.fingerprint != s.fingerprint:
+            env.reply.fail(conflict_error(s))
+            return
+        where = f"the processed mark of signal {s.signal_id!r} of {s.entity_type}/{s.entity_id}"
+        try:
+            env.reply.set(outcome.decode(self.kernel.codec, mark.outcome, env.handler.returns, where=where))
+        except Exception as e:
+            env.reply.fail(e)
 
     async def _drop(self, actor: Actor, env: Envelope, first_outcome: str, conflict: bool) -> None:
         s, kernel = env.signal, self.kernel

@@ -110,7 +110,11 @@ async def test_plain_messages_of_active_actors_run_without_a_task(
                 tg.start_soon(refs[i % 10].ask, Account.deposit, 1)
         assert drains == []
         assert [await r.query(Account.get_balance) for r in refs] == [20] * 10
-        await refs[0].options(key="k1").ask(Account.deposit, 1)  # a key: its mark is looked up first
+        first = await refs[0].options(key="k1").ask(Account.deposit, 1)  # its mark looked up first
+        assert await refs[0].options(key="k1").ask(Account.deposit, 1) == first  # a repeat
+        assert drains == []  # keyed asks too: the mark read calls the pump back
+        await refs[0].options(key="t1").tell(Account.deposit, 1)  # from the inbox: a drain task
+        assert await refs[0].ask(Account.deposit, 1) == first + 2  # runs after the tell
         assert drains == ["Loop.drain"]
     async with SqliteStore(tmp_path / "a.db") as again:  # durable: every deposit on disk
         assert len(await again.read_events("Account", "a3", after=0, limit=100)) == 20
@@ -322,3 +326,79 @@ async def test_one_turn_runs_at_most_a_slice_of_actors_then_the_committer_takes_
                 tg.start_soon(r.ask, Account.deposit, 1)
         assert sizes == [SLICE, n - SLICE]  # one batch of all of them without the slice
         assert [await r.query(Account.get_balance) for r in refs] == [1] * n
+
+
+class SlowMarks(MemoryStore):
+    """Mark reads that wait for ``go`` (never at once), or fail while ``broken``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = anyio.Event()
+        self.reading = anyio.Event()
+        self.broken = False
+
+    def read_marks_now(self, keys: object) -> None:  # type: ignore[override]
+        return None  # always the gathered read, which waits
+
+    async def read_marks(self, keys: Any) -> Any:
+        self.reading.set()
+        await self.go.wait()
+        if self.broken:
+            raise StoreError("the disk said no")
+        return await super().read_marks(keys)
+
+    async def read_mark(self, entity_type: str, entity_id: str, signal_id: str) -> Any:
+        if self.broken:
+            raise StoreError("the disk said no")
+        return await super().read_mark(entity_type, entity_id, signal_id)
+
+
+async def test_keyed_asks_run_in_the_pump_after_their_mark_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A keyed ask's mark is read first (here the read waits), then it runs without a
+    drain task; a repeat is answered from its mark, a reused key with other arguments
+    refused, a failed read fails only its caller."""
+    from actors import IdempotencyConflict
+
+    store = SlowMarks()
+    store.go.set()
+    async with ActorSystem(store, entities=[Account]) as system:
+        ref = system.ref(Account, "a")
+        await ref.query(Account.get_balance)  # loaded
+        drains = count_drains(monkeypatch)
+        assert await ref.options(key="k1").ask(Account.deposit, 5) == 5
+        assert await ref.options(key="k1").ask(Account.deposit, 5) == 5  # a repeat: not run again
+        with pytest.raises(IdempotencyConflict):
+            await ref.options(key="k1").ask(Account.deposit, 6)
+        store.broken = True
+        with pytest.raises(StoreError, match="disk said no"):
+            await ref.options(key="k2").ask(Account.deposit, 1)
+        store.broken = False
+        assert await ref.options(key="k2").ask(Account.deposit, 1) == 6  # the actor goes on
+        assert drains == []
+        assert await ref.query(Account.get_balance) == 6
+
+
+async def test_a_close_during_a_keyed_asks_mark_read_tells_its_caller() -> None:
+    from actors import SystemClosed
+
+    store = SlowMarks()
+    system = ActorSystem(store, entities=[Account])
+    async with system:
+        ref = system.ref(Account, "a")
+        await ref.query(Account.get_balance)
+        got: list[BaseException] = []
+
+        async def ask() -> None:
+            try:
+                await ref.options(key="k1").ask(Account.deposit, 5)
+            except SystemClosed as e:
+                got.append(e)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask)
+            with anyio.fail_after(5):
+                await store.reading.wait()  # the read waits: the ask is at the mailbox's head
+                await system.aclose()  # does not wait for the read
+        assert len(got) == 1
+        assert got[0].accepted is False  # nothing of it was written
+    assert store._d.events == {}
