@@ -261,15 +261,16 @@ class Pump:
     def _after_read(self, actor: Actor, env: Envelope, fut: asyncio.Future[ProcessedMark | None]) -> None:
         """A mark read that waited is done: go on with the actor (unless a close failed its
         queued asks meanwhile: then it ends here)."""
+        if not actor.mailbox or actor.mailbox[0] is not env:
+            self._end(actor)
+            return
         try:
-            if actor.mailbox and actor.mailbox[0] is env:
-                self._read(actor, env, fut)
-                self.run(actor)
-            else:
-                self._end(actor)
+            self._read(actor, env, fut)
         except Exception as e:  # a bug in the runtime: keep the system alive, say so
-            self.kernel.log.exception("%r: internal error after a mark read", actor)
+            if actor.mailbox and actor.mailbox[0] is env:
+                actor.mailbox.popleft()
             self.internal_error(actor, env, e)
+        self.run(actor)
 
     def _one(self, actor: Actor, env: Envelope) -> bool:
         """Run one message; False if it is not finished yet (its commit calls back, or a
