@@ -250,7 +250,7 @@ class Pump:
                 env.reply.fail(closed_error(env))
             elif error is not None:
                 env.reply.fail(
-                    error if isinstance(error, StoreError) else StoreError(f"mark read: {error!r}")
+                    error if isinstance(error, StoreError) else StoreError(f"mark read: {error!r:.200}")
                 )
             else:
                 mark = fut.result()
