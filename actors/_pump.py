@@ -32,6 +32,7 @@ from actors._repeats import Repeats
 from actors._spec import IMMUTABLE_VALUES
 from actors._supervision import Step
 from actors.errors import DefinitionError, StoreError
+from persistence.codec import short_repr
 from persistence.store import ProcessedMark
 
 BURST = 64
@@ -250,7 +251,7 @@ class Pump:
                 env.reply.fail(closed_error(env))
             elif error is not None:
                 env.reply.fail(
-                    error if isinstance(error, StoreError) else StoreError(f"mark read: {error!r:.200}")
+                    error if isinstance(error, StoreError) else StoreError(f"mark read: {short_repr(error)}")
                 )
             else:
                 mark = fut.result()

@@ -799,7 +799,7 @@ class SqliteStore:
         except BaseException as e:
             with contextlib.suppress(Exception):
                 await db.execute("ROLLBACK")
-            if isinstance(e, sqlite3.Error):
+            if isinstance(e, sqlite3.Error | UnicodeError):  # a lone surrogate: no UTF-8 to bind
                 raise translate(e, "write") from e
             raise
 
@@ -827,7 +827,7 @@ class SqliteStore:
             await db.execute(_insert_sql("INSERT INTO events", 7, n), flat)
         except sqlite3.IntegrityError as e:
             raise StoreError(f"sequence conflict while appending events (a second writer?): {e}") from e
-        except sqlite3.Error as e:
+        except (sqlite3.Error, UnicodeError) as e:  # a lone surrogate: no UTF-8 to bind
             raise translate(e, "write") from e
         self._remember_seqs()
         plain = Committed()

@@ -662,3 +662,13 @@ async def test_a_write_to_a_closed_store_is_a_store_error(db: Path) -> None:
     for batch in ([events_commit("a", 1, "{}", 1.0)], [Accept(sig("s1"))]):
         with pytest.raises(StoreError, match="closed"):
             await store.write(batch)
+
+
+@pytest.mark.parametrize("mark", [False, True])  # the one statement, and a transaction
+async def test_a_value_with_no_utf8_form_fails_the_batch_as_a_store_error(db: Path, mark: bool) -> None:
+    async with SqliteStore(db) as store:
+        bad = [events_commit("a", 1, "{}", 1.0, mark=mark), events_commit("b", 1, "\ud800", 1.0, mark=mark)]
+        with pytest.raises(StoreError, match="surrogates not allowed"):
+            await store.write(bad)
+        assert await store.write([events_commit("a", 1, "{}", 1.0, mark=mark)]) == [Committed()]
+    assert query(db, "SELECT entity_id FROM events") == [("a",)]  # nothing of the failed batch
