@@ -68,21 +68,22 @@ class Calls:
         key: str | None,
         signal_id: str | None = None,
     ) -> tuple[HandlerSpec, dict[str, object], SignalRecord]:
-        self._check_running()
         kernel = self.kernel
+        if not kernel.tasks.running:
+            self._check_running()  # raises, naming the state
         obs = kernel.observer
         if signal_id is None:
             signal_id = keyed_id(key) if key is not None else generated_id()
-        return spec.build_signal(
+        return spec.build_signal(  # positional: the path every outside call takes
             kernel.codec,
             entity_id,
             handler,
             args,
             kwargs,
-            signal_id=signal_id,
-            accepted_at=wall_seconds(kernel.clock),
-            keyed=key is not None or signal_id.startswith("s:"),
-            trace=obs.carry() if obs.active else None,
+            signal_id,
+            wall_seconds(kernel.clock),
+            key is not None or signal_id.startswith("s:"),
+            obs.carry() if obs.active else None,
         )
 
     async def start(

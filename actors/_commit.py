@@ -209,6 +209,13 @@ class GroupCommitter:
         None), else with a future that is done once it is, or, given ``then``, to be
         called back with it once it is (from the committer's task); then its ``error``
         or its ``result``."""
+        slot = Slot(write, after, None)
+        slot.then = then
+        return self.enqueue_slot(slot, wait=then is None)
+
+    def enqueue_slot(self, slot: Slot, *, wait: bool = False) -> Slot:
+        """:meth:`enqueue` of a slot its writer made (a subclass may carry what its
+        ``then`` needs: one object per write instead of two); ``wait``: give it a future."""
         if (
             self._now is not None
             and not self._queue
@@ -220,14 +227,12 @@ class GroupCommitter:
             # to group it with, so it is written here and now if the store can (no
             # hand-over to the committer's task, one turn of the event loop less; nothing
             # is awaited, so nothing can interrupt it), in submission order all the same
-            slot = Slot(write, after, None)
+            then, slot.then = slot.then, None  # settled here: its writer reads it on return
             if self._write_now(slot):
                 return slot
-        if then is None:
-            slot = Slot(write, after, asyncio.get_running_loop().create_future())
-        else:
-            slot = Slot(write, after, None)
             slot.then = then
+        if wait:
+            slot.done = asyncio.get_running_loop().create_future()
         self._push(slot)
         return slot
 

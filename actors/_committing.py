@@ -88,23 +88,24 @@ class Committing:
     def record(self, actor: Actor, env: Envelope, inv: Invocation, text: str) -> Commit | None:
         """The write that commits ``inv`` with its outcome ``text`` (None: nothing to
         write, an unkeyed signal that changed nothing and came from no inbox)."""
-        if not (env.keyed or env.from_inbox or inv.dirty):
+        if not (inv.events or env.keyed or env.from_inbox or inv.dirty):
             return None
         s = env.signal
-        return Commit(
+        return Commit(  # positional (in field order): the path every message takes
             s.entity_type,
             s.entity_id,
             s,
             text,
             actor.seq + 1,
             tuple(inv.events),
-            recorded_at=wall_seconds(self.kernel.clock),
-            set_timers=tuple(inv.timers.values()) if inv.timers else (),  # most runs set none
-            cancel_timers=tuple(inv.cancels) if inv.cancels else (),
-            outbox=tuple(inv.outbox) if inv.outbox else (),
-            has_journal=inv.has_journal,
-            mark=env.keyed,
-            from_inbox=env.from_inbox,
+            wall_seconds(self.kernel.clock),  # recorded_at
+            None,  # dead_letter
+            tuple(inv.timers.values()) if inv.timers else (),  # set_timers: most runs set none
+            tuple(inv.cancels) if inv.cancels else (),  # cancel_timers
+            tuple(inv.outbox) if inv.outbox else (),  # outbox
+            inv.has_journal,
+            env.keyed,  # mark
+            env.from_inbox,
         )
 
     def finish(

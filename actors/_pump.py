@@ -33,7 +33,7 @@ from actors._spec import IMMUTABLE_VALUES
 from actors._supervision import Step
 from actors.errors import DefinitionError, StoreError
 from persistence.codec import short_repr
-from persistence.store import ProcessedMark
+from persistence.store import Commit, ProcessedMark
 
 BURST = 64
 """Messages one actor runs in one turn of the event loop at most."""
@@ -74,8 +74,10 @@ def arguments(kernel: Kernel, env: Envelope) -> dict[str, object]:
     """The handler's arguments: decoded from what was stored (neither its caller nor an
     earlier attempt can change them), unless they are immutable values."""
     h = env.handler
-    if env.values is not None and h.immutable_args:
-        return env.values
+    values = env.values
+    if values is not None and h.immutable_args:
+        env.values = None  # not kept while the commit runs (a later attempt decodes its own)
+        return values
     return h.decode(kernel.codec, env.signal.args)
 
 
@@ -104,39 +106,46 @@ def internal_error(kernel: Kernel, actor: Actor, env: Envelope, e: Exception) ->
         env.reply.fail(e)
 
 
-class _AfterCommit:
-    """A pumped message whose commit waits for the group commit: called with its slot."""
+class _Pumped(Slot):
+    """The commit of a pumped message: the slot carries what finishing it needs, and
+    the committer calls it back (``then``) once it is written, or failed."""
 
-    __slots__ = ("inv", "pump", "result", "text")
+    __slots__ = ("inv", "pump", "text", "value")
 
-    def __init__(self, pump: Pump, inv: Invocation, text: str, result: object) -> None:
+    def __init__(self, write: Commit, pump: Pump, inv: Invocation, text: str, value: object) -> None:
+        super().__init__(write, None, None)
+        self.then = _after_commit
         self.pump = pump
         self.inv = inv
         self.text = text
-        self.result = result
+        self.value = value
 
-    def __call__(self, slot: Slot) -> None:
-        """The commit is written (or failed): finish the message, go on with the actor."""
-        pump, inv = self.pump, self.inv
-        actor = inv.actor
-        assert isinstance(actor, Actor)
-        actor.release()
-        try:
-            finished = pump.settle(inv, self.text, self.result, slot)
-        except Exception as e:  # a bug in the runtime: keep the system alive, say so
-            pump.internal_error(actor, inv.env, e)
-            finished = True
-        if finished:
-            pump.run(actor)
+
+def _after_commit(slot: Slot) -> None:
+    """A pumped message's commit is written (or failed): finish the message, go on
+    with the actor."""
+    assert isinstance(slot, _Pumped)
+    pump, inv = slot.pump, slot.inv
+    actor = inv.actor
+    assert isinstance(actor, Actor)
+    actor.release()
+    try:
+        finished = pump.settle(inv, slot.text, slot.value, slot)
+    except Exception as e:  # a bug in the runtime: keep the system alive, say so
+        pump.internal_error(actor, inv.env, e)
+        finished = True
+    if finished:
+        pump.run(actor)
 
 
 class Pump:
     """Runs the plain messages of every actor of one system without a task."""
 
-    __slots__ = ("_keyed", "_ready", "commits", "drain", "kernel", "repeats")
+    __slots__ = ("_keyed", "_ready", "_tasks", "commits", "drain", "kernel", "repeats")
 
     def __init__(self, kernel: Kernel, commits: Committing, drain: Drain, repeats: Repeats) -> None:
         self.kernel = kernel
+        self._tasks = kernel.tasks
         self.commits = commits
         self.drain = drain
         self.repeats = repeats
@@ -155,7 +164,7 @@ class Pump:
             and not env.handler.is_async
             and not actor.resumable
             and actor.stopped_until is None
-            and self.kernel.tasks.running
+            and self._tasks.running
         )
 
     def start(self, actor: Actor) -> None:
@@ -213,7 +222,7 @@ class Pump:
                 self.internal_error(actor, env, e)
                 continue
             if not finished:
-                return  # its commit calls back (_AfterCommit), or a drain task took over
+                return  # its commit calls back (_after_commit), or a drain task took over
         self._end(actor)
 
     def _check(self, actor: Actor, env: Envelope) -> bool:
@@ -301,7 +310,7 @@ class Pump:
             self.commits.written(actor, env, inv, text, None, None, result)
             actor.handled(env)
             return True
-        slot = kernel.committer.enqueue(write, then=_AfterCommit(self, inv, text, result))
+        slot = kernel.committer.enqueue_slot(_Pumped(write, self, inv, text, result))
         if slot.then is not None:
             actor.hold()  # the commit is under way: a pause waits for it (and its answer)
             return False

@@ -122,8 +122,9 @@ class HandlerSpec:
 
     def bind(self, args: tuple[object, ...], kwargs: dict[str, object]) -> dict[str, object]:
         """Bind call arguments to parameter names; InvalidArguments if they do not fit."""
-        if not kwargs and self.positional and len(args) == len(self.positional):
-            values = dict(zip(self.positional, args, strict=True))
+        pos = self.positional
+        if not kwargs and pos and len(args) == len(pos):
+            values = {pos[0]: args[0]} if len(args) == 1 else dict(zip(pos, args, strict=True))
         else:
             try:
                 ba = self.signature.bind(None, *args, **kwargs)
@@ -241,7 +242,6 @@ class EntitySpec:
         handler: object,
         args: tuple[object, ...],
         kwargs: dict[str, object],
-        *,
         signal_id: str,
         accepted_at: float,
         keyed: bool,

@@ -15,11 +15,17 @@ class Tasks:
     awaited on close. Plain asyncio tasks, not a task group entered at start, so
     ``aclose()`` works from any cancel scope of its caller."""
 
-    __slots__ = ("_drain_ended", "_log", "drains", "pumping", "state", "tasks")
+    __slots__ = ("_drain_ended", "_log", "_state", "closing", "drains", "live", "pumping", "running", "tasks")
 
     def __init__(self, log: logging.Logger) -> None:
         self._log = log
-        self.state: State = "new"
+        self.running = False
+        """Whether the system takes calls (state "running")."""
+        self.closing = False
+        """Whether the system is closing or closed (handlers are being paused)."""
+        self.live = False
+        """Starting or running: new tasks may start."""
+        self.state = "new"
         self.tasks: set[asyncio.Task[Any]] = set()
         """The system's own tasks (committer, timers, sweeper, retries)."""
         self.drains: set[asyncio.Task[None]] = set()
@@ -29,19 +35,17 @@ class Tasks:
         """Actors whose mailbox is handled without a task of their own (``actors._pump``)."""
 
     @property
-    def running(self) -> bool:
-        """Whether the system takes calls."""
-        return self.state == "running"
+    def state(self) -> State:
+        """The system's lifecycle state."""
+        return self._state
 
-    @property
-    def closing(self) -> bool:
-        """Whether the system is closing or closed (handlers are being paused)."""
-        return self.state in ("closing", "closed")
-
-    @property
-    def live(self) -> bool:
-        """Starting or running: new tasks may start."""
-        return self.state in ("starting", "running")
+    @state.setter
+    def state(self, state: State) -> None:
+        # the flags the per-message path reads are plain attributes, set here
+        self._state = state
+        self.running = state == "running"
+        self.closing = state in ("closing", "closed")
+        self.live = state in ("starting", "running")
 
     def spawn_drain(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
         """Start an actor's drain loop.
