@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import anyio
 
 from actors import _replay
+from actors._clock import wall_seconds
 from actors._entity import Entity
 from actors._envelope import Envelope, closed_error
 from actors._invocation import Invocation
@@ -115,7 +116,8 @@ class Actor:
         self.seq = 0
         self.snap_seq = 0
         self.backup: Entity | None = None
-        self.last_active = kernel.clock.now()
+        self.last_active = wall_seconds(kernel.clock)
+        """When it last finished work (Unix seconds on the system's clock; passivation)."""
         self.crashes: list[float] = []  # monotonic seconds; a list, not a deque: 56 bytes when empty
         self.stopped_until: dt.datetime | None = None
         self.held: list[Envelope] = []

@@ -206,7 +206,15 @@ class Calls:
         if not own.owns(spec.name, entity_id):
             return await self._remote_ask(spec, entity_id, handler, args, kwargs, key, timeout)
         try:  # one coroutine less per ask than a helper's: the wait is here
-            reply, h = self._deliver_local(spec, entity_id, handler, args, kwargs, key)
+            # put the ask in its actor's mailbox here (inline: the path every ask takes)
+            actor = self._check_room(spec, entity_id)
+            h, values, rec = self._signal(spec, entity_id, handler, args, kwargs, key)
+            reply = Reply()
+            # immutable values are shared with the handler; else it decodes its own copy
+            env = Envelope(h, rec, values if h.immutable_args else None, key is not None, reply, False)
+            if actor is None:  # made only now: a refused call leaves nothing behind
+                actor = self.directory.actor(spec, entity_id)
+            actor.deliver(env)
             work = self.kernel.work
             if not work.track_asks:
                 if timeout is None:
@@ -237,26 +245,6 @@ class Calls:
         await within(self.directory.remote(env), timeout)
         assert env.reply is not None
         return env.reply.future.result()
-
-    def _deliver_local(
-        self,
-        spec: EntitySpec,
-        entity_id: str,
-        handler: object,
-        args: tuple[object, ...],
-        kwargs: dict[str, object],
-        key: str | None,
-    ) -> tuple[Reply, HandlerSpec]:
-        """Put an ask in its actor's mailbox here; its reply slot and handler."""
-        actor = self._check_room(spec, entity_id)
-        h, values, rec = self._signal(spec, entity_id, handler, args, kwargs, key)
-        reply = Reply()
-        shared = values if h.immutable_args else None  # else the handler decodes its own copy
-        env = Envelope(h, rec, values=shared, keyed=key is not None, reply=reply, from_inbox=False)
-        if actor is None:  # made only now: a refused call leaves nothing behind
-            actor = self.directory.actor(spec, entity_id)
-        actor.deliver(env)
-        return reply, h
 
     async def query(
         self,

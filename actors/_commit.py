@@ -337,16 +337,18 @@ class GroupCommitter:
         self._observer.committed(len(batch), time.perf_counter() - started, failed)
         self.batches += 1
         self.writes += len(batch)
-        for slot in batch:
-            if slot.then is not None:
-                self._call_back(slot)
-            elif isinstance(slot.error, ShardLost) and slot.done is None:
-                self._dropped(slot)  # its shard's new owner redoes it from what is stored
-            elif slot.error is not None and slot.done is None:
-                self._retry_later(slot)
-            elif slot.done is not None and not slot.done.done():
-                slot.done.set_result(None)
-            self._work.dec()
+        try:
+            for slot in batch:
+                if slot.then is not None:
+                    self._call_back(slot)
+                elif isinstance(slot.error, ShardLost) and slot.done is None:
+                    self._dropped(slot)  # its shard's new owner redoes it from what is stored
+                elif slot.error is not None and slot.done is None:
+                    self._retry_later(slot)
+                elif slot.done is not None and not slot.done.done():
+                    slot.done.set_result(None)
+        finally:  # one count per queued write; none reaches zero before the last is settled
+            self._work.dec(len(batch))
 
     def _call_back(self, slot: Slot) -> None:
         """Hand a written slot to its writer's continuation (every outcome goes to it)."""
@@ -361,7 +363,12 @@ class GroupCommitter:
         """Write ``batch`` in one transaction; on a failure that may be one write's own
         data, write each half again so the failure stays with the write it belongs to.
         Returns whether any write of it failed."""
-        order = sorted(range(len(batch)), key=[_RANK[type(s.write)] for s in batch].__getitem__)
+        ranks = [_RANK[type(s.write)] for s in batch]
+        order: Sequence[int]
+        if min(ranks) == max(ranks):  # all of one kind (most batches: commits): as queued
+            order = range(len(batch))
+        else:
+            order = sorted(range(len(batch)), key=ranks.__getitem__)
         flat: list[Write] = []
         for i in order:
             w = batch[i].write
@@ -403,9 +410,13 @@ class GroupCommitter:
         at = 0
         for i in order:
             w = batch[i].write
-            n = len(w.writes) if isinstance(w, Group) else 1
-            results.append(list(got[at : at + n]) if isinstance(w, Group) else got[at])
-            at += n
+            if type(w) is Group:
+                n = len(w.writes)
+                results.append(list(got[at : at + n]))
+                at += n
+            else:
+                results.append(got[at])
+                at += 1
         for i, r in zip(order, results, strict=True):
             slot = batch[i]
             slot.result = r

@@ -292,18 +292,18 @@ class Directory:
                 self._activated = anyio.Event()
                 await self._activated.wait()
             idle = [a.last_active for a in self.actors.values() if a.idle]
-            wake = (min(idle) if idle else clock.now()) + after
+            wake = (dt.datetime.fromtimestamp(min(idle), dt.UTC) if idle else clock.now()) + after
             # not parked(): the sweeper is no unit of busy work, so it has none to give back
             await clock.sleep_until(wake)
             self.passivate_idle(older_than=after)
 
     def passivate_idle(self, *, older_than: dt.timedelta = dt.timedelta(0)) -> int:
         """Drop idle actors not used for ``older_than``; returns how many were dropped."""
-        now = self.kernel.clock.now()
+        cutoff = (self.kernel.clock.now() - older_than).timestamp()
         drop = [
             k
             for k, a in self.actors.items()
-            if a.idle and a.stopped_until is None and a.last_active + older_than <= now
+            if a.idle and a.stopped_until is None and a.last_active <= cutoff
         ]
         for k in drop:
             del self.actors[k]

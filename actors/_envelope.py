@@ -53,7 +53,6 @@ class Envelope:
         self,
         handler: HandlerSpec,
         signal: SignalRecord,
-        *,
         values: dict[str, object] | None,
         keyed: bool,
         reply: Reply | None,

@@ -14,6 +14,7 @@ import anyio
 
 from actors import _outcome as outcome
 from actors._actor import Actor
+from actors._clock import wall_seconds
 from actors._committing import Committing
 from actors._envelope import Envelope, closed_error
 from actors._ids import safe_repr
@@ -116,7 +117,7 @@ class Loop:
             actor.drained()
             actor.task = None
             actor.running = False
-            actor.last_active = self.kernel.clock.now()
+            actor.last_active = wall_seconds(self.kernel.clock)
             self.kernel.work.dec()
 
     # ------------------------------------------------------------ invocations that may park

@@ -113,17 +113,28 @@ class HandlerSpec:
     """"arguments of Entity.handler": how errors name its arguments (made once)."""
     result_what: str = attrs.field(init=False, repr=False, eq=False)
     """"result of Entity.handler": how errors name its result (made once)."""
+    _fast_bind: bool = attrs.field(init=False, repr=False, eq=False)
+    _int_heads: tuple[tuple[str, str], ...] | None = attrs.field(init=False, repr=False, eq=False)
+    """(name, text before its value) per parameter when every one is an ``int``: the
+    arguments' JSON text is made without an encoder (the same text)."""
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_by_position", tuple(p[0] for p in self.params if not p[3]))
         object.__setattr__(self, "_by_keyword", tuple(p[0] for p in self.params if p[3]))
         object.__setattr__(self, "args_what", f"arguments of {self.entity}.{self.name}")
         object.__setattr__(self, "result_what", f"result of {self.entity}.{self.name}")
+        object.__setattr__(self, "_fast_bind", bool(self.positional) or not self.params)
+        heads = None
+        if self.params and all(p[1] is int for p in self.params):
+            heads = tuple(
+                (p[0], ("{" if i == 0 else ",") + json_text(p[0]) + ":") for i, p in enumerate(self.params)
+            )
+        object.__setattr__(self, "_int_heads", heads)
 
     def bind(self, args: tuple[object, ...], kwargs: dict[str, object]) -> dict[str, object]:
         """Bind call arguments to parameter names; InvalidArguments if they do not fit."""
         pos = self.positional
-        if not kwargs and pos and len(args) == len(pos):
+        if not kwargs and self._fast_bind and len(args) == len(pos):
             values = {pos[0]: args[0]} if len(args) == 1 else dict(zip(pos, args, strict=True))
         else:
             try:
@@ -144,6 +155,18 @@ class HandlerSpec:
 
     def encode(self, codec: Codec, values: dict[str, object]) -> str:
         """The JSON text of bound arguments."""
+        heads = self._int_heads
+        if heads is not None:  # an int's repr is its JSON text (also an IntEnum's int.__repr__)
+            try:
+                if len(heads) == 1:
+                    name, head = heads[0]
+                    text = head + int.__repr__(values[name]) + "}"
+                else:
+                    text = "".join([h + int.__repr__(values[n]) for n, h in heads]) + "}"
+            except ValueError as e:  # past 4,300 digits
+                raise SerializationError(f"{self.entity}.{self.name}: cannot encode arguments: {e}") from e
+            codec.check_size(text, self.args_what)
+            return text
         if self.plain_json:
             try:
                 text = _plain_dumps(values)

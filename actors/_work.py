@@ -39,9 +39,9 @@ class Work:
         """Count one unit of runnable work."""
         self.busy += 1
 
-    def dec(self) -> None:
-        """Uncount one unit of work; wakes every ``wait_idle`` at zero."""
-        self.busy -= 1
+    def dec(self, n: int = 1) -> None:
+        """Uncount ``n`` units of work; wakes every ``wait_idle`` at zero."""
+        self.busy -= n
         if self.busy <= 0 and self._idle is not None:
             self._idle.set()
             self._idle = None

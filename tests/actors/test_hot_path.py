@@ -1,0 +1,138 @@
+"""The shortcuts of the per-message path give exactly what the general path gives.
+
+Arguments of handlers whose parameters are all ``int`` are written without the JSON
+encoder, an ``int`` result's outcome text too, and a handler without parameters is
+bound without ``inspect``: the stored texts (and the fingerprints made from them,
+which tell a repeat from a reused key) must not change by a byte.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from actors import (
+    ActorSystem,
+    Entity,
+    IdempotencyConflict,
+    InvalidArguments,
+    SerializationError,
+    applies,
+    query,
+    signal,
+)
+from actors import _outcome as outcome
+from actors._entity import build_spec
+from actors._spec import HandlerSpec
+from persistence import SqliteStore
+from persistence.codec import Codec, json_text
+
+pytestmark = pytest.mark.anyio
+
+CODEC = Codec()
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+@attrs.frozen
+class Moved:
+    x: int
+    y: int
+    z: int
+
+
+@attrs.define
+class Point(Entity):
+    x: int = 0
+    y: int = 0
+    z: int = 0
+
+    @signal
+    def move(self, x: int, y: int, z: int) -> int:
+        self.emit(Moved(x, y, z))
+        return self.x + self.y + self.z
+
+    @signal
+    def nudge(self, dx: int) -> int:
+        self.emit(Moved(self.x + dx, self.y, self.z))
+        return self.x
+
+    @applies
+    def _moved(self, e: Moved) -> None:
+        self.x, self.y, self.z = e.x, e.y, e.z
+
+    @query
+    def where(self) -> tuple[int, int, int]:
+        return (self.x, self.y, self.z)
+
+
+SPEC = build_spec(Point, CODEC)
+
+
+def spec(name: str) -> HandlerSpec:
+    return SPEC.signals[name]
+
+
+ints = st.one_of(
+    st.integers(),
+    st.integers(min_value=2**63 - 2, max_value=2**64 + 2),  # orjson's limit, both sides
+    st.integers(min_value=-(2**64) - 2, max_value=-(2**63) + 2),
+    st.integers(min_value=10**300, max_value=10**301),  # past 64 bits: the standard encoder's
+    st.sampled_from([Level.LOW, Level.HIGH]),  # an int subclass: the checker takes it
+)
+
+
+@given(x=ints, y=ints, z=ints)
+def test_int_arguments_are_the_encoders_text(x: int, y: int, z: int) -> None:
+    move, nudge = spec("move"), spec("nudge")
+    values = move.bind((x, y), {"z": z})
+    assert move.encode(CODEC, values) == json_text({"x": x, "y": y, "z": z})
+    one = nudge.bind((x,), {})
+    assert nudge.encode(CODEC, one) == json_text({"dx": x})
+    assert move.fingerprint(move.encode(CODEC, values)) == move.fingerprint(json_text(values))
+
+
+@given(v=ints)
+def test_an_int_result_is_the_encoders_text(v: int) -> None:
+    text = outcome.encode_ok(CODEC, v, int, "result of Point.nudge")
+    assert text == '{"ok":' + json_text(v) + "}"
+    assert outcome.decode(CODEC, text, int, where="here") == v
+    assert outcome.encode_ok(CODEC, True, bool, "r") == '{"ok":true}'  # a bool is no int here
+
+
+def test_an_int_past_the_digit_limit_is_a_serialization_error() -> None:
+    huge = 10**5000
+    with pytest.raises(SerializationError, match=r"Point\.nudge: cannot encode arguments"):
+        spec("nudge").encode(CODEC, {"dx": huge})
+
+
+def test_a_handler_without_parameters_binds_without_inspect() -> None:
+    where = SPEC.queries["where"]
+    assert where.bind((), {}) == {}
+    with pytest.raises(InvalidArguments, match="too many positional arguments"):
+        where.bind((1,), {})
+    with pytest.raises(InvalidArguments, match="unexpected keyword argument"):
+        where.bind((), {"x": 1})
+
+
+async def test_int_arguments_through_a_system_store_and_repeat_as_before(tmp_path: Path) -> None:
+    async with ActorSystem(SqliteStore(tmp_path / "p.db"), entities=[Point]) as system:
+        p = system.ref(Point, "p")
+        assert await p.ask(Point.move, 1, 2, z=3) == 6
+        assert await p.options(key="k").ask(Point.nudge, Level.HIGH) == 3
+        assert await p.options(key="k").ask(Point.nudge, 2) == 3  # a repeat: same text
+        with pytest.raises(IdempotencyConflict):
+            await p.options(key="k").ask(Point.nudge, 5)
+        with pytest.raises(SerializationError):  # refused before anything is written
+            await p.ask(Point.nudge, 10**5000)
+        assert await p.query(Point.where) == (3, 2, 3)
+    async with ActorSystem(SqliteStore(tmp_path / "p.db"), entities=[Point]) as system:
+        assert await system.ref(Point, "p").query(Point.where) == (3, 2, 3)  # replayed
