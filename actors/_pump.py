@@ -157,11 +157,11 @@ class Pump:
 
     def takes(self, actor: Actor, env: Envelope) -> bool:
         """Whether ``env`` can run here next: a plain handler of a loaded actor, no key
-        or the key of an outside ask (its mark read first, with a callback), the system
-        running, the actor not stopped."""
+        or the key of an outside ask or of an inbox signal (its mark read first, with a
+        callback), the system running, the actor not stopped."""
         return (
             actor.entity is not None
-            and (not env.keyed or (self._keyed and env.reply is not None and not env.from_inbox))
+            and (not env.keyed or (self._keyed and (env.reply is not None or env.from_inbox)))
             and not env.handler.is_async
             and not actor.resumable
             and actor.stopped_until is None
@@ -212,8 +212,8 @@ class Pump:
             budget -= 1
             if env.keyed and actor.checked is not env:  # a repeat? its mark first
                 if not self._check(actor, env):
-                    return  # read later: _after_read goes on
-                continue  # a repeat, answered from its mark (or refused)
+                    return  # read later (_after_read goes on), or a drain task took over
+                continue  # a repeat answered from its mark (or refused), or checked: runs next
             actor.checked = None
             actor.mailbox.popleft()
             try:  # in a context of its own: what the handler (or an observer) sets there
@@ -229,7 +229,8 @@ class Pump:
     def _check(self, actor: Actor, env: Envelope) -> bool:
         """Look for the mark of keyed ``env`` (at the head of the mailbox). True if that is
         settled here (``env`` was a repeat and is answered, or has no mark and is marked
-        ``checked`` to run next); False if the read goes on (:meth:`_after_read`)."""
+        ``checked`` to run next); False if the read goes on (:meth:`_after_read`) or a
+        drain task took the actor over (:meth:`_read`)."""
         s = env.signal
         if self.repeats.tell_conflict(actor, env):
             actor.mailbox.popleft()
@@ -243,18 +244,23 @@ class Pump:
             actor.handled(env)
             return True
         if fut.done():
-            self._read(actor, env, fut)
-            return True
+            return self._read(actor, env, fut)
         fut.add_done_callback(lambda f: self._after_read(actor, env, f))
         return False
 
-    def _read(self, actor: Actor, env: Envelope, fut: asyncio.Future[ProcessedMark | None]) -> None:
-        """The mark read of ``env`` is done: answer a repeat (or a failed read) here, or
-        let it run next."""
+    def _read(self, actor: Actor, env: Envelope, fut: asyncio.Future[ProcessedMark | None]) -> bool:
+        """The mark read of ``env`` is done: let it run next, or answer a repeat (or a
+        failed read) of an ask here; True to go on here. An inbox signal that is not
+        simply new (a repeat to take out of the inbox, a failed read to retry after a
+        backoff, a close) goes to a drain task from the start, which does all that as
+        for any inbox signal: False then."""
         error = None if fut.cancelled() else fut.exception()
         if error is None and not fut.cancelled() and fut.result() is None:
             actor.checked = env
-            return
+            return True
+        if env.from_inbox:  # still at the head of the mailbox: the drain task takes it from there
+            self._end(actor)
+            return False
         actor.mailbox.popleft()
         if env.reply is not None:
             if fut.cancelled():
@@ -268,6 +274,7 @@ class Pump:
                 assert mark is not None
                 self.repeats.reply_from(env, mark)
         actor.handled(env)
+        return True
 
     def _after_read(self, actor: Actor, env: Envelope, fut: asyncio.Future[ProcessedMark | None]) -> None:
         """A mark read that waited is done: go on with the actor (unless a close failed its
@@ -276,7 +283,8 @@ class Pump:
             self._end(actor)
             return
         try:
-            self._read(actor, env, fut)
+            if not self._read(actor, env, fut):
+                return  # a drain task took the actor over
         except Exception as e:  # a bug in the runtime: keep the system alive, say so
             if actor.mailbox and actor.mailbox[0] is env:
                 actor.mailbox.popleft()

@@ -26,11 +26,13 @@ from actors import (
     query,
     signal,
 )
+from actors._envelope import Envelope
 from actors._pump import BURST
 from actors._tasks import Tasks
 from actors.testing import VirtualClock
 from persistence import MemoryStore, SqliteStore
 from persistence.faults import FaultyStore, commits_for
+from persistence.store import Accept
 from tests.models import Account
 
 pytestmark = pytest.mark.anyio
@@ -113,11 +115,43 @@ async def test_plain_messages_of_active_actors_run_without_a_task(
         first = await refs[0].options(key="k1").ask(Account.deposit, 1)  # its mark looked up first
         assert await refs[0].options(key="k1").ask(Account.deposit, 1) == first  # a repeat
         assert drains == []  # keyed asks too: the mark read calls the pump back
-        await refs[0].options(key="t1").tell(Account.deposit, 1)  # from the inbox: a drain task
+        await refs[0].options(key="t1").tell(Account.deposit, 1)  # from the inbox, keyed: here too
         assert await refs[0].ask(Account.deposit, 1) == first + 2  # runs after the tell
-        assert drains == ["Loop.drain"]
+        await refs[0].options(key="t1").tell(Account.deposit, 1)  # a repeat: refused when accepted
+        assert await refs[0].ask(Account.deposit, 1) == first + 3
+        assert drains == []
     async with SqliteStore(tmp_path / "a.db") as again:  # durable: every deposit on disk
         assert len(await again.read_events("Account", "a3", after=0, limit=100)) == 20
+
+
+async def test_an_inbox_signal_found_processed_is_taken_out_by_a_drain_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A keyed inbox signal whose mark the pump finds (a repeat that reached the inbox,
+    as a tell racing an ask of its key can) is not run: a drain task takes it out of
+    the inbox (a write) and the actor goes on."""
+    async with ActorSystem(SqliteStore(tmp_path / "a.db"), entities=[Account]) as system:
+        a = system.ref(Account, "a")
+        await a.options(key="k").tell(Account.deposit, 5)
+        assert await a.ask(Account.deposit, 1) == 6
+        calls = system._calls  # the same signal record again, as its sender made it
+        h, _values, rec = calls._signal(
+            calls.kernel.registry.spec_of(Account), "a", Account.deposit, (5,), {}, "k"
+        )
+        await system.store.write([Accept(rec, check_duplicate=False)])  # back in the inbox
+        assert [e.signal.signal_id for e in await system.store.read_inbox(after=0, limit=10)] == ["k:k"]
+        drains = count_drains(monkeypatch)
+        actor = calls.directory.actors[("Account", "a")]
+        actor.deliver(Envelope(h, rec, None, True, None, True))  # as the inbox routes it
+        assert await a.ask(Account.deposit, 1) == 7  # runs after it: 5 was not applied again
+        assert drains == ["Loop.drain"]
+        assert await system.store.read_inbox(after=0, limit=10) == []  # taken out
+        fresh = calls._signal(calls.kernel.registry.spec_of(Account), "a", Account.deposit, (2,), {}, "n")
+        await system.store.write([Accept(fresh[2], check_duplicate=True)])
+        actor.deliver(Envelope(fresh[0], fresh[2], None, True, None, True))
+        assert await a.ask(Account.deposit, 1) == 10  # a new one runs in the pump
+        assert drains == ["Loop.drain"]
+        assert await system.store.read_inbox(after=0, limit=10) == []
 
 
 async def test_a_message_the_pump_cannot_run_keeps_its_place_in_the_mailbox() -> None:

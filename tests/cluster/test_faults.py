@@ -51,10 +51,16 @@ async def test_postgres_members_survive_kills_stops_restarts_and_a_database_rest
 
 
 async def test_without_the_fence_a_resumed_zombie_applies_signals_twice(tmp_path: Path) -> None:
+    """The negative control, end to end. Whether one resumed zombie applies a signal
+    twice depends on how its commit and its next lease renewal interleave with the new
+    owner's work, which no harness here can force; measured under load, a run of 4
+    stops found none about one time in three (and none of 9 on an idle machine), so
+    this one makes 10 (the store-level controls in ``tests/persistence`` are the
+    deterministic ones)."""
     report = await run(
         str(tmp_path / "bank.db"),
         members=3,
-        faults=4,
+        faults=10,
         ttl=2.0,
         seed=2,
         fence=False,
