@@ -79,11 +79,29 @@ class Committing:
         rejected: ActorsError | None,
         result: object,
     ) -> None:
-        """The commit is written (or there was nothing to write): finish and answer."""
-        self.finish(actor, env, inv, done, rejected, result)
+        """The commit is written (or there was nothing to write): finish and answer.
+
+        The actor's state is the committed one, timers and outbox go on, the caller
+        gets its answer, maybe a snapshot; then parked invocations are woken if their
+        predicate now holds. (One method, not two: every message takes this path.)"""
+        kernel = self.kernel
+        actor.committed(len(inv.events))
+        if inv.timers or inv.cancels:
+            kernel.timers.on_commit(actor.spec.name, actor.id, inv.timers.values(), inv.cancels)
+        if inv.outbox and isinstance(done, Committed):
+            kernel.route.deliver_outbox(done.outbox_ids, inv.outbox)
+        if kernel.observer.active:
+            actor.ended(inv, "rejected" if rejected is not None else "ok", rejected)
+        if env.reply is not None:
+            if rejected is not None:
+                env.reply.fail(rejected)
+            else:
+                env.reply.set(result)
+        actor.maybe_snapshot()
         if env.keyed:
-            self.kernel.outcomes.notify(env.signal.signal_id, text, remote=env.recovered)
-        self.parking.check(actor)
+            kernel.outcomes.notify(env.signal.signal_id, text, remote=env.recovered)
+        if actor.runs:  # most actors have nothing parked
+            self.parking.check(actor)
 
     def record(self, actor: Actor, env: Envelope, inv: Invocation, text: str) -> Commit | None:
         """The write that commits ``inv`` with its outcome ``text`` (None: nothing to
@@ -107,32 +125,6 @@ class Committing:
             env.keyed,  # mark
             env.from_inbox,
         )
-
-    def finish(
-        self,
-        actor: Actor,
-        env: Envelope,
-        inv: Invocation,
-        done: object,
-        rejected: ActorsError | None,
-        result: object,
-    ) -> None:
-        """After the commit (``done``: its result): the actor's state is the committed
-        one, timers and outbox go on, the caller gets its answer, maybe a snapshot."""
-        kernel = self.kernel
-        actor.committed(len(inv.events))
-        if inv.timers or inv.cancels:
-            kernel.timers.on_commit(actor.spec.name, actor.id, inv.timers.values(), inv.cancels)
-        if inv.outbox and isinstance(done, Committed):
-            kernel.route.deliver_outbox(done.outbox_ids, inv.outbox)
-        if kernel.observer.active:
-            actor.ended(inv, "rejected" if rejected is not None else "ok", rejected)
-        if env.reply is not None:
-            if rejected is not None:
-                env.reply.fail(rejected)
-            else:
-                env.reply.set(result)
-        actor.maybe_snapshot()
 
     async def checkpoint(self, actor: Actor, inv: Invocation, entries: list[JournalEntry]) -> None:
         """Commit what ``inv`` did so far (events, timers, outbox) with ``entries`` of its

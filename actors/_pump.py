@@ -18,7 +18,7 @@ import asyncio
 import contextvars
 import copy
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 from actors import _outcome as outcome
 from actors._actor import Actor
@@ -125,18 +125,23 @@ class _Pumped(Slot):
 def _after_commit(slot: Slot) -> None:
     """A pumped message's commit is written (or failed): finish the message, go on
     with the actor."""
-    assert isinstance(slot, _Pumped)
-    pump, inv = slot.pump, slot.inv
-    actor = inv.actor
-    assert isinstance(actor, Actor)
+    pumped = cast(_Pumped, slot)
+    pump, inv = pumped.pump, pumped.inv
+    actor = cast(Actor, inv.actor)
     actor.release()
     try:
-        finished = pump.settle(inv, slot.text, slot.value, slot)
+        if slot.error is None:  # the common case, without settle()'s branches
+            env = inv.env
+            pump.commits.written(actor, env, inv, pumped.text, slot.result, None, pumped.value)
+            actor.handled(env)
+        elif not pump.settle(inv, pumped.text, pumped.value, slot):
+            return  # a drain task took over
     except Exception as e:  # a bug in the runtime: keep the system alive, say so
         pump.internal_error(actor, inv.env, e)
-        finished = True
-    if finished:
+    if actor.mailbox:
         pump.run(actor)
+    else:
+        pump.end(actor)
 
 
 class Pump:
@@ -224,7 +229,7 @@ class Pump:
                 continue
             if not finished:
                 return  # its commit calls back (_after_commit), or a drain task took over
-        self._end(actor)
+        self.end(actor)
 
     def _check(self, actor: Actor, env: Envelope) -> bool:
         """Look for the mark of keyed ``env`` (at the head of the mailbox). True if that is
@@ -259,7 +264,7 @@ class Pump:
             actor.checked = env
             return True
         if env.from_inbox:  # still at the head of the mailbox: the drain task takes it from there
-            self._end(actor)
+            self.end(actor)
             return False
         actor.mailbox.popleft()
         if env.reply is not None:
@@ -280,7 +285,7 @@ class Pump:
         """A mark read that waited is done: go on with the actor (unless a close failed its
         queued asks meanwhile: then it ends here)."""
         if not actor.mailbox or actor.mailbox[0] is not env:
-            self._end(actor)
+            self.end(actor)
             return
         try:
             if not self._read(actor, env, fut):
@@ -360,12 +365,12 @@ class Pump:
             if env.reply is not None:
                 env.reply.fail(closed_error(env))
             actor.handled(env)
-            self._end(actor)
+            self.end(actor)
             return
         tasks.pumping -= 1
         actor.task = task
 
-    def _end(self, actor: Actor) -> None:
+    def end(self, actor: Actor) -> None:
         """No more messages to run here: a drain task goes on if one needs it, else the
         actor is idle again."""
         kernel = self.kernel
