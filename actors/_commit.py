@@ -177,6 +177,8 @@ class GroupCommitter:
         """Batches taken by :meth:`run` and not yet settled (at most ``_depth``)."""
         self._queue: list[Slot] = []
         self._wake = anyio.Event()
+        self._woken = False
+        """``_wake`` is set already: the next writes queued need not set it again."""
         self._closing = False
         self._closed = False
         self._stopped = anyio.Event()
@@ -249,7 +251,9 @@ class GroupCommitter:
             return
         self._work.inc()
         self._queue.append(slot)
-        self._wake.set()
+        if not self._woken:  # once per wait of the committer, not once per write
+            self._woken = True
+            self._wake.set()
 
     async def run(self) -> None:
         """Drain the queue until cancelled, or until :meth:`close` and the queue is empty.
@@ -266,7 +270,7 @@ class GroupCommitter:
                     if not self._queue:
                         if self._closing:
                             return
-                        self._wake = anyio.Event()
+                        self._wake, self._woken = anyio.Event(), False
                         await self._wake.wait()
                     await self.flush_once()
             async with anyio.create_task_group() as tg:
@@ -277,7 +281,8 @@ class GroupCommitter:
                         continue
                     if not self._queue and not self._batches and self._closing:
                         return
-                    self._wake = anyio.Event()  # set by the next write queued or batch written
+                    # set by the next write queued or batch written
+                    self._wake, self._woken = anyio.Event(), False
                     await self._wake.wait()
         finally:
             self._closed = True

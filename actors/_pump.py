@@ -18,7 +18,7 @@ import asyncio
 import contextvars
 import copy
 from collections.abc import Callable, Coroutine
-from typing import Any, cast
+from typing import Any
 
 from actors import _outcome as outcome
 from actors._actor import Actor
@@ -125,9 +125,9 @@ class _Pumped(Slot):
 def _after_commit(slot: Slot) -> None:
     """A pumped message's commit is written (or failed): finish the message, go on
     with the actor."""
-    pumped = cast(_Pumped, slot)
+    pumped: _Pumped = slot  # type: ignore[assignment]  # only a _Pumped slot is given this
     pump, inv = pumped.pump, pumped.inv
-    actor = cast(Actor, inv.actor)
+    actor: Actor = inv.actor  # type: ignore[assignment]  # (no cast() call: every message comes here)
     actor.release()
     try:
         if slot.error is None:  # the common case, without settle()'s branches
