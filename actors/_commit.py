@@ -136,6 +136,23 @@ _ASYNCPG_ENVIRONMENTAL = frozenset(
 )
 
 
+def _per_slot(batch: Sequence[Slot], order: Sequence[int], got: Sequence[WriteResult]) -> list[Any]:
+    """The results of a batch's flat writes (``got``, in ``order``) per slot: a
+    :class:`Group`'s as the list of its writes' results."""
+    results: list[Any] = []
+    at = 0
+    for i in order:
+        w = batch[i].write
+        if type(w) is Group:
+            n = len(w.writes)
+            results.append(list(got[at : at + n]))
+            at += n
+        else:
+            results.append(got[at])
+            at += 1
+    return results
+
+
 def _depth(store: Store) -> int:
     """How many batches the store takes before the first is written (its ``write_depth``;
     1 for a store without one, or with anything but a small positive int)."""
@@ -177,8 +194,7 @@ class GroupCommitter:
         """Batches taken by :meth:`run` and not yet settled (at most ``_depth``)."""
         self._queue: list[Slot] = []
         self._wake = anyio.Event()
-        self._woken = False
-        """``_wake`` is set already: the next writes queued need not set it again."""
+        self._woken = False  # _wake is set already: the next writes queued need not set it
         self._closing = False
         self._closed = False
         self._stopped = anyio.Event()
@@ -411,18 +427,7 @@ class GroupCommitter:
 
     def _settle(self, batch: Sequence[Slot], order: Sequence[int], got: Sequence[WriteResult]) -> None:
         """Hand each slot its result (``got`` is in ``order``) and run its after-hook."""
-        results: list[Any] = []
-        at = 0
-        for i in order:
-            w = batch[i].write
-            if type(w) is Group:
-                n = len(w.writes)
-                results.append(list(got[at : at + n]))
-                at += n
-            else:
-                results.append(got[at])
-                at += 1
-        for i, r in zip(order, results, strict=True):
+        for i, r in zip(order, _per_slot(batch, order, got), strict=True):
             slot = batch[i]
             slot.result = r
             slot.error = None
