@@ -282,8 +282,11 @@ class Pump:
         return True
 
     def _after_read(self, actor: Actor, env: Envelope, fut: asyncio.Future[ProcessedMark | None]) -> None:
-        """A mark read that waited is done: go on with the actor (unless a close failed its
-        queued asks meanwhile: then it ends here)."""
+        """A mark read that waited is done: go on with the actor in the next turn's slices
+        (unless a close failed its queued asks meanwhile: then it ends here). Not here and
+        now: one read answers a whole turn's keys, and running them all at once would make
+        one wave (one batch written while nothing runs, then nothing written while all
+        run) where slices keep the writer busy beside the loop."""
         if not actor.mailbox or actor.mailbox[0] is not env:
             self.end(actor)
             return
@@ -294,7 +297,7 @@ class Pump:
             if actor.mailbox and actor.mailbox[0] is env:
                 actor.mailbox.popleft()
             self.internal_error(actor, env, e)
-        self.run(actor)
+        self._later(actor)
 
     def _one(self, actor: Actor, env: Envelope) -> bool:
         """Run one message; False if it is not finished yet (its commit calls back, or a

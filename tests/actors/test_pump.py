@@ -387,6 +387,46 @@ class SlowMarks(MemoryStore):
         return await super().read_mark(entity_type, entity_id, signal_id)
 
 
+async def test_keyed_asks_answered_by_one_mark_read_go_on_in_slices() -> None:
+    """One gathered read answers the keys of more actors than a slice: they go on in
+    slices (the committer takes the first one's commits while the rest run), not in one
+    wave (one batch of all, written while nothing runs)."""
+    from collections.abc import Sequence
+
+    from actors._pump import SLICE
+    from persistence.store import Commit, Write, WriteResult
+
+    sizes: list[int] = []
+    reads: list[int] = []
+
+    class Spy(SlowMarks):
+        async def read_marks(self, keys: Any) -> Any:
+            reads.append(len(keys))
+            return await super().read_marks(keys)
+
+        async def write(self, batch: Sequence[Write]) -> list[WriteResult]:
+            commits = sum(isinstance(w, Commit) for w in batch)
+            if commits:
+                sizes.append(commits)
+            return await super().write(batch)
+
+    n = SLICE + 44
+    store = Spy()
+    async with ActorSystem(store, entities=[Account]) as system:
+        refs = [system.ref(Account, f"a{i}") for i in range(n)]
+        for r in refs:
+            await r.query(Account.get_balance)  # loaded: their asks take the pump
+        async with anyio.create_task_group() as tg:
+            for i, r in enumerate(refs):
+                tg.start_soon(lambda r=r, i=i: r.options(key=f"k{i}").ask(Account.deposit, 1))
+            await store.reading.wait()
+            await anyio.wait_all_tasks_blocked()  # every key is asked for now
+            store.go.set()
+        assert reads == [n]  # one read for all of them
+        assert sizes == [SLICE, n - SLICE]  # one batch of all of them without the slices
+        assert [await r.query(Account.get_balance) for r in refs] == [1] * n
+
+
 async def test_keyed_asks_run_in_the_pump_after_their_mark_read(monkeypatch: pytest.MonkeyPatch) -> None:
     """A keyed ask's mark is read first (here the read waits), then it runs without a
     drain task; a repeat is answered from its mark, a reused key with other arguments
