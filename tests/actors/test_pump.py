@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import itertools
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,7 +32,7 @@ from actors._tasks import Tasks
 from actors.testing import VirtualClock
 from persistence import MemoryStore, SqliteStore
 from persistence.faults import FaultyStore, commits_for
-from persistence.store import Accept
+from persistence.store import Accept, Commit, Write, WriteResult
 from tests.models import Account
 
 pytestmark = pytest.mark.anyio
@@ -335,22 +335,13 @@ async def test_what_a_handler_sets_in_its_context_stays_with_its_message() -> No
 async def test_one_turn_runs_at_most_a_slice_of_actors_then_the_committer_takes_theirs() -> None:
     """300 actors kicked in one turn: the first 256 run, then the committer takes their
     commits (a store with a thread of its own writes them while the rest run)."""
-    from collections.abc import Sequence
-
     from actors._pump import SLICE
-    from persistence.store import Commit, Write, WriteResult
-
-    sizes: list[int] = []
-
-    class Spy(MemoryStore):
-        async def write(self, batch: Sequence[Write]) -> list[WriteResult]:
-            commits = sum(isinstance(w, Commit) for w in batch)
-            if commits:
-                sizes.append(commits)
-            return await super().write(batch)
 
     n = SLICE + 44
-    async with ActorSystem(Spy(), entities=[Account]) as system:
+    store = Batches()
+    store.go.set()
+    sizes = store.sizes
+    async with ActorSystem(store, entities=[Account]) as system:
         refs = [system.ref(Account, f"a{i}") for i in range(n)]
         for r in refs:
             await r.query(Account.get_balance)  # loaded: their asks take the pump
@@ -387,31 +378,35 @@ class SlowMarks(MemoryStore):
         return await super().read_mark(entity_type, entity_id, signal_id)
 
 
+class Batches(SlowMarks):
+    """Records the commits of each batch written (``sizes``) and the keys of each mark
+    read (``reads``, which waits for ``go``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+        self.reads: list[int] = []
+
+    async def read_marks(self, keys: Any) -> Any:
+        self.reads.append(len(keys))
+        return await super().read_marks(keys)
+
+    async def write(self, batch: Sequence[Write]) -> list[WriteResult]:
+        commits = sum(isinstance(w, Commit) for w in batch)
+        if commits:
+            self.sizes.append(commits)
+        return await super().write(batch)
+
+
 async def test_keyed_asks_answered_by_one_mark_read_go_on_in_slices() -> None:
     """One gathered read answers the keys of more actors than a slice: they go on in
     slices (the committer takes the first one's commits while the rest run), not in one
     wave (one batch of all, written while nothing runs)."""
-    from collections.abc import Sequence
-
     from actors._pump import SLICE
-    from persistence.store import Commit, Write, WriteResult
-
-    sizes: list[int] = []
-    reads: list[int] = []
-
-    class Spy(SlowMarks):
-        async def read_marks(self, keys: Any) -> Any:
-            reads.append(len(keys))
-            return await super().read_marks(keys)
-
-        async def write(self, batch: Sequence[Write]) -> list[WriteResult]:
-            commits = sum(isinstance(w, Commit) for w in batch)
-            if commits:
-                sizes.append(commits)
-            return await super().write(batch)
 
     n = SLICE + 44
-    store = Spy()
+    store = Batches()
+    sizes, reads = store.sizes, store.reads
     async with ActorSystem(store, entities=[Account]) as system:
         refs = [system.ref(Account, f"a{i}") for i in range(n)]
         for r in refs:
