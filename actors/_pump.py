@@ -130,11 +130,7 @@ def _after_commit(slot: Slot) -> None:
     actor: Actor = inv.actor  # type: ignore[assignment]  # (no cast() call: every message comes here)
     actor.release()
     try:
-        if slot.error is None:  # the common case, without settle()'s branches
-            env = inv.env
-            pump.commits.written(actor, env, inv, pumped.text, slot.result, None, pumped.value)
-            actor.handled(env)
-        elif not pump.settle(inv, pumped.text, pumped.value, slot):
+        if not pump.settle(inv, pumped.text, pumped.value, slot):
             return  # a drain task took over
     except Exception as e:  # a bug in the runtime: keep the system alive, say so
         pump.internal_error(actor, inv.env, e)

@@ -158,11 +158,7 @@ class HandlerSpec:
         heads = self._int_heads
         if heads is not None:  # an int's repr is its JSON text (also an IntEnum's int.__repr__)
             try:
-                if len(heads) == 1:
-                    name, head = heads[0]
-                    text = head + int.__repr__(values[name]) + "}"
-                else:
-                    text = "".join([h + int.__repr__(values[n]) for n, h in heads]) + "}"
+                text = "".join([h + int.__repr__(values[n]) for n, h in heads]) + "}"
             except ValueError as e:  # past 4,300 digits
                 raise SerializationError(f"{self.entity}.{self.name}: cannot encode arguments: {e}") from e
             codec.check_size(text, self.args_what)
