@@ -26,6 +26,7 @@ import json
 import re
 import reprlib
 import sys
+import typing
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -354,6 +355,64 @@ def fingerprint(*parts: str) -> str:
     return h.hexdigest()
 
 
+def _cannot_encode(value: object, what: str, e: Exception) -> SerializationError:
+    return SerializationError(f"cannot encode {what} {short_repr(value)}: {_text(e)}")
+
+
+_PLAIN_TYPES = (int, str, float, bool)
+
+
+@attrs.frozen
+class _EventCoding:
+    """How the events of one class are written."""
+
+    info: EventTypeInfo
+    what: str
+    """"event <name>": how errors name it."""
+    plain: tuple[str, ...] | None
+    """The field names when every field is an ``int``, ``str``, ``float`` or ``bool``
+    set by ``__init__``: cattrs writes such a class as a dict of its fields' values,
+    as they are, so the codec makes that dict itself. None: cattrs writes it."""
+    int_heads: tuple[tuple[str, str], ...] | None
+    """(field, the text before its value) when every field is an ``int``."""
+
+
+def _event_coding(cls: type, info: EventTypeInfo) -> _EventCoding:
+    what = f"event {info.name}"
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # unresolvable annotations: cattrs reports them when it writes one
+        return _EventCoding(info, what, None, None)
+    fields = attrs.fields(cls)
+    types = [hints.get(f.name) for f in fields]
+    plain = all(f.init for f in fields) and all(
+        tp in _PLAIN_TYPES and _custom_for(tp) is None for tp in types
+    )
+    if not plain:
+        return _EventCoding(info, what, None, None)
+    names = tuple(f.name for f in fields)
+    heads = None
+    if names and all(tp is int for tp in types):
+        heads = tuple((("{" if i == 0 else ",") + json_text(n) + ":", n) for i, n in enumerate(names))
+    return _EventCoding(info, what, names, heads)
+
+
+def _int_object(value: object, heads: tuple[tuple[str, str], ...]) -> str | None:
+    """The JSON object of ``value``'s int fields, or None when one holds anything but a
+    plain ``int`` of at most 4,300 digits (the general path then writes or refuses it)."""
+    parts = []
+    for head, name in heads:
+        v = getattr(value, name, None)
+        if type(v) is not int:
+            return None
+        try:
+            parts.append(head + int.__repr__(v))
+        except ValueError:  # past 4,300 digits
+            return None
+    parts.append("}")
+    return "".join(parts)
+
+
 class Codec:
     """Encodes values, events and states to JSON text and back, with a size limit.
 
@@ -369,8 +428,8 @@ class Codec:
         _install_hooks(self.converter)
         self._by_name: dict[str, tuple[type, EventTypeInfo]] = {}
         self._by_type: dict[type, EventTypeInfo] = {}
-        self._what: dict[type, str] = {}
-        """"event <name>" per registered type: how errors name an event (made once)."""
+        self._coding: dict[type, _EventCoding] = {}
+        """How each registered type is written (made once at registration)."""
 
     # -- events registry
     def register_event(self, cls: type) -> EventTypeInfo:
@@ -392,7 +451,7 @@ class Codec:
         for name in (info.name, *info.aliases):
             self._by_name[name] = (cls, info)
         self._by_type[cls] = info
-        self._what[cls] = f"event {info.name}"
+        self._coding[cls] = _event_coding(cls, info)
         return info
 
     def is_event(self, cls: type) -> bool:
@@ -408,7 +467,7 @@ class Codec:
         except PayloadTooLarge:
             raise
         except Exception as e:
-            raise SerializationError(f"cannot encode {what} {short_repr(value)}: {_text(e)}") from e
+            raise _cannot_encode(value, what, e) from e
         self.check_size(text, what)
         return text
 
@@ -453,11 +512,24 @@ class Codec:
     # -- events
     def encode_event(self, event: object) -> NewEvent:
         """Encode an event of a registered type."""
-        info = self._by_type.get(type(event))
-        if info is None:
+        coding = self._coding.get(type(event))
+        if coding is None:
             raise SerializationError(f"{type(event).__qualname__} is not a registered event type")
-        data = self.dumps(event, type(event), what=self._what[type(event)])
-        return NewEvent(info.name, info.version, data)
+        info = coding.info
+        heads = coding.int_heads
+        if heads is not None:
+            text = _int_object(event, heads)
+            if text is not None and len(text) <= self.max_payload:
+                return NewEvent(info.name, info.version, text)
+        names = coding.plain
+        if names is None:
+            return NewEvent(info.name, info.version, self.dumps(event, type(event), what=coding.what))
+        try:  # what cattrs makes of such a class: each field's value as it is
+            text = _dumps({n: getattr(event, n) for n in names})
+        except Exception as e:
+            raise _cannot_encode(event, coding.what, e) from e
+        self.check_size(text, coding.what)
+        return NewEvent(info.name, info.version, text)
 
     def decode_event(self, entity: str, stored: StoredEvent) -> object:
         """Decode a stored event, upcasting old versions; CorruptRecord names the place."""

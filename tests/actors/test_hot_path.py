@@ -1,13 +1,16 @@
 """The shortcuts of the per-message path give exactly what the general path gives.
 
 Arguments of handlers whose parameters are all ``int`` are written without the JSON
-encoder, an ``int`` result's outcome text too, and a handler without parameters is
+encoder, an ``int`` result's outcome text too, events whose fields are all ``int``,
+``str``, ``float`` or ``bool`` without cattrs, and a handler without parameters is
 bound without ``inspect``: the stored texts (and the fingerprints made from them,
 which tell a repeat from a reused key) must not change by a byte.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import enum
 from pathlib import Path
 
@@ -30,7 +33,9 @@ from actors import _outcome as outcome
 from actors._entity import build_spec
 from actors._spec import HandlerSpec
 from persistence import SqliteStore
+from persistence import codec as codec_module
 from persistence.codec import Codec, json_text
+from persistence.errors import PayloadTooLarge
 
 pytestmark = pytest.mark.anyio
 
@@ -74,7 +79,29 @@ class Point(Entity):
         return (self.x, self.y, self.z)
 
 
+@attrs.frozen
+class Mixed:
+    name: str
+    price: float
+    paid: bool
+    count: int
+
+
+@attrs.frozen
+class Partly:
+    count: int
+    made: str = attrs.field(init=False, default="x")  # cattrs leaves it out
+
+
+@attrs.frozen
+class Dated:
+    count: int
+    at: dt.datetime
+
+
 SPEC = build_spec(Point, CODEC)
+for _cls in (Mixed, Partly, Dated):
+    CODEC.register_event(_cls)
 
 
 def spec(name: str) -> HandlerSpec:
@@ -136,3 +163,74 @@ async def test_int_arguments_through_a_system_store_and_repeat_as_before(tmp_pat
         assert await p.query(Point.where) == (3, 2, 3)
     async with ActorSystem(SqliteStore(tmp_path / "p.db"), entities=[Point]) as system:
         assert await system.ref(Point, "p").query(Point.where) == (3, 2, 3)  # replayed
+
+
+anything = st.one_of(
+    ints,
+    st.booleans(),
+    st.none(),
+    st.floats(),  # NaN and infinities are refused, tiny ones spelled as Python does
+    st.text(),  # lone surrogates have no UTF-8 form
+    st.lists(st.integers(), max_size=3),
+    st.just(decimal.Decimal("1.5")),
+    st.just(dt.datetime(2026, 1, 1, tzinfo=dt.UTC)),
+    st.integers(min_value=10**4300, max_value=10**4301),  # past the digit limit
+)
+
+
+def _general(codec: Codec, event: object) -> str | tuple[type[BaseException], str]:
+    """What the cattrs path writes for ``event`` (or the error it raises)."""
+    name = codec_module.event_info(type(event)).name
+    try:
+        return codec.dumps(event, type(event), what=f"event {name}")
+    except Exception as e:
+        return type(e), str(e)
+
+
+def _fast(codec: Codec, event: object) -> str | tuple[type[BaseException], str]:
+    try:
+        return codec.encode_event(event).data
+    except Exception as e:
+        return type(e), str(e)
+
+
+@given(x=anything, y=anything, z=anything)
+def test_int_events_are_the_encoders_text_whatever_their_fields_hold(x: int, y: int, z: int) -> None:
+    assert CODEC._coding[Moved].int_heads is not None
+    event = Moved(x, y, z)
+    assert _fast(CODEC, event) == _general(CODEC, event)
+
+
+@given(name=anything, price=anything, paid=anything, count=anything)
+def test_plain_events_are_the_encoders_text_whatever_their_fields_hold(
+    name: str, price: float, paid: bool, count: int
+) -> None:
+    assert CODEC._coding[Mixed].plain == ("name", "price", "paid", "count")
+    event = Mixed(name, price, paid, count)
+    assert _fast(CODEC, event) == _general(CODEC, event)
+
+
+def test_events_cattrs_writes_otherwise_take_its_path() -> None:
+    assert CODEC._coding[Partly].plain is None  # a field not set by __init__
+    assert CODEC.encode_event(Partly(3)).data == '{"count":3}'
+    assert CODEC._coding[Dated].plain is None  # a field of another type
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    assert CODEC.encode_event(Dated(3, at)).data == _general(CODEC, Dated(3, at))
+
+
+def test_an_int_event_over_the_size_limit_is_refused_as_on_the_general_path() -> None:
+    small = Codec(max_payload=64)
+    small.register_event(Moved)
+    event = Moved(10**80, 1, 2)
+    with pytest.raises(PayloadTooLarge, match=r"event .*Moved is 99 bytes encoded, over the limit of 64"):
+        small.encode_event(event)
+    assert _fast(small, event) == _general(small, event)
+
+
+def test_a_registered_type_for_int_turns_the_shortcut_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    custom = codec_module._Custom(int, lambda v: f"int:{v}", lambda d: int(d[4:]))
+    monkeypatch.setitem(codec_module._CUSTOM, int, custom)
+    codec = Codec()
+    codec.register_event(Moved)
+    assert codec._coding[Moved].plain is None
+    assert codec.encode_event(Moved(1, 2, 3)).data == '{"x":"int:1","y":"int:2","z":"int:3"}'
