@@ -27,7 +27,7 @@ from actors._envelope import Envelope, closed_error
 from actors._invocation import Invocation
 from actors._kernel import Kernel
 from actors._run import Run
-from actors._spec import EntitySpec
+from actors._spec import EntitySpec, Kept
 from actors.errors import HandlerFailed
 from actors.observe import Outcome
 from persistence.store import JournalEntry
@@ -99,7 +99,6 @@ class Actor:
         "stopped_until",
         "task",
         "telling",
-        "view",
     )
 
     def __init__(self, kernel: Kernel, spec: EntitySpec, entity_id: str, runtime: Runtime) -> None:
@@ -111,11 +110,11 @@ class Actor:
         """Queued signals (shared and empty until the first: see ``enqueue``)."""
         self.running = False
         self.entity: Entity | None = None
-        self.view: Entity | None = None
-        """The committed state, which queries read."""
         self.seq = 0
         self.snap_seq = 0
-        self.backup: Entity | None = None
+        self.backup: Entity | Kept | None = None
+        """The committed state while the entity has uncommitted changes: a copy, or the
+        field values when all are immutable (a query or a rollback makes them a copy)."""
         self.last_active = wall_seconds(kernel.clock)
         """When it last finished work (Unix seconds on the system's clock; passivation)."""
         self.crashes: list[float] = []  # monotonic seconds; a list, not a deque: 56 bytes when empty
@@ -303,33 +302,43 @@ class Actor:
             self.activating = anyio.Event()
             try:
                 self.entity, self.seq, self.snap_seq = await _replay.load(self.kernel, self.spec, self.id)
-                self.view = self.entity
             finally:
                 self.activating.set()
                 self.activating = None
         return self.entity
 
+    @property
+    def view(self) -> Entity | None:
+        """The committed state, which queries read (None: not loaded)."""
+        b = self.backup
+        if b is None:
+            return self.entity
+        if isinstance(b, tuple):
+            b = self.backup = self.spec.restore(b, self.id)
+        return b
+
     def deactivate(self) -> None:
         """Drop the in-memory state; the next message rebuilds it from the store."""
-        self.entity = self.view = self.backup = None
+        self.entity = self.backup = None
 
     def before_first_emit(self) -> None:
-        """Keep a copy of the committed state: queries read it, a failure restores it."""
-        assert self.entity is not None
-        self.backup = self.spec.clone(self.entity)
-        self.view = self.backup
+        """Keep the committed state: queries read it, a failure restores it."""
+        entity = self.entity
+        assert entity is not None
+        spec = self.spec
+        self.backup = spec.values(entity) if spec.shallow_copy else spec.clone(entity)
 
     def rollback(self) -> None:
         """Back to the committed state (a handler failed or was paused)."""
-        if self.backup is not None:
-            self.entity = self.view = self.backup
+        b = self.backup
+        if b is not None:
+            self.entity = self.spec.restore(b, self.id) if isinstance(b, tuple) else b
             self.backup = None
 
     def committed(self, events: int) -> None:
         """``events`` more events are committed: the live state is the committed one."""
         self.seq += events
         self.backup = None
-        self.view = self.entity
 
     def maybe_snapshot(self) -> None:
         """Take a snapshot when ``snapshot_every`` events passed since the last one."""
@@ -349,7 +358,7 @@ class Actor:
             src = self.spec.clone(live)
             for name in self.spec.field_names:
                 object.__setattr__(obj, name, getattr(src, name))
-            self.entity = self.view = obj
+            self.entity = obj
         self.backup = None
         object.__setattr__(obj, "_actors_ctx", inv)
         if not self.spec.shallow_copy:

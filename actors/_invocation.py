@@ -29,7 +29,7 @@ from actors._outcalls import Outcalls
 from actors._policies import RetryPolicy
 from actors._ref import EntityRef
 from actors._saga import Saga, gather
-from actors._spec import EntitySpec
+from actors._spec import EntitySpec, Kept
 from actors.errors import DefinitionError, NonDeterminismError
 from actors.observe import InvocationInfo, Outcome
 from persistence.store import JournalEntry, NewEvent, SignalRecord, TimerRecord
@@ -44,7 +44,7 @@ class Host(Protocol):
     kernel: Kernel
     spec: EntitySpec
     id: str
-    backup: Entity | None
+    backup: Entity | Kept | None
     seq: int
 
     def before_first_emit(self) -> None:

@@ -57,10 +57,13 @@ def _same(a: object, b: object) -> bool:
 
 
 def check_state(actor: Actor, inv: Invocation, entity: Entity) -> None:
-    """Refuse a handler that changed fields other than through its events."""
-    assert actor.backup is not None
+    """Refuse a handler that changed fields other than through its events (an entity
+    with mutable fields: its backup is a copy)."""
+    backup = actor.backup
+    assert backup is not None
+    assert not isinstance(backup, tuple)
     spec = actor.spec
-    expected = spec.clone(actor.backup)
+    expected = spec.clone(backup)
     for event in inv.applied:
         spec.appliers[type(event)](expected, event)
     changed = [f for f in spec.field_names if not _same(getattr(expected, f), getattr(entity, f))]

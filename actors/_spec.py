@@ -13,6 +13,7 @@ import datetime as dt
 import decimal
 import enum
 import inspect
+import operator
 import typing
 import uuid
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from persistence.codec import Codec, fingerprint, json_text, short_repr
 from persistence.store import SignalRecord
 
 Kind = Literal["signal", "query", "applies"]
+Kept = tuple[Any, ...]
+"""The values of an entity's fields, in ``EntitySpec.field_names`` order."""
 
 
 class _ReadOnly:
@@ -233,6 +236,18 @@ class EntitySpec:
     """The attrs fields (the state)."""
     by_fn: dict[Callable[..., Any], HandlerSpec] = attrs.field(factory=dict)
     """Signal and query handlers by their function (inherited ones too)."""
+    _values: Callable[[Any], Kept] = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        names = self.field_names
+        if len(names) > 1:  # one C call giving the tuple
+            get: Callable[[Any], Kept] = operator.attrgetter(*names)
+        elif names:
+            one = operator.attrgetter(names[0])
+            get = lambda e: (one(e),)  # noqa: E731
+        else:
+            get = lambda e: ()  # noqa: E731
+        object.__setattr__(self, "_values", get)
 
     def resolve(self, handler: object, kind: Kind) -> HandlerSpec:
         """The handler given as function or name; UnknownHandler otherwise."""
@@ -283,6 +298,21 @@ class EntitySpec:
         object.__setattr__(e, "_actors_id", entity_id)
         object.__setattr__(e, "_actors_ctx", None)
         return e
+
+    def values(self, e: Any) -> Kept:
+        """The values of an instance's fields: a full copy of its state when every field
+        is immutable (``shallow_copy``), for a tenth of a ``clone``'s time."""
+        return self._values(e)
+
+    def restore(self, values: Kept, entity_id: str) -> Any:
+        """An instance with the field ``values`` taken by ``values()``."""
+        c = object.__new__(self.cls)
+        put = object.__setattr__
+        for name, v in zip(self.field_names, values, strict=True):
+            put(c, name, v)
+        put(c, "_actors_id", entity_id)
+        put(c, "_actors_ctx", None)
+        return c
 
     def clone(self, e: Any) -> Any:
         """An independent copy of an instance's state (for rollback and queries)."""

@@ -4,7 +4,9 @@ Arguments of handlers whose parameters are all ``int`` are written without the J
 encoder, an ``int`` result's outcome text too, events whose fields are all ``int``,
 ``str``, ``float`` or ``bool`` without cattrs, and a handler without parameters is
 bound without ``inspect``: the stored texts (and the fingerprints made from them,
-which tell a repeat from a reused key) must not change by a byte.
+which tell a repeat from a reused key) must not change by a byte. An entity whose
+fields are all immutable keeps its committed field values, not a copy, while a change
+is being committed: queries and a rollback must see exactly the committed state.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import enum
+from collections.abc import Sequence
 from pathlib import Path
 
+import anyio
 import attrs
 import pytest
 from hypothesis import given
@@ -32,10 +36,11 @@ from actors import (
 from actors import _outcome as outcome
 from actors._entity import build_spec
 from actors._spec import HandlerSpec
-from persistence import SqliteStore
+from persistence import MemoryStore, SqliteStore
 from persistence import codec as codec_module
 from persistence.codec import Codec, json_text
-from persistence.errors import PayloadTooLarge
+from persistence.errors import PayloadTooLarge, StoreError
+from persistence.store import Commit, Write, WriteResult
 
 pytestmark = pytest.mark.anyio
 
@@ -234,3 +239,63 @@ def test_a_registered_type_for_int_turns_the_shortcut_off(monkeypatch: pytest.Mo
     codec.register_event(Moved)
     assert codec._coding[Moved].plain is None
     assert codec.encode_event(Moved(1, 2, 3)).data == '{"x":"int:1","y":"int:2","z":"int:3"}'
+
+
+class HeldCommit(MemoryStore):
+    """Once armed, holds the next batch with a commit until ``let_go`` (failing it if
+    ``fail`` is set)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.fail = False
+        self.held = anyio.Event()
+        self.let_go = anyio.Event()
+
+    async def write(self, batch: Sequence[Write]) -> list[WriteResult]:
+        if self.armed and any(isinstance(w, Commit) for w in batch):
+            self.armed = False
+            self.held.set()
+            await self.let_go.wait()
+            if self.fail:
+                raise StoreError("the disk said no")
+        return await super().write(batch)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+async def test_while_a_commit_is_held_queries_read_the_kept_values(fail: bool) -> None:
+    store = HeldCommit()
+    async with ActorSystem(store, entities=[Point]) as system:
+        p = system.ref(Point, "p")
+        await p.ask(Point.move, 1, 2, 3)
+        actor = system._directory.actors[("Point", "p")]
+        got: list[object] = []
+
+        async def move() -> None:
+            try:
+                got.append(await p.ask(Point.move, 7, 8, 9))
+            except StoreError as e:
+                got.append(e)
+
+        store.armed, store.fail = True, fail
+        async with anyio.create_task_group() as tg:
+            try:
+                tg.start_soon(move)
+                with anyio.fail_after(5):
+                    await store.held.wait()
+                assert actor.backup == (1, 2, 3)  # the values, no copy made
+                assert actor.entity is not None
+                assert actor.entity.x == 7  # type: ignore[attr-defined]  # the uncommitted change
+                if not fail:  # (a failure then restores the kept values themselves)
+                    assert await p.query(Point.where) == (1, 2, 3)  # made into a copy for it
+                    assert await p.query(Point.where) == (1, 2, 3)
+            finally:
+                store.let_go.set()
+        if fail:
+            assert isinstance(got[0], StoreError)
+            assert await p.query(Point.where) == (1, 2, 3)  # rolled back
+            assert await p.ask(Point.nudge, 1) == 2
+            assert await p.query(Point.where) == (2, 2, 3)
+        else:
+            assert got == [24]
+            assert await p.query(Point.where) == (7, 8, 9)
