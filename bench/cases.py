@@ -137,6 +137,9 @@ def plan(mode: Mode) -> list[Case]:
         ("uvloop", "ours on uvloop", "uvloop", {"loop": "uvloop"}),  # issue 16
         # issue 16: the cyclic GC's share, as an app that makes no cyclic garbage may tune it
         ("gc50k", "ours, gc.set_threshold(50_000)", "gen-0 threshold 50,000", {"gc_threshold": 50_000}),
+        # issue 16: the writer thread waits for the GIL up to a switch interval (5 ms) after
+        # each SQLite step while the loop runs Python; an app may shorten the interval
+        ("swi", "ours, sys.setswitchinterval(0.0002)", "switch interval 0.2 ms", {"switch_interval": 0.0002}),
         # issue 16: the objects of start-up out of every full collection, as an app may do
         ("gcfreeze", "ours, gc.freeze() after start-up", "gc.freeze() after start-up", {"gc_freeze": True}),
         # issue 15: the cost of telemetry

@@ -136,6 +136,8 @@ async def _w1(p: Params) -> Metrics:
     accounts, n, inflight = int(p["accounts"]), int(p["ops"]), int(p["inflight"])
     if p.get("gc_threshold"):  # as an app may tune it: the runtime makes no cyclic garbage
         gc.set_threshold(int(p["gc_threshold"]), 20, 20)
+    if p.get("switch_interval"):  # as an app may set it: the writer thread gets the GIL sooner
+        sys.setswitchinterval(float(p["switch_interval"]))
     kw: dict[str, Any] = {"synchronous": p.get("synchronous", "NORMAL")}
     if p.get("observer") == "otel":
         kw["observer"] = _otel_observer()
