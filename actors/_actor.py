@@ -21,7 +21,6 @@ from typing import Any, Protocol
 import anyio
 
 from actors import _replay
-from actors._clock import wall_seconds
 from actors._entity import Entity
 from actors._envelope import Envelope, closed_error
 from actors._invocation import Invocation
@@ -115,7 +114,7 @@ class Actor:
         self.backup: Entity | Kept | None = None
         """The committed state while the entity has uncommitted changes: a copy, or the
         field values when all are immutable (a query or a rollback makes them a copy)."""
-        self.last_active = wall_seconds(kernel.clock)
+        self.last_active = kernel.wall()
         """When it last finished work (Unix seconds on the system's clock; passivation)."""
         self.crashes: list[float] = []  # monotonic seconds; a list, not a deque: 56 bytes when empty
         self.stopped_until: dt.datetime | None = None
@@ -232,7 +231,7 @@ class Actor:
             self.running = True
             # one unit of busy work per running drain, not per queued signal: signals queued
             # behind a handler parked on the clock are not runnable (VirtualClock.advance)
-            self.kernel.work.inc()
+            self.kernel.work.busy += 1  # Work.inc inline
             self.runtime.start(self)
 
     def handled(self, env: Envelope) -> None:

@@ -7,7 +7,6 @@ from typing import Any
 
 from actors import _outcome as outcome
 from actors._actor import Actor
-from actors._clock import wall_seconds
 from actors._directory import Directory, within
 from actors._envelope import Envelope, Reply
 from actors._ids import conflict_error, generated_id, keyed_id, parse_start_id, start_id
@@ -81,7 +80,7 @@ class Calls:
             args,
             kwargs,
             signal_id,
-            wall_seconds(kernel.clock),
+            kernel.wall(),
             key is not None or signal_id.startswith("s:"),
             obs.carry() if obs.active else None,
         )

@@ -265,7 +265,7 @@ class GroupCommitter:
             if slot.done is not None and not slot.done.done():
                 slot.done.set_result(None)
             return
-        self._work.inc()
+        self._work.busy += 1  # Work.inc inline
         self._queue.append(slot)
         if not self._woken:  # once per wait of the committer, not once per write
             self._woken = True

@@ -7,7 +7,6 @@ from __future__ import annotations
 import anyio
 
 from actors._actor import Actor
-from actors._clock import wall_seconds
 from actors._envelope import Envelope
 from actors._invocation import Invocation
 from actors._kernel import Kernel
@@ -116,7 +115,7 @@ class Committing:
             text,
             actor.seq + 1,
             tuple(inv.events),
-            wall_seconds(self.kernel.clock),  # recorded_at
+            self.kernel.wall(),  # recorded_at
             None,  # dead_letter
             tuple(inv.timers.values()) if inv.timers else (),  # set_timers: most runs set none
             tuple(inv.cancels) if inv.cancels else (),  # cancel_timers
@@ -139,7 +138,7 @@ class Committing:
             "",
             actor.seq + 1,
             tuple(inv.events),
-            recorded_at=wall_seconds(kernel.clock),
+            recorded_at=kernel.wall(),
             set_timers=tuple(inv.timers.values()) if inv.timers else (),  # most runs set none
             cancel_timers=tuple(inv.cancels) if inv.cancels else (),
             outbox=tuple(inv.outbox) if inv.outbox else (),

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
-from actors._clock import Clock
+from actors._clock import Clock, wall_clock
 from actors._commit import After, GroupCommitter
 from actors._envelope import Envelope
 from actors._observing import SafeObserver
@@ -149,6 +149,7 @@ class Kernel:
         "tasks",
         "timers",
         "waits",
+        "wall",
         "work",
     )
 
@@ -167,6 +168,9 @@ class Kernel:
         self.store = store
         self.codec = codec
         self.clock = clock
+        self.wall: Callable[[], float] = wall_clock(clock)
+        """``clock.now().timestamp()``; on the real clock ``time.time`` itself (the
+        per-message path reads it three times)."""
         self.registry = registry
         self.supervision = supervision
         self.supervisor = Supervisor(supervision)

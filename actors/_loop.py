@@ -14,7 +14,6 @@ import anyio
 
 from actors import _outcome as outcome
 from actors._actor import Actor
-from actors._clock import wall_seconds
 from actors._committing import Committing
 from actors._envelope import Envelope, closed_error
 from actors._ids import safe_repr
@@ -117,7 +116,7 @@ class Loop:
             actor.drained()
             actor.task = None
             actor.running = False
-            actor.last_active = wall_seconds(self.kernel.clock)
+            actor.last_active = self.kernel.wall()
             self.kernel.work.dec()
 
     # ------------------------------------------------------------ invocations that may park

@@ -22,7 +22,6 @@ from typing import Any
 
 from actors import _outcome as outcome
 from actors._actor import Actor
-from actors._clock import wall_seconds
 from actors._commit import Slot
 from actors._committing import Committing
 from actors._entity import Entity
@@ -386,5 +385,5 @@ class Pump:
         actor.drained()
         actor.task = None
         actor.running = False
-        actor.last_active = wall_seconds(kernel.clock)  # no datetime made per message
+        actor.last_active = kernel.wall()  # no datetime made per message
         kernel.work.dec()

@@ -299,3 +299,13 @@ async def test_while_a_commit_is_held_queries_read_the_kept_values(fail: bool) -
         else:
             assert got == [24]
             assert await p.query(Point.where) == (7, 8, 9)
+
+
+def test_int_arguments_and_results_over_the_size_limit_are_refused() -> None:
+    small = Codec(max_payload=64)
+    values = spec("move").bind((10**20, 10**20, 10**20), {})
+    with pytest.raises(PayloadTooLarge, match=r"arguments of Point\.move is 79 bytes"):
+        spec("move").encode(small, values)
+    assert len(spec("move").encode(small, spec("move").bind((1, 2, 3), {}))) < 64
+    with pytest.raises(PayloadTooLarge, match=r"result of Point\.nudge is 78 bytes"):
+        outcome.encode_ok(small, 10**70, int, "result of Point.nudge")
