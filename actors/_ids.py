@@ -21,14 +21,27 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import uuid
 
 from actors.errors import IdempotencyConflict, InvalidArguments
 from persistence.codec import short_repr
 from persistence.store import SignalRecord
 
-_BOOT = uuid.uuid4().hex[:16]
+_BOOT = ""
 _counter = itertools.count()
+
+
+def _new_prefix() -> None:
+    """A new random prefix and counter for generated ids: at import, and in a process
+    forked from this one (which would otherwise go on with this process's ids)."""
+    global _BOOT, _counter
+    _BOOT = uuid.uuid4().hex[:16]
+    _counter = itertools.count()
+
+
+_new_prefix()
+os.register_at_fork(after_in_child=_new_prefix)
 _encode_parts = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
 
