@@ -659,18 +659,44 @@ class SqliteStore:
         goes to the thread, where SQLite's work runs beside the event loop's. The WAL's
         checkpoint (copying pages into the database, fsyncs) never runs on this thread:
         SQLite's automatic one is off on that connection, and about every 1,000 pages
-        written a batch goes to the thread, which checkpoints after it as SQLite would
-        have. (On the writer connection, between two writes: a checkpoint beside the
-        writes never catches up with them, and the WAL is only reset after one that did.)
+        written a batch goes to the thread with a checkpoint queued behind it, as SQLite
+        would have checkpointed after it. (On the writer connection, between two writes:
+        a checkpoint beside the writes never catches up with them, and the WAL is only
+        reset after one that did.) A job of its own, so the batch's results go back
+        first: its callers (and the event loop) go on while SQLite copies the pages,
+        where a checkpoint in the batch's job held them all that time.
         """
         if not self._inline:
-            return self._submit(self._write_counted, batch, check, False)
+            return self._submit(self._write_counted, batch, check)
         if self._wal_pages >= _CHECKPOINT_PAGES:
             self._wal_pages = 0
-            return self._submit(self._write_counted, batch, None, True)
+            job = self._submit(self._write_counted, batch, None)
+            self._checkpoint_after()
+            return job
         if len(batch) <= self._inline_max and not self._queued and self._thread is not None:
             return self._write_here(batch)
-        return self._submit(self._write_counted, batch, None, False)
+        return self._submit(self._write_counted, batch, None)
+
+    def _checkpoint_after(self) -> None:
+        """Queue a checkpoint on the writer's thread, behind what is there; counted in
+        ``_queued`` until it ends (nothing uses the writer connection here meanwhile)."""
+        job = self._submit(self._checkpoint)
+        self._queued += 1
+
+        def ended(done: asyncio.Future[None]) -> None:
+            self._queued -= 1
+            if not done.cancelled() and done.exception() is not None:  # a bug: _checkpoint logs its errors
+                _log.error("checkpoint of %s failed", self.path, exc_info=done.exception())
+
+        asyncio.wrap_future(job).add_done_callback(ended)
+
+    def _checkpoint(self) -> None:
+        """On the writer's thread: copy the WAL's pages into the database (PASSIVE: waits
+        for no reader) and reset the WAL if every page got there."""
+        try:
+            self._writer._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as e:  # committed all the same; the next checkpoint catches up
+            _log.warning("checkpoint of %s failed: %s", self.path, e)
 
     def _submit(self, fn: Callable[..., _T], *args: object) -> concurrent.futures.Future[_T]:
         """Give ``fn(*args)`` to the writer's thread (the caller counts it in ``_queued``)."""
@@ -699,20 +725,14 @@ class SqliteStore:
         return await self._awaited(job)
 
     def _write_counted(
-        self, batch: Sequence[Write], check: tuple[str, dict[int, int]] | None, checkpoint: bool
+        self, batch: Sequence[Write], check: tuple[str, dict[int, int]] | None
     ) -> tuple[list[WriteResult], int]:
-        """On the writer's thread: write ``batch``, maybe checkpoint; its results and the
-        WAL pages it wrote (estimated)."""
+        """On the writer's thread: write ``batch``; its results and the WAL pages it
+        wrote (estimated)."""
         conn = self._writer._conn
         before = conn.total_changes
         results = _drive(self._write(self._writer, batch, check))
-        pages = 2 + conn.total_changes - before
-        if checkpoint:
-            try:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except sqlite3.Error as e:  # committed all the same; the next checkpoint catches up
-                _log.warning("checkpoint of %s failed: %s", self.path, e)
-        return results, pages
+        return results, 2 + conn.total_changes - before
 
     def _write_here(self, batch: Sequence[Write]) -> list[WriteResult]:
         """Write ``batch`` on this thread (the write lock held)."""

@@ -614,12 +614,12 @@ async def test_the_next_batch_is_queued_on_the_writer_thread_while_one_is_writte
         started, gate = threading.Event(), threading.Event()
         order: list[int] = []
 
-        def held(batch: list[Commit], check: object, checkpoint: bool) -> object:
+        def held(batch: list[Commit], check: object) -> object:
             order.append(len(batch))
             if len(order) == 1:
                 started.set()
                 gate.wait(10)
-            return real(batch, check, checkpoint)  # type: ignore[arg-type]
+            return real(batch, check)  # type: ignore[arg-type]
 
         monkeypatch.setattr(store, "_write_counted", held)
         try:
@@ -639,6 +639,47 @@ async def test_the_next_batch_is_queued_on_the_writer_thread_while_one_is_writte
         assert order == [1, 2]
         assert store._queued == 0
     assert query(db, "SELECT entity_id FROM events ORDER BY 1") == [("a",), ("b",), ("c",)]
+
+
+async def test_a_due_checkpoint_runs_after_its_batch_is_answered(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint is a job of its own behind the batch on the writer's thread: the
+    batch's write returns while it runs (the event loop goes on meanwhile), and until
+    it ends nothing uses the writer connection on the event loop's thread."""
+    import threading
+
+    from persistence.sqlite import _CHECKPOINT_PAGES
+
+    async with SqliteStore(db) as store:
+        real = store._checkpoint
+        started, gate, ran = threading.Event(), threading.Event(), []
+
+        def held() -> None:
+            started.set()
+            gate.wait(10)
+            real()
+            ran.append(True)
+
+        monkeypatch.setattr(store, "_checkpoint", held)
+        store._wal_pages = _CHECKPOINT_PAGES  # a checkpoint is due with the next write
+        try:
+            with anyio.fail_after(5):  # the write does not wait for the held checkpoint
+                assert await store.write([events_commit("a", 1, "{}", 1.0)]) == [Committed()]
+            await anyio.to_thread.run_sync(started.wait)
+            assert store._queued == 1  # the checkpoint, still running
+            assert store.write_now([events_commit("b", 1, "{}", 1.0)]) is None
+            assert store.read_marks_now([("Account", "a", "s")]) is None
+            assert not ran
+        finally:
+            gate.set()
+        # queued behind the checkpoint (the thread runs its jobs in order), so answered
+        # after its end, which the event loop has counted by then
+        assert await store.write([events_commit("b", 1, "{}", 1.0)]) == [Committed()]
+        assert ran == [True]
+        assert store._queued == 0
+        assert store._wal_pages < _CHECKPOINT_PAGES
+    assert query(db, "SELECT entity_id FROM events ORDER BY 1") == [("a",), ("b",)]
 
 
 async def test_batches_of_any_size_share_a_few_statements(db: Path) -> None:
