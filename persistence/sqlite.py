@@ -1016,6 +1016,8 @@ class SqliteStore:
 
     async def _check_seqs(self, db: _Direct, run: Sequence[Commit]) -> None:
         """The log is contiguous from 1: each commit appends right after the last event."""
+        if self._seqs_known(run):
+            return
         keys = list(dict.fromkeys((c.entity_type, c.entity_id) for c in run if c.events))
         nexts: dict[tuple[str, str], int] = {}
         unknown = []
@@ -1041,6 +1043,31 @@ class SqliteStore:
                 )
             nexts[key] += len(c.events)
             self._pending_seqs[key] = nexts[key] - 1
+
+    def _seqs_known(self, run: Sequence[Commit]) -> bool:
+        """The check in one pass, when every entity's log end is known (remembered, or
+        moved by this batch) and each commit appends right after it: True, and the ends
+        moved on. False changes nothing: an unknown or stale end is read from the
+        database, and a conflict is named, by the full check."""
+        pending, seqs = self._pending_seqs, self._seqs
+        moved: dict[tuple[str, str], int] = {}
+        for c in run:
+            n = len(c.events)
+            if not n:
+                continue
+            key = (c.entity_type, c.entity_id)
+            last = moved.get(key)
+            if last is None:
+                last = pending.get(key)
+                if last is None:
+                    last = seqs.get(key)
+                    if last is None:
+                        return False
+            if c.first_seq != last + 1:
+                return False
+            moved[key] = last + n
+        pending.update(moved)
+        return True
 
     async def _log_ends(self, db: _Direct, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
         """The next sequence of each entity's log, as the database has it."""
