@@ -309,3 +309,36 @@ def test_int_arguments_and_results_over_the_size_limit_are_refused() -> None:
     assert len(spec("move").encode(small, spec("move").bind((1, 2, 3), {}))) < 64
     with pytest.raises(PayloadTooLarge, match=r"result of Point\.nudge is 78 bytes"):
         outcome.encode_ok(small, 10**70, int, "result of Point.nudge")
+
+
+@attrs.define
+class Empty(Entity):
+    @signal
+    def poke(self) -> None:
+        return None
+
+
+@attrs.define
+class One(Entity):
+    n: tuple[int, ...] = ()
+
+    @signal
+    def poke(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("cls", [Empty, One, Point])
+def test_kept_values_make_an_equal_instance_for_any_number_of_fields(cls: type[Entity]) -> None:
+    spec = build_spec(cls, CODEC)
+    assert spec.shallow_copy
+    e = spec.new("e-1")
+    for name, v in zip(spec.field_names, [(1, 2), 5, 6], strict=False):
+        object.__setattr__(e, name, v)
+    kept = spec.values(e)
+    assert kept == tuple(getattr(e, n) for n in spec.field_names)
+    back = spec.restore(kept, "e-1")
+    assert type(back) is cls
+    assert back is not e
+    assert back.id == "e-1"
+    assert all(getattr(back, n) == getattr(e, n) for n in spec.field_names)
+    assert back._actors_ctx is None  # type: ignore[attr-defined]
