@@ -41,7 +41,8 @@ def _new_prefix() -> None:
 
 
 _new_prefix()
-os.register_at_fork(after_in_child=_new_prefix)
+if hasattr(os, "register_at_fork"):  # POSIX; where there is no fork there is nothing to do
+    os.register_at_fork(after_in_child=_new_prefix)
 _encode_parts = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
 
