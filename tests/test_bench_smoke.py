@@ -79,3 +79,28 @@ def test_bench_smoke_writes_json(tmp_path: Path) -> None:
     assert "## W1" in md
     assert "## Ours on SQLite and on PostgreSQL, side by side" in md
     assert "## W7" in md
+
+
+@pytest.mark.slow
+def test_bench_ab_runs_each_commit_from_its_own_snapshot() -> None:
+    """``python -m bench.ab`` exports the commits and runs W1 for each, in turn."""
+    args = ["HEAD", "HEAD", "--rounds", "2", "--ops", "300", "--inflight", "8"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.ab", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    rounds = [line for line in lines if line.startswith("round ")]
+    assert len(rounds) == 4  # two rounds of two commits, in turn
+    names = [r.split()[2].rstrip(":") for r in rounds]
+    assert names[:2] == names[2:]  # the same order each round
+    assert names[1] == names[0] + "#2"  # one commit given twice: two snapshots
+    medians = [line for line in lines if ": median " in line]
+    assert len(medians) == 2
+    assert "(1.000x the first)" in medians[0]
+    assert all(" asks/s" in line and "µs CPU/ask" in line for line in rounds + medians)
