@@ -22,7 +22,7 @@ from typing import Any, Literal
 import attrs
 
 from actors.errors import InvalidArguments, SerializationError, UnknownHandler
-from persistence.codec import Codec, fingerprint, json_text, short_repr
+from persistence.codec import Codec, fingerprint, int_heads, json_text, short_repr
 from persistence.store import SignalRecord
 
 Kind = Literal["signal", "query", "applies"]
@@ -127,12 +127,8 @@ class HandlerSpec:
         object.__setattr__(self, "args_what", f"arguments of {self.entity}.{self.name}")
         object.__setattr__(self, "result_what", f"result of {self.entity}.{self.name}")
         object.__setattr__(self, "_fast_bind", bool(self.positional) or not self.params)
-        heads = None
-        if self.params and all(p[1] is int for p in self.params):
-            heads = tuple(
-                (p[0], ("{" if i == 0 else ",") + json_text(p[0]) + ":") for i, p in enumerate(self.params)
-            )
-        object.__setattr__(self, "_int_heads", heads)
+        ints = self.params and all(p[1] is int for p in self.params)
+        object.__setattr__(self, "_int_heads", int_heads(tuple(p[0] for p in self.params)) if ints else None)
 
     def bind(self, args: tuple[object, ...], kwargs: dict[str, object]) -> dict[str, object]:
         """Bind call arguments to parameter names; InvalidArguments if they do not fit."""

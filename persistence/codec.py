@@ -362,6 +362,13 @@ def _cannot_encode(value: object, what: str, e: Exception) -> SerializationError
 _PLAIN_TYPES = (int, str, float, bool)
 
 
+def int_heads(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(name, the JSON text before its value) per key of an object whose values are all
+    ints: ``{"a":`` then ``,"b":``...; joined with the ints' ``int.__repr__`` and a
+    closing ``}`` they are the encoder's text (handler arguments, events)."""
+    return tuple((n, ("{" if i == 0 else ",") + json_text(n) + ":") for i, n in enumerate(names))
+
+
 @attrs.frozen
 class _EventCoding:
     """How the events of one class are written."""
@@ -374,7 +381,7 @@ class _EventCoding:
     set by ``__init__``: cattrs writes such a class as a dict of its fields' values,
     as they are, so the codec makes that dict itself. None: cattrs writes it."""
     int_heads: tuple[tuple[str, str], ...] | None
-    """(field, the text before its value) when every field is an ``int``."""
+    """``int_heads`` of the fields when every field is an ``int``."""
 
 
 def _event_coding(cls: type, info: EventTypeInfo) -> _EventCoding:
@@ -391,9 +398,7 @@ def _event_coding(cls: type, info: EventTypeInfo) -> _EventCoding:
     if not plain:
         return _EventCoding(info, what, None, None)
     names = tuple(f.name for f in fields)
-    heads = None
-    if names and all(tp is int for tp in types):
-        heads = tuple((("{" if i == 0 else ",") + json_text(n) + ":", n) for i, n in enumerate(names))
+    heads = int_heads(names) if names and all(tp is int for tp in types) else None
     return _EventCoding(info, what, names, heads)
 
 
@@ -401,7 +406,7 @@ def _int_object(value: object, heads: tuple[tuple[str, str], ...]) -> str | None
     """The JSON object of ``value``'s int fields, or None when one holds anything but a
     plain ``int`` of at most 4,300 digits (the general path then writes or refuses it)."""
     parts = []
-    for head, name in heads:
+    for name, head in heads:
         v = getattr(value, name, None)
         if type(v) is not int:
             return None
@@ -519,8 +524,8 @@ class Codec:
         heads = coding.int_heads
         if heads is not None:
             text = _int_object(event, heads)
-            if text is not None and len(text) <= self.max_payload:
-                return NewEvent(info.name, info.version, text)
+            if text is not None and len(text) * 4 <= self.max_payload:  # within it however encoded
+                return NewEvent(info.name, info.version, text)  # (else the general path sizes it)
         names = coding.plain
         if names is None:
             return NewEvent(info.name, info.version, self.dumps(event, type(event), what=coding.what))

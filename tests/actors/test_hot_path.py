@@ -342,3 +342,19 @@ def test_kept_values_make_an_equal_instance_for_any_number_of_fields(cls: type[E
     assert back.id == "e-1"
     assert all(getattr(back, n) == getattr(e, n) for n in spec.field_names)
     assert back._actors_ctx is None  # type: ignore[attr-defined]
+
+
+@attrs.frozen
+class Größe:
+    äöüäöüäöüäöüäöüäöüäöüäöüäö: int  # non-ASCII name: more bytes than characters
+
+
+def test_an_int_event_is_sized_in_bytes_not_characters() -> None:
+    small = Codec(max_payload=64)
+    small.register_event(Größe)
+    event = Größe(1234567890123)
+    text = '{"äöüäöüäöüäöüäöüäöüäöüäöüäö":1234567890123}'
+    assert len(text) <= 64 < len(text.encode())
+    with pytest.raises(PayloadTooLarge, match=r"Größe is 70 bytes encoded, over the limit of 64"):
+        small.encode_event(event)
+    assert _fast(small, event) == _general(small, event)
