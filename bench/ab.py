@@ -47,9 +47,24 @@ print(json.dumps({"ops_per_s": r["ops_per_s"], "cpu_us": cpu[0] / p["ops"] * 1e6
 def snapshot(commit: str, into: Path) -> Path:
     """``commit``'s tree exported into a new directory under ``into`` (named by its short
     hash, with ``#2``... when a commit is given twice)."""
-    sha = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", commit], check=True, capture_output=True, text=True
-    ).stdout.strip()
+    found = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(ROOT),
+            "rev-parse",
+            "--short",
+            "--verify",
+            "--end-of-options",
+            f"{commit}^{{commit}}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if found.returncode != 0:  # an option-like or unknown name is never passed on as an option
+        raise SystemExit(f"bench.ab: {commit!r} is not a commit of {ROOT}")
+    sha = found.stdout.strip()
     where, n = into / sha, 1
     while where.exists():
         n += 1

@@ -104,3 +104,17 @@ def test_bench_ab_runs_each_commit_from_its_own_snapshot() -> None:
     assert len(medians) == 2
     assert "(1.000x the first)" in medians[0]
     assert all(" asks/s" in line and "µs CPU/ask" in line for line in rounds + medians)
+
+
+def test_bench_ab_refuses_what_is_not_a_commit() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.ab", "--", "--output=/tmp/x", "--rounds", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "'--output=/tmp/x' is not a commit" in proc.stderr
+    assert "round " not in proc.stdout
