@@ -183,14 +183,13 @@ class Actor:
             return
         if env.keyed and not env.from_inbox:
             self.asking.setdefault(env.signal.signal_id, env.signal.fingerprint)
-        self.enqueue(env)
-        self.kick()
-
-    def enqueue(self, env: Envelope) -> None:
-        """Append to the mailbox (a deque of its own from the first signal)."""
-        if self.mailbox is _NO_ENVELOPES:
+        if self.mailbox is _NO_ENVELOPES:  # a deque of its own from the first signal
             self.mailbox = deque()
         self.mailbox.append(env)
+        if not self.running:
+            self.running = True
+            self.kernel.work.busy += 1  # kick() inline: every signal comes here
+            self.runtime.start(self)
 
     def drained(self) -> None:
         """The drain task ends: empty containers are given back (memory)."""

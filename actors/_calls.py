@@ -205,19 +205,37 @@ class Calls:
         if not own.owns(spec.name, entity_id):
             return await self._remote_ask(spec, entity_id, handler, args, kwargs, key, timeout)
         try:  # one coroutine less per ask than a helper's: the wait is here
-            # put the ask in its actor's mailbox here (inline: the path every ask takes)
-            actor = self._check_room(spec, entity_id)
-            h, values, rec = self._signal(spec, entity_id, handler, args, kwargs, key)
+            # put the ask in its actor's mailbox here (inline: the path every ask takes;
+            # _check_room and _signal, for the ask's case)
+            kernel = self.kernel
+            actor = self.directory.actors.get((spec.name, entity_id))
+            limit = self.max_mailbox
+            if limit is not None and actor is not None and len(actor.mailbox) >= limit:
+                self._check_room(spec, entity_id)  # raises: it is full
+            if not kernel.tasks.running:
+                self._check_running()  # raises, naming the state
+            obs = kernel.observer
+            h, values, rec = spec.build_signal(
+                kernel.codec,
+                entity_id,
+                handler,
+                args,
+                kwargs,
+                keyed_id(key) if key is not None else generated_id(),
+                kernel.wall(),
+                key is not None,
+                obs.carry() if obs.active else None,
+            )
             reply = Reply()
             # immutable values are shared with the handler; else it decodes its own copy
             env = Envelope(h, rec, values if h.immutable_args else None, key is not None, reply, False)
             if actor is None:  # made only now: a refused call leaves nothing behind
                 actor = self.directory.actor(spec, entity_id)
             actor.deliver(env)
-            work = self.kernel.work
+            work = kernel.work
             if not work.track_asks:
                 if timeout is None:
-                    return await reply.future
+                    return await reply
                 return await within(reply.wait(), timeout)
             with work.outside_ask(reply.future, f"ask {spec.name}.{h.name} to {spec.name}/{entity_id}"):
                 return await within(reply.wait(), timeout)

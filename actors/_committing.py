@@ -114,7 +114,7 @@ class Committing:
             s,
             text,
             actor.seq + 1,
-            tuple(inv.events),
+            inv.events,
             self.kernel.wall(),  # recorded_at
             None,  # dead_letter
             tuple(inv.timers.values()) if inv.timers else (),  # set_timers: most runs set none
@@ -137,7 +137,7 @@ class Committing:
             s,
             "",
             actor.seq + 1,
-            tuple(inv.events),
+            inv.events,
             recorded_at=kernel.wall(),
             set_timers=tuple(inv.timers.values()) if inv.timers else (),  # most runs set none
             cancel_timers=tuple(inv.cancels) if inv.cancels else (),

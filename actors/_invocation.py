@@ -117,7 +117,7 @@ class Invocation:
         self.env = env
         self.signal: SignalRecord = env.signal
         self.attempt = attempt
-        self.events: list[NewEvent] = []
+        self.events: tuple[NewEvent, ...] = ()  # a tuple: the commit takes it as it is
         self.applied: tuple[object, ...] = ()
         """The event objects of ``events``, kept to check a mutable state against."""
         self.applying = False
@@ -216,7 +216,7 @@ class Invocation:
 
     def drop_effects(self) -> None:
         """Forget events, timers and outbox messages (the handler refused)."""
-        self.events.clear()
+        self.events = ()
         self.applied = ()
         self.timers.clear()
         self.cancels.clear()
@@ -273,7 +273,7 @@ class Invocation:
             applier(entity, event)
         finally:
             self.applying = False
-        self.events.append(new)
+        self.events += (new,)
         if not actor.spec.shallow_copy:  # else nothing checks them (Loop._check_state)
             self.applied = (*self.applied, event)
 

@@ -116,7 +116,10 @@ class _Pumped(Slot):
     __slots__ = ("inv", "pump", "text", "value")
 
     def __init__(self, write: Commit, pump: Pump, inv: Invocation, text: str, value: object) -> None:
-        super().__init__(write, None, None)
+        # Slot's fields set here (no super() call: every message makes one)
+        self.write = write
+        self.after = self.done = self.result = self.error = None
+        self.tries = 0
         self.then = _after_commit
         self.pump = pump
         self.inv = inv
@@ -132,7 +135,11 @@ def _after_commit(slot: Slot) -> None:
     actor: Actor = inv.actor  # type: ignore[assignment]  # (no cast() call: every message comes here)
     actor.release()
     try:
-        if not pump.settle(inv, pumped.text, pumped.value, slot):
+        if slot.error is None:  # written (settle's first case, inline: most commits)
+            env = inv.env
+            pump.commits.written(actor, env, inv, pumped.text, slot.result, None, pumped.value)
+            actor.handled(env)
+        elif not pump.settle(inv, pumped.text, pumped.value, slot):
             return  # a drain task took over
     except Exception as e:  # a bug in the runtime: keep the system alive, say so
         pump.internal_error(actor, inv.env, e)
@@ -386,4 +393,8 @@ class Pump:
         actor.task = None
         actor.running = False
         actor.last_active = kernel.wall()  # no datetime made per message
-        kernel.work.dec()
+        work = kernel.work
+        work.busy -= 1  # Work.dec inline, unless it reaches zero
+        if work.busy <= 0:
+            work.busy += 1
+            work.dec()

@@ -259,7 +259,10 @@ class EntitySpec:
                     f"it has: {', '.join(sorted(table)) or 'none'}"
                 )
             return h
-        h = self.by_fn.get(handler) if callable(handler) else None
+        try:
+            h = self.by_fn.get(handler) if callable(handler) else None
+        except TypeError:  # unhashable
+            h = None
         if h is None:
             raise UnknownHandler(f"{short_repr(handler, 100)} is not a handler of {self.name}")
         if h.kind != kind:
@@ -283,7 +286,13 @@ class EntitySpec:
         Only ids that can repeat (``keyed``) get a fingerprint (it tells a reused key
         from a repeat); a generated id never repeats, so it is spared the digest.
         """
-        h = self.resolve(handler, "signal")
+        try:  # the handler given as the function (resolve's path, inline: every call takes it)
+            h = self.by_fn[handler]
+        except (KeyError, TypeError):  # a name, an unknown or unhashable value
+            h = self.resolve(handler, "signal")
+        else:
+            if h.kind != "signal":
+                h = self.resolve(handler, "signal")  # raises, naming the kind
         values = h.bind(args, kwargs)
         text = h.encode(codec, values)
         fp = h.fingerprint(text) if keyed else ""
