@@ -84,7 +84,8 @@ class Committing:
         gets its answer, maybe a snapshot; then parked invocations are woken if their
         predicate now holds. (One method, not two: every message takes this path.)"""
         kernel = self.kernel
-        actor.committed(len(inv.events))
+        actor.seq += len(inv.events)  # actor.committed(), inline: every message comes here
+        actor.backup = None
         if inv.timers or inv.cancels:
             kernel.timers.on_commit(actor.spec.name, actor.id, inv.timers.values(), inv.cancels)
         if inv.outbox and isinstance(done, Committed):
@@ -96,7 +97,9 @@ class Committing:
                 env.reply.fail(rejected)
             else:
                 env.reply.set(result)
-        actor.maybe_snapshot()
+        every = actor.spec.snapshot_every
+        if every and actor.seq - actor.snap_seq >= every:  # the check of maybe_snapshot()
+            actor.maybe_snapshot()
         if env.keyed:
             kernel.outcomes.notify(env.signal.signal_id, text, remote=env.recovered)
         if actor.runs:  # most actors have nothing parked

@@ -88,7 +88,9 @@ def returned(kernel: Kernel, actor: Actor, inv: Invocation, result: object) -> t
     """The handler of ``inv`` returned ``result``: check it finished and changed fields
     only through events; its outcome text (encoded, checked and sized as a repeat
     returns it) and the result to hand out (a copy, so no caller holds live state)."""
-    inv.check_finished()
+    rp = inv.replay
+    if rp is not None and rp.replaying:
+        inv.check_finished()  # raises: the handler ended inside its committed segments
     spec = actor.spec
     if not spec.shallow_copy:
         assert inv.target is not None
@@ -212,9 +214,17 @@ class Pump:
         for the next turn of the event loop: one actor's long mailbox does not keep
         everything else (timers, queries, the network) waiting."""
         budget = BURST
+        tasks = self._tasks
         while actor.mailbox:
             env = actor.mailbox[0]
-            if not self.takes(actor, env):
+            if not (  # takes(), inline: every message comes here
+                actor.entity is not None
+                and (not env.keyed or (self._keyed and (env.reply is not None or env.from_inbox)))
+                and not env.handler.is_async
+                and not actor.resumable
+                and actor.stopped_until is None
+                and tasks.running
+            ):
                 break
             if not budget:
                 self._later(actor)
