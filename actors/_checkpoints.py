@@ -73,7 +73,7 @@ class Waiter(StepHost, Protocol):
         ...
 
     @property
-    def events(self) -> list[NewEvent]:
+    def events(self) -> tuple[NewEvent, ...]:
         """The events of the running segment."""
         ...
 

@@ -198,11 +198,15 @@ class Entity:
     """
 
     __slots__ = ("_actors_ctx", "_actors_id")
+    _actors_ctx: HandlerContext | None
     snapshot_every: ClassVar[int] = 100
     entity_name: ClassVar[str | None] = None
 
     def __setattr__(self, name: str, value: Any) -> None:
-        ctx = getattr(self, "_actors_ctx", None)
+        try:  # (an attribute read costs less than getattr() with a default; __init__ has none yet)
+            ctx = self._actors_ctx
+        except AttributeError:
+            ctx = None
         if ctx is not None and not ctx.applying:  # else (an @applies method, no handler) allowed
             _guard_write(self, name)
         object.__setattr__(self, name, value)
@@ -223,7 +227,10 @@ class Entity:
 
     def emit(self, event: object) -> None:
         """Record ``event``: applied to the fields at once, persisted at commit."""
-        ctx: HandlerContext | None = getattr(self, "_actors_ctx", None)
+        try:
+            ctx: HandlerContext | None = self._actors_ctx
+        except AttributeError:
+            ctx = None
         if ctx is None or ctx is READ_ONLY:
             ctx = self._ctx("emit")  # raises: only inside a @signal handler
         ctx.emit(self, event)

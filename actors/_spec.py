@@ -117,6 +117,11 @@ class HandlerSpec:
     result_what: str = attrs.field(init=False, repr=False, eq=False)
     """"result of Entity.handler": how errors name its result (made once)."""
     _fast_bind: bool = attrs.field(init=False, repr=False, eq=False)
+    _checks: tuple[tuple[str, object, Callable[[object], bool]], ...] = attrs.field(
+        init=False, repr=False, eq=False
+    )
+    """(name, exact type, checker) per parameter: a value of exactly its annotated class
+    fits without calling the checker (every checker of a class accepts its instances)."""
     _int_heads: tuple[tuple[str, str], ...] | None = attrs.field(init=False, repr=False, eq=False)
     """(name, text before its value) per parameter when every one is an ``int``: the
     arguments' JSON text is made without an encoder (the same text)."""
@@ -127,6 +132,8 @@ class HandlerSpec:
         object.__setattr__(self, "args_what", f"arguments of {self.entity}.{self.name}")
         object.__setattr__(self, "result_what", f"result of {self.entity}.{self.name}")
         object.__setattr__(self, "_fast_bind", bool(self.positional) or not self.params)
+        checks = tuple((p[0], _exact_class(p[1]), p[2]) for p in self.params)
+        object.__setattr__(self, "_checks", checks)
         ints = self.params and all(p[1] is int for p in self.params)
         object.__setattr__(self, "_int_heads", int_heads(tuple(p[0] for p in self.params)) if ints else None)
 
@@ -143,9 +150,10 @@ class HandlerSpec:
             ba.apply_defaults()
             values = dict(ba.arguments)
             values.pop(next(iter(self.signature.parameters)))
-        for name, tp, check, _kw in self.params:
+        for name, exact, check in self._checks:
             v = values[name]
-            if not check(v):
+            if type(v) is not exact and not check(v):
+                tp = next(p[1] for p in self.params if p[0] == name)
                 raise InvalidArguments(
                     f"{self.entity}.{self.name}: argument {name!r} must be {_type_name(tp)}, "
                     f"got {type(v).__name__} {short_repr(v, 80)}"
@@ -157,7 +165,10 @@ class HandlerSpec:
         heads = self._int_heads
         if heads is not None:  # an int's repr is its JSON text (also an IntEnum's int.__repr__)
             try:
-                text = "".join([h + int.__repr__(values[n]) for n, h in heads]) + "}"
+                if len(heads) == 1:  # most handlers take one argument: no list made
+                    text = heads[0][1] + int.__repr__(values[heads[0][0]]) + "}"
+                else:
+                    text = "".join([h + int.__repr__(values[n]) for n, h in heads]) + "}"
             except ValueError as e:  # past 4,300 digits
                 raise SerializationError(f"{self.entity}.{self.name}: cannot encode arguments: {e}") from e
             if len(text) * 4 > codec.max_payload:  # else within it however it is encoded
@@ -208,6 +219,11 @@ class HandlerSpec:
 
 
 _plain_dumps = json_text
+
+
+def _exact_class(tp: object) -> object:
+    """The class whose instances fit annotation ``tp`` without a check (None: none)."""
+    return tp if isinstance(tp, type) and typing.get_origin(tp) is None else None
 
 
 def _type_name(tp: object) -> str:
@@ -287,7 +303,7 @@ class EntitySpec:
         from a repeat); a generated id never repeats, so it is spared the digest.
         """
         try:  # the handler given as the function (resolve's path, inline: every call takes it)
-            h = self.by_fn[handler]
+            h = self.by_fn[handler]  # type: ignore[index]  # any value: KeyError or TypeError
         except (KeyError, TypeError):  # a name, an unknown or unhashable value
             h = self.resolve(handler, "signal")
         else:

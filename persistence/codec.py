@@ -405,6 +405,15 @@ def _event_coding(cls: type, info: EventTypeInfo) -> _EventCoding:
 def _int_object(value: object, heads: tuple[tuple[str, str], ...]) -> str | None:
     """The JSON object of ``value``'s int fields, or None when one holds anything but a
     plain ``int`` of at most 4,300 digits (the general path then writes or refuses it)."""
+    if len(heads) == 1:  # most events have one field: no list made
+        name, head = heads[0]
+        v = getattr(value, name, None)
+        if type(v) is not int:
+            return None
+        try:
+            return head + int.__repr__(v) + "}"
+        except ValueError:  # past 4,300 digits
+            return None
     parts = []
     for name, head in heads:
         v = getattr(value, name, None)
