@@ -189,7 +189,7 @@ _SEQ_CACHE = 200_000
 _INLINE_MAX = 64
 """By default a batch of at most this many writes, on a single-owner ``NORMAL`` store,
 is written on the calling (event loop's) thread: no thread hop (``inline_writes``)."""
-_CHECKPOINT_PAGES = 1000
+_CHECKPOINT_PAGES = 4000
 """About this many WAL pages written (estimated) and the worker thread checkpoints
 (SQLite's own automatic checkpoint, at 1,000 pages, is off on an inline writer)."""
 _T = TypeVar("_T")
