@@ -191,7 +191,11 @@ _INLINE_MAX = 64
 is written on the calling (event loop's) thread: no thread hop (``inline_writes``)."""
 _CHECKPOINT_PAGES = 4000
 """About this many WAL pages written (estimated) and the worker thread checkpoints
-(SQLite's own automatic checkpoint, at 1,000 pages, is off on an inline writer)."""
+(SQLite's own automatic checkpoint, at 1,000 pages, is off on an inline writer). Four
+times SQLite's interval: the pages an event log rewrites (each entity's last page) are
+copied once per checkpoint however often they were written, so W1's checkpoints cost
+40% less in all (24 of 21 ms against 98 of 8.9 ms per 100,000 asks); the WAL file grows
+to about 20 MB between them."""
 _T = TypeVar("_T")
 
 
@@ -658,9 +662,9 @@ class SqliteStore:
         store's alone), so it costs less than the two thread hops around it. A big batch
         goes to the thread, where SQLite's work runs beside the event loop's. The WAL's
         checkpoint (copying pages into the database, fsyncs) never runs on this thread:
-        SQLite's automatic one is off on that connection, and about every 1,000 pages
-        written a batch goes to the thread with a checkpoint queued behind it, as SQLite
-        would have checkpointed after it. (On the writer connection, between two writes:
+        SQLite's automatic one is off on that connection, and about every 4,000 pages
+        written (``_CHECKPOINT_PAGES``) a batch goes to the thread with a checkpoint
+        queued behind it, as SQLite would have checkpointed after it. (On the writer connection, between two writes:
         a checkpoint beside the writes never catches up with them, and the WAL is only
         reset after one that did.) A job of its own, so the batch's results go back
         first: its callers (and the event loop) go on while SQLite copies the pages,
