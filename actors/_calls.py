@@ -202,7 +202,7 @@ class Calls:
         Another member's entity is asked through the stored inbox, and so is one whose
         shard moved away while the ask waited here (nothing of it was written then)."""
         own = self.kernel.shards
-        if not own.owns(spec.name, entity_id):
+        if own.clustered and not own.owns(spec.name, entity_id):
             return await self._remote_ask(spec, entity_id, handler, args, kwargs, key, timeout)
         try:  # one coroutine less per ask than a helper's: the wait is here
             # put the ask in its actor's mailbox here (inline: the path every ask takes;

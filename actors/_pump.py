@@ -343,8 +343,8 @@ class Pump:
             actor.handled(env)
             return True
         slot = kernel.committer.enqueue_slot(_Pumped(write, self, inv, text, result))
-        if slot.then is not None:
-            actor.hold()  # the commit is under way: a pause waits for it (and its answer)
+        if slot.then is not None:  # the commit is under way: a pause waits for it (and its answer)
+            actor.committing += 1  # actor.hold(), inline
             return False
         return self.settle(inv, text, result, slot)  # written at once (or refused)
 

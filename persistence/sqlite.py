@@ -664,11 +664,12 @@ class SqliteStore:
         checkpoint (copying pages into the database, fsyncs) never runs on this thread:
         SQLite's automatic one is off on that connection, and about every 4,000 pages
         written (``_CHECKPOINT_PAGES``) a batch goes to the thread with a checkpoint
-        queued behind it, as SQLite would have checkpointed after it. (On the writer connection, between two writes:
-        a checkpoint beside the writes never catches up with them, and the WAL is only
-        reset after one that did.) A job of its own, so the batch's results go back
-        first: its callers (and the event loop) go on while SQLite copies the pages,
-        where a checkpoint in the batch's job held them all that time.
+        queued behind it, as SQLite would have checkpointed after it. (On the writer
+        connection, between two writes: a checkpoint beside the writes never catches up
+        with them, and the WAL is only reset after one that did.) A job of its own, so
+        the batch's results go back first: its callers (and the event loop) go on while
+        SQLite copies the pages, where a checkpoint in the batch's job held them all
+        that time.
         """
         if not self._inline:
             return self._submit(self._write_counted, batch, check)
