@@ -189,13 +189,13 @@ _SEQ_CACHE = 200_000
 _INLINE_MAX = 64
 """By default a batch of at most this many writes, on a single-owner ``NORMAL`` store,
 is written on the calling (event loop's) thread: no thread hop (``inline_writes``)."""
-_CHECKPOINT_PAGES = 4000
-"""About this many WAL pages written (estimated) and the worker thread checkpoints
-(SQLite's own automatic checkpoint, at 1,000 pages, is off on an inline writer). Four
-times SQLite's interval: the pages an event log rewrites (each entity's last page) are
-copied once per checkpoint however often they were written, so W1's checkpoints cost
-40% less in all (24 of 21 ms against 98 of 8.9 ms per 100,000 asks); the WAL file grows
-to about 20 MB between them."""
+_CHECKPOINT_PAGES = 1000
+"""About this many WAL pages written (estimated) and a checkpoint is due (SQLite's own
+automatic checkpoint, at 1,000 pages, is off on an inline writer)."""
+_RESTART_EVERY = 4
+"""Of the due checkpoints, every this many-th runs on the writer's thread between two
+writes (so the WAL restarts from its start); the others run beside the writes, on a
+connection and thread of their own (see ``SqliteStore._write_job``)."""
 _T = TypeVar("_T")
 
 
@@ -338,6 +338,12 @@ class SqliteStore:
         writer to wait for (single owner) and no fsync per commit (``NORMAL``)."""
         self._wal_pages = 0
         """Inline writer: WAL pages written since the last checkpoint (an estimate)."""
+        self._beside_count = 0
+        """Checkpoints run beside the writes since the last one on the writer's thread."""
+        self._beside: concurrent.futures.ThreadPoolExecutor | None = None
+        """The thread of the checkpoints beside the writes (made with the first)."""
+        self._beside_conn: sqlite3.Connection | None = None
+        self._beside_job: concurrent.futures.Future[None] | None = None
         self.wal_retries = 0
         """Times opening found the file locked while switching it to WAL mode (and waited)."""
 
@@ -394,6 +400,11 @@ class SqliteStore:
     async def _close(self) -> None:
         # Shielded: a cancelled owner must still close the connections and drop the lock.
         with anyio.CancelScope(shield=True):
+            if self._beside is not None:  # a checkpoint under way ends first
+                beside = self._beside
+                beside.submit(self._close_beside)
+                await anyio.to_thread.run_sync(beside.shutdown)
+                self._beside = self._beside_job = None
             if self._thread is not None:  # the jobs given to it end first
                 await anyio.to_thread.run_sync(self._thread.shutdown)
                 self._thread = None
@@ -662,22 +673,31 @@ class SqliteStore:
         store's alone), so it costs less than the two thread hops around it. A big batch
         goes to the thread, where SQLite's work runs beside the event loop's. The WAL's
         checkpoint (copying pages into the database, fsyncs) never runs on this thread:
-        SQLite's automatic one is off on that connection, and about every 4,000 pages
-        written (``_CHECKPOINT_PAGES``) a batch goes to the thread with a checkpoint
-        queued behind it, as SQLite would have checkpointed after it. (On the writer
-        connection, between two writes: a checkpoint beside the writes never catches up
-        with them, and the WAL is only reset after one that did.) A job of its own, so
-        the batch's results go back first: its callers (and the event loop) go on while
-        SQLite copies the pages, where a checkpoint in the batch's job held them all
-        that time.
+        SQLite's automatic one is off on that connection, and one is due about every
+        1,000 pages written (``_CHECKPOINT_PAGES``). Most run beside the writes, on a
+        connection and thread of their own: they copy what was written before they
+        began while the writer goes on, so neither the writer nor the event loop waits
+        for them. Every fourth (``_RESTART_EVERY``) is queued on the writer's thread
+        behind a batch, between two writes, where it copies only what was written
+        since the last one and lets the next write restart the WAL from its start (a
+        checkpoint beside continuous writes never catches up with them, and the WAL is
+        only restarted after one that did): the WAL stays near 4,000 pages. That one
+        is a job of its own, so the batch's results go back first: its callers (and
+        the event loop) go on while SQLite copies the pages. A checkpoint that comes
+        due while one beside is still running waits for it.
         """
         if not self._inline:
             return self._submit(self._write_counted, batch, check)
-        if self._wal_pages >= _CHECKPOINT_PAGES:
+        if self._wal_pages >= _CHECKPOINT_PAGES and not self._checkpointing_beside():
             self._wal_pages = 0
-            job = self._submit(self._write_counted, batch, None)
-            self._checkpoint_after()
-            return job
+            self._beside_count += 1
+            if self._beside_count < _RESTART_EVERY:
+                self._checkpoint_beside()
+            else:
+                self._beside_count = 0
+                job = self._submit(self._write_counted, batch, None)
+                self._checkpoint_after()
+                return job
         if len(batch) <= self._inline_max and not self._queued and self._thread is not None:
             return self._write_here(batch)
         return self._submit(self._write_counted, batch, None)
@@ -694,6 +714,38 @@ class SqliteStore:
                 _log.error("checkpoint of %s failed", self.path, exc_info=done.exception())
 
         asyncio.wrap_future(job).add_done_callback(ended)
+
+    def _checkpointing_beside(self) -> bool:
+        """A checkpoint beside the writes is under way (the next one waits for it)."""
+        job = self._beside_job
+        return job is not None and not job.done()
+
+    def _checkpoint_beside(self) -> None:
+        """Start a checkpoint on a connection and thread of its own, while the writer
+        goes on writing: SQLite lets a checkpoint copy the WAL's pages into the database
+        beside a writer (it copies what was written before it began). It cannot restart
+        the WAL (the writer has written more by its end), which the next checkpoint on
+        the writer's thread does, copying only what was written since."""
+        if self._beside is None:
+            self._beside = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="actors-sqlite-checkpoint"
+            )
+        self._beside_job = self._beside.submit(self._checkpoint_there)
+
+    def _checkpoint_there(self) -> None:
+        """On the thread of the checkpoints beside the writes."""
+        try:
+            if self._beside_conn is None:
+                self._beside_conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._beside_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as e:  # committed all the same; the next checkpoint catches up
+            _log.warning("checkpoint of %s failed: %s", self.path, e)
+
+    def _close_beside(self) -> None:
+        """On the thread of the checkpoints beside the writes, after the last of them."""
+        if self._beside_conn is not None:
+            self._beside_conn.close()
+            self._beside_conn = None
 
     def _checkpoint(self) -> None:
         """On the writer's thread: copy the WAL's pages into the database (PASSIVE: waits

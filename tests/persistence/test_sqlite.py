@@ -374,13 +374,16 @@ async def test_the_wal_stays_bounded_with_small_inline_writes(db: Path) -> None:
     # small batches are written on the event loop's thread with SQLite's automatic
     # checkpoint off: the store's own checkpoints must keep the WAL near their interval
     # (without them it grows by a few pages per commit: past 3 intervals here)
-    from persistence.sqlite import _CHECKPOINT_PAGES
+    # (the WAL restarts after every _RESTART_EVERY-th due checkpoint: those beside the
+    # writes copy pages but cannot restart it)
+    from persistence.sqlite import _CHECKPOINT_PAGES, _RESTART_EVERY
 
-    n = _CHECKPOINT_PAGES * 3 // 2
+    bound = _CHECKPOINT_PAGES * _RESTART_EVERY
+    n = bound * 3 // 2
     async with SqliteStore(db) as store:
         for i in range(n):
             await store.write([Accept(sig(f"s{i}"))])
-        assert wal_pages(db) < _CHECKPOINT_PAGES * 2
+        assert wal_pages(db) < bound * 2
         assert query(db, "SELECT count(*) FROM inbox") == [(n,)]
         with sqlite3.connect(db) as other:  # what is committed is in the file for any reader
             assert other.execute("SELECT count(*) FROM inbox").fetchone() == (n,)
@@ -652,9 +655,10 @@ async def test_a_due_checkpoint_runs_after_its_batch_is_answered(
     it ends nothing uses the writer connection on the event loop's thread."""
     import threading
 
-    from persistence.sqlite import _CHECKPOINT_PAGES
+    from persistence.sqlite import _CHECKPOINT_PAGES, _RESTART_EVERY
 
     async with SqliteStore(db) as store:
+        store._beside_count = _RESTART_EVERY - 1  # the next due one is the writer's thread's
         real = store._checkpoint
         started, gate, ran = threading.Event(), threading.Event(), []
 
@@ -682,6 +686,115 @@ async def test_a_due_checkpoint_runs_after_its_batch_is_answered(
         assert ran == [True]
         assert store._queued == 0
         assert store._wal_pages < _CHECKPOINT_PAGES
+    assert query(db, "SELECT entity_id FROM events ORDER BY 1") == [("a",), ("b",)]
+
+
+def _file_rows(db: Path, tmp: Path) -> int:
+    """Events in the database file itself (what checkpoints copied), without its WAL."""
+    copy = tmp / "main-only.db"
+    copy.write_bytes(db.read_bytes())
+    with sqlite3.connect(copy) as conn:
+        return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+
+
+async def test_a_checkpoint_beside_the_writes_does_not_hold_them(
+    db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Most due checkpoints run on a connection and thread of their own: writes go on
+    (on the loop's thread and the writer's) while one runs, another due one waits for
+    it, and what it copied is in the database file itself."""
+    import threading
+
+    from persistence.sqlite import _CHECKPOINT_PAGES
+
+    async with SqliteStore(db) as store:
+        real = store._checkpoint_there
+        started, gate, ran = threading.Event(), threading.Event(), []
+
+        def held() -> None:
+            started.set()
+            gate.wait(10)
+            real()
+            ran.append(True)
+
+        monkeypatch.setattr(store, "_checkpoint_there", held)
+        await store.write([events_commit("a", 1, "{}", 1.0)])
+        store._wal_pages = _CHECKPOINT_PAGES  # a checkpoint is due with the next write
+        try:
+            with anyio.fail_after(5):  # nothing waits for the held checkpoint
+                assert await store.write([events_commit("b", 1, "{}", 1.0)]) == [Committed()]
+                await anyio.to_thread.run_sync(started.wait)
+                store._wal_pages = _CHECKPOINT_PAGES  # due again: waits for the one running
+                big = [events_commit(f"c{i}", 1, "{}", 1.0) for i in range(100)]  # the writer's thread
+                assert await store.write(big) == [Committed()] * 100
+                assert store.write_now([events_commit("d", 1, "{}", 1.0)]) is None  # (due: never inline)
+                assert await store.write([events_commit("d", 1, "{}", 1.0)]) == [Committed()]
+            assert store._queued == 0  # none queued on the writer's thread
+            assert store._beside_count == 1
+            assert not ran
+        finally:
+            gate.set()
+        await anyio.to_thread.run_sync(lambda: store._beside_job.result(10))  # type: ignore[union-attr]
+        assert ran == [True]
+        assert _file_rows(db, tmp_path) >= 2  # a and b were copied into the file itself
+        # the next write starts the due one (the first has ended)
+        assert await store.write([events_commit("e", 1, "{}", 1.0)]) == [Committed()]
+        assert store._beside_count == 2
+        assert store._wal_pages < _CHECKPOINT_PAGES
+    assert query(db, "SELECT count(*) FROM events") == [(104,)]
+
+
+async def test_a_failed_checkpoint_beside_is_logged_and_writes_go_on(
+    db: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from persistence.sqlite import _CHECKPOINT_PAGES
+
+    async with SqliteStore(db) as store:
+        await store.write([events_commit("a", 1, "{}", 1.0)])
+
+        class Broken:
+            def execute(self, sql: str) -> object:
+                raise sqlite3.OperationalError("disk I/O error")
+
+            def close(self) -> None:
+                pass
+
+        store._beside_conn = Broken()  # type: ignore[assignment]
+        store._wal_pages = _CHECKPOINT_PAGES
+        assert await store.write([events_commit("b", 1, "{}", 1.0)]) == [Committed()]
+        await anyio.to_thread.run_sync(lambda: store._beside_job.result(10))  # type: ignore[union-attr]
+        assert await store.write([events_commit("c", 1, "{}", 1.0)]) == [Committed()]
+    assert "checkpoint of" in caplog.text and "disk I/O error" in caplog.text
+    assert query(db, "SELECT entity_id FROM events ORDER BY 1") == [("a",), ("b",), ("c",)]
+
+
+async def test_closing_waits_for_a_checkpoint_beside_and_closes_its_connection(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store's close lets a running checkpoint end, then closes its connection: the
+    last connection closed, SQLite removes the WAL (it would stay with one left open)."""
+    import threading
+
+    from persistence.sqlite import _CHECKPOINT_PAGES
+
+    store = SqliteStore(db)
+    async with store:
+        real = store._checkpoint_there
+        started, ran = threading.Event(), []
+
+        def slow() -> None:
+            started.set()
+            real()
+            ran.append(True)
+
+        monkeypatch.setattr(store, "_checkpoint_there", slow)
+        await store.write([events_commit("a", 1, "{}", 1.0)])
+        store._wal_pages = _CHECKPOINT_PAGES
+        await store.write([events_commit("b", 1, "{}", 1.0)])
+        await anyio.to_thread.run_sync(started.wait)
+    assert ran == [True]
+    assert store._beside_conn is None and store._beside is None
+    assert not Path(f"{db}-wal").exists()
     assert query(db, "SELECT entity_id FROM events ORDER BY 1") == [("a",), ("b",)]
 
 
