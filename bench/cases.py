@@ -142,6 +142,13 @@ def plan(mode: Mode) -> list[Case]:
         ("swi", "ours, sys.setswitchinterval(0.0002)", "switch interval 0.2 ms", {"switch_interval": 0.0002}),
         # issue 16: the objects of start-up out of every full collection, as an app may do
         ("gcfreeze", "ours, gc.freeze() after start-up", "gc.freeze() after start-up", {"gc_freeze": True}),
+        # issue 16: the three app settings above together (each documented in the README)
+        (
+            "tuned",
+            "ours, app-tuned (uvloop, switch interval 0.2 ms, gen-0 50,000)",
+            "uvloop + switch interval 0.2 ms + gen-0 threshold 50,000",
+            {"loop": "uvloop", "switch_interval": 0.0002, "gc_threshold": 50_000},
+        ),
         # issue 15: the cost of telemetry
         ("otel", "ours with OpenTelemetry (SDK, spans batched)", "with telemetry", {"observer": "otel"}),
         # issue 16: every ask with its own idempotency key (checked for a repeat first)
