@@ -360,8 +360,15 @@ class GroupCommitter:
         self.writes += len(batch)
         try:
             for slot in batch:
-                if slot.then is not None:
-                    self._call_back(slot)
+                then = slot.then
+                if then is not None:  # its writer's continuation (every outcome goes to it)
+                    slot.then = None
+                    try:
+                        then(slot)
+                    except Exception:  # a bug in the runtime: the other slots of the batch still settle
+                        self._log.exception(
+                            "the continuation of a %s write failed", type(slot.write).__name__
+                        )
                 elif isinstance(slot.error, ShardLost) and slot.done is None:
                     self._dropped(slot)  # its shard's new owner redoes it from what is stored
                 elif slot.error is not None and slot.done is None:
@@ -370,15 +377,6 @@ class GroupCommitter:
                     slot.done.set_result(None)
         finally:  # one count per queued write; none reaches zero before the last is settled
             self._work.dec(len(batch))
-
-    def _call_back(self, slot: Slot) -> None:
-        """Hand a written slot to its writer's continuation (every outcome goes to it)."""
-        then, slot.then = slot.then, None
-        assert then is not None
-        try:
-            then(slot)
-        except Exception:  # a bug in the runtime: the other slots of the batch still settle
-            self._log.exception("the continuation of a %s write failed", type(slot.write).__name__)
 
     async def _write(self, batch: Sequence[Slot]) -> bool:
         """Write ``batch`` in one transaction; on a failure that may be one write's own

@@ -56,9 +56,7 @@ class Loop:
     def start(self, actor: Actor) -> None:
         """Start handling the actor's mailbox: without a task while its messages allow
         (``actors._pump``), else in a drain task."""
-        if actor.mailbox and self.pump.takes(actor, actor.mailbox[0]):
-            self.pump.start(actor)
-        else:
+        if not (actor.mailbox and self.pump.start(actor)):
             actor.task = self.kernel.tasks.spawn_drain(self.drain(actor))
 
     # ------------------------------------------------------------ the actor's Runtime

@@ -135,7 +135,10 @@ def _after_commit(slot: Slot) -> None:
     pumped: _Pumped = slot  # type: ignore[assignment]  # only a _Pumped slot is given this
     pump, inv = pumped.pump, pumped.inv
     actor: Actor = inv.actor  # type: ignore[assignment]  # (no cast() call: every message comes here)
-    actor.release()
+    actor.committing -= 1  # actor.release(), inline unless a pause waits for it
+    if not actor.committing and actor.pause_pending:
+        actor.committing += 1
+        actor.release()
     try:
         if slot.error is None:  # written (settle's first case, inline: most commits)
             env = inv.env
@@ -180,14 +183,18 @@ class Pump:
             and self._tasks.running
         )
 
-    def start(self, actor: Actor) -> None:
-        """Handle ``actor``'s mailbox from the next turn of the event loop (``running``
-        is set and its unit of work counted by the caller)."""
+    def start(self, actor: Actor) -> bool:
+        """Handle ``actor``'s mailbox from the next turn of the event loop if its first
+        message can run here (``running`` is set and its unit of work counted by the
+        caller); False if not (a drain task is for it)."""
+        if not self.takes(actor, actor.mailbox[0]):
+            return False
         self.kernel.tasks.pumping += 1
         ready = self._ready
         ready.append(actor)
         if len(ready) == 1:  # the first of this turn: one callback runs them all
             asyncio.get_running_loop().call_soon(self._run_ready)
+        return True
 
     def _later(self, actor: Actor) -> None:
         self._ready.append(actor)

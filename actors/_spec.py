@@ -199,10 +199,13 @@ class HandlerSpec:
 
     def call(self, entity: object, values: dict[str, object]) -> Any:
         """Call the handler on ``entity`` with bound ``values``."""
-        get = values.__getitem__  # no comprehension: no function object or cell per call
+        by_position = self._by_position
         if not self._by_keyword:
-            return self.fn(entity, *map(get, self._by_position))
-        return self.fn(entity, *map(get, self._by_position), **{n: get(n) for n in self._by_keyword})
+            if len(by_position) == 1:  # most handlers take one argument
+                return self.fn(entity, values[by_position[0]])
+            return self.fn(entity, *map(values.__getitem__, by_position))
+        get = values.__getitem__  # no comprehension: no function object or cell per call
+        return self.fn(entity, *map(get, by_position), **{n: get(n) for n in self._by_keyword})
 
     def call_query(self, entity: Any, values: dict[str, object]) -> Any:
         """Call a ``@query`` on ``entity``: any field write in it raises DefinitionError."""
