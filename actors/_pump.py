@@ -245,7 +245,7 @@ class Pump:
             actor.mailbox.popleft()
             try:  # in a context of its own: what the handler (or an observer) sets there
                 # stays there, not in the committer's task whose callback may run it
-                finished = contextvars.copy_context().run(self._one, actor, env)
+                finished = contextvars.copy_context().run(Pump._one, self, actor, env)  # no bound method made
             except Exception as e:  # a bug in the runtime: keep the system alive, say so
                 self.internal_error(actor, env, e)
                 continue
