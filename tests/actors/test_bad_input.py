@@ -114,6 +114,15 @@ async def _options(system: ActorSystem, **options: Any) -> object:
     return acct(system).options(**options)
 
 
+class _Unhashable:
+    """A callable no dict can look up (``__eq__`` without ``__hash__``)."""
+
+    def __call__(self) -> None: ...
+
+    def __eq__(self, other: object) -> bool:
+        return False
+
+
 CASES: list[tuple[str, Call, type[ActorsError]]] = [
     # unknown entity type
     ("entity class", lambda s: _ref(s, Unregistered, "a"), UnknownEntity),
@@ -134,6 +143,9 @@ CASES: list[tuple[str, Call, type[ActorsError]]] = [
     ("ask a builtin", lambda s: acct(s).ask(print), UnknownHandler),
     ("another entity's signal", lambda s: acct(s).ask(Box.put, "x"), UnknownHandler),
     ("name not a str", lambda s: acct(s).ask(42), UnknownHandler),
+    ("an unhashable callable", lambda s: acct(s).ask(_Unhashable()), UnknownHandler),
+    ("tell an unhashable callable", lambda s: acct(s).tell(_Unhashable()), UnknownHandler),
+    ("query an unhashable callable", lambda s: acct(s).query(_Unhashable()), UnknownHandler),
     # arguments
     ("missing", lambda s: acct(s).ask(Account.deposit), InvalidArguments),
     ("extra", lambda s: acct(s).ask(Account.deposit, 1, 2), InvalidArguments),
