@@ -135,10 +135,10 @@ def _after_commit(slot: Slot) -> None:
     pumped: _Pumped = slot  # type: ignore[assignment]  # only a _Pumped slot is given this
     pump, inv = pumped.pump, pumped.inv
     actor: Actor = inv.actor  # type: ignore[assignment]  # (no cast() call: every message comes here)
-    actor.committing -= 1  # actor.release(), inline unless a pause waits for it
-    if not actor.committing and actor.pause_pending:
-        actor.committing += 1
+    if actor.pause_pending:  # a pause waits for this commit: release() lets it take effect
         actor.release()
+    else:
+        actor.committing -= 1  # release(), inline: every message comes here
     try:
         if slot.error is None:  # written (settle's first case, inline: most commits)
             env = inv.env

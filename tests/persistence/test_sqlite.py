@@ -12,6 +12,7 @@ import signal
 import socket
 import sqlite3
 import sys
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -405,7 +406,6 @@ async def test_the_wal_stays_bounded_with_small_inline_writes(db: Path) -> None:
 async def test_where_a_write_runs(
     db: Path, monkeypatch: pytest.MonkeyPatch, options: dict[str, object], batch: int, inline: bool
 ) -> None:
-    import threading
 
     import persistence.sqlite as mod
 
@@ -613,7 +613,6 @@ async def test_the_next_batch_is_queued_on_the_writer_thread_while_one_is_writte
     """The write lock is not held while a batch is on the writer's thread: the next one
     is queued there at once, and runs right after it. Meanwhile nothing uses the writer
     connection on the event loop's thread."""
-    import threading
 
     async with SqliteStore(db, inline_writes=0) as store:
         real = store._write_counted
@@ -647,28 +646,34 @@ async def test_the_next_batch_is_queued_on_the_writer_thread_while_one_is_writte
     assert query(db, "SELECT entity_id FROM events ORDER BY 1") == [("a",), ("b",), ("c",)]
 
 
+def _hold(
+    store: SqliteStore, method: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[threading.Event, threading.Event, list[bool]]:
+    """Make the store's checkpoint ``method`` wait for a gate: (started, gate, ran)."""
+    real = getattr(store, method)
+    started, gate, ran = threading.Event(), threading.Event(), []
+
+    def held() -> None:
+        started.set()
+        gate.wait(10)
+        real()
+        ran.append(True)
+
+    monkeypatch.setattr(store, method, held)
+    return started, gate, ran
+
+
 async def test_a_due_checkpoint_runs_after_its_batch_is_answered(
     db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The checkpoint is a job of its own behind the batch on the writer's thread: the
     batch's write returns while it runs (the event loop goes on meanwhile), and until
     it ends nothing uses the writer connection on the event loop's thread."""
-    import threading
-
     from persistence.sqlite import _CHECKPOINT_PAGES, _RESTART_EVERY
 
     async with SqliteStore(db) as store:
         store._beside_count = _RESTART_EVERY - 1  # the next due one is the writer's thread's
-        real = store._checkpoint
-        started, gate, ran = threading.Event(), threading.Event(), []
-
-        def held() -> None:
-            started.set()
-            gate.wait(10)
-            real()
-            ran.append(True)
-
-        monkeypatch.setattr(store, "_checkpoint", held)
+        started, gate, ran = _hold(store, "_checkpoint", monkeypatch)
         store._wal_pages = _CHECKPOINT_PAGES  # a checkpoint is due with the next write
         try:
             with anyio.fail_after(5):  # the write does not wait for the held checkpoint
@@ -703,21 +708,10 @@ async def test_a_checkpoint_beside_the_writes_does_not_hold_them(
     """Most due checkpoints run on a connection and thread of their own: writes go on
     (on the loop's thread and the writer's) while one runs, another due one waits for
     it, and what it copied is in the database file itself."""
-    import threading
-
     from persistence.sqlite import _CHECKPOINT_PAGES
 
     async with SqliteStore(db) as store:
-        real = store._checkpoint_there
-        started, gate, ran = threading.Event(), threading.Event(), []
-
-        def held() -> None:
-            started.set()
-            gate.wait(10)
-            real()
-            ran.append(True)
-
-        monkeypatch.setattr(store, "_checkpoint_there", held)
+        started, gate, ran = _hold(store, "_checkpoint_there", monkeypatch)
         await store.write([events_commit("a", 1, "{}", 1.0)])
         store._wal_pages = _CHECKPOINT_PAGES  # a checkpoint is due with the next write
         try:
@@ -774,7 +768,6 @@ async def test_closing_waits_for_a_checkpoint_beside_and_closes_its_connection(
 ) -> None:
     """The store's close lets a running checkpoint end, then closes its connection: the
     last connection closed, SQLite removes the WAL (it would stay with one left open)."""
-    import threading
 
     from persistence.sqlite import _CHECKPOINT_PAGES
 
