@@ -400,14 +400,16 @@ class SqliteStore:
     async def _close(self) -> None:
         # Shielded: a cancelled owner must still close the connections and drop the lock.
         with anyio.CancelScope(shield=True):
-            if self._beside is not None:  # a checkpoint under way ends first
-                beside = self._beside
-                beside.submit(self._close_beside)
-                await anyio.to_thread.run_sync(beside.shutdown)
-                self._beside = self._beside_job = None
             if self._thread is not None:  # the jobs given to it end first
                 await anyio.to_thread.run_sync(self._thread.shutdown)
-                self._thread = None
+                self._thread = None  # nothing is written from here on, nor checkpointed beside
+            if self._beside is not None:  # a checkpoint under way ends, then its connection closes
+                beside = self._beside
+                with contextlib.suppress(RuntimeError):  # (shut down already: closed below)
+                    beside.submit(self._close_beside)
+                await anyio.to_thread.run_sync(beside.shutdown)
+                self._close_beside()  # nothing left to do unless its thread could not
+                self._beside = self._beside_job = None
             for conn in (self._r, self._w):
                 if conn is not None:
                     with contextlib.suppress(Exception):
@@ -726,11 +728,16 @@ class SqliteStore:
         beside a writer (it copies what was written before it began). It cannot restart
         the WAL (the writer has written more by its end), which the next checkpoint on
         the writer's thread does, copying only what was written since."""
+        if self._thread is None:  # closed: nothing more is written
+            return
         if self._beside is None:
             self._beside = concurrent.futures.ThreadPoolExecutor(
                 1, thread_name_prefix="actors-sqlite-checkpoint"
             )
-        self._beside_job = self._beside.submit(self._checkpoint_there)
+        try:
+            self._beside_job = self._beside.submit(self._checkpoint_there)
+        except RuntimeError:  # the store is closing (that thread is shut down): the write goes on
+            self._beside_job = None
 
     def _checkpoint_there(self) -> None:
         """On the thread of the checkpoints beside the writes."""

@@ -794,6 +794,28 @@ async def test_closing_waits_for_a_checkpoint_beside_and_closes_its_connection(
     assert query(db, "SELECT entity_id FROM events ORDER BY 1") == [("a",), ("b",)]
 
 
+async def test_no_checkpoint_beside_starts_while_or_after_the_store_closes(db: Path) -> None:
+    """A write that comes due while the checkpoint thread is shut down still commits
+    (no RuntimeError from the pool); once closed, nothing starts one (no thread or
+    connection left behind)."""
+    from persistence.sqlite import _CHECKPOINT_PAGES
+
+    store = SqliteStore(db)
+    async with store:
+        await store.write([events_commit("a", 1, "{}", 1.0)])
+        store._wal_pages = _CHECKPOINT_PAGES
+        await store.write([events_commit("b", 1, "{}", 1.0)])
+        assert store._beside is not None
+        await anyio.to_thread.run_sync(store._beside.shutdown)  # as while closing
+        store._wal_pages = _CHECKPOINT_PAGES
+        assert await store.write([events_commit("c", 1, "{}", 1.0)]) == [Committed()]
+        assert store._beside_job is None
+    store._checkpoint_beside()
+    assert store._beside is None
+    assert store._beside_conn is None
+    assert query(db, "SELECT entity_id FROM events ORDER BY 1") == [("a",), ("b",), ("c",)]
+
+
 async def test_batches_of_any_size_share_a_few_statements(db: Path) -> None:
     """Batches are padded up to a power of two rows: 40 sizes, 7 statement texts (each
     text a prepared statement SQLite's cache keeps: one per size held 60 MB after
