@@ -11,8 +11,9 @@ dies, so a stale owner is taken over without any cleanup. Writes run on a worker
 thread of the store's own, so activities filling the shared thread pool never
 delay a commit; on a single-owner ``NORMAL`` store a small batch (up to 64 writes)
 is written on the event loop's thread instead, which saves the two thread hops
-around it (SQLite's automatic checkpoint is then off, and the worker thread
-checkpoints between writes).
+around it (SQLite's automatic checkpoint is then off: most checkpoints run beside
+the writes on a connection and thread of their own, and every fourth on the worker
+thread between two writes, which lets the WAL restart).
 
 ``SqliteStore(path, shared=True)`` is the :class:`~persistence.store.SharedStore` of
 processes of one host: it takes the same locks *shared*, so any number of shared
