@@ -400,30 +400,37 @@ class SqliteStore:
 
     async def _close(self) -> None:
         # Shielded: a cancelled owner must still close the connections and drop the lock.
-        with anyio.CancelScope(shield=True):
-            if self._thread is not None:  # the jobs given to it end first
-                await anyio.to_thread.run_sync(self._thread.shutdown)
-                self._thread = None  # nothing is written from here on, nor checkpointed beside
-            if self._beside is not None:  # a checkpoint under way ends, then its connection closes
-                beside = self._beside
-                with contextlib.suppress(RuntimeError):  # (shut down already: closed below)
-                    beside.submit(self._close_beside)
-                await anyio.to_thread.run_sync(beside.shutdown)
-                self._close_beside()  # nothing left to do unless its thread could not
-                self._beside = self._beside_job = None
-            for conn in (self._r, self._w):
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.close()  # _Direct.close is a plain call despite the await
-        self._r = self._w = None
-        for fd in (*self._member_fds.values(), self._lock_fd, self._db_fd):
-            if fd is not None:
-                os.close(fd)  # releases its flock
-        self._member_fds.clear()
-        self._lock_fd = self._db_fd = None
-        if self._shared_db is not None:
-            _release_shared(self._shared_db)
-            self._shared_db = None
+        # Each step runs whatever the one before it raised: a connection left open keeps
+        # a thread of aiosqlite's alive (the interpreter would wait for it at exit), and
+        # a lock left held keeps the file from the next owner.
+        try:
+            with anyio.CancelScope(shield=True):
+                try:
+                    if self._thread is not None:  # the jobs given to it end first
+                        await anyio.to_thread.run_sync(self._thread.shutdown)
+                        self._thread = None  # nothing is written from here on, nor checkpointed beside
+                    if self._beside is not None:  # a checkpoint under way ends, then its connection closes
+                        beside = self._beside
+                        with contextlib.suppress(RuntimeError):  # (shut down already: closed below)
+                            beside.submit(self._close_beside)
+                        await anyio.to_thread.run_sync(beside.shutdown)
+                        self._beside = self._beside_job = None
+                        self._close_beside()  # nothing left to do unless its thread could not
+                finally:
+                    for conn in (self._r, self._w):
+                        if conn is not None:
+                            with contextlib.suppress(Exception):
+                                await conn.close()  # _Direct.close is a plain call despite the await
+        finally:
+            self._r = self._w = None
+            for fd in (*self._member_fds.values(), self._lock_fd, self._db_fd):
+                if fd is not None:
+                    os.close(fd)  # releases its flock
+            self._member_fds.clear()
+            self._lock_fd = self._db_fd = None
+            if self._shared_db is not None:
+                _release_shared(self._shared_db)
+                self._shared_db = None
 
     def _check_file(self) -> None:
         p = self.path

@@ -816,6 +816,35 @@ async def test_no_checkpoint_beside_starts_while_or_after_the_store_closes(db: P
     assert query(db, "SELECT entity_id FROM events ORDER BY 1") == [("a",), ("b",), ("c",)]
 
 
+async def test_a_failure_while_closing_still_closes_the_connections_and_the_lock(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closing goes on past a step that raised: the reader's thread ends (else the
+    interpreter would wait for it at exit) and the lock is free for the next owner."""
+    from persistence.sqlite import _CHECKPOINT_PAGES
+
+    store = await SqliteStore(db).__aenter__()
+    assert store._r is not None
+    reader_thread: threading.Thread = store._r._thread  # aiosqlite's (not a daemon)
+    await store.write([events_commit("a", 1, "{}", 1.0)])
+    store._wal_pages = _CHECKPOINT_PAGES
+    await store.write([events_commit("b", 1, "{}", 1.0)])  # a checkpoint beside: its thread
+
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(store, "_close_beside", boom)
+    with pytest.raises(RuntimeError, match="boom"):
+        await store.__aexit__(None, None, None)
+    assert store._r is None
+    assert store._w is None
+    assert store._lock_fd is None
+    await anyio.to_thread.run_sync(reader_thread.join, 5)  # it ends once its connection is closed
+    assert not reader_thread.is_alive()
+    async with SqliteStore(db) as again:  # the lock was given back
+        assert await again.last_seq("Account", "b") == 1
+
+
 async def test_batches_of_any_size_share_a_few_statements(db: Path) -> None:
     """Batches are padded up to a power of two rows: 40 sizes, 7 statement texts (each
     text a prepared statement SQLite's cache keeps: one per size held 60 MB after
