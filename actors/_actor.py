@@ -84,6 +84,7 @@ class Actor:
         "held",
         "id",
         "inbox_ids",
+        "incarnation",
         "kernel",
         "last_active",
         "mailbox",
@@ -105,12 +106,13 @@ class Actor:
         self.spec = spec
         self.id = entity_id
         self.runtime = runtime
-        self.mailbox: deque[Envelope] = _NO_ENVELOPES
-        """Queued signals (shared and empty until the first: see ``enqueue``)."""
+        self.mailbox: deque[Envelope] = _NO_ENVELOPES  # shared and empty until the first signal
         self.running = False
         self.entity: Entity | None = None
-        self.seq = 0
-        self.snap_seq = 0
+        self.seq = self.snap_seq = 0
+        self.incarnation = 0
+        """Bumped whenever the state is dropped: a commit recorded before is not counted on
+        a state rebuilt since (``Committing.written``)."""
         self.backup: Entity | Kept | None = None
         """The committed state while the entity has uncommitted changes: a copy, or the
         field values when all are immutable (a query or a rollback makes them a copy)."""
@@ -318,6 +320,7 @@ class Actor:
     def deactivate(self) -> None:
         """Drop the in-memory state; the next message rebuilds it from the store."""
         self.entity = self.backup = None
+        self.incarnation += 1
 
     def before_first_emit(self) -> None:
         """Keep the committed state: queries read it, a failure restores it."""
@@ -332,11 +335,6 @@ class Actor:
         if b is not None:
             self.entity = self.spec.restore(b, self.id) if isinstance(b, tuple) else b
             self.backup = None
-
-    def committed(self, events: int) -> None:
-        """``events`` more events are committed: the live state is the committed one."""
-        self.seq += events
-        self.backup = None
 
     def maybe_snapshot(self) -> None:
         """Take a snapshot when ``snapshot_every`` events passed since the last one."""

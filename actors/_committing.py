@@ -38,6 +38,7 @@ class Committing:
         kernel = self.kernel
         done: object = None
         commit = self.record(actor, env, inv, text)
+        since = actor.incarnation
         if commit is not None:
             # a commit under way is finished and answered: pause() waits for it (this flag
             # costs less than a shielded cancel scope, on the path every message takes)
@@ -53,7 +54,7 @@ class Committing:
                 return self.not_written(actor, env, inv, e)
             finally:
                 actor.release()  # a waiting pause takes effect at the next await: the answer goes first
-        self.written(actor, env, inv, text, done, rejected, result)
+        self.written(actor, env, inv, text, done, rejected, result, since)
         return Step.DONE
 
     def not_written(self, actor: Actor, env: Envelope, inv: Invocation, error: StoreError) -> Step:
@@ -77,15 +78,25 @@ class Committing:
         done: object,
         rejected: ActorsError | None,
         result: object,
+        since: int | None = None,
     ) -> None:
         """The commit is written (or there was nothing to write): finish and answer.
 
         The actor's state is the committed one, timers and outbox go on, the caller
         gets its answer, maybe a snapshot; then parked invocations are woken if their
-        predicate now holds. (One method, not two: every message takes this path.)"""
+        predicate now holds. (One method, not two: every message takes this path.)
+
+        ``since``: the actor's incarnation when the commit was recorded. If its state
+        was dropped and rebuilt from the store meanwhile (a parked run of it failed,
+        and a query reloaded it before this commit landed), that state lacks this
+        commit's events: it is not counted on it (that would put the sequence past the
+        state, and a snapshot would store a state missing them); the actor is dropped
+        again instead, and rebuilt from the store, which now holds the commit."""
         kernel = self.kernel
-        actor.seq += len(inv.events)  # actor.committed(), inline: every message comes here
-        actor.backup = None
+        stale = since is not None and since != actor.incarnation
+        if not stale:
+            actor.seq += len(inv.events)  # the state is the committed one
+            actor.backup = None
         if inv.timers or inv.cancels:
             kernel.timers.on_commit(actor.spec.name, actor.id, inv.timers.values(), inv.cancels)
         if inv.outbox and isinstance(done, Committed):
@@ -98,11 +109,13 @@ class Committing:
             else:
                 env.reply.set(result)
         every = actor.spec.snapshot_every
-        if every and actor.seq - actor.snap_seq >= every:  # the check of maybe_snapshot()
+        if stale:
+            actor.deactivate()
+        elif every and actor.seq - actor.snap_seq >= every:  # the check of maybe_snapshot()
             actor.maybe_snapshot()
         if env.keyed:
             kernel.outcomes.notify(env.signal.signal_id, text, remote=env.recovered)
-        if actor.runs:  # most actors have nothing parked
+        if actor.runs and not stale:  # most actors have nothing parked
             self.parking.check(actor)
 
     def record(self, actor: Actor, env: Envelope, inv: Invocation, text: str) -> Commit | None:
@@ -152,16 +165,23 @@ class Committing:
         writes.append(commit)
         for i, e in enumerate(entries):
             writes.append(Journal(e, s if i == 0 and not env.from_inbox else None))
+        since = actor.incarnation
         with anyio.CancelScope(shield=True):
             results = await kernel.committer.submit_group(writes)
         env.from_inbox = True
         inv.journal.has_journal = True
         done = results[0]
-        actor.committed(len(inv.events))
+        stale = since != actor.incarnation  # rebuilt meanwhile: see written()
+        if not stale:
+            actor.seq += len(inv.events)
+            actor.backup = None
         if inv.timers or inv.cancels:
             kernel.timers.on_commit(actor.spec.name, actor.id, inv.timers.values(), inv.cancels)
         if inv.outbox and isinstance(done, Committed):
             kernel.route.deliver_outbox(done.outbox_ids, list(inv.outbox))
         inv.drop_effects()
-        actor.maybe_snapshot()
-        self.parking.check(actor)
+        if stale:
+            actor.deactivate()
+        else:
+            actor.maybe_snapshot()
+            self.parking.check(actor)

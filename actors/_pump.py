@@ -115,7 +115,7 @@ class _Pumped(Slot):
     """The commit of a pumped message: the slot carries what finishing it needs, and
     the committer calls it back (``then``) once it is written, or failed."""
 
-    __slots__ = ("inv", "pump", "text", "value")
+    __slots__ = ("incarnation", "inv", "pump", "text", "value")
 
     def __init__(self, write: Commit, pump: Pump, inv: Invocation, text: str, value: object) -> None:
         # Slot's fields set here (no super() call: every message makes one)
@@ -127,6 +127,7 @@ class _Pumped(Slot):
         self.inv = inv
         self.text = text
         self.value = value
+        self.incarnation = inv.actor.incarnation  # type: ignore[attr-defined]  # (an Actor: see _one)
 
 
 def _after_commit(slot: Slot) -> None:
@@ -142,7 +143,9 @@ def _after_commit(slot: Slot) -> None:
     try:
         if slot.error is None:  # written (settle's first case, inline: most commits)
             env = inv.env
-            pump.commits.written(actor, env, inv, pumped.text, slot.result, None, pumped.value)
+            pump.commits.written(
+                actor, env, inv, pumped.text, slot.result, None, pumped.value, pumped.incarnation
+            )
             actor.handled(env)
         elif not pump.settle(inv, pumped.text, pumped.value, slot):
             return  # a drain task took over
@@ -362,7 +365,8 @@ class Pump:
         env = inv.env
         error = slot.error
         if error is None:
-            self.commits.written(actor, env, inv, text, slot.result, None, result)
+            since = slot.incarnation if isinstance(slot, _Pumped) else None
+            self.commits.written(actor, env, inv, text, slot.result, None, result, since)
         elif isinstance(error, StoreError):
             if self.commits.not_written(actor, env, inv, error) is Step.STORE_FAILED:
                 self._hand_over(actor, env, Step.STORE_FAILED)  # backs off, runs it again
