@@ -11,10 +11,11 @@ is being committed: queries and a rollback must see exactly the committed state.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
 import enum
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import anyio
@@ -26,6 +27,7 @@ from hypothesis import strategies as st
 from actors import (
     ActorSystem,
     Entity,
+    EntityRef,
     IdempotencyConflict,
     InvalidArguments,
     SerializationError,
@@ -34,6 +36,7 @@ from actors import (
     signal,
 )
 from actors import _outcome as outcome
+from actors._actor import Actor
 from actors._entity import build_spec
 from actors._spec import HandlerSpec
 from persistence import MemoryStore, SqliteStore
@@ -262,13 +265,19 @@ class HeldCommit(MemoryStore):
         return await super().write(batch)
 
 
-@pytest.mark.parametrize("fail", [False, True])
-async def test_while_a_commit_is_held_queries_read_the_kept_values(fail: bool) -> None:
+@contextlib.asynccontextmanager
+async def _point_at_1_2_3() -> AsyncIterator[tuple[HeldCommit, EntityRef[Point], Actor]]:
+    """A system on a ``HeldCommit`` store, its point moved to (1, 2, 3): (store, ref, actor)."""
     store = HeldCommit()
     async with ActorSystem(store, entities=[Point]) as system:
         p = system.ref(Point, "p")
         await p.ask(Point.move, 1, 2, 3)
-        actor = system._directory.actors[("Point", "p")]
+        yield store, p, system._directory.actors[("Point", "p")]
+
+
+@pytest.mark.parametrize("fail", [False, True])
+async def test_while_a_commit_is_held_queries_read_the_kept_values(fail: bool) -> None:
+    async with _point_at_1_2_3() as (store, p, actor):
         got: list[object] = []
 
         async def move() -> None:
@@ -310,11 +319,7 @@ async def test_a_commit_that_lands_after_its_actor_was_rebuilt_is_not_counted_on
     the commit lands: that state lacks the commit's events, so the commit must not be
     counted on it (the sequence would pass the state, and the next snapshot would store
     a state missing them). The actor is rebuilt again, from the store holding it."""
-    store = HeldCommit()
-    async with ActorSystem(store, entities=[Point]) as system:
-        p = system.ref(Point, "p")
-        await p.ask(Point.move, 1, 2, 3)
-        actor = system._directory.actors[("Point", "p")]
+    async with _point_at_1_2_3() as (store, p, actor):
         got: list[object] = []
 
         async def move() -> None:
