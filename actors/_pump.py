@@ -147,7 +147,7 @@ def _after_commit(slot: Slot) -> None:
                 actor, env, inv, pumped.text, slot.result, None, pumped.value, pumped.incarnation
             )
             actor.handled(env)
-        elif not pump.settle(inv, pumped.text, pumped.value, slot):
+        elif not pump.settle(pumped):
             return  # a drain task took over
     except Exception as e:  # a bug in the runtime: keep the system alive, say so
         pump.internal_error(actor, inv.env, e)
@@ -352,21 +352,24 @@ class Pump:
             self.commits.written(actor, env, inv, text, None, None, result)
             actor.handled(env)
             return True
-        slot = kernel.committer.enqueue_slot(_Pumped(write, self, inv, text, result))
-        if slot.then is not None:  # the commit is under way: a pause waits for it (and its answer)
+        pumped = _Pumped(write, self, inv, text, result)
+        kernel.committer.enqueue_slot(pumped)
+        if pumped.then is not None:  # the commit is under way: a pause waits for it (and its answer)
             actor.committing += 1  # actor.hold(), inline
             return False
-        return self.settle(inv, text, result, slot)  # written at once (or refused)
+        return self.settle(pumped)  # written at once (or refused)
 
-    def settle(self, inv: Invocation, text: str, result: object, slot: Slot) -> bool:
-        """Finish a message after its write; False if a drain task took it over."""
+    def settle(self, pumped: _Pumped) -> bool:
+        """Finish a pumped message after its write; False if a drain task took it over."""
+        inv = pumped.inv
         actor = inv.actor
         assert isinstance(actor, Actor)
         env = inv.env
-        error = slot.error
+        error = pumped.error
         if error is None:
-            since = slot.incarnation if isinstance(slot, _Pumped) else None
-            self.commits.written(actor, env, inv, text, slot.result, None, result, since)
+            self.commits.written(
+                actor, env, inv, pumped.text, pumped.result, None, pumped.value, pumped.incarnation
+            )
         elif isinstance(error, StoreError):
             if self.commits.not_written(actor, env, inv, error) is Step.STORE_FAILED:
                 self._hand_over(actor, env, Step.STORE_FAILED)  # backs off, runs it again
