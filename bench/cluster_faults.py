@@ -591,6 +591,7 @@ async def _settle(client: ActorSystem, load: _Load, report: Report, ttl: float, 
                     )
         if from_log != answered:
             v.append(f"{a}: balance {answered} differs from its log's {from_log} (a bad snapshot?)")
+            v.extend(await _snapshot_report(client.store, a, events))
         for (kind, ref), n in collections.Counter(moves[a]).items():
             if n > 1:
                 v.append(f"{a}: {kind} {ref!r} applied {n} times")
@@ -615,6 +616,31 @@ async def _settle(client: ActorSystem, load: _Load, report: Report, ttl: float, 
     dead = await client.store.read_dead_letters(limit=10)
     if dead:
         v.append(f"{len(dead)} dead letters, e.g. {dead[0].error[:120]}")
+
+
+async def _snapshot_report(store: Store, account: str, events: list[Any]) -> list[str]:
+    """What each stored snapshot of ``account`` holds against the log folded up to its seq
+    (balance, entries, the references of its last entries), so that a balance read that
+    differs from the log names the snapshot, and the events it misses or has twice."""
+    out = []
+    for snap in await store.read_snapshots("Account", account):
+        state = json.loads(snap.state)
+        balance, refs = 0, []
+        for e in events[: snap.seq]:
+            kind = e.type_name.rsplit(".", 1)[-1]
+            data = json.loads(e.data)
+            if kind in ("Deposited", "Withdrawn"):
+                balance += data["amount"] if kind == "Deposited" else -data["amount"]
+            if kind in ("Deposited", "Withdrawn", "AccountOpened"):
+                refs.append(f"{e.seq}:{kind[0]}{data.get('amount', '')} {data.get('reference', 'open')}")
+        held = [str(r.get("reference", "")) for r in state.get("recent", [])]
+        logged = [r.split(" ", 1)[1] for r in refs[-len(held) :]] if held else []
+        out.append(
+            f"  {account} snapshot at seq {snap.seq}: balance {state.get('balance')} entries "
+            f"{state.get('entries')}; the log to seq {snap.seq}: balance {balance} entries {len(refs)}"
+            + ("" if held == logged else f"; its last entries {held[-6:]} against the log's {refs[-6:]}")
+        )
+    return out
 
 
 def _check_seqs(v: list[str], et: str, eid: str, events: list[Any]) -> None:

@@ -14,11 +14,16 @@ checks must find. The store-level controls are in
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
-from bench.cluster_faults import run
+from actors import ActorSystem
+from bench.cluster_faults import _snapshot_report, run
+from examples.bank.model import Account
+from persistence import SqliteStore
+from persistence.store import SaveSnapshot, SnapshotRecord
 from tests._stores import PgServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -69,3 +74,38 @@ async def test_without_the_fence_a_resumed_zombie_applies_signals_twice(tmp_path
     )
     doubled = [v for v in report.violations if "applied" in v and "times" in v]
     assert doubled, report.violations
+
+
+
+async def test_a_bad_snapshot_is_named_with_what_it_misses(tmp_path: Path) -> None:
+    """When a balance read differs from the log, the report names each snapshot against
+    the log folded up to its seq, with its last entries against the log's: one failure
+    explains itself (here a snapshot forged one deposit short)."""
+    async with ActorSystem(SqliteStore(tmp_path / "bank.db"), [Account]) as system:
+        acc = system.ref(Account, "acc-0")
+        await acc.ask(Account.open, "ann")
+        for n in (5, 3, 7):
+            await acc.ask(Account.deposit, n, f"transfer t{n}")
+        store = system.store
+        events = await store.read_events("Account", "acc-0", after=0, limit=100)
+        assert await _snapshot_report(store, "acc-0", events) == []  # none yet (every 200 events)
+        spec = system._kernel.registry.spec_of(Account)
+        forged = spec.new("acc-0")
+        for e in events:
+            if e.seq != 3:  # the deposit of 3 left out
+                event = system.codec.decode_event("Account/acc-0", e)
+                spec.appliers[type(event)](forged, event)
+        state = system.codec.dumps(forged, Account, what="snapshot")
+        at = time.time()
+        await system._kernel.committer.submit(
+            SaveSnapshot(SnapshotRecord("Account", "acc-0", 4, spec.schema, state, at))
+        )
+        await acc.ask(Account.deposit, 1, "after the snapshot")
+        events = await store.read_events("Account", "acc-0", after=0, limit=100)
+        report = await _snapshot_report(store, "acc-0", events)
+        assert await acc.query(Account.get_balance) == 16  # the live state is right
+    assert len(report) == 1
+    line = report[0]
+    assert "snapshot at seq 4: balance 12 entries 3" in line
+    assert "the log to seq 4: balance 15 entries 4" in line
+    assert "3:D3 transfer t3" in line  # the log's entry the snapshot lacks, named
