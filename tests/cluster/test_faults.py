@@ -76,7 +76,6 @@ async def test_without_the_fence_a_resumed_zombie_applies_signals_twice(tmp_path
     assert doubled, report.violations
 
 
-
 async def test_a_bad_snapshot_is_named_with_what_it_misses(tmp_path: Path) -> None:
     """When a balance read differs from the log, the report names each snapshot against
     the log folded up to its seq, with its last entries against the log's: one failure
