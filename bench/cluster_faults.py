@@ -561,6 +561,17 @@ async def _settle(client: ActorSystem, load: _Load, report: Report, ttl: float, 
 
     with contextlib.suppress(TimeoutError):  # the checks below name what is missing
         await until(all_noted, "every acknowledged nonce applied", max(deadline - time.monotonic(), 5))
+
+    async def inbox_empty() -> bool:
+        return not await client.store.read_inbox(after=0, limit=1)
+
+    # A call the client saw fail may have been accepted all the same (its commit's answer
+    # was lost: CommitUnknown, a timeout): such a transfer runs unwatched, maybe after a
+    # retry's backoff, and a balance read while its credit is still in the inbox differs
+    # from the log read just after. Every accepted signal is processed first (the
+    # inbox check below names what stayed).
+    with contextlib.suppress(TimeoutError):
+        await until(inbox_empty, "every accepted signal processed", max(deadline - time.monotonic(), 5))
     noted = await _noted(client.store)
     for nonce, target in load.nonces.items():
         if noted[nonce] == 0:
