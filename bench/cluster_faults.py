@@ -241,6 +241,10 @@ class Report:
     refused: int = 0
     nonces: int = 0
     unacked_calls: int = 0
+    pending_at_check: int = 0
+    """Accepted signals still in the inbox once every acknowledged call had finished
+    (calls the client saw fail that were accepted all the same, and their legs): the
+    balance checks wait for them."""
     violations: list[str] = attrs.field(factory=list)
     elapsed: float = 0.0
 
@@ -255,7 +259,8 @@ class Report:
             f"cluster-faults: store={self.store} fence={'on' if self.fence else 'off'} "
             f"faults={sum(len(t) for t in self.faults.values())} {' '.join(parts)} "
             f"transfers={self.transfers} completed={self.completed} refused={self.refused} "
-            f"nonces={self.nonces} unacked={self.unacked_calls} elapsed={self.elapsed:.1f}s "
+            f"nonces={self.nonces} unacked={self.unacked_calls} pending={self.pending_at_check} "
+            f"elapsed={self.elapsed:.1f}s "
             f"violations={len(self.violations)} {state}"
         )
 
@@ -564,6 +569,8 @@ async def _settle(client: ActorSystem, load: _Load, report: Report, ttl: float, 
 
     async def inbox_empty() -> bool:
         return not await client.store.read_inbox(after=0, limit=1)
+
+    report.pending_at_check = len(await client.store.read_inbox(after=0, limit=10_000))
 
     # A call the client saw fail may have been accepted all the same (its commit's answer
     # was lost: CommitUnknown, a timeout): such a transfer runs unwatched, maybe after a
