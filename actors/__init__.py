@@ -37,6 +37,7 @@ from actors.errors import PayloadTooLarge as PayloadTooLarge
 from actors.errors import Rejected as Rejected
 from actors.errors import SerializationError as SerializationError
 from actors.errors import ShardLost as ShardLost
+from actors.errors import SignalTaken as SignalTaken
 from actors.errors import StoreError as StoreError
 from actors.errors import StoreFull as StoreFull
 from actors.errors import StoreLocked as StoreLocked
@@ -80,6 +81,7 @@ __all__ = [
     "RetryPolicy",
     "SerializationError",
     "ShardLost",
+    "SignalTaken",
     "StoreError",
     "StoreFull",
     "StoreLocked",

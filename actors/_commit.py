@@ -38,7 +38,7 @@ from actors._policies import SupervisorPolicy
 from actors._shards import Ownership
 from actors._tasks import Tasks
 from actors._work import Work
-from actors.errors import ShardLost, StoreError, StoreLocked, SystemClosed
+from actors.errors import ShardLost, SignalTaken, StoreError, StoreLocked, SystemClosed
 from persistence.store import (
     Accept,
     Commit,
@@ -418,7 +418,8 @@ class GroupCommitter:
             self._shards.lose(err.shards)  # the store dropped them from its fence
         for slot in batch:
             slot.error = err
-        if isinstance(err, ShardLost):  # expected while shards move: the writer gives them up
+        if isinstance(err, ShardLost | SignalTaken):  # expected while shards move, or after a
+            # commit whose answer was lost: the writer gives the shards up, or drops the repeat
             self._log.info("commit of %d writes refused: %s", len(batch), err)
         else:
             self._log.error("commit of %d writes failed: %s", len(batch), err)

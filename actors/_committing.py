@@ -12,7 +12,7 @@ from actors._invocation import Invocation
 from actors._kernel import Kernel
 from actors._parking import Parking
 from actors._supervision import Step
-from actors.errors import ActorsError, StoreError
+from actors.errors import ActorsError, SignalTaken, StoreError
 from persistence.store import Commit, Committed, Journal, JournalEntry, Write
 
 
@@ -59,9 +59,24 @@ class Committing:
 
     def not_written(self, actor: Actor, env: Envelope, inv: Invocation, error: StoreError) -> Step:
         """The commit failed: back to what is stored; the caller gets the error, or an
-        inbox signal (not acknowledged, safe in the inbox) runs again."""
+        inbox signal (not acknowledged, safe in the inbox) runs again. An inbox signal
+        that was no longer there (``SignalTaken``) was processed already, by an earlier
+        run whose commit landed though its answer was lost, or by another member: this
+        run's effects are dropped and the signal is done (the state is rebuilt from the
+        store, which holds the first run's)."""
         actor.rollback()
         actor.deactivate()  # rebuild from what is really stored
+        if isinstance(error, SignalTaken):
+            actor.ended(inv, "duplicate", error)
+            self.kernel.log.warning(
+                "%r: %s was processed already; this run of it is dropped",
+                actor,
+                env.signal.handler,
+                extra=actor.extra(env),
+            )
+            if env.reply is not None:
+                env.reply.fail(error)
+            return Step.DONE
         actor.ended(inv, "crashed", error)
         if env.from_inbox:
             return Step.STORE_FAILED

@@ -11,7 +11,7 @@ from actors._envelope import Envelope
 from actors._ids import conflict_error
 from actors._kernel import Kernel
 from actors._marks import MarkReads
-from actors.errors import StoreError
+from actors.errors import SignalTaken, StoreError
 from persistence.store import Commit, ProcessedMark
 
 
@@ -85,6 +85,8 @@ class Repeats:
         try:
             with anyio.CancelScope(shield=True):
                 await kernel.committer.submit(drop)
+        except SignalTaken:  # dropped already (an earlier drop landed, or another member's)
+            pass
         except StoreError as e:  # it stays in the inbox and is answered by its mark next time
             kernel.log.warning(
                 "could not drop repeated signal %s of %r: %s", s.signal_id, actor, e, extra=actor.extra(env)

@@ -13,7 +13,7 @@ from actors import _outcome as outcome
 from actors._envelope import Envelope
 from actors._ids import safe_repr, safe_text
 from actors._kernel import Kernel
-from actors.errors import HandlerFailed, StoreError
+from actors.errors import HandlerFailed, SignalTaken, StoreError
 from persistence.store import Commit
 
 
@@ -82,6 +82,10 @@ async def write_dead_letter(
         with anyio.CancelScope(shield=True):
             await kernel.committer.submit(commit)
     except StoreError as e:
+        if isinstance(e, SignalTaken):  # processed already (an earlier run landed): nothing to bury
+            if env.reply is not None:
+                env.reply.fail(e)
+            return Step.DONE
         if env.from_inbox:
             return Step.STORE_FAILED
         if env.reply is not None:

@@ -27,6 +27,7 @@ ActorsError
     ├── StoreReadOnly        the database refuses writes
     ├── StoreFull            the disk holding the database is full
     ├── ShardLost            this member no longer owns the entity's shard: not written
+    ├── SignalTaken          the commit's inbox signal was processed already: not written
     └── StoreUnavailable     the server cannot be reached
         └── CommitUnknown    the connection died during a commit: outcome unknown
 """
@@ -43,6 +44,7 @@ from persistence.errors import (
     PayloadTooLarge,
     SerializationError,
     ShardLost,
+    SignalTaken,
     StoreError,
     StoreFull,
     StoreLocked,
@@ -73,6 +75,7 @@ __all__ = [
     "Rejected",
     "SerializationError",
     "ShardLost",
+    "SignalTaken",
     "StoreError",
     "StoreFull",
     "StoreLocked",

@@ -19,10 +19,12 @@ from typing import Literal, Protocol, runtime_checkable
 
 import attrs
 
-Outcome = Literal["ok", "rejected", "crashed", "dead_lettered", "paused", "failed"]
+Outcome = Literal["ok", "rejected", "crashed", "dead_lettered", "paused", "failed", "duplicate"]
 """How an invocation or a step ended: ``crashed`` will be retried, ``dead_lettered``
 will not, ``paused`` stopped at a system's close (it resumes after the next start),
-``failed`` is a step (activity, journaled ask) that failed for good."""
+``failed`` is a step (activity, journaled ask) that failed for good, ``duplicate`` is a
+run of an inbox signal that an earlier run had processed already (its commit was
+refused and its effects dropped: ``SignalTaken``)."""
 
 
 @attrs.frozen

@@ -583,9 +583,7 @@ async def _settle(client: ActorSystem, load: _Load, report: Report, ttl: float, 
     for nonce, target in load.nonces.items():
         if noted[nonce] == 0:
             v.append(f"nonce {nonce} acknowledged (to {target}) but never applied")
-    for nonce, n in noted.items():
-        if n > 1:
-            v.append(f"nonce {nonce} applied {n} times")
+    v.extend(applied_twice(noted))
     total = 0
     moves: dict[str, list[tuple[str, str]]] = {}
     legs: dict[str, list[tuple[str, str, int]]] = collections.defaultdict(list)
@@ -659,6 +657,11 @@ async def _snapshot_report(store: Store, account: str, events: list[Any]) -> lis
             + ("" if held == logged else f"; its last entries {held[-6:]} against the log's {refs[-6:]}")
         )
     return out
+
+
+def applied_twice(noted: collections.Counter[str]) -> list[str]:
+    """A violation for each nonce whose event is in the tallies' logs more than once."""
+    return [f"nonce {nonce} applied {n} times" for nonce, n in sorted(noted.items()) if n > 1]
 
 
 def _check_seqs(v: list[str], et: str, eid: str, events: list[Any]) -> None:

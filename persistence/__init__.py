@@ -18,6 +18,9 @@ from persistence.errors import (
     ShardLost as ShardLost,
 )
 from persistence.errors import (
+    SignalTaken as SignalTaken,
+)
+from persistence.errors import (
     StoreError as StoreError,
 )
 from persistence.errors import (
@@ -51,6 +54,7 @@ __all__ = [
     "PostgresStore",
     "ShardLost",
     "SharedStore",
+    "SignalTaken",
     "SqliteStore",
     "Store",
     "StoreError",

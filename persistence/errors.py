@@ -100,3 +100,20 @@ class ShardLost(StoreError):
     def __init__(self, message: str, shards: frozenset[int] = frozenset()) -> None:
         super().__init__(message)
         self.shards = shards
+
+
+class SignalTaken(StoreError):
+    """A commit that takes its signal from the inbox found it gone: an earlier run of
+    the same signal (one whose commit landed though its answer was lost) or another
+    member processed it already. Nothing of the batch was written.
+
+    The inbox row is an unkeyed signal's proof that it was not applied yet, as the
+    processed mark is a keyed one's: a commit removes it in the transaction that
+    appends the signal's events, and a second run of the signal is refused here
+    instead of applying it twice. ``signals`` names the (entity type, entity id,
+    signal id) found gone, when the store can tell which.
+    """
+
+    def __init__(self, message: str, signals: frozenset[tuple[str, str, str]] = frozenset()) -> None:
+        super().__init__(message)
+        self.signals = signals

@@ -43,6 +43,7 @@ from persistence.store import (
     WriteResult,
     check_mark_keys,
     shard_of,
+    signal_taken,
     write_entity,
 )
 
@@ -247,6 +248,8 @@ class MemoryStore:
         skey = _sig_key(c.signal)
         if c.mark and skey in self._d.marks:
             raise StoreError(f"signal {c.signal.signal_id} of {key} is already processed")
+        if c.from_inbox and skey not in self._d.inbox_ids:
+            raise signal_taken([skey], 0)
         if c.has_journal:
             self._pop(self._d.journal, skey)
         if c.events:
@@ -261,10 +264,9 @@ class MemoryStore:
                 skey,
                 ProcessedMark(c.signal.signal_id, c.signal.fingerprint, c.outcome, c.recorded_at),
             )
-        pos = self._d.inbox_ids.get(skey) if c.from_inbox else None
-        if pos is not None:
+        if c.from_inbox:
+            self._pop(self._d.inbox, self._d.inbox_ids[skey])
             self._pop(self._d.inbox_ids, skey)
-            self._pop(self._d.inbox, pos)
         if c.dead_letter is not None:
             err, tb, attempts = c.dead_letter
             dl_id = self._next_id()

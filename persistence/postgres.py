@@ -95,6 +95,7 @@ from persistence.store import (
     WriteResult,
     check_mark_keys,
     shard_of,
+    signal_taken,
     write_entity,
 )
 
@@ -792,6 +793,9 @@ class PostgresStore:
         assert row is not None  # a SELECT without FROM gives one row
         if not row[0]:
             raise self._lost(member, dict(zip(shards, epochs, strict=True)), set(row[1]))
+        taken = _taken(batch)
+        if row[2] != len(taken):  # nothing was written: some were gone, processed already
+            raise signal_taken(taken, row[2])
         self._marked = True
         return self._done([Committed()] * len(batch), gen)
 
@@ -981,8 +985,12 @@ class PostgresStore:
         names, args = self._commit_parts(run)
         if not names:
             return [Committed()] * len(run)
-        rows = await db.fetch(_commit_statement(names, one=False), *args)
-        ids = sorted(int(r[0]) for r in rows)
+        row = await db.fetchrow(_commit_statement(names, one=False), *args)
+        assert row is not None  # a SELECT without FROM gives one row
+        taken = _taken(run)
+        if row[1] != len(taken):  # some were gone: processed already (the caller rolls back)
+            raise signal_taken(taken, row[1])
+        ids = sorted(int(i) for i in row[0])
         results = []
         at = 0
         for c in run:
@@ -1001,7 +1009,7 @@ class PostgresStore:
                 for i, e in enumerate(c.events)
             ],
             "mk": [c.mark_row() for c in run if c.mark],
-            "tk": [(c.entity_type, c.entity_id, c.signal.signal_id) for c in run if c.from_inbox],
+            "tk": _taken(run),
             "jn": [(c.entity_type, c.entity_id, c.signal.signal_id) for c in run if c.has_journal],
             "dl": [
                 (*_sig_row(c.signal), c.dead_letter[0], c.dead_letter[1], c.dead_letter[2], c.recorded_at)
@@ -1766,7 +1774,7 @@ _COMMIT_PARTS: dict[str, tuple[tuple[str, ...], str]] = {
     "tk": (
         ("text", "text", "text"),
         "DELETE FROM inbox USING unnest({a}) AS k(t, i, s) WHERE inbox.entity_type = k.t "
-        "AND inbox.entity_id = k.i AND inbox.signal_id = k.s {g}",
+        "AND inbox.entity_id = k.i AND inbox.signal_id = k.s {g} RETURNING 1",
     ),
     "jn": (
         ("text", "text", "text"),
@@ -1805,37 +1813,62 @@ every part opens its table and indexes, with or without rows (a commit of one ev
 alone costs about a third less on the server than with all eight)."""
 
 
+def _taken(run: Sequence[Commit]) -> list[tuple[str, str, str]]:
+    """The inbox signals a run of commits takes, in order (repeats included)."""
+    return [(c.entity_type, c.entity_id, c.signal.signal_id) for c in run if c.from_inbox]
+
+
 @functools.cache
 def _commit_statement(names: tuple[str, ...], *, one: bool) -> str:
     """The statement of a run of commits with the parts ``names``.
 
-    ``one=False``: inside a batch's transaction; returns the outbox ids. ``one=True``:
-    the batch's only statement, its own transaction: the fence (the touched shards this
-    member owns at the fence's epochs; none without a fence) read ``FOR SHARE`` before
-    any row is written, every write conditioned on all of them, the writer's token
-    upserted with them; returns whether the fence held and the shards it found. Its last
-    five parameters: shards, epochs, member, writer, token."""
+    ``one=False``: inside a batch's transaction; returns one row: the outbox ids, and
+    how many inbox signals it took (fewer than asked: some were gone, the caller rolls
+    back). ``one=True``: the batch's only statement, its own transaction: the fence
+    (the touched shards this member owns at the fence's epochs; none without a fence)
+    and the inbox signals it takes are read and locked before any row is written, and
+    every write is conditioned on both (all shards held, every signal still there); the
+    writer's token is upserted with them; returns whether the fence held, the shards it
+    found and how many of the signals were there. Its last five parameters: shards,
+    epochs, member, writer, token."""
     ctes: list[str] = []
     at = 1
+    taken = ""  # the inbox keys' parameters, for the check of one=True
     guard = "AND (SELECT held FROM ok)" if one else ""
     for name in names:
         types, template = _COMMIT_PARTS[name]
         arrays = ", ".join(f"${at + k}::{t}[]" for k, t in enumerate(types))
+        if name == "tk":
+            taken = arrays
         at += len(types)
         ctes.append(f"{name} AS ({template.format(a=arrays, w=f'WHERE TRUE {guard}', g=guard)})")
     if not one:
-        last = "SELECT id FROM ob" if "ob" in names else "SELECT NULL::int8 AS id WHERE FALSE"
-        return f"WITH {', '.join(ctes)} {last}"
+        ids = "ARRAY(SELECT id FROM ob)" if "ob" in names else "ARRAY[]::int8[]"
+        count = "(SELECT count(*) FROM tk)" if "tk" in names else "0"
+        return f"WITH {', '.join(ctes)} SELECT {ids}, {count}"
     sh, ep, member, writer, token = (f"${at + k}" for k in range(5))
     head = [
         f"f AS MATERIALIZED (SELECT s.shard FROM shards s JOIN unnest({sh}::int[], {ep}::int8[]) "
         f"AS h(shard, epoch) ON s.shard = h.shard AND s.epoch = h.epoch WHERE s.owner = {member} "
         "FOR SHARE OF s)",
-        f"ok AS MATERIALIZED (SELECT count(*) = cardinality({sh}::int[]) AS held FROM f)",
+    ]
+    held = f"(SELECT count(*) FROM f) = cardinality({sh}::int[])"
+    found = "0"
+    if taken:  # each inbox row once (IN, not a join: a signal taken twice counts once)
+        head.append(
+            "tq AS MATERIALIZED (SELECT q.position FROM inbox q WHERE (q.entity_type, q.entity_id, "
+            f"q.signal_id) IN (SELECT * FROM unnest({taken})) FOR UPDATE OF q)"
+        )
+        first = taken.split(", ", 1)[0]
+        held += f" AND (SELECT count(*) FROM tq) = cardinality({first})"
+        found = "(SELECT count(*) FROM tq)"
+    head += [
+        f"ok AS MATERIALIZED (SELECT {held} AS held)",
         f"wm AS (INSERT INTO write_marks SELECT {writer}, {token}, {_NOW} WHERE (SELECT held FROM ok) "
         "ON CONFLICT (writer) DO UPDATE SET token = excluded.token, written_at = excluded.written_at)",
     ]
-    return f"WITH {', '.join(head + ctes)} SELECT (SELECT held FROM ok), ARRAY(SELECT shard FROM f)"
+    fenced = f"(SELECT count(*) FROM f) = cardinality({sh}::int[])"
+    return f"WITH {', '.join(head + ctes)} SELECT {fenced}, ARRAY(SELECT shard FROM f), {found}"
 
 
 _FENCE_SQL = """WITH f AS MATERIALIZED (

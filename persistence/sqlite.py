@@ -81,6 +81,7 @@ from persistence.store import (
     WriteResult,
     check_mark_keys,
     shard_of,
+    signal_taken,
     write_entity,
 )
 
@@ -1068,11 +1069,13 @@ class SqliteStore:
             except sqlite3.IntegrityError as e:
                 raise StoreError(f"a signal in this batch is already processed: {e}") from e
         taken = [(c.entity_type, c.entity_id, c.signal.signal_id) for c in run if c.from_inbox]
-        if taken:
-            await db.executemany(
+        if taken:  # each must still be there: else it was processed already (SignalTaken)
+            done = await db.executemany(
                 "DELETE FROM inbox WHERE entity_type = ? AND entity_id = ? AND signal_id = ?",
                 taken,
             )
+            if done.rowcount != len(taken):
+                raise signal_taken(taken, done.rowcount)
         journals = [(c.entity_type, c.entity_id, c.signal.signal_id) for c in run if c.has_journal]
         if journals:
             await db.executemany(

@@ -22,7 +22,7 @@ from typing import Protocol, Self, runtime_checkable
 
 import attrs
 
-from persistence.errors import InvalidWrite
+from persistence.errors import InvalidWrite, SignalTaken
 
 # ---------------------------------------------------------------- records
 
@@ -492,6 +492,23 @@ def write_entity(w: Write) -> tuple[str, str] | None:
     if isinstance(w, SaveSnapshot):
         return (w.snapshot.entity_type, w.snapshot.entity_id)
     return None
+
+
+def signal_taken(taken: Sequence[tuple[str, str, str]], found: int) -> SignalTaken:
+    """The error of a batch whose commits take the inbox signals ``taken`` (in order,
+    repeats included) of which only ``found`` were there: named when the batch takes
+    one signal (a store that sees only counts cannot tell which otherwise)."""
+    if len(taken) == 1:
+        t, i, s = taken[0]
+        return SignalTaken(
+            f"signal {s!r} of {t}/{i} is no longer in the inbox: processed already (an earlier "
+            "run whose commit's answer was lost, or another member); nothing was written",
+            frozenset(taken),
+        )
+    return SignalTaken(
+        f"{len(taken) - found} of the {len(taken)} inbox signals this batch takes are no longer "
+        "in the inbox (processed already); nothing was written"
+    )
 
 
 @attrs.frozen

@@ -25,7 +25,7 @@ import anyio
 import attrs
 import pytest
 
-from persistence.errors import ActorsError, InvalidWrite, ShardLost, StoreError
+from persistence.errors import ActorsError, InvalidWrite, ShardLost, SignalTaken, StoreError
 from persistence.store import (
     Accept,
     Accepted,
@@ -103,7 +103,10 @@ def ev(n: int) -> NewEvent:
 
 
 def commit(s: SignalRecord, first_seq: int = 1, *events: NewEvent, **kw: object) -> Commit:
-    """A Commit of signal ``s`` on its own entity (keyword fields passed through)."""
+    """A Commit of signal ``s`` on its own entity (keyword fields passed through); it
+    takes ``s`` from the inbox (``from_inbox``) only when asked to: most tests commit
+    signals they never accepted, which a store refuses to take (``SignalTaken``)."""
+    kw.setdefault("from_inbox", False)
     return Commit(
         entity_type=s.entity_type,
         entity_id=s.entity_id,
@@ -163,8 +166,9 @@ async def populate(store: Store) -> None:
                 ev(2),
                 set_timers=(timer("t1", 50.0, trace=traceparent(4)), timer("t2", 60.0, every=5.0)),
                 outbox=(sig("m1", "bob", trace=traceparent(5)),),
+                from_inbox=True,
             ),
-            commit(s3, 1, ev(3), dead_letter=("boom", "Traceback...", 3)),
+            commit(s3, 1, ev(3), dead_letter=("boom", "Traceback...", 3), from_inbox=True),
             SaveSnapshot(snap(2)),
             Journal(step("s2", 0), inbox=s2),
         ]
@@ -289,7 +293,12 @@ class StoreContract:
     async def test_a_dead_letter_keeps_the_trace_and_requeue_returns_it(self, store: Store) -> None:
         s1, s2 = sig("s1", trace=traceparent(1)), sig("s2", "bob")
         await store.write([Accept(s1), Accept(s2)])
-        await store.write([commit(s1, dead_letter=("boom", "tb", 3)), commit(s2, dead_letter=("x", "tb", 1))])
+        await store.write(
+            [
+                commit(s1, dead_letter=("boom", "tb", 3), from_inbox=True),
+                commit(s2, dead_letter=("x", "tb", 1), from_inbox=True),
+            ]
+        )
         dead = await store.read_dead_letters(limit=BIG)
         assert [d.signal.trace for d in dead] == [traceparent(1), None]
         assert [d.signal for d in dead] == [s1, s2]
@@ -335,7 +344,7 @@ class StoreContract:
     async def test_accept_of_a_processed_id_is_a_duplicate_with_its_mark(self, store: Store) -> None:
         s = sig("s1")
         await store.write([Accept(s)])
-        await store.write([commit(s, 1, ev(1), outcome='{"ok":5}', recorded_at=250.0)])
+        await store.write([commit(s, 1, ev(1), outcome='{"ok":5}', recorded_at=250.0, from_inbox=True)])
         result = await store.write([Accept(sig("s1", args='{"amount":9}'))])
         assert result == [Duplicate(s.fingerprint, ProcessedMark("s1", s.fingerprint, '{"ok":5}', 250.0))]
         assert await inbox(store) == []
@@ -349,7 +358,7 @@ class StoreContract:
     async def test_accept_after_commit_in_one_batch_sees_the_mark(self, store: Store) -> None:
         s = sig("s1")
         await store.write([Accept(s)])
-        result = await store.write([commit(s, 1, recorded_at=7.0), Accept(s)])
+        result = await store.write([commit(s, 1, recorded_at=7.0, from_inbox=True), Accept(s)])
         assert result == [
             Committed(),
             Duplicate(s.fingerprint, ProcessedMark("s1", s.fingerprint, '{"ok":null}', 7.0)),
@@ -387,7 +396,9 @@ class StoreContract:
     async def test_commit_appends_events_marks_and_takes_from_the_inbox(self, store: Store) -> None:
         s, other = sig("s1"), sig("s2")
         await store.write([Accept(s), Accept(other)])
-        result = await store.write([commit(s, 1, ev(1), ev(2), outcome='{"ok":3}', recorded_at=210.0)])
+        result = await store.write(
+            [commit(s, 1, ev(1), ev(2), outcome='{"ok":3}', recorded_at=210.0, from_inbox=True)]
+        )
         assert result == [Committed(())]
         assert await store.read_events(T, "alice", after=0, limit=BIG) == [
             StoredEvent(1, "bank.Deposited", 1, '{"amount":1}', 210.0),
@@ -490,13 +501,13 @@ class StoreContract:
     async def test_commit_without_mark_leaves_the_id_reusable(self, store: Store) -> None:
         s = sig("s1")
         await store.write([Accept(s)])
-        assert await store.write([commit(s, 1, ev(1), mark=False)]) == [Committed()]
+        assert await store.write([commit(s, 1, ev(1), mark=False, from_inbox=True)]) == [Committed()]
         assert await store.read_mark(T, "alice", "s1") is None
         assert await inbox(store) == []
         assert await store.last_seq(T, "alice") == 1
         assert await store.write([Accept(s)]) == [Accepted()]
         # and a second unmarked commit of the same id is allowed
-        assert await store.write([commit(s, 2, ev(2), mark=False)]) == [Committed()]
+        assert await store.write([commit(s, 2, ev(2), mark=False, from_inbox=True)]) == [Committed()]
         assert await inbox(store) == []
 
     async def test_commit_not_from_inbox_leaves_the_inbox(self, store: Store) -> None:
@@ -506,20 +517,67 @@ class StoreContract:
         assert await inbox(store) == [s]
         assert await store.read_mark(T, "alice", "s1") is not None
 
-    async def test_commit_of_a_signal_never_in_the_inbox(self, store: Store) -> None:
-        other = sig("s2")
+    async def test_commit_of_a_signal_never_in_the_inbox_is_refused(self, store: Store) -> None:
+        """A commit that takes its signal from the inbox (``from_inbox``) proves there
+        that the signal was not applied yet: one that is not there is refused, and the
+        whole batch with it."""
+        other = sig("s2", "bob")
         await store.write([Accept(other)])
-        assert await store.write([commit(sig("s1"), 1, ev(1))]) == [Committed()]
-        assert await inbox(store) == [other]
-        assert await store.last_seq(T, "alice") == 1
+        before = await dump(store)
+        with pytest.raises(SignalTaken) as info:
+            await store.write([commit(sig("s1"), 1, ev(1), mark=False, from_inbox=True)])
+        assert info.value.signals == {(T, "alice", "s1")}
+        with pytest.raises(SignalTaken):
+            await store.write(
+                [
+                    commit(other, 1, ev(1), from_inbox=True),
+                    commit(sig("s1"), 1, ev(1), mark=False, from_inbox=True),
+                ]
+            )
+        await assert_unchanged(store, before)
+        assert await store.write([commit(sig("s1"), 1, ev(1), mark=False, from_inbox=False)]) == [Committed()]
+
+    async def test_an_unkeyed_signal_taken_twice_is_applied_once(self, store: Store) -> None:
+        """Without a processed mark (an unkeyed signal), the inbox row alone stops a
+        second run of the signal (an earlier commit landed though its answer was lost,
+        or two members ran it) from appending its events again."""
+        s = sig("s1")
+        await store.write([Accept(s)])
+        with pytest.raises(SignalTaken):  # twice in one batch: neither is written
+            await store.write(
+                [
+                    commit(s, 1, ev(1), mark=False, from_inbox=True),
+                    commit(s, 2, ev(1), mark=False, from_inbox=True),
+                ]
+            )
+        assert await store.last_seq(T, "alice") == 0
+        assert await inbox(store) == [s]
+        assert await store.write([commit(s, 1, ev(1), mark=False, from_inbox=True)]) == [Committed()]
+        before = await dump(store)
+        with pytest.raises(SignalTaken) as info:
+            await store.write([commit(s, 2, ev(1), mark=False, from_inbox=True)])
+        assert info.value.signals == {(T, "alice", "s1")}
+        with pytest.raises(SignalTaken):  # in a batch of several kinds of write too
+            await store.write([Accept(sig("s9")), commit(s, 2, ev(1), mark=False, from_inbox=True)])
+        await assert_unchanged(store, before)
+        assert [e.seq for e in await store.read_events(T, "alice", after=0, limit=BIG)] == [1]
 
     async def test_commit_with_dead_letter_records_it(self, store: Store) -> None:
         s1, s2 = sig("s1"), sig("s2", "bob")
         await store.write([Accept(s1), Accept(s2)])
         await store.write(
-            [commit(s1, dead_letter=("ValueError: boom", "Traceback (...)", 3), recorded_at=220.0)]
+            [
+                commit(
+                    s1,
+                    dead_letter=("ValueError: boom", "Traceback (...)", 3),
+                    recorded_at=220.0,
+                    from_inbox=True,
+                )
+            ]
         )
-        await store.write([commit(s2, dead_letter=("KeyError", "tb2", 5), recorded_at=221.0)])
+        await store.write(
+            [commit(s2, dead_letter=("KeyError", "tb2", 5), recorded_at=221.0, from_inbox=True)]
+        )
         dead = await store.read_dead_letters(limit=BIG)
         assert [(d.signal, d.error, d.traceback, d.attempts, d.failed_at) for d in dead] == [
             (s1, "ValueError: boom", "Traceback (...)", 3, 220.0),
@@ -631,7 +689,7 @@ class StoreContract:
     async def test_requeue_moves_a_dead_letter_back_to_the_inbox(self, store: Store) -> None:
         s, later = sig("s1"), sig("s2")
         await store.write([Accept(s)])
-        await store.write([commit(s, dead_letter=("boom", "tb", 3))])
+        await store.write([commit(s, dead_letter=("boom", "tb", 3), from_inbox=True)])
         await store.write([Accept(later)])
         [dead] = await store.read_dead_letters(limit=BIG)
         assert await store.write([Requeue(dead.id)]) == [None]
@@ -641,7 +699,7 @@ class StoreContract:
         # it is pending again: a repeat is a duplicate without a mark
         assert await store.write([Accept(s)]) == [Duplicate(s.fingerprint, None)]
         # and it can be processed again
-        assert await store.write([commit(s, 1, ev(1))]) == [Committed()]
+        assert await store.write([commit(s, 1, ev(1), from_inbox=True)]) == [Committed()]
         assert await inbox(store) == [later]
 
     async def test_requeue_of_an_unknown_id_fails_and_keeps_nothing(self, store: Store) -> None:
@@ -775,7 +833,9 @@ class StoreContract:
         """Signals s1, s2... accepted and processed (marked) at ``times``."""
         signals = [sig(f"s{n}") for n in range(1, len(times) + 1)]
         await store.write([Accept(s) for s in signals])
-        await store.write([commit(s, recorded_at=t) for s, t in zip(signals, times, strict=True)])
+        await store.write(
+            [commit(s, recorded_at=t, from_inbox=True) for s, t in zip(signals, times, strict=True)]
+        )
         return signals
 
     async def _dead(self, store: Store, *times: float) -> list[int]:
@@ -875,7 +935,7 @@ class StoreContract:
         assert await store.write([Prune(marks_before=101.0)]) == [Pruned(marks=1)]
         assert await store.write([Accept(s)]) == [Accepted()]
         assert await inbox(store) == [s]
-        assert await store.write([commit(s, recorded_at=500.0)]) == [Committed()]
+        assert await store.write([commit(s, recorded_at=500.0, from_inbox=True)]) == [Committed()]
         assert await store.read_mark(T, "alice", "s1") == ProcessedMark(
             "s1", s.fingerprint, '{"ok":null}', 500.0
         )
@@ -905,7 +965,7 @@ class StoreContract:
         results = await store.write(
             [
                 Accept(s),
-                commit(s, recorded_at=5.0),
+                commit(s, recorded_at=5.0, from_inbox=True),
                 Accept(t),
                 commit(t, from_inbox=False, recorded_at=5.0),
                 Prune(marks_before=6.0),
@@ -1080,6 +1140,7 @@ class StoreContract:
                 outbox=(sig("m2", "bob"),),
                 has_journal=True,
                 dead_letter=("x", "y", 1),
+                from_inbox=True,
             ),
             SaveSnapshot(snap(3), keep=1),
             Requeue(dead.id),
@@ -1115,7 +1176,7 @@ class StoreContract:
         async def one(i: int) -> None:
             s = sig(f"c{i}", f"e{i}")
             assert await store.write([Accept(s)]) == [Accepted()]
-            assert await store.write([commit(s, 1, ev(i), ev(i + 1))]) == [Committed()]
+            assert await store.write([commit(s, 1, ev(i), ev(i + 1), from_inbox=True)]) == [Committed()]
 
         async with anyio.create_task_group() as tg:
             for i in range(n):
@@ -1273,14 +1334,20 @@ class SharedStoreContract:
             e0, e1 = in_shard(0), in_shard(1)
             s0, s1 = sig("s1", e0), sig("s2", e1)
             await a.write([Accept(s0), Accept(s1)])
-            await a.write([commit(s0, 1, ev(1))])  # owned: written
+            await a.write([commit(s0, 1, ev(1), from_inbox=True)])  # owned: written
             assert await b.last_seq(T, e0) == 1
             await a.release("m-a", {0: epochs[0]})
             assert await b.claim("m-b", [0]) == {0: 3}
             before = await dump(b)
             inbox_before = await b.read_inbox(after=0, limit=BIG)
             with pytest.raises(ShardLost) as lost:  # a batch touching the lost shard: nothing of it
-                await a.write([Accept(sig("s3", e1)), commit(s1, 1, ev(2)), commit(sig("s4", e0), 2, ev(3))])
+                await a.write(
+                    [
+                        Accept(sig("s3", e1)),
+                        commit(s1, 1, ev(2), from_inbox=True),
+                        commit(sig("s4", e0), 2, ev(3)),
+                    ]
+                )
             assert lost.value.shards == frozenset({0})
             assert await b.read_inbox(after=0, limit=BIG) == inbox_before
             assert await b.last_seq(T, e0) == 1
@@ -1288,7 +1355,7 @@ class SharedStoreContract:
             await assert_unchanged(b, before)
             with pytest.raises(ShardLost):  # it left the fence: refused again
                 await a.write([Journal(step("s5", 0, entity_id=e0))])
-            await a.write([commit(s1, 1, ev(2))])  # shard 1 is still a's
+            await a.write([commit(s1, 1, ev(2), from_inbox=True)])  # shard 1 is still a's
             assert await b.last_seq(T, e1) == 1
 
     async def test_the_fence_refuses_after_a_takeover_by_expiry(self, make_shared: SharedFactory) -> None:
@@ -1306,14 +1373,14 @@ class SharedStoreContract:
             await until(took, "b takes shard 2")
             b.set_fence("m-b", {2: 2})
             for w in (
-                commit(s, 1, ev(1)),
+                commit(s, 1, ev(1), from_inbox=True),
                 SaveSnapshot(snap(1, e2)),
                 FireTimer(timer("t", 1.0, e2), sig("t1", e2), None),
             ):
                 with pytest.raises(ShardLost):  # every fenced kind of write
                     await a.write([w])
             assert await b.last_seq(T, e2) == 0
-            await b.write([commit(s, 1, ev(1))])
+            await b.write([commit(s, 1, ev(1), from_inbox=True)])
             assert await a.last_seq(T, e2) == 1
 
     async def test_a_fence_without_a_shard_refuses_fenced_writes_but_accepts_signals(
@@ -1328,8 +1395,8 @@ class SharedStoreContract:
             s = sig("s1", e)
             assert await client.write([Accept(s)]) == [Accepted()]  # anyone may accept
             with pytest.raises(ShardLost):
-                await client.write([commit(s, 1, ev(1))])
-            await a.write([commit(s, 1, ev(1))])
+                await client.write([commit(s, 1, ev(1), from_inbox=True)])
+            await a.write([commit(s, 1, ev(1), from_inbox=True)])
             assert await client.last_seq(T, e) == 1
 
     async def test_reads_filter_by_shard(self, make_shared: SharedFactory) -> None:
@@ -1337,8 +1404,10 @@ class SharedStoreContract:
             e3, e4 = in_shard(3), in_shard(4)
             s3, s4 = sig("s1", e3), sig("s2", e4)
             await a.write([Accept(s3), Accept(s4), Accept(sig("s3", e3))])
-            await a.write([commit(s3, 1, set_timers=(timer("t", 5.0, e3),), outbox=(sig("m1", e4),))])
-            await a.write([commit(s4, 1, set_timers=(timer("u", 4.0, e4),))])
+            await a.write(
+                [commit(s3, 1, set_timers=(timer("t", 5.0, e3),), outbox=(sig("m1", e4),), from_inbox=True)]
+            )
+            await a.write([commit(s4, 1, set_timers=(timer("u", 4.0, e4),), from_inbox=True)])
             assert [e.signal.signal_id for e in await a.read_inbox(after=0, limit=BIG, shards={3})] == ["s3"]
             assert await a.read_inbox(after=0, limit=BIG, shards={4}) == []
             assert len(await a.read_inbox(after=0, limit=BIG, shards=None)) == 1

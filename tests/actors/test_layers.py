@@ -178,6 +178,7 @@ ACTORS_ALL = {
     "CommitUnknown", "DatabaseNotFound", "InvalidWrite", "StoreFull", "StoreReadOnly", "StoreTimeout",
     "StoreUnavailable", "Retention", "Overloaded",
     "Member", "ShardLost",  # issue 14: several members
+    "SignalTaken",  # issue 16: an inbox signal processed already (a commit whose answer was lost)
 }  # fmt: skip
 
 ACTOR_SYSTEM_PUBLIC = {
@@ -197,7 +198,7 @@ def test_persistence_all_is_pinned() -> None:
     assert sorted(persistence.__all__) == sorted([
         "Codec", "CommitUnknown", "CorruptRecord", "InvalidWrite", "MemoryStore", "NotOurDatabase",
         "PostgresStore", "SqliteStore", "Store", "StoreError", "StoreFull", "StoreLocked", "StoreReadOnly",
-        "ShardLost", "SharedStore", "StoreTimeout", "StoreUnavailable", "event_type",
+        "ShardLost", "SharedStore", "StoreTimeout", "StoreUnavailable", "event_type", "SignalTaken",
     ])  # fmt: skip
 
 

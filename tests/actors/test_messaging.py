@@ -427,7 +427,8 @@ async def test_a_redelivered_outbox_message_takes_effect_once(store_factory: Sto
         other = attrs.evolve(
             sent[0], entity_type="Sender", entity_id="s2", signal_id="g:fake", handler="send"
         )
-        await store.write([Commit("Sender", "s2", other, '{"ok":0}', 1, (), outbox=(sent[0],), mark=False)])
+        sends = Commit("Sender", "s2", other, '{"ok":0}', 1, outbox=(sent[0],), mark=False, from_inbox=False)
+        await store.write([sends])
         assert await outbox_of(store) == [sent[0]]
 
     async with system_of(store_factory(), probe, clock) as system:

@@ -197,7 +197,7 @@ async def test_an_unreadable_event_in_the_file_is_a_corrupt_record(tmp_path: Pat
 async def test_an_event_of_an_unknown_type_is_a_corrupt_record(store_factory: StoreFactory) -> None:
     await fill(store_factory())
     sig = SignalRecord("Counter", "c", "k:raw", "add", "{}", "x", 0.0)
-    bogus = Commit("Counter", "c", sig, "{}", 26, (NewEvent("no.such.Event", 1, "{}"),))
+    bogus = Commit("Counter", "c", sig, "{}", 26, (NewEvent("no.such.Event", 1, "{}"),), from_inbox=False)
     await write_raw(store_factory(), bogus)
     cls = counter()
     async with ActorSystem(store_factory(), [cls]) as system:

@@ -24,6 +24,7 @@ def sig(sid: str, entity_id: str = "a") -> SignalRecord:
 
 
 def done(s: SignalRecord, at: float, **kw: object) -> Commit:
+    kw.setdefault("from_inbox", False)  # its signal was never accepted (nothing to take)
     return Commit(s.entity_type, s.entity_id, s, '{"ok":null}', 1, recorded_at=at, **kw)  # type: ignore[arg-type]
 
 
@@ -33,7 +34,11 @@ async def populate(store: Store, now: float) -> None:
     old, new, queued = sig("old"), sig("new", "b"), sig("queued", "c")
     await store.write([Accept(old), Accept(new), Accept(queued)])
     await store.write(
-        [done(old, now - 10 * DAY), done(new, now - 3600), done(queued, now - 10 * DAY, from_inbox=False)]
+        [
+            done(old, now - 10 * DAY, from_inbox=True),
+            done(new, now - 3600, from_inbox=True),
+            done(queued, now - 10 * DAY),
+        ]
     )
     for n, age in enumerate((100 * DAY, 2 * DAY, 3600.0)):
         await store.write([done(sig(f"dead{n}", f"d{n}"), now - age, dead_letter=("boom", "tb", 3))])

@@ -45,7 +45,8 @@ def sig(signal_id: str, entity_id: str = "alice") -> SignalRecord:
 
 def commit(signal_id: str, first_seq: int, *data: str, entity_id: str = "alice") -> Commit:
     events = tuple(NewEvent("bank.Deposited", 1, d) for d in data)
-    return Commit("Account", entity_id, sig(signal_id, entity_id), '{"ok":null}', first_seq, events, 2.0)
+    s = sig(signal_id, entity_id)
+    return Commit("Account", entity_id, s, '{"ok":null}', first_seq, events, 2.0, from_inbox=False)
 
 
 async def events_of(store: PostgresStore, entity_id: str = "alice") -> list[str]:

@@ -443,7 +443,7 @@ async def test_marks_are_read_at_once_where_writes_are(
     s = sig("s1")
     keys = [("Account", "alice", "s1"), ("Account", "alice", "s2")]
     async with SqliteStore(db, **options) as store:  # type: ignore[arg-type]
-        await store.write([Commit("Account", "alice", s, '{"ok":1}', 1, (), 5.0)])
+        await store.write([Commit("Account", "alice", s, '{"ok":1}', 1, (), 5.0, from_inbox=False)])
         got = store.read_marks_now(keys)
         if now:
             assert (
