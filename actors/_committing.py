@@ -62,8 +62,9 @@ class Committing:
         inbox signal (not acknowledged, safe in the inbox) runs again. An inbox signal
         that was no longer there (``SignalTaken``) was processed already, by an earlier
         run whose commit landed though its answer was lost, or by another member: this
-        run's effects are dropped and the signal is done (the state is rebuilt from the
-        store, which holds the first run's)."""
+        run's effects are dropped (the state is rebuilt from the store, which holds the
+        first run's) and the signal is done, a keyed one once its mark has answered it
+        (``Step.TAKEN``)."""
         actor.rollback()
         actor.deactivate()  # rebuild from what is really stored
         if isinstance(error, SignalTaken):
@@ -74,6 +75,8 @@ class Committing:
                 env.signal.handler,
                 extra=actor.extra(env),
             )
+            if env.keyed:  # its processed mark answers it (Loop.handle looks for it again)
+                return Step.TAKEN
             if env.reply is not None:
                 env.reply.fail(error)
             return Step.DONE

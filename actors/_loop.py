@@ -26,7 +26,7 @@ from actors._repeats import Repeats
 from actors._restarts import Restarts
 from actors._run import Run
 from actors._supervision import Step
-from actors.errors import Cancelled, CorruptRecord, HandlerFailed, Rejected, StoreError
+from actors.errors import Cancelled, CorruptRecord, HandlerFailed, Rejected, SignalTaken, StoreError
 from persistence.store import JournalEntry
 
 
@@ -171,6 +171,7 @@ class Loop:
         store_failures = 0
         attempt = runs = 1
         checked = not env.keyed  # a keyed signal may be a repeat: look for its mark first
+        taken = False
         while True:
             try:
                 if first is not None:
@@ -198,12 +199,23 @@ class Loop:
                 step = Step.STORE_FAILED
             if step is Step.DONE or actor.stopped_until is not None:
                 return
+            if step is Step.TAKEN:  # processed already: its mark answers it
+                if taken:  # looked again and found no mark (pruned since): nothing more to do
+                    if env.reply is not None:
+                        env.reply.fail(SignalTaken(f"{env.signal.signal_id!r} was processed already"))
+                    return
+                taken, checked = True, False
+                runs += 1
+                continue
             if step is Step.STORE_FAILED and not self.kernel.shards.owns(actor.spec.name, actor.id):
                 return  # its shard moved to another member: that one runs it from the inbox
             runs += 1
             if step is Step.RETRY:
                 attempt += 1
                 continue
+            # a store failure: the commit may have landed all the same (its answer lost), so
+            # a keyed signal looks for its mark again before it runs again
+            checked = not env.keyed
             store_failures += 1
             delay = self.kernel.supervision.backoff(store_failures)
             self.kernel.log.warning(

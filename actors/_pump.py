@@ -371,8 +371,9 @@ class Pump:
                 actor, env, inv, pumped.text, pumped.result, None, pumped.value, pumped.incarnation
             )
         elif isinstance(error, StoreError):
-            if self.commits.not_written(actor, env, inv, error) is Step.STORE_FAILED:
-                self._hand_over(actor, env, Step.STORE_FAILED)  # backs off, runs it again
+            step = self.commits.not_written(actor, env, inv, error)
+            if step is not Step.DONE:  # STORE_FAILED: backs off, runs it again; TAKEN: its mark answers
+                self._hand_over(actor, env, step)
                 return False
         else:  # the committer closed before the write (SystemClosed): nothing was written
             actor.rollback()

@@ -26,6 +26,10 @@ class Step(enum.Enum):
     """The handler crashed and runs again (its attempt counts up)."""
     STORE_FAILED = "store_failed"
     """The store failed; the signal is safe in the inbox: back off, then run it again."""
+    TAKEN = "taken"
+    """The commit found its keyed inbox signal gone (``SignalTaken``): processed already,
+    by a run whose commit landed though its answer was lost. Its mark answers it: look
+    for the mark again (at once, no backoff)."""
 
 
 def failure_of(
@@ -83,6 +87,8 @@ async def write_dead_letter(
             await kernel.committer.submit(commit)
     except StoreError as e:
         if isinstance(e, SignalTaken):  # processed already (an earlier run landed): nothing to bury
+            if env.keyed:
+                return Step.TAKEN  # answered from its mark
             if env.reply is not None:
                 env.reply.fail(e)
             return Step.DONE

@@ -200,7 +200,10 @@ class Commit:
     mark: bool = True
     """Record the processed mark (needed for keyed signals: repeats find it)."""
     from_inbox: bool = True
-    """The signal is in the inbox: remove it."""
+    """The signal is in the inbox: remove it. It must be there: a commit that takes a
+    signal no longer in the inbox (processed already) is refused, and its whole batch
+    with it (:class:`~persistence.errors.SignalTaken`); for an unkeyed signal, which has
+    no processed mark, the inbox row is the proof that it was not applied yet."""
 
     def mark_row(self) -> tuple[str, str, str, str, str, float]:
         """Its processed mark as stored: entity type and id, signal id, fingerprint,
