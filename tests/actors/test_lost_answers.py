@@ -15,7 +15,7 @@ mark again.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,16 +84,14 @@ def _store(kind: str, mixin: type, tmp_path: Path, request: pytest.FixtureReques
     return cls()
 
 
-async def _tell_once(store: Any, keyed: bool, seen: Recording) -> Callable[[], Any]:
+async def _tell_once(store: Any, keyed: bool) -> tuple[int, int, object, list[str]]:
+    """Tell ``add 5`` to Counter/c (keyed or not) and let its retries run: the total and
+    event count after, a keyed repeat's answer, and how each invocation ended."""
     clock = VirtualClock()
-    system = ActorSystem(
-        store,
-        [make_counter(Probe())],
-        clock=clock,
-        supervision=SupervisorPolicy(initial_backoff=S),
-        observer=seen,
-    )
-    async with system:
+    seen = Recording()
+    policy = SupervisorPolicy(initial_backoff=S)
+    counter = make_counter(Probe())
+    async with ActorSystem(store, [counter], clock=clock, supervision=policy, observer=seen) as system:
         ref: Any = system.ref("Counter", "c")
         await (ref.options(key="k1") if keyed else ref).tell("add", 5)
         await clock.advance(10 * S)  # the retry after a store failure's backoff
@@ -103,40 +101,37 @@ async def _tell_once(store: Any, keyed: bool, seen: Recording) -> Callable[[], A
         assert await system.store.read_inbox(after=0, limit=10) == []
         assert await system.dead_letters() == []
         again = await ref.options(key="k1").ask("add", 5) if keyed else None
-    return lambda: (total, events, again)
+    return total, events, again, [c[2] for c in seen.calls if c[0] == "ended"]
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "memory", "postgres"])
 @pytest.mark.parametrize("keyed", [False, True], ids=["unkeyed", "keyed"])
-async def test_a_tell_whose_commit_landed_unanswered_is_applied_once(
-    tmp_path: Path, request: pytest.FixtureRequest, kind: str, keyed: bool
+@pytest.mark.parametrize(
+    ("mixin", "kept", "ended"),
+    [
+        # the first run's commit landed unanswered: it is the one kept; a keyed second
+        # run finds its mark and is answered from it, an unkeyed one's commit is refused
+        (_LosesOneAnswer, 5, {False: ["crashed", "duplicate", "ok"], True: ["crashed", "ok"]}),
+        # another run (which emitted nothing) committed first: nothing of this one is kept
+        (_RunElsewhereFirst, 0, {False: ["duplicate", "ok"]}),
+    ],
+    ids=["answer-lost", "elsewhere-first"],
+)
+async def test_a_tell_is_applied_once_whichever_run_committed(
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    kind: str,
+    keyed: bool,
+    mixin: type,
+    kept: int,
+    ended: dict[bool, list[str]],
 ) -> None:
-    seen = Recording()
-    got = await _tell_once(_store(kind, _LosesOneAnswer, tmp_path, request), keyed, seen)
-    total, events, again = got()
-    assert (total, events) == (5, 1)
-    ended = [c[2] for c in seen.calls if c[0] == "ended"]
-    if keyed:  # the second run found its mark and was answered from it: no second run
-        assert again == 5  # a repeat of the key: the first outcome
-        assert ended == ["crashed", "ok"]  # add (its answer lost), barrier
-    else:  # the second run's commit was refused: its effects dropped
-        assert ended == ["crashed", "duplicate", "ok"]
-
-
-@pytest.mark.parametrize("kind", ["sqlite", "memory", "postgres"])
-@pytest.mark.parametrize("keyed", [False, True], ids=["unkeyed", "keyed"])
-async def test_a_signal_another_run_committed_first_is_not_applied_again(
-    tmp_path: Path, request: pytest.FixtureRequest, kind: str, keyed: bool
-) -> None:
-    """The other run emitted nothing: whatever this run emitted must not be kept."""
-    seen = Recording()
-    got = await _tell_once(_store(kind, _RunElsewhereFirst, tmp_path, request), keyed, seen)
-    total, events, again = got()
-    assert (total, events) == (0, 0)
+    total, events, again, how = await _tell_once(_store(kind, mixin, tmp_path, request), keyed)
+    assert (total, events) == (kept, 1 if kept else 0)
     if keyed:
-        assert again == 0  # the other run's outcome, from its mark
-    else:
-        assert [c[2] for c in seen.calls if c[0] == "ended"] == ["duplicate", "ok"]
+        assert again == kept  # a repeat of the key: the committed run's outcome
+    if keyed in ended:  # (a keyed run elsewhere first: refused by the mark or the inbox, by store)
+        assert how == ended[keyed]
 
 
 @attrs.frozen
