@@ -94,6 +94,7 @@ from persistence.store import (
     Write,
     WriteResult,
     check_mark_keys,
+    inbox_taken,
     shard_of,
     signal_taken,
     write_entity,
@@ -776,7 +777,8 @@ class PostgresStore:
         token = secrets.randbits(63)
         try:
             await self._check_seqs(db, batch)  # reads only for entities it does not know
-            names, args = self._commit_parts(batch)
+            taken = inbox_taken(batch)
+            names, args = self._commit_parts(batch, taken)
             row = await db.fetchrow(
                 _commit_statement(names, one=True), *args, shards, epochs, member, self._writer_id, token
             )
@@ -793,7 +795,6 @@ class PostgresStore:
         assert row is not None  # a SELECT without FROM gives one row
         if not row[0]:
             raise self._lost(member, dict(zip(shards, epochs, strict=True)), set(row[1]))
-        taken = _taken(batch)
         if row[2] != len(taken):  # nothing was written: some were gone, processed already
             raise signal_taken(taken, row[2])
         self._marked = True
@@ -982,12 +983,12 @@ class PostgresStore:
     async def _commit(self, db: asyncpg.Connection, run: Sequence[Commit]) -> list[Committed]:
         """One statement for the whole run (after a sequence lookup for unseen entities)."""
         await self._check_seqs(db, run)
-        names, args = self._commit_parts(run)
+        taken = inbox_taken(run)
+        names, args = self._commit_parts(run, taken)
         if not names:
             return [Committed()] * len(run)
         row = await db.fetchrow(_commit_statement(names, one=False), *args)
         assert row is not None  # a SELECT without FROM gives one row
-        taken = _taken(run)
         if row[1] != len(taken):  # some were gone: processed already (the caller rolls back)
             raise signal_taken(taken, row[1])
         ids = sorted(int(i) for i in row[0])
@@ -999,9 +1000,11 @@ class PostgresStore:
             at += n
         return results
 
-    def _commit_parts(self, run: Sequence[Commit]) -> tuple[tuple[str, ...], list[list[Any]]]:
+    def _commit_parts(
+        self, run: Sequence[Commit], taken: list[tuple[str, str, str]]
+    ) -> tuple[tuple[str, ...], list[list[Any]]]:
         """The parts of :data:`_COMMIT_PARTS` a run of commits needs (those with rows),
-        and their parameter arrays in that order."""
+        and their parameter arrays in that order (``taken``: its ``inbox_taken``)."""
         rows: dict[str, list[tuple[Any, ...]]] = {
             "ev": [
                 (c.entity_type, c.entity_id, c.first_seq + i, e.type_name, e.version, e.data, c.recorded_at)
@@ -1009,7 +1012,7 @@ class PostgresStore:
                 for i, e in enumerate(c.events)
             ],
             "mk": [c.mark_row() for c in run if c.mark],
-            "tk": _taken(run),
+            "tk": taken,
             "jn": [(c.entity_type, c.entity_id, c.signal.signal_id) for c in run if c.has_journal],
             "dl": [
                 (*_sig_row(c.signal), c.dead_letter[0], c.dead_letter[1], c.dead_letter[2], c.recorded_at)
@@ -1813,11 +1816,6 @@ every part opens its table and indexes, with or without rows (a commit of one ev
 alone costs about a third less on the server than with all eight)."""
 
 
-def _taken(run: Sequence[Commit]) -> list[tuple[str, str, str]]:
-    """The inbox signals a run of commits takes, in order (repeats included)."""
-    return [(c.entity_type, c.entity_id, c.signal.signal_id) for c in run if c.from_inbox]
-
-
 @functools.cache
 def _commit_statement(names: tuple[str, ...], *, one: bool) -> str:
     """The statement of a run of commits with the parts ``names``.
@@ -1852,8 +1850,8 @@ def _commit_statement(names: tuple[str, ...], *, one: bool) -> str:
         f"AS h(shard, epoch) ON s.shard = h.shard AND s.epoch = h.epoch WHERE s.owner = {member} "
         "FOR SHARE OF s)",
     ]
-    held = f"(SELECT count(*) FROM f) = cardinality({sh}::int[])"
-    found = "0"
+    fenced = f"(SELECT count(*) FROM f) = cardinality({sh}::int[])"
+    held, found = fenced, "0"
     if taken:  # each inbox row once (IN, not a join: a signal taken twice counts once)
         head.append(
             "tq AS MATERIALIZED (SELECT q.position FROM inbox q WHERE (q.entity_type, q.entity_id, "
@@ -1867,7 +1865,6 @@ def _commit_statement(names: tuple[str, ...], *, one: bool) -> str:
         f"wm AS (INSERT INTO write_marks SELECT {writer}, {token}, {_NOW} WHERE (SELECT held FROM ok) "
         "ON CONFLICT (writer) DO UPDATE SET token = excluded.token, written_at = excluded.written_at)",
     ]
-    fenced = f"(SELECT count(*) FROM f) = cardinality({sh}::int[])"
     return f"WITH {', '.join(head + ctes)} SELECT {fenced}, ARRAY(SELECT shard FROM f), {found}"
 
 

@@ -80,6 +80,7 @@ from persistence.store import (
     Write,
     WriteResult,
     check_mark_keys,
+    inbox_taken,
     shard_of,
     signal_taken,
     write_entity,
@@ -1068,7 +1069,7 @@ class SqliteStore:
                 await self._insert(db, "INSERT INTO processed", marks)
             except sqlite3.IntegrityError as e:
                 raise StoreError(f"a signal in this batch is already processed: {e}") from e
-        taken = [(c.entity_type, c.entity_id, c.signal.signal_id) for c in run if c.from_inbox]
+        taken = inbox_taken(run)
         if taken:  # each must still be there: else it was processed already (SignalTaken)
             done = await db.executemany(
                 "DELETE FROM inbox WHERE entity_type = ? AND entity_id = ? AND signal_id = ?",

@@ -497,6 +497,12 @@ def write_entity(w: Write) -> tuple[str, str] | None:
     return None
 
 
+def inbox_taken(run: Sequence[Commit]) -> list[tuple[str, str, str]]:
+    """The inbox signals a run of commits takes (``from_inbox``), in order, repeats
+    included: each must still be in the inbox (else :func:`signal_taken`)."""
+    return [(c.entity_type, c.entity_id, c.signal.signal_id) for c in run if c.from_inbox]
+
+
 def signal_taken(taken: Sequence[tuple[str, str, str]], found: int) -> SignalTaken:
     """The error of a batch whose commits take the inbox signals ``taken`` (in order,
     repeats included) of which only ``found`` were there: named when the batch takes
