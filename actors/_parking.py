@@ -69,8 +69,9 @@ class Parking:
                 self.evaluate(actor, run, actor.entity)
             if not run.woken:  # let the entity go on: the drain takes its next message
                 run.holding = False
-                run.segment.set_result(None)
-                await run.go
+                if not run.segment.done():  # a drain paused meanwhile cancelled its wait on it
+                    run.segment.set_result(None)
+                await run.go  # a pause cancels this run's scope too: it ends here
             # resumed: the only running writer of the entity again
             if (run.error is None and actor.entity is not None) or (
                 run.error is not None and actor.entity is not None and inv.target is not None
@@ -157,7 +158,10 @@ class Parking:
             await actor.ensure_active()
         except StoreError as e:
             run.value, run.error = None, e
-        run.go.set_result(None)
+        go = run.go
+        if go is None or go.done():  # a pause cancelled the run meanwhile: it ends on its own
+            return
+        go.set_result(None)
         await run.segment
 
     def check(self, actor: Actor) -> None:

@@ -14,7 +14,15 @@ accounts and runs, all through the client, until the faults are done:
   that live on different members), each acknowledged once ``start`` returned;
 - **tallies**: unkeyed ``tell`` of a unique nonce to four fast ``Tally`` entities;
 - **slow tallies**: the same to two ``Slow`` entities whose handler holds the
-  event loop for 0.3 s, so a member is nearly always mid-handler when it is hit.
+  event loop for 0.3 s, so a member is nearly always mid-handler when it is hit;
+- **alarms**: an unkeyed ``tell`` of ``Alarm.arm`` to four ``Alarm`` entities, each
+  scheduling a durable timer 0.05-2.5 s out whose ``ring`` is an event guarded by
+  nothing (a timer fired twice leaves two), so timers fall due while their owner is
+  down, stopped or handing its shards over;
+- **gates**: keyed ``Gate.request`` workflows started with a handle, each parked in
+  ``wait_until`` for an ``approve`` with a deadline of 0.3-3 s (a durable timer); the
+  client approves about half of them after a random delay, so approvals and
+  deadlines land on members that took the parked workflow over.
 
 Faults, one after another, on a seeded random member: ``kill`` (SIGKILL, wait until
 the others own its shards, restart it), ``stop`` (SIGSTOP the owner of a
@@ -30,7 +38,12 @@ awaited, every acknowledged nonce must show up, and the store is read:
 - every acknowledged transfer finished once: completed (one debit, one credit) or
   refused; no transfer debited, credited or refunded twice; money is conserved;
 - every acknowledged nonce was applied exactly once, no nonce twice;
-- every entity's log runs 1..n without a gap; the inbox is empty; no dead letters.
+- every acknowledged alarm was armed once and rang once, none rang without being armed;
+- every acknowledged gate finished once: one opening, one closing, at most one
+  approval, its outcome ``approved`` exactly when an approval comes before the
+  closing, and its handle's result is that outcome;
+- every entity's log runs 1..n without a gap; the inbox is empty; no timer is left
+  (each alarm's rang and each gate's deadline fired or was cancelled); no dead letters.
 
 ``--no-fence`` is the negative control: the members never fence their commits
 (``set_fence`` does nothing), and the zombies then apply signals twice.
@@ -121,7 +134,101 @@ class Slow(Entity):
         self.seen += 1
 
 
-ENTITIES: list[type[Entity]] = [Account, Transfer, Tally, Slow]
+ALARMS = tuple(f"alarm-{i}" for i in range(4))
+
+
+@event_type("cluster_faults.Armed")
+@attrs.frozen
+class Armed:
+    nonce: str
+
+
+@event_type("cluster_faults.Rang")
+@attrs.frozen
+class Rang:
+    nonce: str
+
+
+@attrs.define
+class Alarm(Entity):
+    """Durable timers: each ``arm`` schedules one ``ring`` (a timer keyed by its nonce);
+    ``ring`` emits whatever it is given, so a timer fired twice shows as two events."""
+
+    armed: int = 0
+
+    @on_signal
+    def arm(self, nonce: str, millis: int) -> None:
+        self.emit(Armed(nonce))
+        self.schedule(Alarm.ring, nonce, after=dt.timedelta(milliseconds=millis), key=nonce)
+
+    @on_signal
+    def ring(self, nonce: str) -> None:
+        self.emit(Rang(nonce))
+
+    @applies
+    def _armed(self, e: Armed) -> None:
+        self.armed += 1
+
+    @applies
+    def _rang(self, e: Rang) -> None:
+        self.armed -= 1
+
+
+@event_type("cluster_faults.GateOpened")
+@attrs.frozen
+class GateOpened:
+    wait_ms: int
+
+
+@event_type("cluster_faults.GateApproved")
+@attrs.frozen
+class GateApproved:
+    pass
+
+
+@event_type("cluster_faults.GateClosed")
+@attrs.frozen
+class GateClosed:
+    outcome: str
+
+
+@attrs.define
+class Gate(Entity):
+    """A workflow parked on the world: open, wait for ``approve`` until a deadline (a
+    durable timer), close with the outcome. Its log is the check: one opening, one
+    closing, ``approved`` exactly when an approval came first."""
+
+    approved: bool = False
+    outcome: str | None = None
+
+    @on_signal
+    async def request(self, wait_ms: int) -> str:
+        if self.outcome is not None:
+            return self.outcome
+        self.emit(GateOpened(wait_ms))
+        ok = await self.wait_until(lambda: self.approved, timeout=dt.timedelta(milliseconds=wait_ms))
+        self.emit(GateClosed("approved" if ok else "timed out"))
+        return "approved" if ok else "timed out"
+
+    @on_signal
+    def approve(self) -> None:
+        if not self.approved and self.outcome is None:
+            self.emit(GateApproved())
+
+    @applies
+    def _opened(self, e: GateOpened) -> None:
+        pass
+
+    @applies
+    def _approved(self, e: GateApproved) -> None:
+        self.approved = True
+
+    @applies
+    def _closed(self, e: GateClosed) -> None:
+        self.outcome = e.outcome
+
+
+ENTITIES: list[type[Entity]] = [Account, Transfer, Tally, Slow, Alarm, Gate]
 
 
 def shared_store(location: str) -> Store:
@@ -240,6 +347,9 @@ class Report:
     completed: int = 0
     refused: int = 0
     nonces: int = 0
+    alarms: int = 0
+    gates: int = 0
+    gates_approved: int = 0
     unacked_calls: int = 0
     pending_at_check: int = 0
     """Accepted signals still in the inbox once every acknowledged call had finished
@@ -259,7 +369,8 @@ class Report:
             f"cluster-faults: store={self.store} fence={'on' if self.fence else 'off'} "
             f"faults={sum(len(t) for t in self.faults.values())} {' '.join(parts)} "
             f"transfers={self.transfers} completed={self.completed} refused={self.refused} "
-            f"nonces={self.nonces} unacked={self.unacked_calls} pending={self.pending_at_check} "
+            f"nonces={self.nonces} alarms={self.alarms} gates={self.gates} "
+            f"(approved {self.gates_approved}) unacked={self.unacked_calls} pending={self.pending_at_check} "
             f"elapsed={self.elapsed:.1f}s "
             f"violations={len(self.violations)} {state}"
         )
@@ -333,6 +444,8 @@ async def run(
                 tg.start_soon(state.send_transfers)
                 tg.start_soon(state.tallies)
                 tg.start_soon(state.slow_tallies)
+                tg.start_soon(state.alarms)
+                tg.start_soon(state.gates)
                 for i in range(faults):
                     kind = rng.choice(kinds)
                     try:
@@ -371,6 +484,10 @@ class _Load:
         self.handles: dict[str, str] = {}
         self.nonces: dict[str, str] = {}
         """Acknowledged nonce -> the entity it was told to."""
+        self.arms: dict[str, str] = {}
+        """Acknowledged alarm nonce -> the alarm it was told to."""
+        self.gate_handles: dict[str, str] = {}
+        """Acknowledged gate -> its handle's id."""
         self.unacked = 0
         self.slow_extra = 0
 
@@ -421,6 +538,48 @@ class _Load:
             return False
         self.nonces[nonce] = name
         return True
+
+    async def alarms(self) -> None:
+        n = 0
+        while True:
+            n += 1
+            nonce, target = f"a{n}", self.rng.choice(ALARMS)
+            try:
+                await self.client.ref(Alarm, target).tell(Alarm.arm, nonce, self.rng.randint(50, 2500))
+            except ActorsError:
+                self.unacked += 1
+                await anyio.sleep(0.05)
+                continue
+            self.arms[nonce] = target
+            await anyio.sleep(0.05)
+
+    async def gates(self) -> None:
+        async with anyio.create_task_group() as tg:
+            n = 0
+            while True:
+                n += 1
+                gid = f"g{n}"
+                try:
+                    h = (
+                        await self.client.ref(Gate, gid)
+                        .options(key=gid)
+                        .start(Gate.request, self.rng.randint(300, 3000))
+                    )
+                except ActorsError:
+                    self.unacked += 1
+                    await anyio.sleep(0.05)
+                    continue
+                self.gate_handles[gid] = h.id
+                if self.rng.random() < 0.5:
+                    tg.start_soon(self._approve, gid, self.rng.uniform(0.0, 3.0))
+                await anyio.sleep(0.1)
+
+    async def _approve(self, gid: str, delay: float) -> None:
+        await anyio.sleep(delay)
+        try:  # keyed: a repeat is answered once; an approval after the deadline changes nothing
+            await self.client.ref(Gate, gid).options(key=f"{gid}/approve").tell(Gate.approve)
+        except ActorsError:
+            self.unacked += 1
 
     async def tallies(self) -> None:
         await self._tell(Tally, TALLIES, "n", 0.01)
@@ -560,9 +719,19 @@ async def _settle(client: ActorSystem, load: _Load, report: Report, ttl: float, 
         else:
             report.refused += 1
 
+    report.alarms = len(load.arms)
+    report.gates = len(load.gate_handles)
+    answers: dict[str, object] = {}
+    for gid, hid in load.gate_handles.items():
+        try:
+            answers[gid] = await client.handle(hid).result(timeout=max(deadline - time.monotonic(), 0.05))
+        except ActorsError as e:
+            v.append(f"gate {gid} acknowledged but not finished: {e!r}")
+
     async def all_noted() -> bool:
         noted = await _noted(client.store)
-        return all(noted[n] >= 1 for n in load.nonces)
+        _armed, rang = await _alarms(client.store)
+        return all(noted[n] >= 1 for n in load.nonces) and all(rang[n] >= 1 for n in load.arms)
 
     with contextlib.suppress(TimeoutError):  # the checks below name what is missing
         await until(all_noted, "every acknowledged nonce applied", max(deadline - time.monotonic(), 5))
@@ -584,6 +753,15 @@ async def _settle(client: ActorSystem, load: _Load, report: Report, ttl: float, 
         if noted[nonce] == 0:
             v.append(f"nonce {nonce} acknowledged (to {target}) but never applied")
     v.extend(applied_twice(noted))
+    armed, rang = await _alarms(client.store)
+    v.extend(alarm_violations(load.arms, armed, rang))
+    for gid in load.gate_handles:
+        events = await client.store.read_events("Gate", gid, after=0, limit=1_000)
+        _check_seqs(v, "Gate", gid, events)
+        kinds = [e.type_name.rsplit(".", 1)[-1] for e in events]
+        v.extend(gate_violations(gid, kinds, events, answers.get(gid)))
+        if answers.get(gid) == "approved":
+            report.gates_approved += 1
     total = 0
     moves: dict[str, list[tuple[str, str]]] = {}
     legs: dict[str, list[tuple[str, str, int]]] = collections.defaultdict(list)
@@ -623,12 +801,16 @@ async def _settle(client: ActorSystem, load: _Load, report: Report, ttl: float, 
                 v.append(f"transfer {tid}: legs {parts} are not {amount} from {src} to {dst}")
     if total != OPENING * len(ACCOUNTS):
         v.append(f"money not conserved: {total} != {OPENING * len(ACCOUNTS)}")
-    for name in (*TALLIES, *SLOWS):
-        et = "Slow" if name in SLOWS else "Tally"
+    for name in (*TALLIES, *SLOWS, *ALARMS):
+        et = "Slow" if name in SLOWS else "Alarm" if name in ALARMS else "Tally"
         _check_seqs(v, et, name, await client.store.read_events(et, name, after=0, limit=1_000_000))
     pending = await client.store.read_inbox(after=0, limit=10)
     if pending:
         v.append(f"{len(pending)}+ signals left in the inbox, e.g. {pending[0].signal.handler}")
+    timers = await client.store.read_timers(limit=10)
+    if timers:
+        t = timers[0]
+        v.append(f"{len(timers)}+ timers left, e.g. {t.entity_type}/{t.entity_id} {t.key}")
     dead = await client.store.read_dead_letters(limit=10)
     if dead:
         v.append(f"{len(dead)} dead letters, e.g. {dead[0].error[:120]}")
@@ -662,6 +844,48 @@ async def _snapshot_report(store: Store, account: str, events: list[Any]) -> lis
 def applied_twice(noted: collections.Counter[str]) -> list[str]:
     """A violation for each nonce whose event is in the tallies' logs more than once."""
     return [f"nonce {nonce} applied {n} times" for nonce, n in sorted(noted.items()) if n > 1]
+
+
+def alarm_violations(
+    acked: dict[str, str], armed: collections.Counter[str], rang: collections.Counter[str]
+) -> list[str]:
+    """A violation for each acknowledged alarm not armed once and rung once, and each
+    alarm armed or rung twice or rung without being armed."""
+    out = []
+    for nonce in sorted(set(acked) | set(armed) | set(rang)):
+        a, r = armed[nonce], rang[nonce]
+        if (nonce in acked and (a, r) != (1, 1)) or a > 1 or r > a:
+            where = f" (to {acked[nonce]})" if nonce in acked else ""
+            out.append(f"alarm {nonce}{where} armed {a} times, rang {r} times")
+    return out
+
+
+def gate_violations(gid: str, kinds: list[str], events: list[Any], answer: object) -> list[str]:
+    """What is wrong with one acknowledged gate's log (``kinds``, the short event type
+    names in order) and its handle's answer."""
+    count = collections.Counter(kinds)
+    if count["GateOpened"] != 1 or count["GateClosed"] != 1 or count["GateApproved"] > 1:
+        return [f"gate {gid}: log {kinds} is not one opening, one closing, at most one approval"]
+    closed = kinds.index("GateClosed")
+    outcome = json.loads(events[closed].data)["outcome"]
+    first = "approved" if "GateApproved" in kinds[:closed] else "timed out"
+    out = []
+    if outcome != first:
+        out.append(f"gate {gid}: closed {outcome!r} with log {kinds}")
+    if answer is not None and answer != outcome:
+        out.append(f"gate {gid}: its handle answered {answer!r}, its log says {outcome!r}")
+    return out
+
+
+async def _alarms(store: Store) -> tuple[collections.Counter[str], collections.Counter[str]]:
+    """Nonce -> times armed, and times rung, read from the alarms' logs."""
+    armed: collections.Counter[str] = collections.Counter()
+    rang: collections.Counter[str] = collections.Counter()
+    for name in ALARMS:
+        for e in await store.read_events("Alarm", name, after=0, limit=1_000_000):
+            kind = e.type_name.rsplit(".", 1)[-1]
+            (armed if kind == "Armed" else rang)[json.loads(e.data)["nonce"]] += 1
+    return armed, rang
 
 
 def _check_seqs(v: list[str], et: str, eid: str, events: list[Any]) -> None:
