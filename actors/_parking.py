@@ -77,6 +77,13 @@ class Parking:
                 run.error is not None and actor.entity is not None and inv.target is not None
             ):
                 actor.adopt(inv)
+            if predicate is not None and run.error is None and run.value is deadline_value:
+                # the deadline woke it; a signal committed before it resumed may have made
+                # the condition true: the condition wins (the handler never sees "timed
+                # out" with its condition holding)
+                live = actor.entity
+                if live is not None and _holds(actor, run, live):
+                    run.value = True
         finally:
             run.unpark()
         if run.error is not None:
@@ -176,22 +183,29 @@ class Parking:
 
     def evaluate(self, actor: Actor, run: Run, live: Entity) -> None:
         """Wake ``run`` if its predicate holds on ``live`` (read-only)."""
-        inv = run.inv
-        assert inv is not None
-        assert inv.target is not None
-        assert run.predicate is not None
-        obj = inv.target
-        if obj is not live:
-            for name in actor.spec.field_names:
-                object.__setattr__(obj, name, getattr(live, name))
-        before = getattr(obj, "_actors_ctx", None)
-        object.__setattr__(obj, "_actors_ctx", READ_ONLY)
         try:
-            holds = bool(run.predicate())
+            holds = _holds(actor, run, live)
         except Exception as e:
             self.wake(actor, run, None, e)
             return
-        finally:
-            object.__setattr__(obj, "_actors_ctx", before)
         if holds:
             self.wake(actor, run, True)
+
+
+def _holds(actor: Actor, run: Run, live: Entity) -> bool:
+    """Whether ``run``'s predicate holds on ``live``, read through the invocation's own
+    object (its fields set from ``live``), which nothing may change meanwhile."""
+    inv = run.inv
+    assert inv is not None
+    assert inv.target is not None
+    assert run.predicate is not None
+    obj = inv.target
+    if obj is not live:
+        for name in actor.spec.field_names:
+            object.__setattr__(obj, name, getattr(live, name))
+    before = getattr(obj, "_actors_ctx", None)
+    object.__setattr__(obj, "_actors_ctx", READ_ONLY)
+    try:
+        return bool(run.predicate())
+    finally:
+        object.__setattr__(obj, "_actors_ctx", before)

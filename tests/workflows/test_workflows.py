@@ -8,9 +8,10 @@ activities see the system's clock.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 import pytest
@@ -28,6 +29,8 @@ from actors import (
 )
 from actors.testing import VirtualClock
 from persistence import MemoryStore, SqliteStore, Store
+from persistence.store import Commit
+from persistence.testing import until
 
 pytestmark = [pytest.mark.anyio]
 
@@ -438,3 +441,63 @@ async def test_the_replay_check_names_an_incompatible_change(tmp_path: Path) -> 
     assert p.invocation is not None
     assert p.invocation.startswith("s:")
     assert "Noted" in p.what or "Requested" in p.what
+
+
+@attrs.define
+class Window(Entity):
+    """Waits for a decision until a short deadline of real time."""
+
+    decision: str | None = None
+
+    @signal
+    async def request(self, millis: int) -> str:
+        decided = await self.wait_until(
+            lambda: self.decision is not None, timeout=dt.timedelta(milliseconds=millis)
+        )
+        return f"decided {self.decision}" if decided else f"timed out (decision {self.decision})"
+
+    @signal
+    def decide(self, verdict: str) -> None:
+        self.emit(Decided(verdict, "ann"))
+
+    @applies
+    def _decided(self, e: Decided) -> None:
+        self.decision = e.verdict
+
+
+async def test_a_condition_committed_before_a_deadline_wake_up_resumes_wins() -> None:
+    """The deadline wakes a parked wait while a signal that makes its condition true is
+    being committed; the signal's commit lands before the wait resumes. The handler
+    resumed with "timed out" while its own condition held (found by the cluster fault
+    run: a gate closed "timed out" after its approval in the log). The condition wins
+    now: ``wait_until`` returns True whenever it resumes with its predicate holding."""
+    store = MemoryStore()
+    held, let_go = asyncio.Event(), asyncio.Event()
+    real_write = store.write
+
+    async def write(batch: Any) -> Any:
+        if any(isinstance(w, Commit) and w.signal.handler == "decide" for w in batch):
+            held.set()
+            await let_go.wait()
+        return await real_write(batch)
+
+    store.write = write  # type: ignore[method-assign]
+    async with ActorSystem(store, [Window]) as system:
+        ref = system.ref(Window, "w")
+        handle = await ref.start(Window.request, 300)
+        actor = system._directory.actors[("Window", "w")]
+
+        async def parked() -> bool:
+            return any(r.parked and not r.holding for r in actor.runs)
+
+        await until(parked, "the wait parks")
+        deciding = asyncio.ensure_future(ref.ask(Window.decide, "yes"))
+        await held.wait()  # the decision is being committed
+
+        async def deadline_passed() -> bool:
+            return any(r.woken for r in actor.runs)
+
+        await until(deadline_passed, "the deadline wakes the wait")
+        let_go.set()
+        await deciding
+        assert await handle.result(timeout=10) == "decided yes"
