@@ -273,4 +273,5 @@ class Calls:
         timeout: float | None,
     ) -> Any:
         """Run a ``@query`` on the committed state."""
+        self._check_running()
         return await self.directory.query(spec, entity_id, handler, args, kwargs, timeout)

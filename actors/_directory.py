@@ -227,7 +227,7 @@ class Directory:
     ) -> Any:
         """Run a ``@query`` on the committed state; never waits behind a running handler."""
         tasks = self.kernel.tasks
-        if not tasks.running:
+        if not tasks.live:  # a handler recovered while the system starts may query
             raise SystemClosed(f"the actor system is {tasks.state}, not running")
         h = spec.resolve(handler, "query")
         values = h.bind(args, kwargs)

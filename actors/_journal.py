@@ -36,8 +36,9 @@ class StepJournal:
 
     def check_open(self) -> None:
         """Raise SystemClosed when the system is closing: this invocation is paused, and
-        what it would start now (a step, a message) must not begin."""
-        if not self._kernel.tasks.running:
+        what it would start now (a step, a message) must not begin. A system still
+        starting runs what recovery routed (steps included), as a running one does."""
+        if not self._kernel.tasks.live:
             raise SystemClosed(
                 "the actor system is closing: this invocation is paused and resumes after the next start",
                 accepted=self.env.from_inbox,

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import anyio
+import attrs
 import pytest
 
-from actors import ActorSystem, SystemClosed
+from actors import ActorSystem, Entity, SupervisorPolicy, SystemClosed, applies, query, signal
+from persistence import SqliteStore
+from persistence.store import Accept, Accepted, SignalRecord
 from tests.actors.support import Outcome, Probe, StoreFactory, event_count, make_counter
 
 pytestmark = pytest.mark.anyio
@@ -98,3 +104,72 @@ async def test_calls_after_close_raise_system_closed(store_factory: StoreFactory
     with pytest.raises(SystemClosed):
         async with system:
             pass
+
+
+@attrs.frozen
+class _Added:
+    n: int
+
+
+@attrs.define
+class _Tally(Entity):
+    total: int = 0
+
+    @signal
+    def add(self, n: int) -> int:
+        self.emit(_Added(n))
+        return self.total
+
+    @query
+    def get(self) -> int:
+        return self.total
+
+    @applies
+    def _added(self, e: _Added) -> None:
+        self.total += e.n
+
+
+@attrs.define
+class _Forward(Entity):
+    """A saga of one journaled ask: runs from the inbox at start-up."""
+
+    sent: int = 0
+
+    @signal
+    async def go(self) -> int:
+        got = await self.ref(_Tally, "t").ask(_Tally.add, 1)
+        self.emit(_Added(1))
+        return got
+
+    @applies
+    def _added(self, e: _Added) -> None:
+        self.sent += e.n
+
+
+async def test_a_journaled_step_recovered_at_start_up_runs_while_the_system_starts(tmp_path: Path) -> None:
+    """A signal left in the inbox runs while the system starts (recovery routes it
+    before ``__aenter__`` returns). Its first journaled step (here an ask) raised
+    ``SystemClosed`` ("the system is closing") because the system was not yet
+    "running", and the supervisor counted a crash and retried it (with
+    ``max_attempts=1``: a dead letter); found by the cluster fault run, on members
+    restarted after a kill. Only a closing system refuses a step now."""
+    db = tmp_path / "r.db"
+    async with SqliteStore(db) as store:
+        rec = SignalRecord("_Forward", "f", "g:left-behind", "go", "{}", "fp", 0.0)
+        assert isinstance((await store.write([Accept(rec)]))[0], Accepted)
+    store = SqliteStore(db)
+    real_read_timers = store.read_timers
+
+    async def read_timers_later(**kw: Any) -> Any:  # start-up's last read: after the saga ran
+        while await store.read_inbox(after=0, limit=1):  # noqa: ASYNC110 - the saga's commit empties it
+            await anyio.sleep(0.01)
+        return await real_read_timers(**kw)
+
+    store.read_timers = read_timers_later  # type: ignore[method-assign]
+    policy = SupervisorPolicy(max_attempts=1)
+    async with ActorSystem(store, [_Forward, _Tally], supervision=policy) as system:
+        store.read_timers = real_read_timers  # type: ignore[method-assign]
+        await system.wait_idle()
+        assert system._kernel.retries == 0
+        assert await system.store.read_dead_letters(limit=5) == []
+        assert await system.ref(_Tally, "t").query(_Tally.get) == 1
