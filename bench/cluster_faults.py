@@ -22,7 +22,11 @@ accounts and runs, all through the client, until the faults are done:
 - **gates**: keyed ``Gate.request`` workflows started with a handle, each parked in
   ``wait_until`` for an ``approve`` with a deadline of 0.3-3 s (a durable timer); the
   client approves about half of them after a random delay, so approvals and
-  deadlines land on members that took the parked workflow over.
+  deadlines land on members that took the parked workflow over;
+- **nests**: keyed ``Nest.collect`` parent workflows that start two ``Leaf`` children
+  (entities of their own, often on another member; each a durable sleep of 0.05-0.8
+  s, then one event) and await their results, so a child's outcome crosses members
+  and a parent parked on it moves with its shard.
 
 Faults, one after another, on a seeded random member: ``kill`` (SIGKILL, wait until
 the others own its shards, restart it), ``stop`` (SIGSTOP the owner of a
@@ -42,6 +46,8 @@ awaited, every acknowledged nonce must show up, and the store is read:
 - every acknowledged gate finished once: one opening, one closing, at most one
   approval, its outcome ``approved`` exactly when an approval comes before the
   closing, and its handle's result is that outcome;
+- every acknowledged parent workflow recorded its total once, equal to its
+  children's results and to its handle's answer, and each child worked once;
 - every entity's log runs 1..n without a gap; the inbox is empty; no timer is left
   (each alarm's rang and each gate's deadline fired or was cancelled); no dead letters.
 
@@ -228,7 +234,64 @@ class Gate(Entity):
         self.outcome = e.outcome
 
 
-ENTITIES: list[type[Entity]] = [Account, Transfer, Tally, Slow, Alarm, Gate]
+NEST_CHILDREN = 2
+
+
+@event_type("cluster_faults.Worked")
+@attrs.frozen
+class Worked:
+    n: int
+
+
+@event_type("cluster_faults.NestDone")
+@attrs.frozen
+class NestDone:
+    total: int
+
+
+@attrs.define
+class Leaf(Entity):
+    """A child workflow: a durable sleep, then one event; its result is ``n * n + 1``."""
+
+    worked: int = 0
+
+    @on_signal
+    async def work(self, n: int, millis: int) -> int:
+        await self.sleep(dt.timedelta(milliseconds=millis))
+        self.emit(Worked(n))
+        return n * n + 1
+
+    @applies
+    def _worked(self, e: Worked) -> None:
+        self.worked += 1
+
+
+@attrs.define
+class Nest(Entity):
+    """A parent workflow: starts its children (entities of their own, often on another
+    member), awaits their results (checkpoints) and records the total once."""
+
+    total: int | None = None
+
+    @on_signal
+    async def collect(self, millis: int) -> int:
+        if self.total is not None:
+            return self.total
+        kids = [
+            await self.ref(Leaf, f"{self.id}-{i}").start(Leaf.work, i, millis) for i in range(NEST_CHILDREN)
+        ]
+        total = 0
+        for h in kids:
+            total += await h.result()
+        self.emit(NestDone(total))
+        return total
+
+    @applies
+    def _done(self, e: NestDone) -> None:
+        self.total = e.total
+
+
+ENTITIES: list[type[Entity]] = [Account, Transfer, Tally, Slow, Alarm, Gate, Leaf, Nest]
 
 
 def shared_store(location: str) -> Store:
@@ -350,6 +413,7 @@ class Report:
     alarms: int = 0
     gates: int = 0
     gates_approved: int = 0
+    nests: int = 0
     unacked_calls: int = 0
     pending_at_check: int = 0
     """Accepted signals still in the inbox once every acknowledged call had finished
@@ -370,7 +434,8 @@ class Report:
             f"faults={sum(len(t) for t in self.faults.values())} {' '.join(parts)} "
             f"transfers={self.transfers} completed={self.completed} refused={self.refused} "
             f"nonces={self.nonces} alarms={self.alarms} gates={self.gates} "
-            f"(approved {self.gates_approved}) unacked={self.unacked_calls} pending={self.pending_at_check} "
+            f"(approved {self.gates_approved}) nests={self.nests} "
+            f"unacked={self.unacked_calls} pending={self.pending_at_check} "
             f"elapsed={self.elapsed:.1f}s "
             f"violations={len(self.violations)} {state}"
         )
@@ -446,6 +511,7 @@ async def run(
                 tg.start_soon(state.slow_tallies)
                 tg.start_soon(state.alarms)
                 tg.start_soon(state.gates)
+                tg.start_soon(state.nests)
                 for i in range(faults):
                     kind = rng.choice(kinds)
                     try:
@@ -487,6 +553,8 @@ class _Load:
         self.arms: dict[str, str] = {}
         """Acknowledged alarm nonce -> the alarm it was told to."""
         self.gate_handles: dict[str, str] = {}
+        self.nest_handles: dict[str, str] = {}
+        """Acknowledged parent workflow -> its handle's id."""
         """Acknowledged gate -> its handle's id."""
         self.unacked = 0
         self.slow_extra = 0
@@ -573,6 +641,24 @@ class _Load:
                 if self.rng.random() < 0.5:
                     tg.start_soon(self._approve, gid, self.rng.uniform(0.0, 3.0))
                 await anyio.sleep(0.1)
+
+    async def nests(self) -> None:
+        n = 0
+        while True:
+            n += 1
+            nid = f"p{n}"
+            try:
+                h = (
+                    await self.client.ref(Nest, nid)
+                    .options(key=nid)
+                    .start(Nest.collect, self.rng.randint(50, 800))
+                )
+            except ActorsError:
+                self.unacked += 1
+                await anyio.sleep(0.05)
+                continue
+            self.nest_handles[nid] = h.id
+            await anyio.sleep(0.2)
 
     async def _approve(self, gid: str, delay: float) -> None:
         await anyio.sleep(delay)
@@ -728,6 +814,16 @@ async def _settle(client: ActorSystem, load: _Load, report: Report, ttl: float, 
         except ActorsError as e:
             v.append(f"gate {gid} acknowledged but not finished: {e!r}")
 
+    report.nests = len(load.nest_handles)
+    nest_answers: dict[str, object] = {}
+    for nid, hid in load.nest_handles.items():
+        try:
+            nest_answers[nid] = await client.handle(hid).result(
+                timeout=max(deadline - time.monotonic(), 0.05)
+            )
+        except ActorsError as e:
+            v.append(f"parent workflow {nid} acknowledged but not finished: {e!r}")
+
     async def all_noted() -> bool:
         noted = await _noted(client.store)
         _armed, rang = await _alarms(client.store)
@@ -801,6 +897,8 @@ async def _settle(client: ActorSystem, load: _Load, report: Report, ttl: float, 
                 v.append(f"transfer {tid}: legs {parts} are not {amount} from {src} to {dst}")
     if total != OPENING * len(ACCOUNTS):
         v.append(f"money not conserved: {total} != {OPENING * len(ACCOUNTS)}")
+    for nid in load.nest_handles:
+        v.extend(await nest_violations(client.store, nid, nest_answers.get(nid)))
     for name in (*TALLIES, *SLOWS, *ALARMS):
         et = "Slow" if name in SLOWS else "Alarm" if name in ALARMS else "Tally"
         _check_seqs(v, et, name, await client.store.read_events(et, name, after=0, limit=1_000_000))
@@ -874,6 +972,27 @@ def gate_violations(gid: str, kinds: list[str], events: list[Any], answer: objec
         out.append(f"gate {gid}: closed {outcome!r} with log {kinds}")
     if answer is not None and answer != outcome:
         out.append(f"gate {gid}: its handle answered {answer!r}, its log says {outcome!r}")
+    return out
+
+
+async def nest_violations(store: Store, nid: str, answer: object) -> list[str]:
+    """What is wrong with one acknowledged parent workflow: its total recorded once and
+    equal to its children's results, each child's work done once, its handle's answer
+    the same total."""
+    out: list[str] = []
+    expected = sum(i * i + 1 for i in range(NEST_CHILDREN))
+    events = await store.read_events("Nest", nid, after=0, limit=100)
+    _check_seqs(out, "Nest", nid, events)
+    totals = [json.loads(e.data)["total"] for e in events]
+    if totals != [expected]:
+        out.append(f"parent workflow {nid}: totals {totals} recorded, not [{expected}]")
+    if answer is not None and answer != expected:
+        out.append(f"parent workflow {nid}: its handle answered {answer!r}, not {expected}")
+    for i in range(NEST_CHILDREN):
+        kid = await store.read_events("Leaf", f"{nid}-{i}", after=0, limit=100)
+        _check_seqs(out, "Leaf", f"{nid}-{i}", kid)
+        if len(kid) != 1:
+            out.append(f"child {nid}-{i} worked {len(kid)} times")
     return out
 
 

@@ -1,7 +1,7 @@
 """The partition/fault suite, short form: member processes on one shared store are
 SIGKILLed, SIGSTOPped past their lease (zombies resumed right after the takeover),
 SIGTERMed and restarted, and the database restarted, while a client runs transfer
-sagas, tells, durable timers and parked workflows; then money is conserved, every
+sagas, tells, durable timers, parked workflows and parents awaiting children; then money is conserved, every
 acknowledged call applied once, every timer fired once, every workflow finished
 once, no log has a gap. The negative control runs the same members with the fence off
 (``set_fence`` disabled): every stop catches its victim in the middle of a slow
@@ -43,6 +43,7 @@ async def test_sqlite_members_survive_kills_stops_and_restarts(tmp_path: Path) -
     assert report.nonces > 100
     assert report.alarms > 50  # durable timers, each rung once
     assert report.gates > 20  # parked workflows, each closed once
+    assert report.nests > 10  # parent workflows awaiting children, each finished once
 
 
 async def test_postgres_members_survive_kills_stops_restarts_and_a_database_restart(
@@ -58,6 +59,7 @@ async def test_postgres_members_survive_kills_stops_restarts_and_a_database_rest
     assert report.completed + report.refused == report.transfers
     assert report.alarms > 50
     assert report.gates > 20
+    assert report.nests > 10
 
 
 async def test_without_the_fence_the_inbox_still_refuses_a_resumed_zombies_repeats(tmp_path: Path) -> None:
