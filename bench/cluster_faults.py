@@ -623,42 +623,50 @@ class _Load:
 
     async def gates(self) -> None:
         async with anyio.create_task_group() as tg:
-            n = 0
-            while True:
-                n += 1
-                gid = f"g{n}"
-                try:
-                    h = (
-                        await self.client.ref(Gate, gid)
-                        .options(key=gid)
-                        .start(Gate.request, self.rng.randint(300, 3000))
-                    )
-                except ActorsError:
-                    self.unacked += 1
-                    await anyio.sleep(0.05)
-                    continue
-                self.gate_handles[gid] = h.id
+
+            def start(gid: str) -> Awaitable[Any]:
+                return (
+                    self.client.ref(Gate, gid)
+                    .options(key=gid)
+                    .start(Gate.request, self.rng.randint(300, 3000))
+                )
+
+            def approve_maybe(gid: str) -> None:
                 if self.rng.random() < 0.5:
                     tg.start_soon(self._approve, gid, self.rng.uniform(0.0, 3.0))
-                await anyio.sleep(0.1)
+
+            await self._start_each("g", start, self.gate_handles, 0.1, approve_maybe)
 
     async def nests(self) -> None:
+        def start(nid: str) -> Awaitable[Any]:
+            return self.client.ref(Nest, nid).options(key=nid).start(Nest.collect, self.rng.randint(50, 800))
+
+        await self._start_each("p", start, self.nest_handles, 0.2)
+
+    async def _start_each(
+        self,
+        prefix: str,
+        start: Callable[[str], Awaitable[Any]],
+        handles: dict[str, str],
+        pause: float,
+        then: Callable[[str], None] | None = None,
+    ) -> None:
+        """Start keyed workflows ``prefix1``, ``prefix2``... one after another, keeping
+        each acknowledged one's handle; a start that fails is counted, not retried."""
         n = 0
         while True:
             n += 1
-            nid = f"p{n}"
+            wid = f"{prefix}{n}"
             try:
-                h = (
-                    await self.client.ref(Nest, nid)
-                    .options(key=nid)
-                    .start(Nest.collect, self.rng.randint(50, 800))
-                )
+                h = await start(wid)
             except ActorsError:
                 self.unacked += 1
                 await anyio.sleep(0.05)
                 continue
-            self.nest_handles[nid] = h.id
-            await anyio.sleep(0.2)
+            handles[wid] = h.id
+            if then is not None:
+                then(wid)
+            await anyio.sleep(pause)
 
     async def _approve(self, gid: str, delay: float) -> None:
         await anyio.sleep(delay)
