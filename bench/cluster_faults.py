@@ -21,12 +21,16 @@ accounts and runs, all through the client, until the faults are done:
   down, stopped or handing its shards over;
 - **gates**: keyed ``Gate.request`` workflows started with a handle, each parked in
   ``wait_until`` for an ``approve`` with a deadline of 0.3-3 s (a durable timer); the
-  client approves about half of them after a random delay, so approvals and
-  deadlines land on members that took the parked workflow over;
+  client approves about half of them and cancels a fifth after a random delay, so
+  approvals, cancellations and deadlines land on members that took the parked
+  workflow over;
 - **nests**: keyed ``Nest.collect`` parent workflows that start two ``Leaf`` children
   (entities of their own, often on another member; each a durable sleep of 0.05-0.8
   s, then one event) and await their results, so a child's outcome crosses members
-  and a parent parked on it moves with its shard.
+  and a parent parked on it moves with its shard;
+- **jobs**: keyed ``Job.mint`` workflows that call an activity returning a new token
+  on every call, record it, sleep durably (a checkpoint) and record it again, so a
+  re-run after a takeover must take the token from the journal.
 
 Faults, one after another, on a seeded random member: ``kill`` (SIGKILL, wait until
 the others own its shards, restart it), ``stop`` (SIGSTOP the owner of a
@@ -45,9 +49,12 @@ awaited, every acknowledged nonce must show up, and the store is read:
 - every acknowledged alarm was armed once and rang once, none rang without being armed;
 - every acknowledged gate finished once: one opening, one closing, at most one
   approval, its outcome ``approved`` exactly when an approval comes before the
-  closing, and its handle's result is that outcome;
+  closing, and its handle's result is that outcome (``cancelled`` only for a gate
+  the client cancelled);
 - every acknowledged parent workflow recorded its total once, equal to its
   children's results and to its handle's answer, and each child worked once;
+- every acknowledged job recorded one token before its checkpoint and the same after
+  it, and its handle answered that token;
 - every entity's log runs 1..n without a gap; the inbox is empty; no timer is left
   (each alarm's rang and each gate's deadline fired or was cancelled); no dead letters.
 
@@ -71,6 +78,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -80,7 +88,7 @@ import anyio.abc
 import attrs
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from actors import ActorsError, ActorSystem, Entity, applies, event_type, query
+from actors import ActorsError, ActorSystem, Cancelled, Entity, applies, event_type, query
 from actors import signal as on_signal
 from examples.bank.model import Account, Transfer
 from persistence import PostgresStore, SqliteStore, Store
@@ -212,7 +220,11 @@ class Gate(Entity):
         if self.outcome is not None:
             return self.outcome
         self.emit(GateOpened(wait_ms))
-        ok = await self.wait_until(lambda: self.approved, timeout=dt.timedelta(milliseconds=wait_ms))
+        try:
+            ok = await self.wait_until(lambda: self.approved, timeout=dt.timedelta(milliseconds=wait_ms))
+        except Cancelled:
+            self.emit(GateClosed("cancelled"))  # kept with the outcome
+            raise
         self.emit(GateClosed("approved" if ok else "timed out"))
         return "approved" if ok else "timed out"
 
@@ -291,7 +303,52 @@ class Nest(Entity):
         self.total = e.total
 
 
-ENTITIES: list[type[Entity]] = [Account, Transfer, Tally, Slow, Alarm, Gate, Leaf, Nest]
+async def mint_token(job: str) -> str:
+    """An activity whose every call returns another token: a re-run that called it
+    again instead of reading its journaled result would show two tokens."""
+    return f"{job}:{uuid.uuid4().hex}"
+
+
+@event_type("cluster_faults.Minted")
+@attrs.frozen
+class Minted:
+    token: str
+
+
+@event_type("cluster_faults.Kept")
+@attrs.frozen
+class Kept:
+    token: str
+
+
+@attrs.define
+class Job(Entity):
+    """An activity, then a checkpoint, then the activity's result used again: the
+    segment before the checkpoint records the token, the one after it too, and a
+    re-run on another member must take the token from the journal."""
+
+    token: str | None = None
+
+    @on_signal
+    async def mint(self, millis: int) -> str:
+        if self.token is not None:
+            return self.token
+        token = await self.run(mint_token, self.id)
+        self.emit(Minted(token))
+        await self.sleep(dt.timedelta(milliseconds=millis))
+        self.emit(Kept(token))
+        return token
+
+    @applies
+    def _minted(self, e: Minted) -> None:
+        self.token = e.token
+
+    @applies
+    def _kept(self, e: Kept) -> None:
+        pass
+
+
+ENTITIES: list[type[Entity]] = [Account, Transfer, Tally, Slow, Alarm, Gate, Leaf, Nest, Job]
 
 
 def shared_store(location: str) -> Store:
@@ -413,7 +470,10 @@ class Report:
     alarms: int = 0
     gates: int = 0
     gates_approved: int = 0
+    gates_cancelled: int = 0
     nests: int = 0
+    jobs: int = 0
+    cancels: int = 0
     unacked_calls: int = 0
     pending_at_check: int = 0
     """Accepted signals still in the inbox once every acknowledged call had finished
@@ -434,7 +494,8 @@ class Report:
             f"faults={sum(len(t) for t in self.faults.values())} {' '.join(parts)} "
             f"transfers={self.transfers} completed={self.completed} refused={self.refused} "
             f"nonces={self.nonces} alarms={self.alarms} gates={self.gates} "
-            f"(approved {self.gates_approved}) nests={self.nests} "
+            f"(approved {self.gates_approved}, cancelled {self.gates_cancelled}) "
+            f"nests={self.nests} jobs={self.jobs} cancels={self.cancels} "
             f"unacked={self.unacked_calls} pending={self.pending_at_check} "
             f"elapsed={self.elapsed:.1f}s "
             f"violations={len(self.violations)} {state}"
@@ -512,6 +573,7 @@ async def run(
                 tg.start_soon(state.alarms)
                 tg.start_soon(state.gates)
                 tg.start_soon(state.nests)
+                tg.start_soon(state.jobs)
                 for i in range(faults):
                     kind = rng.choice(kinds)
                     try:
@@ -554,6 +616,9 @@ class _Load:
         """Acknowledged alarm nonce -> the alarm it was told to."""
         self.gate_handles: dict[str, str] = {}
         self.nest_handles: dict[str, str] = {}
+        self.job_handles: dict[str, str] = {}
+        self.cancels: set[str] = set()
+        """Gates whose cancellation the client asked for (acknowledged or not)."""
         """Acknowledged parent workflow -> its handle's id."""
         """Acknowledged gate -> its handle's id."""
         self.unacked = 0
@@ -632,8 +697,11 @@ class _Load:
                 )
 
             def approve_maybe(gid: str) -> None:
-                if self.rng.random() < 0.5:
+                roll = self.rng.random()
+                if roll < 0.5:
                     tg.start_soon(self._approve, gid, self.rng.uniform(0.0, 3.0))
+                elif roll < 0.7:
+                    tg.start_soon(self._cancel, gid, self.rng.uniform(0.0, 3.0))
 
             await self._start_each("g", start, self.gate_handles, 0.1, approve_maybe)
 
@@ -642,6 +710,18 @@ class _Load:
             return self.client.ref(Nest, nid).options(key=nid).start(Nest.collect, self.rng.randint(50, 800))
 
         await self._start_each("p", start, self.nest_handles, 0.2)
+
+    async def jobs(self) -> None:
+        def start(jid: str) -> Awaitable[Any]:
+            return self.client.ref(Job, jid).options(key=jid).start(Job.mint, self.rng.randint(50, 1500))
+
+        await self._start_each("j", start, self.job_handles, 0.2)
+
+    async def _cancel(self, gid: str, delay: float) -> None:
+        await anyio.sleep(delay)
+        self.cancels.add(gid)  # before the call: a cancel the client saw fail may be recorded
+        with contextlib.suppress(ActorsError):
+            await self.client.handle(self.gate_handles[gid]).cancel("the harness")
 
     async def _start_each(
         self,
@@ -819,8 +899,18 @@ async def _settle(client: ActorSystem, load: _Load, report: Report, ttl: float, 
     for gid, hid in load.gate_handles.items():
         try:
             answers[gid] = await client.handle(hid).result(timeout=max(deadline - time.monotonic(), 0.05))
+        except Cancelled:
+            answers[gid] = "cancelled"
         except ActorsError as e:
             v.append(f"gate {gid} acknowledged but not finished: {e!r}")
+    report.jobs = len(load.job_handles)
+    report.cancels = len(load.cancels)
+    job_answers: dict[str, object] = {}
+    for jid, hid in load.job_handles.items():
+        try:
+            job_answers[jid] = await client.handle(hid).result(timeout=max(deadline - time.monotonic(), 0.05))
+        except ActorsError as e:
+            v.append(f"job {jid} acknowledged but not finished: {e!r}")
 
     report.nests = len(load.nest_handles)
     nest_answers: dict[str, object] = {}
@@ -863,9 +953,11 @@ async def _settle(client: ActorSystem, load: _Load, report: Report, ttl: float, 
         events = await client.store.read_events("Gate", gid, after=0, limit=1_000)
         _check_seqs(v, "Gate", gid, events)
         kinds = [e.type_name.rsplit(".", 1)[-1] for e in events]
-        v.extend(gate_violations(gid, kinds, events, answers.get(gid)))
+        v.extend(gate_violations(gid, kinds, events, answers.get(gid), gid in load.cancels))
         if answers.get(gid) == "approved":
             report.gates_approved += 1
+        elif answers.get(gid) == "cancelled":
+            report.gates_cancelled += 1
     total = 0
     moves: dict[str, list[tuple[str, str]]] = {}
     legs: dict[str, list[tuple[str, str, int]]] = collections.defaultdict(list)
@@ -907,6 +999,8 @@ async def _settle(client: ActorSystem, load: _Load, report: Report, ttl: float, 
         v.append(f"money not conserved: {total} != {OPENING * len(ACCOUNTS)}")
     for nid in load.nest_handles:
         v.extend(await nest_violations(client.store, nid, nest_answers.get(nid)))
+    for jid in load.job_handles:
+        v.extend(await job_violations(client.store, jid, job_answers.get(jid)))
     for name in (*TALLIES, *SLOWS, *ALARMS):
         et = "Slow" if name in SLOWS else "Alarm" if name in ALARMS else "Tally"
         _check_seqs(v, et, name, await client.store.read_events(et, name, after=0, limit=1_000_000))
@@ -966,9 +1060,12 @@ def alarm_violations(
     return out
 
 
-def gate_violations(gid: str, kinds: list[str], events: list[Any], answer: object) -> list[str]:
+def gate_violations(
+    gid: str, kinds: list[str], events: list[Any], answer: object, cancel_sent: bool
+) -> list[str]:
     """What is wrong with one acknowledged gate's log (``kinds``, the short event type
-    names in order) and its handle's answer."""
+    names in order) and its handle's answer (``cancelled`` only if a cancel was sent;
+    a cancel wins over an approval committed after it)."""
     count = collections.Counter(kinds)
     if count["GateOpened"] != 1 or count["GateClosed"] != 1 or count["GateApproved"] > 1:
         return [f"gate {gid}: log {kinds} is not one opening, one closing, at most one approval"]
@@ -976,7 +1073,10 @@ def gate_violations(gid: str, kinds: list[str], events: list[Any], answer: objec
     outcome = json.loads(events[closed].data)["outcome"]
     first = "approved" if "GateApproved" in kinds[:closed] else "timed out"
     out = []
-    if outcome != first:
+    if outcome == "cancelled":
+        if not cancel_sent:
+            out.append(f"gate {gid}: closed 'cancelled' though no cancel was sent")
+    elif outcome != first:
         out.append(f"gate {gid}: closed {outcome!r} with log {kinds}")
     if answer is not None and answer != outcome:
         out.append(f"gate {gid}: its handle answered {answer!r}, its log says {outcome!r}")
@@ -1001,6 +1101,23 @@ async def nest_violations(store: Store, nid: str, answer: object) -> list[str]:
         _check_seqs(out, "Leaf", f"{nid}-{i}", kid)
         if len(kid) != 1:
             out.append(f"child {nid}-{i} worked {len(kid)} times")
+    return out
+
+
+async def job_violations(store: Store, jid: str, answer: object) -> list[str]:
+    """What is wrong with one acknowledged job: its token recorded once before its
+    checkpoint and once after, the same both times and the same as its handle's answer
+    (an activity called again on a re-run would give another token)."""
+    out: list[str] = []
+    events = await store.read_events("Job", jid, after=0, limit=100)
+    _check_seqs(out, "Job", jid, events)
+    got = [(e.type_name.rsplit(".", 1)[-1], json.loads(e.data)["token"]) for e in events]
+    kinds = [k for k, _t in got]
+    tokens = {t for _k, t in got}
+    if kinds != ["Minted", "Kept"] or len(tokens) != 1:
+        out.append(f"job {jid}: log {got} is not one token minted and kept")
+    elif answer is not None and answer not in tokens:
+        out.append(f"job {jid}: its handle answered {answer!r}, its log holds {tokens}")
     return out
 
 

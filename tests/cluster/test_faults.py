@@ -44,6 +44,8 @@ async def test_sqlite_members_survive_kills_stops_and_restarts(tmp_path: Path) -
     assert report.alarms > 50  # durable timers, each rung once
     assert report.gates > 20  # parked workflows, each closed once
     assert report.nests > 10  # parent workflows awaiting children, each finished once
+    assert report.jobs > 10  # an activity's journaled result used across a checkpoint
+    assert report.gates_cancelled > 0  # cancellations reached parked workflows
 
 
 async def test_postgres_members_survive_kills_stops_restarts_and_a_database_restart(
@@ -60,6 +62,7 @@ async def test_postgres_members_survive_kills_stops_restarts_and_a_database_rest
     assert report.alarms > 50
     assert report.gates > 20
     assert report.nests > 10
+    assert report.jobs > 10
 
 
 async def test_without_the_fence_the_inbox_still_refuses_a_resumed_zombies_repeats(tmp_path: Path) -> None:
