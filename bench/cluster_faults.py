@@ -11,7 +11,9 @@ a client (``serve=False``) itself. Once every shard has an owner it opens ten
 accounts and runs, all through the client, until the faults are done:
 
 - **transfers**: keyed ``Transfer.start`` sagas (journaled asks between accounts
-  that live on different members), each acknowledged once ``start`` returned;
+  that live on different members), each acknowledged once ``start`` returned; one
+  in ten to an account never opened, whose credit is refused, so the saga's
+  compensation refunds the debit;
 - **tallies**: unkeyed ``tell`` of a unique nonce to four fast ``Tally`` entities;
 - **slow tallies**: the same to two ``Slow`` entities whose handler holds the
   event loop for 0.3 s, so a member is nearly always mid-handler when it is hit;
@@ -96,6 +98,9 @@ from persistence.pg_embedded import EmbeddedPostgres
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCOUNTS = tuple(f"acc-{i}" for i in range(10))
+GHOSTS = tuple(f"ghost-{i}" for i in range(3))
+"""Accounts never opened: a transfer to one is debited, its credit refused, and the
+saga's compensation refunds the debit (the compensation path, under the faults)."""
 OPENING = 1_000
 TALLIES = tuple(f"tally-{i}" for i in range(4))
 SLOWS = ("slow-0", "slow-1")
@@ -466,6 +471,8 @@ class Report:
     transfers: int = 0
     completed: int = 0
     refused: int = 0
+    refunded: int = 0
+    """Transfers debited, refused at the credit and refunded by the saga's compensation."""
     nonces: int = 0
     alarms: int = 0
     gates: int = 0
@@ -493,6 +500,7 @@ class Report:
             f"cluster-faults: store={self.store} fence={'on' if self.fence else 'off'} "
             f"faults={sum(len(t) for t in self.faults.values())} {' '.join(parts)} "
             f"transfers={self.transfers} completed={self.completed} refused={self.refused} "
+            f"refunded={self.refunded} "
             f"nonces={self.nonces} alarms={self.alarms} gates={self.gates} "
             f"(approved {self.gates_approved}, cancelled {self.gates_cancelled}) "
             f"nests={self.nests} jobs={self.jobs} cancels={self.cancels} "
@@ -630,6 +638,8 @@ class _Load:
             n += 1
             tid = f"t{n}"
             src, dst = self.rng.sample(ACCOUNTS, 2)
+            if self.rng.random() < 0.1:
+                dst = self.rng.choice(GHOSTS)
             amount = self.rng.randint(1, 20)
             try:
                 h = (
@@ -995,6 +1005,18 @@ async def _settle(client: ActorSystem, load: _Load, report: Report, ttl: float, 
                 [("Withdrawn", src, amount), ("Deposited", dst, amount)]
             ):
                 v.append(f"transfer {tid}: legs {parts} are not {amount} from {src} to {dst}")
+    for ghost in GHOSTS:
+        landed = await client.store.read_events("Account", ghost, after=0, limit=10)
+        if landed:
+            v.append(f"{ghost} was never opened but has {len(landed)} events")
+    refunded = sum(
+        1 for parts in legs.values() if sorted(k for k, _a, _n in parts) == ["Refunded", "Withdrawn"]
+    )
+    to_ghosts = [t for t, (_s, d, _n) in load.transfers.items() if d in GHOSTS and t in legs]
+    report.refunded = refunded
+    for tid in to_ghosts:
+        if sorted(k for k, _a, _n in legs[tid]) != ["Refunded", "Withdrawn"]:
+            v.append(f"transfer {tid} to a ghost account: legs {legs[tid]}, not a debit and its refund")
     if total != OPENING * len(ACCOUNTS):
         v.append(f"money not conserved: {total} != {OPENING * len(ACCOUNTS)}")
     for nid in load.nest_handles:

@@ -46,6 +46,7 @@ async def test_sqlite_members_survive_kills_stops_and_restarts(tmp_path: Path) -
     assert report.nests > 10  # parent workflows awaiting children, each finished once
     assert report.jobs > 10  # an activity's journaled result used across a checkpoint
     assert report.gates_cancelled > 0  # cancellations reached parked workflows
+    assert report.refunded > 0  # sagas compensated (a credit refused after the debit)
 
 
 async def test_postgres_members_survive_kills_stops_restarts_and_a_database_restart(
