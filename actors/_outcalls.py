@@ -187,8 +187,8 @@ class Outcalls:
             )
             try:
                 return await reply.wait()
-            except SystemClosed as e:
-                if e.accepted or not kernel.tasks.running or kernel.shards.owns(spec.name, entity_id):
+            except SystemClosed as e:  # a system that is still starting sends it on too
+                if e.accepted or not kernel.tasks.live or kernel.shards.owns(spec.name, entity_id):
                     raise
 
     # ------------------------------------------------------------ journaled asks
