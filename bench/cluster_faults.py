@@ -905,32 +905,12 @@ async def _settle(client: ActorSystem, load: _Load, report: Report, ttl: float, 
 
     report.alarms = len(load.arms)
     report.gates = len(load.gate_handles)
-    answers: dict[str, object] = {}
-    for gid, hid in load.gate_handles.items():
-        try:
-            answers[gid] = await client.handle(hid).result(timeout=max(deadline - time.monotonic(), 0.05))
-        except Cancelled:
-            answers[gid] = "cancelled"
-        except ActorsError as e:
-            v.append(f"gate {gid} acknowledged but not finished: {e!r}")
     report.jobs = len(load.job_handles)
     report.cancels = len(load.cancels)
-    job_answers: dict[str, object] = {}
-    for jid, hid in load.job_handles.items():
-        try:
-            job_answers[jid] = await client.handle(hid).result(timeout=max(deadline - time.monotonic(), 0.05))
-        except ActorsError as e:
-            v.append(f"job {jid} acknowledged but not finished: {e!r}")
-
     report.nests = len(load.nest_handles)
-    nest_answers: dict[str, object] = {}
-    for nid, hid in load.nest_handles.items():
-        try:
-            nest_answers[nid] = await client.handle(hid).result(
-                timeout=max(deadline - time.monotonic(), 0.05)
-            )
-        except ActorsError as e:
-            v.append(f"parent workflow {nid} acknowledged but not finished: {e!r}")
+    answers = await _results(client, load.gate_handles, "gate", deadline, v)
+    job_answers = await _results(client, load.job_handles, "job", deadline, v)
+    nest_answers = await _results(client, load.nest_handles, "parent workflow", deadline, v)
 
     async def all_noted() -> bool:
         noted = await _noted(client.store)
@@ -1066,6 +1046,22 @@ async def _snapshot_report(store: Store, account: str, events: list[Any]) -> lis
 def applied_twice(noted: collections.Counter[str]) -> list[str]:
     """A violation for each nonce whose event is in the tallies' logs more than once."""
     return [f"nonce {nonce} applied {n} times" for nonce, n in sorted(noted.items()) if n > 1]
+
+
+async def _results(
+    client: ActorSystem, handles: dict[str, str], what: str, deadline: float, v: list[str]
+) -> dict[str, object]:
+    """Each acknowledged workflow's answer (``"cancelled"`` for one that raised
+    ``Cancelled``); one not finished by ``deadline`` is a violation."""
+    out: dict[str, object] = {}
+    for wid, hid in handles.items():
+        try:
+            out[wid] = await client.handle(hid).result(timeout=max(deadline - time.monotonic(), 0.05))
+        except Cancelled:
+            out[wid] = "cancelled"
+        except ActorsError as e:
+            v.append(f"{what} {wid} acknowledged but not finished: {e!r}")
+    return out
 
 
 def alarm_violations(
