@@ -39,7 +39,9 @@ the others own its shards, restart it), ``stop`` (SIGSTOP the owner of a
 tally, wait until the others own its shards, then SIGCONT at once: a zombie whose
 handler finishes, and whose queued signals run, right after the takeover), ``term`` (SIGTERM: it hands its
 shards off and exits; restart it) and, on the embedded PostgreSQL, ``db`` (the
-server stopped and started again). The time from each fault until every shard has
+server stopped and started again) and ``dbstall`` (every server process stopped
+with SIGSTOP for one and a half leases, then resumed: no member can renew its lease
+or write meanwhile, and each finds the others' leases expired when it can). The time from each fault until every shard has
 a live owner again is its failover time.
 
 After the last fault every member runs, every acknowledged transfer's result is
@@ -795,6 +797,21 @@ async def _fault(
         await anyio.to_thread.run_sync(db.start)
         await until(lambda: _quiet(client, ttl, count), "members back after the restart", 60)
         return time.monotonic() - t0
+    if kind == "dbstall":  # the server frozen past the lease (a stalled disk, a VM paused)
+        assert db is not None
+        pids = _server_pids(db)
+        t0 = time.monotonic()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        try:
+            await anyio.sleep(ttl * 1.5)
+        finally:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+        await until(lambda: _quiet(client, ttl, count), "members back after the stall", 60)
+        return time.monotonic() - t0
     if kind == "stop":  # the owner of a tally: nearly always mid-handler, with more queued
         # the owner of a slow entity, stopped in the middle of its handler: a signal
         # just told to it takes 0.3 s of its member once picked up
@@ -845,6 +862,20 @@ async def _fault(
         victim.send(signal.SIGCONT)  # at once: its handler ends right after the takeover
         return took
     raise ValueError(f"unknown fault {kind!r}")
+
+
+def _server_pids(db: EmbeddedPostgres) -> list[int]:
+    """The embedded server's processes: its postmaster (first line of
+    ``postmaster.pid``) and every process whose parent it is (backends, writers)."""
+    assert db.data_dir is not None
+    main = int((db.data_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
+    pids = [main]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == main:  # the field after the state is the parent's pid
+                pids.append(int(stat.parent.name))
+    return pids
 
 
 async def _dump_stacks(nodes: list[Node]) -> None:
@@ -1186,7 +1217,9 @@ def main(argv: list[str] | None = None) -> int:
         anyio.run(node, a.node, a.ttl, a.name, not a.no_fence)
         return 0
     kinds = tuple(k for k in a.kinds.split(",") if k) or (
-        ("kill", "stop", "term", "db") if a.store == "postgres" and not a.dsn else ("kill", "stop", "term")
+        ("kill", "stop", "term", "db", "dbstall")
+        if a.store == "postgres" and not a.dsn
+        else ("kill", "stop", "term")
     )
     with contextlib.ExitStack() as stack:
         server = None
