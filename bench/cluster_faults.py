@@ -41,8 +41,8 @@ handler finishes, and whose queued signals run, right after the takeover), ``ter
 shards off and exits; restart it) and, on the embedded PostgreSQL, ``db`` (the
 server stopped and started again) and ``dbstall`` (every server process stopped
 with SIGSTOP for one and a half leases, then resumed: no member can renew its lease
-or write meanwhile, and each finds the others' leases expired when it can). The time from each fault until every shard has
-a live owner again is its failover time.
+or write meanwhile, and each finds the others' leases expired when it can). The
+time from each fault until every shard has a live owner again is its failover time.
 
 After the last fault every member runs, every acknowledged transfer's result is
 awaited, every acknowledged nonce must show up, and the store is read:
