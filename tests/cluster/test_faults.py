@@ -52,10 +52,13 @@ async def test_sqlite_members_survive_kills_stops_and_restarts(tmp_path: Path) -
 async def test_postgres_members_survive_kills_stops_restarts_and_a_database_restart(
     pg_dsn: str, pg_server: PgServer
 ) -> None:
-    kinds = ("kill", "stop", "term", "db") if pg_server.embedded is not None else ("kill", "stop", "term")
+    embedded = pg_server.embedded is not None
+    kinds = ("kill", "stop", "term", "db", "dbstall") if embedded else ("kill", "stop", "term")
     report = await run(
-        pg_dsn, members=3, faults=7, ttl=2.0, seed=3, kinds=kinds, db=pg_server.embedded, log=_quiet
+        pg_dsn, members=3, faults=7, ttl=2.0, seed=6, kinds=kinds, db=pg_server.embedded, log=_quiet
     )
+    if embedded:  # the seed's mix: every kind, the server restarted and frozen among them
+        assert {"db", "dbstall"} <= report.faults.keys()
     assert report.violations == []
     assert sum(len(t) for t in report.faults.values()) == 7
     assert report.transfers > 50
