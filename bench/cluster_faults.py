@@ -82,6 +82,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -411,6 +412,60 @@ def anyio_seconds(seconds: float) -> dt.timedelta:
 # ---------------------------------------------------------------- the parent
 
 
+class Proxy:
+    """A TCP relay between one member and the database server that the run can cut.
+    Cut, it forwards nothing either way but keeps every connection open and accepts
+    new ones (a partition: no reset, the packets held); healed, it delivers what it
+    held, late: a statement sent before the cut reaches the server after the
+    member's shards have moved."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self._open = anyio.Event()
+        self._open.set()
+
+    def cut(self) -> None:
+        self._open = anyio.Event()
+
+    def heal(self) -> None:
+        self._open.set()
+
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+        self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        task_status.started()
+        await listener.serve(self._relay)
+
+    async def _relay(self, client: anyio.abc.SocketStream) -> None:
+        async with client:
+            try:
+                upstream = await anyio.connect_tcp("127.0.0.1", self.target_port)
+            except OSError:
+                return
+            async with upstream, anyio.create_task_group() as tg:
+                tg.start_soon(self._pump, client, upstream, tg.cancel_scope)
+                tg.start_soon(self._pump, upstream, client, tg.cancel_scope)
+
+    async def _pump(
+        self, src: anyio.abc.SocketStream, dst: anyio.abc.SocketStream, scope: anyio.CancelScope
+    ) -> None:
+        try:
+            async for data in src:
+                await self._open.wait()  # the current one: a cut replaces it
+                await dst.send(data)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass
+        finally:
+            scope.cancel()  # one side ended: so does the other
+
+    def dsn(self, dsn: str) -> str:
+        """``dsn`` with this relay's port."""
+        parts = urllib.parse.urlsplit(dsn)
+        netloc = f"{parts.username}@127.0.0.1:{self.port}" if parts.username else f"127.0.0.1:{self.port}"
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
 @attrs.define
 class Node:
     """A member process the parent runs and hurts."""
@@ -419,6 +474,8 @@ class Node:
     location: str
     ttl: float
     fence: bool
+    proxy: Proxy | None = None
+    """Its relay to the database server (PostgreSQL runs with ``cut`` faults)."""
     proc: anyio.abc.Process | None = None
     stdout: BufferedByteReceiveStream | None = None
     stopped: bool = False
@@ -564,6 +621,34 @@ async def run(
     report = Report("postgres" if location.startswith("postgres") else "sqlite", fence)
     started = time.monotonic()
     nodes = [Node(i, location, ttl, fence) for i in range(members)]
+    async with anyio.create_task_group() as relays:
+        if "cut" in kinds:  # each member reaches the server through a relay of its own
+            port = urllib.parse.urlsplit(location).port
+            assert port is not None, "cut faults need a PostgreSQL DSN with a port"
+            for n in nodes:
+                n.proxy = Proxy(port)
+                await relays.start(n.proxy.serve)
+                n.location = n.proxy.dsn(location)
+        try:
+            await _run_nodes(location, nodes, report, faults, ttl, rng, fence, kinds, db, log)
+        finally:
+            relays.cancel_scope.cancel()
+    report.elapsed = time.monotonic() - started
+    return report
+
+
+async def _run_nodes(
+    location: str,
+    nodes: list[Node],
+    report: Report,
+    faults: int,
+    ttl: float,
+    rng: random.Random,
+    fence: bool,
+    kinds: tuple[str, ...],
+    db: EmbeddedPostgres | None,
+    log: Callable[[str], None],
+) -> None:
     try:
         for n in nodes:
             await n.start()
@@ -608,8 +693,6 @@ async def run(
         for n in nodes:
             with contextlib.suppress(Exception):
                 await n.close()
-    report.elapsed = time.monotonic() - started
-    return report
 
 
 class _Load:
@@ -812,6 +895,17 @@ async def _fault(
                     os.kill(pid, signal.SIGCONT)
         await until(lambda: _quiet(client, ttl, count), "members back after the stall", 60)
         return time.monotonic() - t0
+    if kind == "cut":  # a member cut off from the database (not from its work), past its lease
+        victim = rng.choice(nodes)
+        if victim.proxy is None:
+            raise ValueError("cut faults need the members' relays (PostgreSQL)")
+        t0 = time.monotonic()
+        victim.proxy.cut()
+        try:
+            await until(lambda: covered(client, ttl, count, victim.name), f"{victim.name}'s shards taken", 60)
+            return time.monotonic() - t0
+        finally:
+            victim.proxy.heal()  # at once: what it sent meanwhile reaches the server late
     if kind == "stop":  # the owner of a tally: nearly always mid-handler, with more queued
         # the owner of a slow entity, stopped in the middle of its handler: a signal
         # just told to it takes 0.3 s of its member once picked up
