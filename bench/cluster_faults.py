@@ -41,7 +41,10 @@ handler finishes, and whose queued signals run, right after the takeover), ``ter
 shards off and exits; restart it) and, on the embedded PostgreSQL, ``db`` (the
 server stopped and started again) and ``dbstall`` (every server process stopped
 with SIGSTOP for one and a half leases, then resumed: no member can renew its lease
-or write meanwhile, and each finds the others' leases expired when it can). The
+or write meanwhile, and each finds the others' leases expired when it can) and
+``cut`` (a partition: the member's relay to the server, :class:`Proxy`, holds every
+packet both ways with the connections open until the others own its shards, then
+delivers what it held, late; the member runs on meanwhile). The
 time from each fault until every shard has a live owner again is its failover time.
 
 After the last fault every member runs, every acknowledged transfer's result is
@@ -1311,7 +1314,7 @@ def main(argv: list[str] | None = None) -> int:
         anyio.run(node, a.node, a.ttl, a.name, not a.no_fence)
         return 0
     kinds = tuple(k for k in a.kinds.split(",") if k) or (
-        ("kill", "stop", "term", "db", "dbstall")
+        ("kill", "stop", "term", "db", "dbstall", "cut")
         if a.store == "postgres" and not a.dsn
         else ("kill", "stop", "term")
     )
