@@ -435,10 +435,10 @@ class Proxy:
         self._open.set()
 
     async def serve(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-        self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
-        task_status.started()
-        await listener.serve(self._relay)
+        async with await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0) as listener:
+            self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+            task_status.started()
+            await listener.serve(self._relay)
 
     async def _relay(self, client: anyio.abc.SocketStream) -> None:
         async with client:

@@ -69,6 +69,18 @@ async def test_postgres_members_survive_kills_stops_restarts_and_a_database_rest
     assert report.jobs > 10
 
 
+async def test_postgres_members_survive_partitions_from_the_database(pg_dsn: str) -> None:
+    """Each member reaches the server through a relay of its own; a cut holds every
+    packet of one member both ways (its connections stay open, it runs on) until the
+    others own its shards, then delivers them late: a commit sent before the cut
+    reaches the server after the takeover and must be refused by the fence."""
+    report = await run(pg_dsn, members=3, faults=4, ttl=2.0, seed=1, kinds=("cut",), log=_quiet)
+    assert report.violations == []
+    assert len(report.faults["cut"]) == 4
+    assert report.transfers > 20
+    assert report.gates > 10
+
+
 async def test_without_the_fence_the_inbox_still_refuses_a_resumed_zombies_repeats(tmp_path: Path) -> None:
     """What was the negative control: the members never fence their commits, and every
     stop catches its victim in the middle of a slow handler; the zombie, resumed after
