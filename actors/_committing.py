@@ -11,7 +11,7 @@ from actors._envelope import Envelope
 from actors._invocation import Invocation
 from actors._kernel import Kernel
 from actors._parking import Parking
-from actors._supervision import Step
+from actors._supervision import Step, after_taken
 from actors.errors import ActorsError, SignalTaken, StoreError
 from persistence.store import Commit, Committed, Journal, JournalEntry, Write
 
@@ -75,11 +75,7 @@ class Committing:
                 env.signal.handler,
                 extra=actor.extra(env),
             )
-            if env.keyed:  # its processed mark answers it (Loop.handle looks for it again)
-                return Step.TAKEN
-            if env.reply is not None:
-                env.reply.fail(error)
-            return Step.DONE
+            return after_taken(env, error)  # a keyed one: Loop.handle looks for its mark again
         actor.ended(inv, "crashed", error)
         if env.from_inbox:
             return Step.STORE_FAILED

@@ -48,6 +48,17 @@ def failure_of(
     return failure
 
 
+def after_taken(env: Envelope, error: SignalTaken) -> Step:
+    """Where a run whose commit was refused with ``SignalTaken`` goes: a keyed signal is
+    answered from its processed mark (``Step.TAKEN``); an unkeyed one is done, and a
+    caller waiting on it gets the error."""
+    if env.keyed:
+        return Step.TAKEN
+    if env.reply is not None:
+        env.reply.fail(error)
+    return Step.DONE
+
+
 async def write_dead_letter(
     kernel: Kernel, env: Envelope, failure: HandlerFailed, error: BaseException, attempts: int, seq: int
 ) -> Step:
@@ -87,11 +98,7 @@ async def write_dead_letter(
             await kernel.committer.submit(commit)
     except StoreError as e:
         if isinstance(e, SignalTaken):  # processed already (an earlier run landed): nothing to bury
-            if env.keyed:
-                return Step.TAKEN  # answered from its mark
-            if env.reply is not None:
-                env.reply.fail(e)
-            return Step.DONE
+            return after_taken(env, e)
         if env.from_inbox:
             return Step.STORE_FAILED
         if env.reply is not None:
