@@ -9,7 +9,6 @@ import math
 from collections.abc import Callable, Iterable
 
 import anyio
-import attrs
 
 from actors._clock import MAX_DUE, Clock, from_timestamp
 from actors._commit import After, GroupCommitter
@@ -19,7 +18,7 @@ from actors._shards import Ownership
 from actors._work import Work
 from actors.errors import CorruptRecord, StoreError
 from persistence.codec import fingerprint
-from persistence.store import FireTimer, SignalRecord, Store, TimerRecord, WriteResult
+from persistence.store import FireTimer, SignalRecord, Store, TimerRecord, WriteResult, replace
 
 
 def _valid_due(due: object) -> bool:
@@ -268,7 +267,7 @@ class TimerService:
             if next_due is None:
                 del self._current[k]
             elif next_due < self._horizon:
-                self._put(attrs.evolve(t, due_at=next_due))
+                self._put(replace(t, due_at=next_due))
             else:
                 del self._current[k]  # its next tick is beyond the window: the store has it
         if not self._in_flight and self._scope is not None and self._horizon != math.inf:

@@ -42,6 +42,7 @@ from persistence.store import (
     Write,
     WriteResult,
     check_mark_keys,
+    replace,
     shard_of,
     signal_taken,
     write_entity,
@@ -346,13 +347,13 @@ class MemoryStore:
         t = w.timer
         tkey = (t.entity_type, t.entity_id, t.key)
         current = self._d.timers.get(tkey)
-        if current is None or attrs.evolve(current, trace=t.trace) != t:
+        if current is None or replace(current, trace=t.trace) != t:
             return None  # replaced or cancelled meanwhile (the trace is not its identity)
         result = self._accept(w.signal, True)
         if w.next_due is None:
             self._pop(self._d.timers, tkey)
         else:
-            self._set(self._d.timers, tkey, attrs.evolve(t, due_at=w.next_due))
+            self._set(self._d.timers, tkey, replace(t, due_at=w.next_due))
         return result
 
     # ------------------------------------------------------------ reads
@@ -482,7 +483,7 @@ class MemoryStore:
         m = c.members.get(member_id)
         if m is None or m.status != "alive":
             return False
-        c.members[member_id] = attrs.evolve(m, heartbeat_at=self._now())
+        c.members[member_id] = replace(m, heartbeat_at=self._now())
         return True
 
     def _expire(self) -> None:
@@ -490,7 +491,7 @@ class MemoryStore:
         now = self._now()
         for mid, m in list(c.members.items()):
             if m.status == "alive" and (now - m.heartbeat_at > m.ttl or mid not in c.holders):
-                c.members[mid] = attrs.evolve(m, status="dead")
+                c.members[mid] = replace(m, status="dead")
 
     async def claim(self, member_id: str, wanted: Collection[int]) -> dict[int, int]:
         """Take the wanted shards that are free or owned by a member not alive."""
@@ -526,7 +527,7 @@ class MemoryStore:
         c = self._c
         m = c.members.get(member_id)
         if m is not None and m.status == "alive":
-            c.members[member_id] = attrs.evolve(m, status="left")
+            c.members[member_id] = replace(m, status="left")
         for shard, owner in enumerate(c.owners):
             if owner == member_id:
                 c.owners[shard] = None
@@ -538,7 +539,7 @@ class MemoryStore:
         self._check()
         self._expire()
         now = self._now()
-        ms = [attrs.evolve(m, seen_ago=max(now - m.heartbeat_at, 0.0)) for m in self._c.members.values()]
+        ms = [replace(m, seen_ago=max(now - m.heartbeat_at, 0.0)) for m in self._c.members.values()]
         return sorted(ms, key=lambda m: (m.status != "alive", -m.joined_at))
 
     async def shard_map(self) -> list[ShardRecord]:

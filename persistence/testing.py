@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import ClassVar
 
 import anyio
-import attrs
 import pytest
 
 from persistence.errors import ActorsError, InvalidWrite, ShardLost, SignalTaken, StoreError
@@ -54,6 +53,7 @@ from persistence.store import (
     TakeOutbox,
     TimerRecord,
     Write,
+    replace,
     shard_of,
 )
 
@@ -268,7 +268,7 @@ class StoreContract:
     async def test_the_trace_is_not_part_of_a_signals_identity(self, store: Store) -> None:
         s = sig("s1", trace=traceparent(1))
         await store.write([Accept(s)])
-        again = attrs.evolve(s, trace=traceparent(2))
+        again = replace(s, trace=traceparent(2))
         assert await store.write([Accept(again)]) == [Duplicate(s.fingerprint, None)]
         assert await inbox(store) == [s]  # the first one's trace stays
 
@@ -318,7 +318,7 @@ class StoreContract:
         assert await inbox(store) == [fired]
         # a fire matches the stored timer whatever trace the record it names carries
         fired2 = sig("t2", handler="expire", at=60.0)
-        other_trace = attrs.evolve(plain, trace=traceparent(9))
+        other_trace = replace(plain, trace=traceparent(9))
         assert await store.write([FireTimer(other_trace, fired2)]) == [Accepted()]
         assert await store.read_timers(limit=BIG) == []
 
@@ -753,12 +753,12 @@ class StoreContract:
         fired = sig("t1@50", handler="expire", at=50.0)
         assert await store.write([FireTimer(t, fired, next_due=60.0)]) == [Accepted()]
         assert await inbox(store) == [fired]
-        assert await store.read_timers(limit=BIG) == [attrs.evolve(t, due_at=60.0)]
+        assert await store.read_timers(limit=BIG) == [replace(t, due_at=60.0)]
         # the stale record no longer matches: firing it again does nothing
         stale = FireTimer(t, sig("t1@50b", handler="expire"), next_due=70.0)
         assert await store.write([stale]) == [None]
         assert await inbox(store) == [fired]
-        assert await store.read_timers(limit=BIG) == [attrs.evolve(t, due_at=60.0)]
+        assert await store.read_timers(limit=BIG) == [replace(t, due_at=60.0)]
 
     async def test_fire_of_a_replaced_timer_is_a_no_op(self, store: Store) -> None:
         t = timer("t1", 50.0)
@@ -769,7 +769,7 @@ class StoreContract:
         assert await inbox(store) == []
         assert await store.read_timers(limit=BIG) == [replaced]
         # same due time, other arguments: also replaced
-        other_args = attrs.evolve(replaced, args='{"key":"changed"}')
+        other_args = replace(replaced, args='{"key":"changed"}')
         await store.write([commit(sig("s3"), set_timers=(other_args,))])
         assert await store.write([FireTimer(replaced, sig("t1", handler="expire"))]) == [None]
         assert await inbox(store) == []

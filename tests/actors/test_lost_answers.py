@@ -26,7 +26,7 @@ import pytest
 from actors import ActorSystem, CommitUnknown, Entity, SupervisorPolicy, applies, query, signal
 from actors.testing import VirtualClock
 from persistence import MemoryStore, PostgresStore, SqliteStore
-from persistence.store import Commit, Write, WriteResult
+from persistence.store import Commit, Write, WriteResult, replace
 from tests.actors.support import Outcome, Probe, event_count, make_counter
 from tests.actors.test_layers import Recording
 
@@ -68,7 +68,7 @@ class _RunElsewhereFirst:
         c = _first_take(batch)
         if not self.hits and c is not None:
             self.hits += 1
-            other = attrs.evolve(c, events=(), outcome='{"ok":0}')
+            other = replace(c, events=(), outcome='{"ok":0}')
             await super().write([other])  # type: ignore[misc]
         results: list[WriteResult] = await super().write(batch)  # type: ignore[misc]
         return results

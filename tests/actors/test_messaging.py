@@ -35,7 +35,7 @@ from actors import (
 )
 from actors.testing import VirtualClock
 from persistence import MemoryStore, SqliteStore, Store
-from persistence.store import Commit, SignalRecord, TimerRecord
+from persistence.store import Commit, SignalRecord, TimerRecord, replace
 from tests.actors import _saga_worker as worker
 from tests.actors.support import Outcome, StoreFactory, event_count
 from tests.models import InsufficientFunds
@@ -424,9 +424,7 @@ async def test_a_redelivered_outbox_message_takes_effect_once(store_factory: Sto
     # put the very same message in the outbox again, straight into the store
     store = store_factory()
     async with store:
-        other = attrs.evolve(
-            sent[0], entity_type="Sender", entity_id="s2", signal_id="g:fake", handler="send"
-        )
+        other = replace(sent[0], entity_type="Sender", entity_id="s2", signal_id="g:fake", handler="send")
         sends = Commit("Sender", "s2", other, '{"ok":0}', 1, outbox=(sent[0],), mark=False, from_inbox=False)
         await store.write([sends])
         assert await outbox_of(store) == [sent[0]]
