@@ -226,7 +226,7 @@ class Calls:
                 key is not None,
                 obs.carry() if obs.active else None,
             )
-            reply = Reply()
+            reply = Reply(loop=kernel.tasks.loop)  # (without a loop: a system call per ask)
             # immutable values are shared with the handler; else it decodes its own copy
             env = Envelope(h, rec, values if h.immutable_args else None, key is not None, reply, False)
             if actor is None:  # made only now: a refused call leaves nothing behind
@@ -258,7 +258,9 @@ class Calls:
         """Ask another member's entity: accepted into its inbox, answered from its mark."""
         sid = None if key is not None else start_id(spec.name, entity_id, "g", generated_id())
         h, _values, rec = self._signal(spec, entity_id, handler, args, kwargs, key, sid)
-        env = Envelope(h, rec, values=None, keyed=True, reply=Reply(), from_inbox=False)
+        env = Envelope(
+            h, rec, values=None, keyed=True, reply=Reply(loop=self.kernel.tasks.loop), from_inbox=False
+        )
         await within(self.directory.remote(env), timeout)
         assert env.reply is not None
         return env.reply.future.result()

@@ -250,7 +250,7 @@ class GroupCommitter:
                 return slot
             slot.then = then
         if wait:
-            slot.done = asyncio.get_running_loop().create_future()
+            slot.done = self._tasks.loop.create_future()
         self._push(slot)
         return slot
 

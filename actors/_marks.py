@@ -55,7 +55,7 @@ class MarkReads:
 
     def _enqueue(self, key: Key, many: ReadMany) -> asyncio.Future[ProcessedMark | None] | None:
         kernel = self._kernel
-        fut: asyncio.Future[ProcessedMark | None] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[ProcessedMark | None] = kernel.tasks.loop.create_future()
         now: ReadNow | None = getattr(kernel.store, "read_marks_now", None)
         if now is not None and not self._want and len(kernel.tasks.drains) + kernel.tasks.pumping <= 1:
             try:  # nobody to read with: at once, if the store can without waiting

@@ -181,7 +181,7 @@ class Outcalls:
         sent on to the new owner: its key makes it run once wherever it runs."""
         kernel = self.inv.kernel
         while True:
-            reply = Reply()
+            reply = Reply(loop=kernel.tasks.loop)
             kernel.route.deliver(
                 spec, entity_id, Envelope(h, rec, values=values, keyed=True, reply=reply, from_inbox=False)
             )

@@ -5,7 +5,6 @@ cancelled. Internal."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -43,7 +42,7 @@ class Parking:
         """Park ``inv`` until its wait is over; the entity serves others meanwhile."""
         run = inv.runner
         assert run is not None
-        loop = asyncio.get_running_loop()
+        loop = self.kernel.tasks.loop
         run.parked, run.woken, run.value, run.error = True, False, None, None
         run.predicate = predicate
         run.go = loop.create_future()
@@ -159,7 +158,7 @@ class Parking:
         """Let a woken invocation run its next segment; wait until it parks or ends."""
         if not run.parked or run.go is None:
             return
-        run.segment = asyncio.get_running_loop().create_future()
+        run.segment = self.kernel.tasks.loop.create_future()
         run.holding = True
         try:
             await actor.ensure_active()

@@ -196,13 +196,13 @@ class Pump:
         ready = self._ready
         ready.append(actor)
         if len(ready) == 1:  # the first of this turn: one callback runs them all
-            asyncio.get_running_loop().call_soon(self._run_ready)
+            self._tasks.loop.call_soon(self._run_ready)
         return True
 
     def _later(self, actor: Actor) -> None:
         self._ready.append(actor)
         if len(self._ready) == 1:
-            asyncio.get_running_loop().call_soon(self._run_ready)
+            self._tasks.loop.call_soon(self._run_ready)
 
     def _run_ready(self) -> None:
         ready, self._ready = self._ready, []
@@ -215,7 +215,7 @@ class Pump:
             scheduled = bool(self._ready)  # kicked meanwhile: a callback is already asked for
             self._ready = ready[SLICE:] + self._ready
             if not scheduled:
-                asyncio.get_running_loop().call_soon(self._run_ready)
+                self._tasks.loop.call_soon(self._run_ready)
 
     def run(self, actor: Actor) -> None:
         """Handle messages until one must wait for its commit, the mailbox is empty, or

@@ -15,7 +15,18 @@ class Tasks:
     awaited on close. Plain asyncio tasks, not a task group entered at start, so
     ``aclose()`` works from any cancel scope of its caller."""
 
-    __slots__ = ("_drain_ended", "_log", "_state", "closing", "drains", "live", "pumping", "running", "tasks")
+    __slots__ = (
+        "_drain_ended",
+        "_log",
+        "_state",
+        "closing",
+        "drains",
+        "live",
+        "loop",
+        "pumping",
+        "running",
+        "tasks",
+    )
 
     def __init__(self, log: logging.Logger) -> None:
         self._log = log
@@ -23,6 +34,11 @@ class Tasks:
         """Whether the system takes calls (state "running")."""
         self.closing = False
         """Whether the system is closing or closed (handlers are being paused)."""
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set at start
+        """The event loop the system runs on, taken when it starts. The per-message path
+        makes its futures on it: ``asyncio.get_running_loop()`` (also inside a future made
+        without a loop) asks the kernel for the process id on every call, to notice a
+        fork; on a virtual machine that system call was a fifth of an ask."""
         self.live = False
         """Starting or running: new tasks may start."""
         self.state = "new"
@@ -43,6 +59,8 @@ class Tasks:
     def state(self, state: State) -> None:
         # the flags the per-message path reads are plain attributes, set here
         self._state = state
+        if self.loop is None and state in ("starting", "running"):
+            self.loop = asyncio.get_running_loop()
         self.running = state == "running"
         self.closing = state in ("closing", "closed")
         self.live = state in ("starting", "running")
@@ -57,7 +75,7 @@ class Tasks:
         if not self.live:
             coro.close()
             return None
-        task = asyncio.get_running_loop().create_task(coro)
+        task = self.loop.create_task(coro)
         self.drains.add(task)
         task.add_done_callback(self._drain_ended)
         return task
@@ -65,7 +83,7 @@ class Tasks:
     def spawn(self, fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         """Start a task owned by the system, unless it is closing."""
         if self.live:
-            task = asyncio.get_running_loop().create_task(fn())
+            task = self.loop.create_task(fn())
             self.tasks.add(task)
             task.add_done_callback(self._task_done)
 
@@ -75,7 +93,7 @@ class Tasks:
         if not self.live:
             coro.close()
             return None
-        task = asyncio.get_running_loop().create_task(coro)
+        task = self.loop.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
@@ -85,7 +103,7 @@ class Tasks:
         that runs until the system closes. One that ends before is logged as critical,
         however it ended (a loop cancelled by a stray cancellation ends silently
         otherwise, and what it did stops for good)."""
-        task = asyncio.get_running_loop().create_task(fn())
+        task = self.loop.create_task(fn())
         self.tasks.add(task)
         task.add_done_callback(self._loop_done)
 
