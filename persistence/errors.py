@@ -117,3 +117,9 @@ class SignalTaken(StoreError):
     def __init__(self, message: str, signals: frozenset[tuple[str, str, str]] = frozenset()) -> None:
         super().__init__(message)
         self.signals = signals
+
+
+SEQUENCE_CONFLICT_CAUSES = (
+    "(a second writer, or the retry of a commit that landed though its answer was lost?)"
+)
+"""What a sequence conflict on an event append may mean, for the stores' messages."""

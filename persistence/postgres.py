@@ -55,6 +55,7 @@ except ImportError:  # pragma: no cover - the 'postgres' extra is missing: Postg
     asyncpg = None
 
 from persistence.errors import (
+    SEQUENCE_CONFLICT_CAUSES,
     CommitUnknown,
     InvalidWrite,
     NotOurDatabase,
@@ -293,7 +294,7 @@ def translate(e: BaseException, what: str) -> StoreError:
 def _conflict(e: asyncpg.exceptions.UniqueViolationError) -> str:
     name = getattr(e, "constraint_name", "") or ""
     if name.startswith("events"):
-        return "sequence conflict while appending events (a second writer?)"
+        return "sequence conflict while appending events " + SEQUENCE_CONFLICT_CAUSES
     if name.startswith("processed"):
         return "a signal in this batch is already processed"
     if name.startswith("inbox"):
@@ -1073,7 +1074,7 @@ class PostgresStore:
             if c.first_seq != nexts[key]:
                 raise StoreError(
                     f"sequence conflict on {c.entity_type}/{c.entity_id}: appending at "
-                    f"{c.first_seq}, log ends at {nexts[key] - 1} (a second writer?)"
+                    f"{c.first_seq}, log ends at {nexts[key] - 1} {SEQUENCE_CONFLICT_CAUSES}"
                 )
             nexts[key] += len(c.events)
             self._pending_seqs[key] = nexts[key] - 1

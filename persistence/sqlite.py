@@ -51,7 +51,14 @@ from typing import Literal, Self, TypeVar
 import aiosqlite
 import anyio
 
-from persistence.errors import InvalidWrite, NotOurDatabase, ShardLost, StoreError, StoreLocked
+from persistence.errors import (
+    SEQUENCE_CONFLICT_CAUSES,
+    InvalidWrite,
+    NotOurDatabase,
+    ShardLost,
+    StoreError,
+    StoreLocked,
+)
 from persistence.store import (
     SHARDS,
     Accept,
@@ -920,7 +927,7 @@ class SqliteStore:
             flat, n = _padded(rows, 7)
             await db.execute(_insert_sql("INSERT INTO events", 7, n), flat)
         except sqlite3.IntegrityError as e:
-            raise StoreError(f"sequence conflict while appending events (a second writer?): {e}") from e
+            raise StoreError(_append_conflict(e)) from e
         except (sqlite3.Error, UnicodeError) as e:  # a lone surrogate: no UTF-8 to bind
             raise translate(e, "write") from e
         self._remember_seqs()
@@ -1062,7 +1069,7 @@ class SqliteStore:
             try:
                 await self._insert(db, "INSERT INTO events", events)
             except sqlite3.IntegrityError as e:
-                raise StoreError(f"sequence conflict while appending events (a second writer?): {e}") from e
+                raise StoreError(_append_conflict(e)) from e
         marks = [c.mark_row() for c in run if c.mark]
         if marks:
             try:
@@ -1115,7 +1122,7 @@ class SqliteStore:
             if c.first_seq != nexts[key]:
                 raise StoreError(
                     f"sequence conflict on {c.entity_type}/{c.entity_id}: appending at "
-                    f"{c.first_seq}, log ends at {nexts[key] - 1} (a second writer?)"
+                    f"{c.first_seq}, log ends at {nexts[key] - 1} {SEQUENCE_CONFLICT_CAUSES}"
                 )
             nexts[key] += len(c.events)
             self._pending_seqs[key] = nexts[key] - 1
@@ -1733,6 +1740,10 @@ def _insert_sql(head: str, width: int, rows: int) -> str:
     texts, so a few prepared statements cached, whatever the batch sizes)."""
     one = "(" + ", ".join("?" * width) + ")"
     return f"{head} SELECT * FROM (VALUES {', '.join([one] * rows)}) WHERE column1 IS NOT NULL"
+
+
+def _append_conflict(e: sqlite3.IntegrityError) -> str:
+    return f"sequence conflict while appending events {SEQUENCE_CONFLICT_CAUSES}: {e}"
 
 
 def _padded(flat: list[object], width: int) -> tuple[list[object], int]:
