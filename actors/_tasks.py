@@ -38,7 +38,7 @@ class Tasks:
         """The event loop the system runs on, taken when it starts. The per-message path
         makes its futures on it: ``asyncio.get_running_loop()`` (also inside a future made
         without a loop) asks the kernel for the process id on every call, to notice a
-        fork; on a virtual machine that system call was a fifth of an ask."""
+        fork: a system call per future, saved."""
         self.live = False
         """Starting or running: new tasks may start."""
         self.state = "new"
